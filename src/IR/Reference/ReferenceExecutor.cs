@@ -1,0 +1,84 @@
+using ShiftWise.IR.Ops;
+
+namespace ShiftWise.IR.Reference;
+
+/// <summary>
+/// The oracle: runs a graph with naive loops, every value held and accumulated in float64, each node's result
+/// rounded to its declared element type. Slow and obviously correct on purpose; every optimisation is tested
+/// against it.
+/// </summary>
+public static class ReferenceExecutor
+{
+    /// <summary>
+    /// Runs the graph. <paramref name="weights"/> must hold every parameter and <paramref name="inputs"/> every
+    /// input, with the declared shapes. Returns the graph outputs by name (all values when
+    /// <paramref name="keepAll"/>).
+    /// </summary>
+    public static Dictionary<string, Tensor> Run(Graph g, IReadOnlyDictionary<string, Tensor> weights,
+        IReadOnlyDictionary<string, Tensor> inputs, bool keepAll = false)
+    {
+        var env = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        void Bind(ValueDecl d, IReadOnlyDictionary<string, Tensor> from, string kind)
+        {
+            if (!from.TryGetValue(d.Name, out var t))
+            {
+                throw new IrException($"graph '{g.Name}': no value given for {kind} '{d.Name}' ({d.Type})");
+            }
+            if (!t.Shape.Equals(d.Type.Shape))
+            {
+                throw new IrException($"graph '{g.Name}': {kind} '{d.Name}' has shape {t.Shape}, expected {d.Type.Shape}");
+            }
+            env[d.Name] = t.Cast(d.Type.DType);
+        }
+        foreach (var d in g.Inputs) Bind(d, inputs, "input");
+        foreach (var d in g.Params) Bind(d, weights, "param");
+        foreach (var n in g.Nodes)
+        {
+            Tensor[] outs;
+            try
+            {
+                outs = Evaluate(n.Op, n.Inputs.Select(i => env[i]).ToArray());
+            }
+            catch (IrException e)
+            {
+                throw new IrException($"{n.Describe()}: {e.Message}", e);
+            }
+            for (int k = 0; k < outs.Length; k++) env[n.Outputs[k]] = outs[k];
+        }
+        return keepAll ? env : g.Outputs.ToDictionary(o => o, o => env[o], StringComparer.Ordinal);
+    }
+
+    /// <summary>Applies one op to tensors; output types come from the op's inference.</summary>
+    public static Tensor[] Evaluate(Op op, IReadOnlyList<Tensor> inputs)
+    {
+        var types = op.Infer(inputs.Select(t => t.Type).ToArray());
+        var xs = inputs.Select(t => new Arr(t.Shape, t.ToDoubles())).ToArray();
+        double[][] outs = op switch
+        {
+            Conv2d c => [ConvKernels.Conv2d(c, xs)],
+            ShiftAdd s => ConvKernels.ShiftAdd(s, xs[0]),
+            BatchNorm b => NormKernels.BatchNorm(b, xs),
+            LayerNorm l => [NormKernels.LayerNorm(l, xs)],
+            Grn r => [NormKernels.Grn(r, xs)],
+            Linear => [ElementKernels.Linear(xs)],
+            Unary u => [ElementKernels.Unary(u.Kind, xs[0])],
+            Binary b => [ElementKernels.Binary(b.Kind, xs[0], xs[1], types[0].Shape)],
+            Mean m => [ReduceKernels.Mean(m, xs[0])],
+            Softmax s => [ReduceKernels.Softmax(s, xs[0])],
+            CrossEntropy c => [ReduceKernels.CrossEntropy(c, xs[0], xs[1])],
+            DropPath d => [ElementKernels.DropPath(d, xs[0])],
+            ChannelSelect c => [LayoutKernels.ChannelSelect(c, xs[0])],
+            Concat c => [LayoutKernels.Concat(c, xs, types[0].Shape)],
+            Permute p => [LayoutKernels.Permute(p, xs[0])],
+            Reshape => [xs[0].Data],
+            _ => throw new IrException($"the reference executor has no rule for op '{op.Name}'"),
+        };
+        return types.Select((t, i) => Tensor.FromDoubles(t, outs[i])).ToArray();
+    }
+}
+
+/// <summary>A float64 array with its shape, the reference executor's working form.</summary>
+internal readonly record struct Arr(Shape Shape, double[] Data)
+{
+    public int this[int axis] => Shape[axis];
+}
