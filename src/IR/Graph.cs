@@ -5,8 +5,11 @@ using ShiftWise.IR.Text;
 
 namespace ShiftWise.IR;
 
-/// <summary>A named, typed value: a graph input or a parameter (weight).</summary>
-public sealed record ValueDecl(string Name, TensorType Type);
+/// <summary>
+/// A named, typed value: a graph input, or a parameter. A parameter is trainable unless it is a buffer
+/// (state such as BN running statistics: loaded from checkpoints, never given a gradient).
+/// </summary>
+public sealed record ValueDecl(string Name, TensorType Type, bool Buffer = false);
 
 /// <summary>
 /// One operation applied to named values. The node is known by its first output's name. Output types are stored

@@ -33,11 +33,11 @@ public sealed class GraphBuilder
         return new Value(name, type);
     }
 
-    /// <summary>Declares a parameter (weight) by its exact name.</summary>
-    public Value Param(string name, TensorType type)
+    /// <summary>Declares a parameter (weight, or a buffer such as a running mean) by its exact name.</summary>
+    public Value Param(string name, TensorType type, bool buffer = false)
     {
         Claim(name);
-        _params.Add(new ValueDecl(name, type));
+        _params.Add(new ValueDecl(name, type, buffer));
         return new Value(name, type);
     }
 

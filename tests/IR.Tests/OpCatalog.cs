@@ -34,7 +34,7 @@ internal static class OpCatalog
         ["shift_add"] = new(b => b.Apply(SpecExample(), "sw", b.Input("x", F(2, 6, 7, 8))),
             () => [F(2, 5, 7, 8)], SpecExample(), "the tables need R*n = 6"),
         ["batch_norm"] = new(b => b.Apply(new BatchNorm(1e-5, 0.1, Mode.Train), "bn", b.Input("x", F(2, 3, 4, 4)),
-                b.Param("w", F(3)), b.Param("b", F(3)), b.Param("rm", F(3)), b.Param("rv", F(3))),
+                b.Param("w", F(3)), b.Param("b", F(3)), b.Param("rm", F(3), buffer: true), b.Param("rv", F(3), buffer: true)),
             () => [F(2, 3, 4, 4), F(3), F(3), F(4), F(3)], new BatchNorm(1e-5, 0.1, Mode.Eval), "input 3 must have shape [3]"),
         ["layer_norm"] = new(b => b.Apply(new LayerNorm(1e-6, NormLayout.ChannelsFirst), "ln",
                 b.Input("x", F(1, 4, 3, 3)), b.Param("w", F(4)), b.Param("b", F(4))),

@@ -84,15 +84,15 @@ public sealed class SwirParser
                 Take();
                 weights = Expect(TokenKind.String, "the weights file name in quotes").Text;
             }
-            else if (t.Kind == TokenKind.Word && t.Text is "input" or "param")
+            else if (t.Kind == TokenKind.Word && t.Text is "input" or "param" or "buffer")
             {
                 Take();
-                bool isParam = t.Text == "param";
+                bool isParam = t.Text != "input";
                 var v = Expect(isParam ? TokenKind.Param : TokenKind.Value, isParam ? "@name" : "%name");
                 ExpectPunct(":");
                 var ty = ParseType();
                 Define(v, v.Text, ty, isParam);
-                (isParam ? pars : inputs).Add(new ValueDecl(v.Text, ty));
+                (isParam ? pars : inputs).Add(new ValueDecl(v.Text, ty, t.Text == "buffer"));
             }
             else if (t.Kind == TokenKind.Word && t.Text == "output")
             {
@@ -113,7 +113,7 @@ public sealed class SwirParser
             }
             else
             {
-                throw Error(t, $"expected a statement (input, param, %value = op(...), output), got '{Show(t)}'");
+                throw Error(t, $"expected a statement (weights, input, param, buffer, %value = op(...), output), got '{Show(t)}'");
             }
             EndOfStatement();
         }

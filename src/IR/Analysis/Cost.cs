@@ -1,0 +1,73 @@
+using ShiftWise.IR.Ops;
+
+namespace ShiftWise.IR.Analysis;
+
+/// <summary>What one node costs: parameters it introduces, multiply-accumulates, plain additions.</summary>
+public sealed record NodeCost(Node Node, long Params, long Macs, long Adds);
+
+/// <summary>
+/// Counts parameters and arithmetic per node. A trainable parameter is counted at the first node that reads it.
+/// MACs are those of convolutions and linear layers (the convention of the original's FLOP tables);
+/// the shift-add's accumulations are plain additions, counted exactly with border clipping (SPEC 3.1).
+/// </summary>
+public static class Cost
+{
+    /// <summary>Costs of every node in order.</summary>
+    public static IReadOnlyList<NodeCost> Of(Graph g)
+    {
+        var types = g.ValueTypes();
+        var pars = g.Params.Where(p => !p.Buffer)
+            .ToDictionary(p => p.Name, p => p.Type.Shape.Elements, StringComparer.Ordinal);
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        var list = new List<NodeCost>();
+        foreach (var n in g.Nodes)
+        {
+            long p = 0;
+            foreach (var i in n.Inputs)
+            {
+                if (pars.TryGetValue(i, out var e) && seen.Add(i)) p += e;
+            }
+            var ins = n.Inputs.Select(i => types[i].Shape).ToArray();
+            var outShape = n.Types[0].Shape;
+            long macs = n.Op switch
+            {
+                Conv2d c => outShape.Elements * ins[1][1] * ins[1][2] * ins[1][3],
+                Linear => outShape.Elements * ins[1][1],
+                _ => 0,
+            };
+            long adds = n.Op is ShiftAdd s ? ShiftAddTerms(s, ins[0]) : 0;
+            list.Add(new NodeCost(n, p, macs, adds));
+        }
+        return list;
+    }
+
+    /// <summary>Trainable parameters declared by the graph (buffers excluded).</summary>
+    public static long TotalParams(Graph g) => g.Params.Where(p => !p.Buffer).Sum(p => p.Type.Shape.Elements);
+
+    /// <summary>Elements of the graph's buffers (running statistics).</summary>
+    public static long TotalBuffers(Graph g) => g.Params.Where(p => p.Buffer).Sum(p => p.Type.Shape.Elements);
+
+    /// <summary>
+    /// Number of X terms the shift-add sums into its three outputs: per replica and sub-channel, the output
+    /// positions whose source lies inside X along the shifted axis, plus one identity term per output and replica.
+    /// </summary>
+    public static long ShiftAddTerms(ShiftAdd s, Shape x)
+    {
+        int e = s.Extra, hin = x[2], win = x[3], h = hin - 2 * e, w = win - 2 * e;
+        long total = 0;
+        for (int t = 0; t < x[1]; t++)
+        {
+            for (int g = 0; g < s.NRep; g++)
+            {
+                total += (long)h * Valid(w, win, s.ShiftH(t, g));
+                total += (long)w * Valid(h, hin, s.ShiftV(t, g));
+            }
+        }
+        total += (long)s.Rep * s.NRep * h * w;
+        return total * x[0];
+    }
+
+    /// <summary>#{p ∈ [0, size) : 0 ≤ p − shift &lt; extent}.</summary>
+    private static long Valid(int size, int extent, int shift) =>
+        Math.Max(0, Math.Min(size, extent + shift) - Math.Max(0, shift));
+}
