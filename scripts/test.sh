@@ -27,7 +27,7 @@ for f in "${trx[@]}"; do
   get() { echo "$counters" | sed -n "s/.* $1=\"\([0-9]*\)\".*/\1/p"; }
   passed=$((passed + $(get passed)))
   failed=$((failed + $(get failed) + $(get error) + $(get timeout) + $(get aborted)))
-  skipped=$((skipped + $(get notExecuted)))
+  skipped=$((skipped + $(get total) - $(get executed)))
 done
 if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
   failed=1   # the build or a test host broke before any result was written: count it, never report green
