@@ -38,7 +38,7 @@ public static class SwcApp
         }
         catch (IrException e)
         {
-            stderr.WriteLine($"error: {e.Message}");
+            stderr.WriteLine(e is SwirParseException ? e.Message : $"error: {e.Message}");
             return ExitCodes.BadInput;
         }
     }
