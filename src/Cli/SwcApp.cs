@@ -26,6 +26,7 @@ public static class SwcApp
         var root = new RootCommand("swc: the ShiftWise compiler. Compiles ShiftWise networks to fused kernels.");
         var ctx = new CommandContext(stdout, stderr);
         root.Subcommands.Add(InspectCommand.Create(ctx));
+        root.Subcommands.Add(RunCommand.Create(ctx));
         foreach (var v in root.Options.OfType<VersionOption>())
         {
             v.Action = new PrintVersion(ctx.Out); // the default prints the entry assembly's, wrong when hosted

@@ -12,15 +12,16 @@ public static class InspectCommand
     /// <summary>Creates the command.</summary>
     public static Command Create(CommandContext ctx)
     {
-        var model = new Argument<string>("MODEL") { Description = "A .swir file." };
-        var cmd = new Command("inspect", "Print a per-layer table: op, output shape, parameters, multiply-accumulates.")
-        {
-            model,
-        };
+        var model = new ModelOptions();
+        var weights = new Option<string?>("--weights") { Description = "A .pth or .safetensors checkpoint (sets classes)." };
+        var cmd = new Command("inspect", "Print a per-layer table: op, output shape, parameters, multiply-accumulates.");
+        model.AddTo(cmd);
+        cmd.Options.Add(weights);
         cmd.SetAction(r =>
         {
-            var g = ModelLoader.LoadGraph(r.GetValue(model)!);
-            Print(g, r.GetValue(model)!, ctx.Out);
+            var m = ModelSource.Load(r.GetValue(model.Model)!, model.Read(r) with { Weights = r.GetValue(weights) },
+                withWeights: false);
+            Print(m.Graph, m.Description, ctx.Out);
             return ExitCodes.Ok;
         });
         return cmd;
@@ -37,10 +38,15 @@ public static class InspectCommand
         }
         long p = Cost.TotalParams(g), m = costs.Sum(c => c.Macs), a = costs.Sum(c => c.Adds);
         rows.Add(["total", $"{g.Nodes.Count} nodes", "", N(p), N(m), N(a)]);
-        o.WriteLine($"model {source}: graph {g.Name}, {g.Inputs.Count} inputs ({string.Join(", ", g.Inputs.Select(i => i.Type))}), "
+        o.WriteLine($"model {source}: {g.Inputs.Count} inputs ({string.Join(", ", g.Inputs.Select(i => i.Type))}), "
             + $"{g.Params.Count} parameter tensors");
         TextTable.Write(o, rows, rightAligned: [3, 4, 5]);
         o.WriteLine($"parameters: {N(p)} trainable, {N(Cost.TotalBuffers(g))} in buffers");
+        var extra = Cost.MergeableParams(g);
+        if (extra > 0)
+        {
+            o.WriteLine($"parameters with the N_path small convs merged: {N(p - extra)} trainable");
+        }
         o.WriteLine($"multiply-accumulates: {N(m)}");
         o.WriteLine($"shift-add additions: {N(a)}");
     }

@@ -14,13 +14,13 @@ public static class ShiftWiseV2
     private static readonly Binary Add = new(BinaryKind.Add);
     private static readonly Binary Mul = new(BinaryKind.Mul);
 
-    /// <summary>The whole network for an input of (Batch, InChans, ImageSize, ImageSize).</summary>
+    /// <summary>The whole network for an input of (Batch, InChans, Height, Width).</summary>
     public static Model Build(ShiftWiseV2Options o, string name = "shiftwise_v2", DType dtype = DType.F32)
     {
         o.Validate();
         var m = new ModelBuilder(name, dtype);
         var dims = o.StageDims;
-        var x = m.B.Input("x", TensorType.Of(dtype, o.Batch, o.InChans, o.ImageSize, o.ImageSize));
+        var x = m.B.Input("x", TensorType.Of(dtype, o.Batch, o.InChans, o.Height, o.Width));
         int blocks = o.Depths.Sum(), cur = 0;
         for (int s = 0; s < 4; s++)
         {

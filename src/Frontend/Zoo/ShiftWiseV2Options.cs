@@ -49,8 +49,11 @@ public sealed record ShiftWiseV2Options
     /// <summary>Batch size of the graph's input.</summary>
     public int Batch { get; init; } = 1;
 
-    /// <summary>Input height and width.</summary>
-    public int ImageSize { get; init; } = 224;
+    /// <summary>Input height.</summary>
+    public int Height { get; init; } = 224;
+
+    /// <summary>Input width.</summary>
+    public int Width { get; init; } = 224;
 
     /// <summary>Stage widths after the width factor.</summary>
     public int[] StageDims => Dims.Select(d => (int)(d * WidthFactor)).ToArray();
@@ -89,7 +92,7 @@ public sealed record ShiftWiseV2Options
         Check(NRep >= 1, "--n-rep", $"{NRep} must be >= 1");
         Check(DropPathRate is >= 0 and < 1, "--drop-path", $"{F(DropPathRate)} must be in [0, 1)");
         Check(Batch >= 1, "--batch", $"{Batch} must be >= 1");
-        Check(ImageSize >= 1, "--image-size", $"{ImageSize} must be >= 1");
+        Check(Height >= 1 && Width >= 1, "--image-size", $"{Height}x{Width} must be at least 1x1");
     }
 
     private static string L(IEnumerable<int> v) => "[" + string.Join(",", v) + "]";

@@ -70,4 +70,28 @@ public static class Cost
     /// <summary>#{p ∈ [0, size) : 0 ≤ p − shift &lt; extent}.</summary>
     private static long Valid(int size, int extent, int shift) =>
         Math.Max(0, Math.Min(size, extent + shift) - Math.Max(0, shift));
+
+    /// <summary>
+    /// Weights that merge_branches removes: the parallel small convs beyond the first, i.e. conv weights of every
+    /// conv2d that is summed with another conv2d of the same input before a shift_add.
+    /// </summary>
+    public static long MergeableParams(Graph g)
+    {
+        var producer = g.Nodes.SelectMany(n => n.Outputs.Select(o => (o, n))).ToDictionary(x => x.o, x => x.n);
+        var types = g.ValueTypes();
+        long extra = 0;
+        foreach (var n in g.Nodes.Where(n => n.Op is ShiftAdd))
+        {
+            var convs = new List<Node>();
+            void Walk(string v)
+            {
+                var p = producer.GetValueOrDefault(v);
+                if (p?.Op is Binary { Kind: BinaryKind.Add }) { Walk(p.Inputs[0]); Walk(p.Inputs[1]); }
+                else if (p?.Op is Conv2d) convs.Add(p);
+            }
+            Walk(n.Inputs[0]);
+            extra += convs.Skip(1).Sum(c => types[c.Inputs[1]].Shape.Elements);
+        }
+        return extra;
+    }
 }

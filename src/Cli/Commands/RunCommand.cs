@@ -1,0 +1,112 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using ShiftWise.Frontend;
+using ShiftWise.Frontend.IO;
+using ShiftWise.Frontend.Tables;
+using ShiftWise.Frontend.Zoo;
+using ShiftWise.IR;
+using ShiftWise.IR.Reference;
+
+namespace ShiftWise.Cli.Commands;
+
+/// <summary>swc run MODEL: one forward pass; prints the top classes, optionally writes the output.</summary>
+public static class RunCommand
+{
+    /// <summary>Creates the command.</summary>
+    public static Command Create(CommandContext ctx)
+    {
+        var model = new ModelOptions();
+        var weights = new Option<string?>("--weights") { Description = "A .pth or .safetensors checkpoint." };
+        var input = new Option<string?>("--input") { Description = "Input .npy (N, C, H, W); default: a seeded random image." };
+        var output = new Option<string?>("--output") { Description = "Write the output as .npy." };
+        var device = new Option<string>("--device") { Description = "Where to run: reference.", DefaultValueFactory = _ => "reference" };
+        var init = new Option<string>("--init")
+        {
+            Description = "Weights when none are given: lively (all random, O(1)) or original (the paper's init).",
+            DefaultValueFactory = _ => "lively",
+        };
+        var seed = new Option<string?>("--seed") { Description = "Seed of the random weights and input (0)." };
+        var cmd = new Command("run", "Run a model once and print the top-5 classes.");
+        model.AddTo(cmd);
+        foreach (var o in new Option[] { weights, input, output, device, init, seed }) cmd.Options.Add(o);
+        cmd.SetAction(r =>
+        {
+            var dev = r.GetValue(device)!;
+            if (dev != "reference")
+            {
+                throw new IrException($"option --device: '{dev}' is not available; this build runs on: reference");
+            }
+            uint s = (uint)(ModelOptions.Int(r, seed) ?? 0);
+            Tensor? x = r.GetValue(input) is { } path ? Npy.Read(path) : null;
+            var args = model.Read(r) with
+            {
+                Weights = r.GetValue(weights),
+                Init = r.GetValue(init) switch
+                {
+                    "lively" => InitScheme.Lively,
+                    "original" => InitScheme.Original,
+                    var v => throw new IrException($"option --init: '{v}' is not lively or original"),
+                },
+                Seed = s,
+                InputShape = x?.Shape,
+            };
+            var m = ModelSource.Load(r.GetValue(model.Model)!, args, withWeights: true);
+            var decl = m.Graph.Inputs.Count == 1
+                ? m.Graph.Inputs[0]
+                : throw new IrException($"the model has {m.Graph.Inputs.Count} inputs; run takes models with one");
+            x ??= RandomInput(decl.Type, s);
+            if (!x.Shape.Equals(decl.Type.Shape))
+            {
+                throw new IrException($"{r.GetValue(input)}: input shape {x.Shape} does not match the model's {decl.Type.Shape}");
+            }
+            ctx.Err.WriteLine($"running {m.Description} on the reference executor ({m.Graph.Nodes.Count} nodes)...");
+            var sw = Stopwatch.StartNew();
+            var outs = ReferenceExecutor.Run(m.Graph, m.Weights, new Dictionary<string, Tensor> { [decl.Name] = x });
+            var y = outs[m.Graph.Outputs[0]];
+            ctx.Out.WriteLine($"{m.Description}: input {x.Type}, output {y.Type}, {sw.Elapsed.TotalSeconds:F2} s on reference");
+            PrintTop(ctx.Out, y, 5);
+            if (r.GetValue(output) is { } outPath)
+            {
+                Npy.Write(outPath, y);
+                ctx.Out.WriteLine($"wrote {outPath}");
+            }
+            return ExitCodes.Ok;
+        });
+        return cmd;
+    }
+
+    /// <summary>N(0, 1) values from MT19937 seeded with <paramref name="seed"/>.</summary>
+    public static Tensor RandomInput(TensorType t, uint seed)
+    {
+        var rng = new Mt19937(seed ^ 0x5EED5EEDu);
+        var v = new double[t.Shape.Elements];
+        for (int i = 0; i < v.Length; i++) v[i] = WeightInit.Normal(rng);
+        return Tensor.FromDoubles(t, v);
+    }
+
+    /// <summary>Prints the top-k classes of each row of a (N, K) output (the first 8 rows).</summary>
+    public static void PrintTop(TextWriter o, Tensor y, int k)
+    {
+        if (y.Shape.Rank != 2)
+        {
+            var d = y.ToDoubles();
+            o.WriteLine($"output {y.Type}: mean {d.Average().ToString("G6", CultureInfo.InvariantCulture)}, "
+                + $"min {d.Min().ToString("G6", CultureInfo.InvariantCulture)}, max {d.Max().ToString("G6", CultureInfo.InvariantCulture)}");
+            return;
+        }
+        var v = y.ToDoubles();
+        int n = y.Shape[0], c = y.Shape[1];
+        for (int b = 0; b < Math.Min(n, 8); b++)
+        {
+            var row = v.AsSpan(b * c, c).ToArray();
+            double mx = row.Max();
+            double z = row.Sum(t => Math.Exp(t - mx));
+            var top = Enumerable.Range(0, c).OrderByDescending(i => row[i]).ThenBy(i => i).Take(k);
+            o.WriteLine($"sample {b} top-{Math.Min(k, c)}: " + string.Join(", ", top.Select(i =>
+                $"class {i} (logit {row[i].ToString("F4", CultureInfo.InvariantCulture)}, "
+                + $"p {(Math.Exp(row[i] - mx) / z).ToString("F4", CultureInfo.InvariantCulture)})")));
+        }
+        if (n > 8) o.WriteLine($"... {n - 8} more samples");
+    }
+}

@@ -1,0 +1,110 @@
+using System.CommandLine;
+using System.CommandLine.Parsing;
+using System.Globalization;
+using ShiftWise.Frontend;
+using ShiftWise.Frontend.Zoo;
+using ShiftWise.IR;
+
+namespace ShiftWise.Cli;
+
+/// <summary>The MODEL argument and the options that shape a preset, shared by every command that takes a model.</summary>
+public sealed class ModelOptions
+{
+    /// <summary>MODEL: a preset or a .swir file.</summary>
+    public Argument<string> Model { get; } = new("MODEL")
+    {
+        Description = $"A preset ({string.Join(", ", ModelSource.Names)}) or a .swir file.",
+    };
+
+    private readonly Option<string?> _inChans = new("--in-chans") { Description = "Input image channels." };
+    private readonly Option<string?> _numClasses = new("--num-classes") { Description = "Classes of the head (default: the checkpoint's head, else 1000)." };
+    private readonly Option<string?> _depths = new("--depths") { Description = "Blocks per stage, e.g. 3,3,18,3." };
+    private readonly Option<string?> _dims = new("--dims") { Description = "Channels per stage, e.g. 80,160,320,640." };
+    private readonly Option<string?> _kernel = new("--kernel-size") { Description = "Big kernel per stage, then the small kernel, e.g. 51,49,47,13,3." };
+    private readonly Option<string?> _ghost = new("--ghost-ratio") { Description = "Fraction of channels an SW layer passes through (0.23)." };
+    private readonly Option<string?> _nPath = new("--n-path") { Description = "Parallel small convs per SW layer (2)." };
+    private readonly Option<string?> _nRep = new("--n-rep") { Description = "Shift replicas per SW layer (4)." };
+    private readonly Option<string?> _width = new("--width-factor") { Description = "Multiplies every stage width (1)." };
+    private readonly Option<string?> _layerScale = new("--layer-scale-init") { Description = "Layer-scale init; <= 0 removes layer scale (1e-6)." };
+    private readonly Option<bool> _noBn = new("--no-bn") { Description = "SW layers without their three batch norms." };
+    private readonly Option<string?> _batch = new("--batch") { Description = "Batch size (1)." };
+    private readonly Option<string?> _imageSize = new("--image-size") { Description = "Input height and width (224)." };
+    private readonly Option<string?> _channels = new("--channels") { Description = "sw-layer: channels (80)." };
+    private readonly Option<string?> _height = new("--height") { Description = "sw-layer: height (56)." };
+    private readonly Option<string?> _widthPx = new("--width") { Description = "sw-layer: width (56)." };
+    private readonly Option<string?> _big = new("--big") { Description = "sw-layer: big kernel (51)." };
+    private readonly Option<string?> _small = new("--small") { Description = "sw-layer: small kernel (3)." };
+
+    /// <summary>Adds the argument and options to a command.</summary>
+    public void AddTo(Command cmd)
+    {
+        cmd.Arguments.Add(Model);
+        foreach (var o in new Option[]
+                 {
+                     _inChans, _numClasses, _depths, _dims, _kernel, _ghost, _nPath, _nRep, _width, _layerScale, _noBn,
+                     _batch, _imageSize, _channels, _height, _widthPx, _big, _small,
+                 })
+        {
+            cmd.Options.Add(o);
+        }
+    }
+
+    /// <summary>Reads the options into <see cref="ModelArgs"/>; a malformed value names its option.</summary>
+    public ModelArgs Read(ParseResult r) => new()
+    {
+        InChans = Int(r, _inChans),
+        NumClasses = Int(r, _numClasses),
+        Depths = Ints(r, _depths),
+        Dims = Ints(r, _dims),
+        KernelSize = Ints(r, _kernel),
+        GhostRatio = Dbl(r, _ghost),
+        NPath = Int(r, _nPath),
+        NRep = Int(r, _nRep),
+        WidthFactor = Dbl(r, _width),
+        LayerScaleInit = Dbl(r, _layerScale),
+        NoBn = r.GetValue(_noBn),
+        Batch = Int(r, _batch),
+        ImageSize = Int(r, _imageSize),
+        Channels = Int(r, _channels),
+        Height = Int(r, _height),
+        Width = Int(r, _widthPx),
+        Big = Int(r, _big),
+        Small = Int(r, _small),
+    };
+
+    /// <summary>Parses an integer option value, naming the option when it is not one.</summary>
+    public static int? Int(ParseResult r, Option<string?> o)
+    {
+        var s = r.GetValue(o);
+        if (s is null) return null;
+        return int.TryParse(s, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out int v)
+            ? v
+            : throw new IrException($"option {o.Name}: '{s}' is not an integer");
+    }
+
+    /// <summary>Parses a number option value.</summary>
+    public static double? Dbl(ParseResult r, Option<string?> o)
+    {
+        var s = r.GetValue(o);
+        if (s is null) return null;
+        return double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out double v) && double.IsFinite(v)
+            ? v
+            : throw new IrException($"option {o.Name}: '{s}' is not a number");
+    }
+
+    private static int[]? Ints(ParseResult r, Option<string?> o)
+    {
+        var s = r.GetValue(o);
+        if (s is null) return null;
+        var parts = s.Split(',', StringSplitOptions.TrimEntries);
+        var v = new int[parts.Length];
+        for (int i = 0; i < parts.Length; i++)
+        {
+            if (!int.TryParse(parts[i], NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out v[i]))
+            {
+                throw new IrException($"option {o.Name}: '{s}' is not a comma-separated list of integers");
+            }
+        }
+        return v;
+    }
+}

@@ -1,0 +1,138 @@
+using ShiftWise.Frontend.IO;
+using ShiftWise.Frontend.Zoo;
+using ShiftWise.IR;
+
+namespace ShiftWise.Frontend;
+
+/// <summary>
+/// What the command line says about a model: preset options (null = the preset's value), the single-layer preset's
+/// sizes, a weights file, and how to initialise without one.
+/// </summary>
+public sealed record ModelArgs
+{
+    /// <summary>--in-chans.</summary>
+    public int? InChans { get; init; }
+    /// <summary>--num-classes.</summary>
+    public int? NumClasses { get; init; }
+    /// <summary>--depths.</summary>
+    public int[]? Depths { get; init; }
+    /// <summary>--dims.</summary>
+    public int[]? Dims { get; init; }
+    /// <summary>--kernel-size: four big kernels then the small one.</summary>
+    public int[]? KernelSize { get; init; }
+    /// <summary>--ghost-ratio.</summary>
+    public double? GhostRatio { get; init; }
+    /// <summary>--n-path.</summary>
+    public int? NPath { get; init; }
+    /// <summary>--n-rep.</summary>
+    public int? NRep { get; init; }
+    /// <summary>--width-factor.</summary>
+    public double? WidthFactor { get; init; }
+    /// <summary>--layer-scale-init.</summary>
+    public double? LayerScaleInit { get; init; }
+    /// <summary>--no-bn: SW layers without their three BNs.</summary>
+    public bool NoBn { get; init; }
+    /// <summary>--batch.</summary>
+    public int? Batch { get; init; }
+    /// <summary>--image-size (height and width).</summary>
+    public int? ImageSize { get; init; }
+    /// <summary>sw-layer: --channels.</summary>
+    public int? Channels { get; init; }
+    /// <summary>sw-layer: --height.</summary>
+    public int? Height { get; init; }
+    /// <summary>sw-layer: --width.</summary>
+    public int? Width { get; init; }
+    /// <summary>sw-layer: --big.</summary>
+    public int? Big { get; init; }
+    /// <summary>sw-layer: --small.</summary>
+    public int? Small { get; init; }
+    /// <summary>--weights: a .pth or .safetensors file.</summary>
+    public string? Weights { get; init; }
+    /// <summary>--init, for runs without weights.</summary>
+    public InitScheme Init { get; init; } = InitScheme.Lively;
+    /// <summary>--seed of the initialisation.</summary>
+    public uint Seed { get; init; }
+    /// <summary>The shape of a given input (N, C, H, W), which fixes batch, channels and size.</summary>
+    public Shape? InputShape { get; init; }
+}
+
+/// <summary>A model ready to run: its graph, its weights (empty when not requested) and a one-line description.</summary>
+public sealed record LoadedModel(Graph Graph, IReadOnlyDictionary<string, Tensor> Weights, string Description);
+
+/// <summary>Resolves a MODEL argument (a preset name or a .swir file) and its options into a graph and weights.</summary>
+public static class ModelSource
+{
+    /// <summary>Every MODEL name besides .swir files.</summary>
+    public static IReadOnlyList<string> Names => [.. ShiftWiseV2Options.PresetNames, "sw-layer"];
+
+    /// <summary>Loads the model; draws or reads weights only when <paramref name="withWeights"/>.</summary>
+    public static LoadedModel Load(string model, ModelArgs a, bool withWeights)
+    {
+        if (model.EndsWith(".swir", StringComparison.OrdinalIgnoreCase))
+        {
+            var g = ModelLoader.LoadGraph(model);
+            var w = withWeights ? ModelLoader.LoadWeights(g, model) : new Dictionary<string, Tensor>();
+            return new LoadedModel(g, w, $"{model} (graph {g.Name})");
+        }
+        var ckpt = a.Weights is null ? null : Checkpoint.Read(a.Weights);
+        Model m;
+        if (model == "sw-layer")
+        {
+            m = Layer(a, ckpt);
+        }
+        else
+        {
+            var preset = ShiftWiseV2Options.Preset(model)
+                ?? throw new IrException($"unknown model '{model}': expected a .swir file or one of {string.Join(", ", Names)}");
+            m = ShiftWiseV2.Build(Apply(preset, a, ckpt), model.Replace('-', '_'));
+        }
+        IReadOnlyDictionary<string, Tensor> weights = new Dictionary<string, Tensor>();
+        string source = "no weights";
+        if (ckpt is not null)
+        {
+            ModelLoader.CheckWeights(m.Graph, ckpt.Tensors, a.Weights!);
+            weights = ckpt.Tensors;
+            source = $"weights {a.Weights}";
+        }
+        else if (withWeights)
+        {
+            weights = WeightInit.Draw(m, a.Init, a.Seed, a.LayerScaleInit ?? 1e-6);
+            source = $"random weights (--init {a.Init.ToString().ToLowerInvariant()}, --seed {a.Seed})";
+        }
+        return new LoadedModel(m.Graph, weights, $"{model}, {source}");
+    }
+
+    private static ShiftWiseV2Options Apply(ShiftWiseV2Options o, ModelArgs a, Checkpoint? ckpt)
+    {
+        var s = a.InputShape;
+        if (s is not null && s.Rank != 4)
+        {
+            throw new IrException($"the input must be (batch, channels, height, width), got {s}");
+        }
+        return o with
+        {
+            InChans = s?[1] ?? a.InChans ?? ckpt?.InChans ?? o.InChans,
+            NumClasses = a.NumClasses ?? ckpt?.NumClasses ?? o.NumClasses,
+            Depths = a.Depths ?? o.Depths,
+            Dims = a.Dims ?? o.Dims,
+            KernelSize = a.KernelSize ?? o.KernelSize,
+            GhostRatio = a.GhostRatio ?? o.GhostRatio,
+            NPath = a.NPath ?? ckpt?.NPath ?? o.NPath,
+            NRep = a.NRep ?? o.NRep,
+            WidthFactor = a.WidthFactor ?? o.WidthFactor,
+            LayerScaleInit = a.LayerScaleInit ?? o.LayerScaleInit,
+            Bn = !a.NoBn && o.Bn,
+            Batch = s?[0] ?? a.Batch ?? o.Batch,
+            Height = s?[2] ?? a.ImageSize ?? o.Height,
+            Width = s?[3] ?? a.ImageSize ?? o.Width,
+        };
+    }
+
+    private static Model Layer(ModelArgs a, Checkpoint? ckpt)
+    {
+        var s = a.InputShape;
+        int c = s?[1] ?? a.Channels ?? 80;
+        return ShiftWiseV2.BuildLayer(c, s?[2] ?? a.Height ?? 56, s?[3] ?? a.Width ?? 56, a.Big ?? 51, a.Small ?? 3,
+            a.NRep ?? 4, a.GhostRatio ?? 0.23, s?[0] ?? a.Batch ?? 1, a.NPath ?? ckpt?.NPath ?? 2, !a.NoBn);
+    }
+}
