@@ -23,6 +23,9 @@ public sealed class AttrWriter
     /// <summary>An enum value as a lower-case word (ChannelsFirst becomes channels_first).</summary>
     public void Enum<T>(string name, T v) where T : struct, System.Enum => _items.Add((name, EnumWord(v)));
 
+    /// <summary>A bare word.</summary>
+    public void Word(string name, string word) => _items.Add((name, word));
+
     /// <summary>A list of integers.</summary>
     public void Ints(string name, IEnumerable<int> v) => _items.Add((name, "[" + string.Join(",", v) + "]"));
 
@@ -153,6 +156,14 @@ public sealed class AttrReader
         }
         var words = string.Join(", ", System.Enum.GetValues<T>().Select(c => AttrWriter.EnumWord(c)));
         throw Error(v, $"attribute '{name}' of {_op} must be one of {words}");
+    }
+
+    /// <summary>True (and the attribute consumed) when it is the given bare word.</summary>
+    public bool IsWord(string name, string word)
+    {
+        if (!_values.TryGetValue(name, out var v) || v is not WordValue w || w.Value != word) return false;
+        _used.Add(name);
+        return true;
     }
 
     /// <summary>A list of integers.</summary>

@@ -24,6 +24,10 @@ public static class OpTable
         ["concat"] = Concat.Read,
         ["permute"] = Permute.Read,
         ["reshape"] = Reshape.Read,
+        ["scale_bias"] = ScaleBias.Read,
+        ["sw_cross"] = SwCross.Read,
+        ["fused_shiftwise"] = FusedShiftWise.Read,
+        ["gemm"] = Gemm.Read,
     };
 
     /// <summary>Every op name the parser knows.</summary>
