@@ -13,9 +13,11 @@ internal static class ConvKernels
         int ho = c.OutSize(h, kh, 0), wo = c.OutSize(wd, kw, 1);
         int opg = co / c.Groups;
         var y = new double[(long)n * co * ho * wo];
-        for (int b = 0; b < n; b++)
-        for (int o = 0; o < co; o++)
+        // one (sample, output channel) plane per task: each output element is still summed by one thread in a
+        // fixed order, so results do not depend on the thread count
+        Parallel.For(0, n * co, bo =>
         {
+            int b = bo / co, o = bo % co;
             int g = o / opg;
             for (int i = 0; i < ho; i++)
             for (int j = 0; j < wo; j++)
@@ -39,7 +41,7 @@ internal static class ConvKernels
                 }
                 y[((long)(b * co + o) * ho + i) * wo + j] = acc;
             }
-        }
+        });
         return y;
     }
 
@@ -57,8 +59,9 @@ internal static class ConvKernels
         var yv = new double[size];
         var yi = new double[size];
         double X(int b, int t, int i, int j) => x.Data[((long)(b * x[1] + t) * hin + i) * win + j];
-        for (int b = 0; b < nb; b++)
-        for (int o = 0; o < r; o++)
+        Parallel.For(0, nb * r, bo =>
+        {
+        int b = bo / r, o = bo % r;
         for (int yy = 0; yy < h; yy++)
         for (int xx = 0; xx < w; xx++)
         {
@@ -80,6 +83,7 @@ internal static class ConvKernels
             yv[k] = sv;
             yi[k] = si;
         }
+        });
         return [yh, yv, yi];
     }
 }

@@ -11,13 +11,15 @@ internal static class ElementKernels
         int k = w[1], nout = w[0];
         long rows = x.Shape.Elements / Math.Max(1, k);
         var y = new double[rows * nout];
-        for (long r = 0; r < rows; r++)
-        for (int o = 0; o < nout; o++)
+        Parallel.For(0L, rows, r =>
         {
-            double acc = xs.Length == 3 ? xs[2].Data[o] : 0;
-            for (int i = 0; i < k; i++) acc += x.Data[r * k + i] * w.Data[(long)o * k + i];
-            y[r * nout + o] = acc;
-        }
+            for (int o = 0; o < nout; o++)
+            {
+                double acc = xs.Length == 3 ? xs[2].Data[o] : 0;
+                for (int i = 0; i < k; i++) acc += x.Data[r * k + i] * w.Data[(long)o * k + i];
+                y[r * nout + o] = acc;
+            }
+        });
         return y;
     }
 
@@ -30,11 +32,22 @@ internal static class ElementKernels
             UnaryKind.Sigmoid => v => 1 / (1 + Math.Exp(-v)),
             _ => throw new ArgumentOutOfRangeException(nameof(kind)),
         };
-        return x.Data.Select(f).ToArray();
+        var y = new double[x.Data.Length];
+        Parallel.For(0, (y.Length + 4095) / 4096, c =>
+        {
+            for (int i = c * 4096; i < Math.Min(y.Length, (c + 1) * 4096); i++) y[i] = f(x.Data[i]);
+        });
+        return y;
     }
 
     public static double[] Binary(BinaryKind kind, Arr a, Arr b, Shape outShape)
     {
+        if (a.Shape.Equals(b.Shape))
+        {
+            var z = new double[a.Data.Length];
+            for (int i = 0; i < z.Length; i++) z[i] = kind == BinaryKind.Add ? a.Data[i] + b.Data[i] : a.Data[i] * b.Data[i];
+            return z;
+        }
         var sa = BroadcastStrides(a.Shape, outShape);
         var sb = BroadcastStrides(b.Shape, outShape);
         var y = new double[outShape.Elements];

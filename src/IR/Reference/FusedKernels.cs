@@ -32,9 +32,9 @@ internal static class FusedKernels
         for (int i = 0; i < subs.Count; i++) slot[subs[i]] = i;
         // X[b, i, yy, xx] for every kept sub-kernel i
         var xk = new double[(long)nb * subs.Count * hin * win];
-        for (int b = 0; b < nb; b++)
-        for (int i = 0; i < subs.Count; i++)
+        Parallel.For(0, nb * subs.Count, bi =>
         {
+            int b = bi / subs.Count, i = bi % subs.Count;
             int o = subs[i] / n;
             for (int yy = 0; yy < hin; yy++)
             for (int xx = 0; xx < win; xx++)
@@ -49,11 +49,12 @@ internal static class FusedKernels
                 }
                 xk[((long)(b * subs.Count + i) * hin + yy) * win + xx] = acc;
             }
-        }
+        });
         double X(int b, int i, int yy, int xx) => xk[((long)(b * subs.Count + i) * hin + yy) * win + xx];
         var y = new double[x.Data.Length];
-        for (int b = 0; b < nb; b++)
-        for (int o = 0; o < r; o++)
+        Parallel.For(0, nb * r, bo =>
+        {
+        int b = bo / r, o = bo % r;
         for (int yy = 0; yy < h; yy++)
         for (int xx = 0; xx < wd; xx++)
         {
@@ -75,6 +76,7 @@ internal static class FusedKernels
             y[at] = scales.Data[o] * sh + scales.Data[r + o] * sv + scales.Data[2 * r + o] * si
                 + scales.Data[3 * r + o] * x.Data[at] + bias[o];
         }
+        });
         return y;
     }
 
