@@ -27,6 +27,7 @@ public static class SwcApp
         var ctx = new CommandContext(stdout, stderr);
         root.Subcommands.Add(InspectCommand.Create(ctx));
         root.Subcommands.Add(RunCommand.Create(ctx));
+        root.Subcommands.Add(CompileCommand.Create(ctx));
         foreach (var v in root.Options.OfType<VersionOption>())
         {
             v.Action = new PrintVersion(ctx.Out); // the default prints the entry assembly's, wrong when hosted

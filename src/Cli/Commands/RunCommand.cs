@@ -42,12 +42,7 @@ public static class RunCommand
             var args = model.Read(r) with
             {
                 Weights = r.GetValue(weights),
-                Init = r.GetValue(init) switch
-                {
-                    "lively" => InitScheme.Lively,
-                    "original" => InitScheme.Original,
-                    var v => throw new IrException($"option --init: '{v}' is not lively or original"),
-                },
+                Init = ParseInit(r.GetValue(init)!),
                 Seed = s,
                 InputShape = x?.Shape,
             };
@@ -75,6 +70,14 @@ public static class RunCommand
         });
         return cmd;
     }
+
+    /// <summary>The --init value.</summary>
+    public static InitScheme ParseInit(string v) => v switch
+    {
+        "lively" => InitScheme.Lively,
+        "original" => InitScheme.Original,
+        _ => throw new IrException($"option --init: '{v}' is not lively or original"),
+    };
 
     /// <summary>N(0, 1) values from MT19937 seeded with <paramref name="seed"/>.</summary>
     public static Tensor RandomInput(TensorType t, uint seed)

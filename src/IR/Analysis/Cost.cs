@@ -2,8 +2,14 @@ using ShiftWise.IR.Ops;
 
 namespace ShiftWise.IR.Analysis;
 
-/// <summary>What one node costs: parameters it introduces, multiply-accumulates, plain additions.</summary>
-public sealed record NodeCost(Node Node, long Params, long Macs, long Adds);
+/// <summary>
+/// What one node costs: parameters it introduces, multiply-accumulates, plain additions, floating-point operations
+/// (2 per MAC, 1 per addition or element-wise step) and bytes moved (inputs, parameters and outputs, once each).
+/// </summary>
+public sealed record NodeCost(Node Node, long Params, long Macs, long Adds, long Flops, long Bytes);
+
+/// <summary>A way to compute an SW layer, with its estimated arithmetic and memory traffic.</summary>
+public sealed record SwLowering(string Name, long Flops, long Bytes);
 
 /// <summary>
 /// Counts parameters and arithmetic per node. A trainable parameter is counted at the first node that reads it.
@@ -36,9 +42,57 @@ public static class Cost
                 _ => 0,
             };
             long adds = n.Op is ShiftAdd s ? ShiftAddTerms(s, ins[0]) : 0;
-            list.Add(new NodeCost(n, p, macs, adds));
+            long elems = n.Types.Sum(t => t.Shape.Elements);
+            long flops = n.Op switch
+            {
+                Conv2d or Linear => 2 * macs,
+                Gemm gm => 2 * outShape.Elements * ins[1][1] + (gm.Act == GemmAct.None ? 0 : 8 * elems)
+                    + (gm.HasGrn ? 4 * elems : 0) + (gm.HasResidual ? elems : 0),
+                ShiftAdd => adds,
+                SwCross or FusedShiftWise => SwLowerings(n.Op, ins[0]).Min(l => l.Flops),
+                BatchNorm or ScaleBias => 2 * elems,
+                LayerNorm or Grn or Softmax => 5 * elems,
+                Unary { Kind: UnaryKind.Gelu } => 8 * elems,
+                Unary or Binary or Mean or CrossEntropy => ins.Max(i => i.Elements),
+                _ => 0,
+            };
+            long bytes = n.Inputs.Sum(i => Bytes(types[i])) + n.Types.Sum(Bytes);
+            if (n.Op is SwCross or FusedShiftWise) bytes = SwLowerings(n.Op, ins[0]).Min(l => l.Bytes);
+            list.Add(new NodeCost(n, p, macs, adds, flops, bytes));
         }
         return list;
+    }
+
+    private static long Bytes(TensorType t) => t.Shape.Elements * t.DType.Size();
+
+    /// <summary>
+    /// The two lowerings of an SW layer (<see cref="SwCross"/> or <see cref="FusedShiftWise"/>) on input shape
+    /// <paramref name="x"/>: the collapsed cross (a dense 2·n·k² − k² tap depthwise conv per rep channel) and the
+    /// factorised form (the kept k×k sub-kernels on the (H+2e)×(W+2e) map, then the shifted sums). Bytes assume the
+    /// factorised intermediate stays on chip, as the fused kernels keep it.
+    /// </summary>
+    public static IReadOnlyList<SwLowering> SwLowerings(Op op, Shape x)
+    {
+        var (s, subs, ghost) = op switch
+        {
+            SwCross c => (c.Shift, c.Subs.Count, 0),
+            FusedShiftWise f => (f.Shift, f.Subs.Count, f.Ghost.Count),
+            _ => throw new ArgumentException("not an SW layer op", nameof(op)),
+        };
+        long nb = x[0], h = x[2], w = x[3], r = s.Rep, k = s.Small, e = s.Extra;
+        long taps = 2 * s.N * k * k - k * k;
+        long outs = nb * (r + ghost) * h * w;
+        long io = 4 * (nb * x[1] * h * w + outs);
+        long cross = 2 * nb * r * h * w * taps + 2 * nb * ghost * h * w;
+        // every kept sub-kernel is placed 2·N_rep times (clipped at borders: an upper bound here) plus identity picks
+        long placements = 2L * subs * s.NRep * h * w + r * s.NRep * h * w;
+        long factorised = 2 * nb * subs * (h + 2 * e) * (w + 2 * e) * k * k + nb * placements + 5 * nb * r * h * w
+            + 2 * nb * ghost * h * w;
+        return
+        [
+            new SwLowering("cross", cross, io + 4 * r * taps),
+            new SwLowering("factorised", factorised, io + 4 * subs * k * k),
+        ];
     }
 
     /// <summary>Trainable parameters declared by the graph (buffers excluded).</summary>

@@ -1,0 +1,56 @@
+using System.CommandLine;
+using ShiftWise.Passes;
+using ShiftWise.Runtime.Compile;
+
+namespace ShiftWise.Cli.Commands;
+
+/// <summary>swc compile MODEL --pipeline P --out DIR: run the pass pipeline and write the result with a report.</summary>
+public static class CompileCommand
+{
+    /// <summary>Creates the command.</summary>
+    public static Command Create(CommandContext ctx)
+    {
+        var model = new ModelOptions();
+        var weights = new Option<string?>("--weights") { Description = "A .pth or .safetensors checkpoint." };
+        var pipeline = new Option<string>("--pipeline")
+        {
+            Description = $"Pass pipeline: {string.Join(", ", Pipelines.Names)}.",
+            DefaultValueFactory = _ => "inference",
+        };
+        var outDir = new Option<string>("--out") { Description = "Output directory.", Required = true };
+        var printAll = new Option<bool>("--print-ir-after-all") { Description = "Write OUT/ir/NNN_<pass>.swir after every pass." };
+        var printAfter = new Option<string[]>("--print-ir-after") { Description = "Write the IR after this pass (repeatable)." };
+        var disable = new Option<string[]>("--disable-pass") { Description = "Skip this pass (repeatable), to bisect a wrong result." };
+        var init = new Option<string>("--init") { Description = "Weights without --weights: lively or original.", DefaultValueFactory = _ => "lively" };
+        var seed = new Option<string?>("--seed") { Description = "Seed of the random weights (0)." };
+        var cmd = new Command("compile", "Run the pass pipeline on a model; write model.swir, weights.safetensors and report.md.");
+        model.AddTo(cmd);
+        foreach (var o in new Option[] { weights, pipeline, outDir, printAll, printAfter, disable, init, seed }) cmd.Options.Add(o);
+        cmd.SetAction(r =>
+        {
+            var args = model.Read(r) with
+            {
+                Weights = r.GetValue(weights),
+                Init = RunCommand.ParseInit(r.GetValue(init)!),
+                Seed = (uint)(ModelOptions.Int(r, seed) ?? 0),
+            };
+            var req = new CompileRequest(r.GetValue(model.Model)!, args, r.GetValue(pipeline)!, r.GetValue(outDir)!)
+            {
+                Passes = new PassOptions
+                {
+                    PrintAfterAll = r.GetValue(printAll),
+                    PrintAfter = (r.GetValue(printAfter) ?? []).ToHashSet(),
+                    Disabled = (r.GetValue(disable) ?? []).ToHashSet(),
+                },
+            };
+            var res = CompileDriver.Run(req, p => ctx.Err.WriteLine(
+                $"  {p.Index,2} {p.Name,-24} {(p.Disabled ? "disabled" : p.Changed ? "changed" : "unchanged"),-9} "
+                + $"{p.Time.TotalMilliseconds,7:F0} ms  {p.NodesAfter} nodes"));
+            ctx.Out.WriteLine($"compiled {res.Source.Description}: {res.Source.Graph.Nodes.Count} nodes -> "
+                + $"{res.Optimized.Nodes.Count} nodes in {res.Time.TotalSeconds:F1} s");
+            foreach (var f in res.Files) ctx.Out.WriteLine($"wrote {f}");
+            return ExitCodes.Ok;
+        });
+        return cmd;
+    }
+}

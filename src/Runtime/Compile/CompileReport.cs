@@ -1,0 +1,84 @@
+using System.Globalization;
+using System.Text;
+using ShiftWise.IR;
+using ShiftWise.IR.Analysis;
+using ShiftWise.IR.Ops;
+
+namespace ShiftWise.Runtime.Compile;
+
+/// <summary>report.md of swc compile: passes, node counts, arithmetic and bytes before and after, memory.</summary>
+public static class CompileReport
+{
+    /// <summary>The report as markdown.</summary>
+    public static string Markdown(CompileRequest req, CompileResult r)
+    {
+        var before = r.Source.Graph;
+        var after = r.Optimized;
+        var cb = Cost.Of(before);
+        var ca = Cost.Of(after);
+        var sb = new StringBuilder();
+        sb.Append("# swc compile report\n\n");
+        sb.Append($"- model: {r.Source.Description}\n");
+        sb.Append($"- input: {string.Join(", ", before.Inputs.Select(i => $"%{i.Name} {i.Type}"))}\n");
+        sb.Append($"- pipeline: `{req.Pipeline}`; compiled in {Ms(r.Time)} ms\n");
+        sb.Append($"- graph hash before: `{before.ContentHash()[..16]}`, after: `{after.ContentHash()[..16]}`\n\n");
+
+        sb.Append("## Passes\n\n| # | pass | changed | time (ms) | nodes after |\n|---|---|---|---|---|\n");
+        foreach (var p in r.Records)
+        {
+            var changed = p.Disabled ? "disabled" : p.Changed ? "yes" : "no";
+            sb.Append($"| {p.Index} | {p.Name} | {changed} | {Ms(p.Time)} | {p.NodesAfter} |\n");
+        }
+
+        sb.Append("\n## Totals\n\n| | before | after | after / before |\n|---|---|---|---|\n");
+        Row(sb, "nodes", before.Nodes.Count, after.Nodes.Count);
+        Row(sb, "floating-point operations", cb.Sum(c => c.Flops), ca.Sum(c => c.Flops));
+        Row(sb, "bytes moved (each node's inputs, parameters and outputs)", cb.Sum(c => c.Bytes), ca.Sum(c => c.Bytes));
+        Row(sb, "parameter values", before.Params.Sum(p => p.Type.Shape.Elements), after.Params.Sum(p => p.Type.Shape.Elements));
+
+        sb.Append("\n## Nodes by op\n\n| op | before | after |\n|---|---|---|\n");
+        var ops = before.Nodes.Concat(after.Nodes).Select(n => n.Op.Name).Distinct().Order(StringComparer.Ordinal);
+        foreach (var op in ops)
+        {
+            sb.Append($"| {op} | {before.Nodes.Count(n => n.Op.Name == op)} | {after.Nodes.Count(n => n.Op.Name == op)} |\n");
+        }
+
+        var sw = after.Nodes.Where(n => n.Op is FusedShiftWise or SwCross).ToList();
+        if (sw.Count > 0)
+        {
+            var types = after.ValueTypes();
+            sb.Append("\n## SW layers: both lowerings (the target chooses)\n\n");
+            sb.Append("| node | input | B/k/n/N_rep | kept sub-kernels | cross FLOPs | factorised FLOPs | cross bytes | factorised bytes |\n");
+            sb.Append("|---|---|---|---|---|---|---|---|\n");
+            foreach (var n in sw)
+            {
+                var (s, subs) = n.Op is FusedShiftWise f ? (f.Shift, f.Subs.Count) : (((SwCross)n.Op).Shift, ((SwCross)n.Op).Subs.Count);
+                var l = Cost.SwLowerings(n.Op, types[n.Inputs[0]].Shape);
+                sb.Append($"| {n.Name} | {types[n.Inputs[0]]} | {s.Big}/{s.Small}/{s.N}/{s.NRep} | {subs} of {s.Rep * s.N} "
+                    + $"| {N(l[0].Flops)} | {N(l[1].Flops)} | {N(l[0].Bytes)} | {N(l[1].Bytes)} |\n");
+            }
+        }
+
+        var m = r.Memory;
+        int batch = before.Inputs.Count > 0 && before.Inputs[0].Type.Shape.Rank > 0 ? before.Inputs[0].Type.Shape[0] : 1;
+        sb.Append("\n## Activation memory (one arena, liveness-based reuse)\n\n");
+        sb.Append($"At the compiled batch of {batch}: arena {Mb(m.ArenaBytes)}, lower bound (largest live set) "
+            + $"{Mb(m.LowerBound)}, without reuse {Mb(m.NoReuseBytes)}; {m.Slots.Count} buffers, {m.Aliases.Count} views.\n\n");
+        sb.Append("Every activation is proportional to the batch, so per batch size (scaled from the compiled batch):\n\n");
+        sb.Append("| batch | arena | without reuse |\n|---|---|---|\n");
+        foreach (var b in new[] { 1, 8, 32, 128 })
+        {
+            sb.Append($"| {b} | {Mb(m.ArenaBytes * b / batch)} | {Mb(m.NoReuseBytes * b / batch)} |\n");
+        }
+        return sb.ToString();
+    }
+
+    private static void Row(StringBuilder sb, string what, long before, long after) =>
+        sb.Append($"| {what} | {N(before)} | {N(after)} | {(before == 0 ? "-" : (after / (double)before).ToString("F3", CultureInfo.InvariantCulture))} |\n");
+
+    private static string N(long v) => v.ToString("N0", CultureInfo.InvariantCulture);
+
+    private static string Ms(TimeSpan t) => t.TotalMilliseconds.ToString("F0", CultureInfo.InvariantCulture);
+
+    private static string Mb(long bytes) => (bytes / 1048576.0).ToString("F2", CultureInfo.InvariantCulture) + " MiB";
+}
