@@ -95,3 +95,46 @@ public sealed class PassPropertyTests
         return z;
     }
 }
+
+/// <summary>The GEMM-side passes alone over random small ShiftWise_v2 networks.</summary>
+public sealed class EpiloguePropertyTests
+{
+    public static TheoryData<int> Seeds() => new(Enumerable.Range(0, 6));
+
+    private static (Model, Dictionary<string, Tensor>) RandomV2(int seed)
+    {
+        var rng = new Random(seed);
+        int d = 4 * rng.Next(2, 5);
+        var o = new ShiftWiseV2Options
+        {
+            InChans = rng.Next(1, 4), NumClasses = rng.Next(2, 9), Depths = [1, rng.Next(0, 2), 1, 1],
+            Dims = [d, 2 * d, 2 * d, 4 * d], KernelSize = [rng.Next(5, 14), 7, 5, 5, 3], NRep = rng.Next(1, 5),
+            LayerScaleInit = seed % 3 == 0 ? 0 : 1e-6, Bn = seed % 2 == 0, Height = rng.Next(16, 40), Width = rng.Next(16, 40),
+            Batch = rng.Next(1, 3),
+        };
+        var m = ShiftWiseV2.Build(o, dtype: DType.F64);
+        return (m, WeightInit.Draw(m, InitScheme.Lively, (uint)seed));
+    }
+
+    [Theory]
+    [MemberData(nameof(Seeds))]
+    public void ConstantFoldThenFuseEpilogues(int seed)
+    {
+        var (m, w) = RandomV2(seed);
+        var ctx = PassTestUtil.CheckPreserves(m.Graph, w, [new ConstantFold(), new FuseEpilogues(), new DeadCodeElimination()]);
+        Assert.Equal(0, PassTestUtil.Count<Linear>(ctx.Graph));
+        Assert.Equal(0, PassTestUtil.Count<Permute>(ctx.Graph));
+        Assert.Equal(0, PassTestUtil.Count<Grn>(ctx.Graph));
+        Assert.Equal(0, ctx.Graph.Nodes.Count(n => n.Op is Reshape && n.Inputs.All(i => ctx.Graph.Params.Any(p => p.Name == i))));
+    }
+
+    [Theory]
+    [MemberData(nameof(Seeds))]
+    public void WholeInferencePipeline(int seed)
+    {
+        var (m, w) = RandomV2(seed);
+        PassTestUtil.ZeroSubkernels(w, new Random(seed), 0.3);
+        var ctx = PassTestUtil.CheckPreserves(m.Graph, w, Pipelines.Get("inference"));
+        Assert.Equal(m.Graph.Nodes.Count(n => n.Op is ShiftAdd), PassTestUtil.Count<FusedShiftWise>(ctx.Graph));
+    }
+}
