@@ -7,6 +7,7 @@ using ShiftWise.Frontend.Tables;
 using ShiftWise.Frontend.Zoo;
 using ShiftWise.IR;
 using ShiftWise.IR.Reference;
+using ShiftWise.Runtime;
 
 namespace ShiftWise.Cli.Commands;
 
@@ -20,7 +21,11 @@ public static class RunCommand
         var weights = new Option<string?>("--weights") { Description = "A .pth or .safetensors checkpoint." };
         var input = new Option<string?>("--input") { Description = "Input .npy (N, C, H, W); default: a seeded random image." };
         var output = new Option<string?>("--output") { Description = "Write the output as .npy." };
-        var device = new Option<string>("--device") { Description = "Where to run: reference.", DefaultValueFactory = _ => "reference" };
+        var device = new Option<string>("--device")
+        {
+            Description = "Where to run: cpu (compiled, the default) or reference (the float64 oracle, slow).",
+            DefaultValueFactory = _ => "cpu",
+        };
         var init = new Option<string>("--init")
         {
             Description = "Weights when none are given: lively (all random, O(1)) or original (the paper's init).",
@@ -33,9 +38,9 @@ public static class RunCommand
         cmd.SetAction(r =>
         {
             var dev = r.GetValue(device)!;
-            if (dev != "reference")
+            if (dev is not ("reference" or "cpu"))
             {
-                throw new IrException($"option --device: '{dev}' is not available; this build runs on: reference");
+                throw new IrException($"option --device: '{dev}' is not available; this build runs on: cpu, reference");
             }
             uint s = (uint)(ModelOptions.Int(r, seed) ?? 0);
             Tensor? x = r.GetValue(input) is { } path ? Npy.Read(path) : null;
@@ -55,11 +60,23 @@ public static class RunCommand
             {
                 throw new IrException($"{r.GetValue(input)}: input shape {x.Shape} does not match the model's {decl.Type.Shape}");
             }
-            ctx.Err.WriteLine($"running {m.Description} on the reference executor ({m.Graph.Nodes.Count} nodes)...");
+            Tensor y;
             var sw = Stopwatch.StartNew();
-            var outs = ReferenceExecutor.Run(m.Graph, m.Weights, new Dictionary<string, Tensor> { [decl.Name] = x });
-            var y = outs[m.Graph.Outputs[0]];
-            ctx.Out.WriteLine($"{m.Description}: input {x.Type}, output {y.Type}, {sw.Elapsed.TotalSeconds:F2} s on reference");
+            if (dev == "reference")
+            {
+                ctx.Err.WriteLine($"running {m.Description} on the reference executor ({m.Graph.Nodes.Count} nodes)...");
+                y = ReferenceExecutor.Run(m.Graph, m.Weights, new Dictionary<string, Tensor> { [decl.Name] = x })[m.Graph.Outputs[0]];
+                ctx.Out.WriteLine($"{m.Description}: input {x.Type}, output {y.Type}, {sw.Elapsed.TotalSeconds:F2} s on reference");
+            }
+            else
+            {
+                var cm = CompiledModel.ForCpu(m, warn: ctx.Err.WriteLine);
+                var compile = sw.Elapsed;
+                sw.Restart();
+                y = cm.Run(x);
+                ctx.Out.WriteLine($"{m.Description}: input {x.Type}, output {y.Type}, compiled for cpu in "
+                    + $"{compile.TotalSeconds:F2} s ({cm.Graph.Nodes.Count} nodes), ran in {sw.Elapsed.TotalMilliseconds:F1} ms");
+            }
             PrintTop(ctx.Out, y, 5);
             if (r.GetValue(output) is { } outPath)
             {

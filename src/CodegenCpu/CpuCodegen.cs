@@ -1,0 +1,18 @@
+using ShiftWise.Passes.Lowering;
+
+namespace ShiftWise.CodegenCpu;
+
+/// <summary>A rendered C# kernel: its name, the class and method to call, the source, and its scratch size.</summary>
+public sealed record CpuKernelSource(string Name, string ClassName, string Source, int ScratchFloats);
+
+/// <summary>Renders kernel specs as C# for the CPU target.</summary>
+public static class CpuCodegen
+{
+    /// <summary>The cross lowering of an SW layer.</summary>
+    public static CpuKernelSource SwCross(SwLayerSpec spec, IReadOnlyDictionary<string, int>? tunables = null)
+    {
+        var m = new SwCrossCpuModel(spec, tunables);
+        return new CpuKernelSource(m.Name, "ShiftWise.Generated." + m.ClassName, TemplateRenderer.Render("sw_cross.cs.sbn", m),
+            m.ScratchFloats);
+    }
+}

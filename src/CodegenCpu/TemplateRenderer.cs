@@ -1,0 +1,57 @@
+using System.Collections.Concurrent;
+using System.Reflection;
+using Scriban;
+using Scriban.Runtime;
+using ShiftWise.IR;
+
+namespace ShiftWise.CodegenCpu;
+
+/// <summary>
+/// Renders the embedded Scriban templates. Each template is parsed once; settings follow DESIGN.md: strict
+/// variables, no relaxed member access, no loop or output limits, "\n" newlines. View-model members are exposed in
+/// snake_case. A template error is an exception naming the template and line, never silent output.
+/// </summary>
+public static class TemplateRenderer
+{
+    private static readonly ConcurrentDictionary<string, Template> Parsed = new(StringComparer.Ordinal);
+
+    /// <summary>Renders template <paramref name="name"/> (e.g. "sw_cross.cs.sbn") with a view-model.</summary>
+    public static string Render(string name, object model)
+    {
+        var template = Parsed.GetOrAdd(name, Load);
+        var ctx = new TemplateContext
+        {
+            StrictVariables = true,
+            EnableRelaxedMemberAccess = false,
+            LoopLimit = 0,
+            LimitToString = 0,
+            RecursiveLimit = 0,
+            NewLine = "\n",
+            MemberRenamer = StandardMemberRenamer.Default,
+        };
+        var globals = new ScriptObject();
+        globals.Import(model, renamer: StandardMemberRenamer.Default);
+        ctx.PushGlobal(globals);
+        try
+        {
+            return template.Render(ctx).Replace("\r\n", "\n", StringComparison.Ordinal);
+        }
+        catch (Scriban.Syntax.ScriptRuntimeException e)
+        {
+            throw new IrException($"template {name}: {e.Message}", e);
+        }
+    }
+
+    private static Template Load(string name)
+    {
+        using var s = Assembly.GetExecutingAssembly().GetManifestResourceStream(name)
+            ?? throw new IrException($"template {name} is not embedded in {Assembly.GetExecutingAssembly().GetName().Name}");
+        using var r = new StreamReader(s);
+        var t = Template.Parse(r.ReadToEnd(), name);
+        if (t.HasErrors)
+        {
+            throw new IrException($"template {name} does not parse: {string.Join("; ", t.Messages)}");
+        }
+        return t;
+    }
+}

@@ -1,0 +1,97 @@
+using System.Diagnostics;
+using ShiftWise.IR;
+using ShiftWise.IR.Ops;
+using ShiftWise.Passes;
+using ShiftWise.Runtime.Cpu.Kernels;
+
+namespace ShiftWise.Runtime.Cpu;
+
+/// <summary>Time spent in one node over the runs of an executor.</summary>
+public sealed record KernelTime(string Node, string Op, string Kernel, TimeSpan Total, int Runs);
+
+/// <summary>
+/// Runs a float32 graph on the CPU: parameters converted once, every activation in one arena laid out by the
+/// memory plan (reshapes and eval drop-paths are views), one kernel per node bound at construction. SW layers use
+/// their generated kernels; everything else the managed kernels of <see cref="KernelTable"/>.
+/// </summary>
+public sealed class CpuExecutor
+{
+    private readonly Graph _graph;
+    private readonly float[] _arena;
+    private readonly Dictionary<string, Buf> _bufs = new(StringComparer.Ordinal);
+    private readonly List<(Node Node, CpuKernel Kernel, Buf[] In, Buf[] Out)> _steps = [];
+    private readonly Dictionary<Node, Stopwatch> _times = new(ReferenceEqualityComparer.Instance);
+    private int _runs;
+
+    /// <summary>Binds the graph. <paramref name="generated"/> false runs SW layers on the managed fallback too.</summary>
+    public CpuExecutor(Graph graph, IReadOnlyDictionary<string, Tensor> weights, bool generated = true,
+        Action<string>? warn = null)
+    {
+        _graph = graph;
+        Plan = MemoryPlan.Of(graph);
+        _arena = new float[checked((int)(Plan.ArenaBytes / 4))];
+        var types = graph.ValueTypes();
+        foreach (var t in types.Values.Where(t => t.DType != DType.F32 && t.DType != DType.I64 && t.DType != DType.I32))
+        {
+            throw new IrException($"graph '{graph.Name}': the CPU target runs float32 graphs, found {t}");
+        }
+        foreach (var i in graph.Inputs) _bufs[i.Name] = Buf.Of(new float[i.Type.Shape.Elements]);
+        var consts = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        foreach (var p in graph.Params)
+        {
+            if (!weights.TryGetValue(p.Name, out var w)) throw new IrException($"no value for parameter '{p.Name}'");
+            consts[p.Name] = w;
+            _bufs[p.Name] = Buf.Of(w.Cast(DType.F32).ToDoubles().Select(v => (float)v).ToArray());
+        }
+        foreach (var s in Plan.Slots) _bufs[s.Value] = new Buf(_arena, (int)(s.Offset / 4), (int)(types[s.Value].Shape.Elements));
+        foreach (var n in graph.Nodes)
+        {
+            if (Plan.Aliases.TryGetValue(n.Outputs[0], out var src))
+            {
+                _bufs[n.Outputs[0]] = _bufs[src] with { Length = (int)types[n.Outputs[0]].Shape.Elements };
+                continue;
+            }
+            var req = new KernelRequest(n, n.Inputs.Select(i => types[i]).ToArray(),
+                n.Inputs.Select(i => consts.GetValueOrDefault(i)).ToArray());
+            CpuKernel k = generated && n.Op is FusedShiftWise && req.Constants.Skip(1).All(c => c is not null)
+                ? new SwCrossKernel(req, warn: warn)
+                : KernelTable.Create(req);
+            _steps.Add((n, k, n.Inputs.Select(i => _bufs[i]).ToArray(), n.Outputs.Select(o => _bufs[o]).ToArray()));
+            _times[n] = new Stopwatch();
+        }
+    }
+
+    /// <summary>The activation memory plan.</summary>
+    public MemoryPlan Plan { get; }
+
+    /// <summary>Whether per-node times are recorded (a little overhead per node).</summary>
+    public bool Profile { get; set; }
+
+    /// <summary>Runs once; returns the graph outputs as new tensors.</summary>
+    public Dictionary<string, Tensor> Run(IReadOnlyDictionary<string, Tensor> inputs)
+    {
+        foreach (var i in _graph.Inputs)
+        {
+            if (!inputs.TryGetValue(i.Name, out var t) || !t.Shape.Equals(i.Type.Shape))
+            {
+                throw new IrException($"input '{i.Name}' must have shape {i.Type.Shape}");
+            }
+            var d = t.ToDoubles();
+            var b = _bufs[i.Name].Span;
+            for (int k = 0; k < d.Length; k++) b[k] = (float)d[k];
+        }
+        foreach (var (n, k, ins, outs) in _steps)
+        {
+            if (Profile) _times[n].Start();
+            k.Run(ins, outs);
+            if (Profile) _times[n].Stop();
+        }
+        _runs++;
+        var types = _graph.ValueTypes();
+        return _graph.Outputs.ToDictionary(o => o, o => Tensor.Wrap(types[o], _bufs[o].Span.ToArray()), StringComparer.Ordinal);
+    }
+
+    /// <summary>Per-node times accumulated while <see cref="Profile"/> was on.</summary>
+    public IReadOnlyList<KernelTime> Times() =>
+        _steps.Select(s => new KernelTime(s.Node.Name, s.Node.Op.Name, s.Kernel.Label, _times[s.Node].Elapsed, _runs)).ToArray();
+}

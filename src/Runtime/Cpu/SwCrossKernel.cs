@@ -1,0 +1,89 @@
+using ShiftWise.CodegenCpu;
+using ShiftWise.IR;
+using ShiftWise.IR.Ops;
+using ShiftWise.Passes.Lowering;
+
+namespace ShiftWise.Runtime.Cpu;
+
+/// <summary>
+/// A <see cref="FusedShiftWise"/> node run by its generated, specialised cross kernel: the collapsed bands are
+/// computed once from the node's parameters (SwCollapse), the vertical band's centre merged into the horizontal one.
+/// </summary>
+public sealed class SwCrossKernel : CpuKernel
+{
+    private delegate void RunFn(float[] x, int xOff, float[] y, int yOff, float[] hb, float[] vb, float[] bias,
+        float[] gs, int[] rep, int[] ghost, int batch, int channels, float[][] scratch);
+
+    private readonly RunFn _run;
+    private readonly float[] _hb;
+    private readonly float[] _vb;
+    private readonly float[] _bias;
+    private readonly float[] _gs;
+    private readonly int[] _rep;
+    private readonly int[] _ghost;
+    private readonly int _batch;
+    private readonly int _channels;
+    private readonly float[][] _scratch;
+
+    /// <summary>Renders, compiles (or loads from cache) and binds the kernel.</summary>
+    public SwCrossKernel(KernelRequest r, IReadOnlyDictionary<string, int>? tunables = null, Action<string>? warn = null)
+    {
+        var spec = KernelLowering.Sw(r.Node, r.InputTypes[0].Shape);
+        var op = spec.Op;
+        if (r.Constants.Skip(1).Any(c => c is null))
+        {
+            throw new IrException($"{r.Node.Describe()}: the CPU cross kernel needs constant weights");
+        }
+        var src = CpuCodegen.SwCross(spec, tunables);
+        Source = src;
+        var m = RoslynCompiler.GetMethod(src.Source, src.ClassName, "Run", warn);
+        _run = m.CreateDelegate<RunFn>();
+        int rr = op.Rep.Count, k = op.Shift.Small, bw = spec.BandWidth, half = (k - 1) / 2, mu = op.Shift.Big / 2;
+        var cross = SwCollapse.Collapse(op.Shift, op.Subs, r.Constants[1]!.ToDoubles(), r.Constants[2]!.ToDoubles());
+        // the centre k×k of the vertical band coincides with the horizontal band's columns μ−r..μ+r: merged there,
+        // and left zero (and skipped by the kernel) in the vertical band
+        _hb = MergeExact(cross, rr, k, bw, mu, half);
+        _vb = new float[cross.V.Length];
+        for (int o = 0; o < rr; o++)
+        {
+            for (int c = 0; c < bw; c++)
+            {
+                if (c >= mu - half && c <= mu + half) continue;
+                for (int v = 0; v < k; v++) _vb[(o * bw + c) * k + v] = (float)cross.V[cross.VAt(o, c, v)];
+            }
+        }
+        _bias = r.Constants[3]!.ToDoubles().Select(v => (float)v).ToArray();
+        _gs = r.Constants[4]!.ToDoubles().Select(v => (float)v).ToArray();
+        _rep = op.Rep.ToArray();
+        _ghost = op.Ghost.ToArray();
+        _batch = spec.Input[0];
+        _channels = spec.Input[1];
+        int workers = Math.Max(1, Environment.ProcessorCount);
+        _scratch = Enumerable.Range(0, workers).Select(_ => new float[src.ScratchFloats]).ToArray();
+    }
+
+    /// <summary>The rendered source (for --emit and tests).</summary>
+    public CpuKernelSource Source { get; }
+
+    /// <inheritdoc/>
+    public override string Label => Source.Name;
+
+    /// <inheritdoc/>
+    public override void Run(Buf[] inputs, Buf[] outputs) =>
+        _run(inputs[0].Array, inputs[0].Offset, outputs[0].Array, outputs[0].Offset, _hb, _vb, _bias, _gs, _rep, _ghost,
+            _batch, _channels, _scratch);
+
+    /// <summary>The horizontal band plus the vertical band's centre, summed in double before rounding once.</summary>
+    private static float[] MergeExact(CrossKernels cross, int r, int k, int bw, int mu, int half)
+    {
+        var h = (double[])cross.H.Clone();
+        for (int o = 0; o < r; o++)
+        {
+            for (int c = mu - half; c <= mu + half; c++)
+            {
+                for (int v = 0; v < k; v++) h[cross.HAt(o, c - (mu - half), mu - half + v)] += cross.V[cross.VAt(o, c, v)];
+            }
+        }
+        return h.Select(v => (float)v).ToArray();
+    }
+}
