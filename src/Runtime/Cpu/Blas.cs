@@ -1,0 +1,144 @@
+using ShiftWise.Runtime.Native;
+
+namespace ShiftWise.Runtime.Cpu;
+
+/// <summary>Which GEMM implementation a call uses.</summary>
+public enum BlasBackend
+{
+    /// <summary>OpenBLAS when it loaded and <c>SWC_BLAS</c> does not say <c>managed</c>; the managed GEMM otherwise.</summary>
+    Auto,
+    /// <summary>OpenBLAS; a call fails with the not-found sentence when it is missing.</summary>
+    OpenBlas,
+    /// <summary>The managed, cache-blocked Vector256 GEMM.</summary>
+    Managed,
+}
+
+/// <summary>
+/// float32 GEMM for the CPU target, row-major: OpenBLAS where it is installed, a managed blocked GEMM otherwise.
+/// Every call checks its arguments against the spans, so a wrong leading dimension fails here instead of reading
+/// past a buffer inside native code. Set <c>SWC_BLAS=managed</c> to force the managed GEMM (auto and openblas
+/// pick OpenBLAS when present).
+/// </summary>
+public static unsafe class Blas
+{
+    private static readonly (bool Open, string? Warning) Choice = Choose();
+    private static int _threads = Environment.ProcessorCount;
+
+    /// <summary>Whether <see cref="BlasBackend.Auto"/> calls go to OpenBLAS.</summary>
+    public static bool UsingOpenBlas => Choice.Open;
+
+    /// <summary>
+    /// The sentence to show once when <see cref="BlasBackend.Auto"/> falls back to the managed GEMM because OpenBLAS
+    /// is missing (or <c>SWC_BLAS</c> holds an unknown value); null when there is nothing to say. The library does not
+    /// print it: the caller (the CLI) decides where warnings go.
+    /// </summary>
+    public static string? Warning => Choice.Warning;
+
+    /// <summary>Threads for either backend (default: the processor count); also applied to OpenBLAS when loaded.</summary>
+    public static int Threads
+    {
+        get => _threads;
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(value, 1);
+            _threads = value;
+            if (OpenBlas.Library.Found) OpenBlas.TrySetThreads(value);
+        }
+    }
+
+    /// <summary>
+    /// C = alpha·op(A)·op(B) + beta·C with row-major matrices: op(A) is m×k (A is stored k×m with leading dimension
+    /// lda when <paramref name="transA"/>), op(B) is k×n, C is m×n. As in BLAS, beta = 0 overwrites C without
+    /// reading it, and k = 0 or alpha = 0 only scales C.
+    /// </summary>
+    public static void Sgemm(bool transA, bool transB, int m, int n, int k, float alpha, ReadOnlySpan<float> a,
+        int lda, ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc) =>
+        SgemmUsing(BlasBackend.Auto, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+
+    /// <summary>
+    /// <see cref="Sgemm"/> with an explicit backend (for tests, and for the tuner, which may prefer the managed GEMM
+    /// at some shapes). A separate name rather than an overload keeps <c>cref="Blas.Sgemm"</c> unambiguous.
+    /// </summary>
+    public static void SgemmUsing(BlasBackend backend, bool transA, bool transB, int m, int n, int k, float alpha,
+        ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(m);
+        ArgumentOutOfRangeException.ThrowIfNegative(n);
+        ArgumentOutOfRangeException.ThrowIfNegative(k);
+        CheckMatrix("A", a.Length, transA ? k : m, transA ? m : k, lda);
+        CheckMatrix("B", b.Length, transB ? n : k, transB ? k : n, ldb);
+        CheckMatrix("C", c.Length, m, n, ldc);
+        if (m == 0 || n == 0) return;
+        if (k == 0 || alpha == 0f)
+        {
+            Scale(c, m, n, ldc, beta);
+            return;
+        }
+        bool open = backend switch
+        {
+            BlasBackend.Auto => Choice.Open,
+            BlasBackend.OpenBlas => OpenBlas.Library.Found
+                ? true
+                : throw new InvalidOperationException(OpenBlas.Library.Missing("The OpenBLAS backend was requested.")),
+            _ => false,
+        };
+        fixed (float* pa = a, pb = b, pc = c)
+        {
+            if (open)
+            {
+                OpenBlas.Sgemm(transA, transB, m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc);
+            }
+            else
+            {
+                ManagedGemm.Sgemm(transA, transB, m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc, _threads);
+            }
+        }
+    }
+
+    /// <summary>
+    /// A stored rows×cols matrix needs ld ≥ max(1, cols) (OpenBLAS rejects less, even for empty matrices) and
+    /// (rows−1)·ld + cols elements.
+    /// </summary>
+    private static void CheckMatrix(string name, int length, int rows, int cols, int ld)
+    {
+        if (ld < Math.Max(1, cols))
+        {
+            throw new ArgumentException($"the leading dimension {ld} of {name} must be at least max(1, {cols})");
+        }
+        long need = rows == 0 || cols == 0 ? 0 : (long)(rows - 1) * ld + cols;
+        if (length < need)
+        {
+            throw new ArgumentException(
+                $"{name} has {length} elements; a {rows}×{cols} matrix with leading dimension {ld} needs {need}");
+        }
+    }
+
+    private static void Scale(Span<float> c, int m, int n, int ldc, float beta)
+    {
+        for (int i = 0; i < m; i++)
+        {
+            var row = c.Slice(i * ldc, n);
+            if (beta == 0f)
+            {
+                row.Clear();
+            }
+            else if (beta != 1f)
+            {
+                for (int j = 0; j < n; j++) row[j] *= beta;
+            }
+        }
+    }
+
+    private static (bool, string?) Choose()
+    {
+        const string fallback = "Using the managed GEMM, which is slower.";
+        var env = Environment.GetEnvironmentVariable("SWC_BLAS")?.Trim().ToLowerInvariant();
+        if (env == "managed") return (false, null);
+        string? unknown = env is null or "" or "auto" or "openblas"
+            ? null
+            : $"SWC_BLAS='{env}' is not one of auto, openblas, managed; treating it as auto. ";
+        var lib = OpenBlas.Library;
+        if (lib.Found) return (true, unknown?.TrimEnd());
+        return (false, unknown + lib.Missing(fallback));
+    }
+}

@@ -1,0 +1,300 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using ShiftWise.IR.Ops;
+
+namespace ShiftWise.Runtime.Cpu.Kernels;
+
+/// <summary>
+/// conv2d, any stride, padding, dilation and groups. Depthwise convs (one input channel per group) run as direct
+/// loops, one (sample, output channel) plane at a time: with stride one over a zero-padded copy of the plane, eight
+/// outputs per register accumulating every tap (<see cref="DirectConv"/>); otherwise tap by tap with clipping.
+/// Everything else is per-(sample, group) im2col + <see cref="Blas.Sgemm"/>: Y_g (O/G × P) = W_g (O/G × K) ·
+/// col (K × P) with K = C/G·kh·kw and P = Ho·Wo, the bias written into Y first and accumulated onto (β = 1);
+/// a 1×1, stride-1, unpadded conv skips im2col and multiplies x directly. Blas threads a large GEMM itself, so
+/// large units run one after another (im2col split over the cores); only units too small for Blas to thread (and
+/// for OpenBLAS's own threshold) run side by side, each part with its own im2col scratch, so the two never nest.
+/// </summary>
+public sealed class Conv2dKernel : CpuKernel
+{
+    /// <summary>
+    /// Below this many flops per GEMM neither backend threads (the managed GEMM forks at 2²¹, OpenBLAS at
+    /// m·n·k = 2¹⁸), so calls may run concurrently without oversubscribing.
+    /// </summary>
+    private const long SmallGemmFlops = 1L << 19;
+
+    private readonly Conv2d _op;
+    private readonly bool _depthwise, _pointwise, _hasBias, _unitParallel;
+    private readonly int _n, _c, _h, _w, _o, _cpg, _kh, _kw, _ho, _wo, _groups, _opg, _k, _units, _parts, _colParts;
+    private readonly float[][] _col;
+    private readonly Action<int> _part, _colPart;
+    private Buf _x, _wt, _bias, _y;
+    private int _unit;
+
+    /// <summary>Binds the kernel to a node.</summary>
+    public Conv2dKernel(KernelRequest r)
+    {
+        (_op, var outs) = KernelCheck.Prepare<Conv2d>(r);
+        var x = r.InputTypes[0].Shape;
+        var w = r.InputTypes[1].Shape;
+        KernelCheck.Count(r, x);
+        KernelCheck.Count(r, outs[0].Shape);
+        (_n, _c, _h, _w) = (x[0], x[1], x[2], x[3]);
+        (_o, _cpg, _kh, _kw) = (w[0], w[1], w[2], w[3]);
+        (_ho, _wo) = (outs[0].Shape[2], outs[0].Shape[3]);
+        _groups = _op.Groups;
+        _opg = _o / _groups;
+        _k = _cpg * _kh * _kw;
+        _hasBias = r.InputTypes.Count == 3;
+        _depthwise = _groups == _c && _cpg == 1;
+        _pointwise = _kh == 1 && _kw == 1 && _op.Stride.All(s => s == 1) && _op.Padding.All(p => p == 0);
+        long plane = (long)_ho * _wo, flops = 2L * _n * _o * plane * _k;
+        _part = Part;
+        _colPart = ColPart;
+        if (_depthwise)
+        {
+            _parts = Par.Parts(flops, (long)_n * _o);
+            // stride 1: each part zero-pads one input plane, so the taps need no bounds tests
+            long padded = _op.Stride.All(s => s == 1) ? (long)(_h + 2 * _op.Padding[0]) * (_w + 2 * _op.Padding[1]) : 0;
+            if (padded > Array.MaxLength) throw KernelCheck.Fail(r, $"padded plane of {padded} floats is too large");
+            _col = Enumerable.Range(0, _parts).Select(_ => new float[padded]).ToArray();
+            return;
+        }
+        _units = _n * _groups;
+        _unitParallel = _units > 1 && 2L * _opg * plane * _k < SmallGemmFlops;
+        _parts = _unitParallel ? Par.Parts(flops, _units) : 1;
+        _colParts = _unitParallel || _pointwise ? 1 : Par.Parts(_k * plane, _k);
+        long scratch = _pointwise ? 0 : _k * plane;
+        if (scratch > Array.MaxLength)
+        {
+            throw KernelCheck.Fail(r, $"im2col scratch of {scratch} floats is more than one array can hold");
+        }
+        _col = Enumerable.Range(0, _parts).Select(_ => new float[scratch]).ToArray();
+    }
+
+    /// <summary>Depthwise or GEMM, for per-kernel timing tables.</summary>
+    public override string Label =>
+        $"{nameof(Conv2dKernel)}[{(_depthwise ? "depthwise" : _pointwise ? "1x1 gemm" : "im2col gemm")}]";
+
+    /// <inheritdoc/>
+    public override void Run(Buf[] inputs, Buf[] outputs)
+    {
+        (_x, _wt, _y) = (inputs[0], inputs[1], outputs[0]);
+        _bias = _hasBias ? inputs[2] : default;
+        if (_depthwise || _unitParallel)
+        {
+            Par.Run(_parts, _part);
+            return;
+        }
+        for (_unit = 0; _unit < _units; _unit++)
+        {
+            if (!_pointwise) Par.Run(_colParts, _colPart);
+            Unit(_unit, _col[0], false);
+        }
+    }
+
+    private void Part(int p)
+    {
+        if (_depthwise)
+        {
+            Depthwise(p);
+            return;
+        }
+        var (s, e) = Par.Range(p, _parts, _units);
+        for (int unit = s; unit < e; unit++) Unit(unit, _col[p], true);
+    }
+
+    /// <summary>im2col rows of the current unit for part <paramref name="p"/> of the sequential path.</summary>
+    private void ColPart(int p)
+    {
+        var (s, e) = Par.Range(p, _colParts, _k);
+        Im2Col(Input(_unit), _col[0], s, e);
+    }
+
+    private ReadOnlySpan<float> Input(int unit)
+    {
+        int b = unit / _groups, g = unit % _groups;
+        return _x.Span.Slice((b * _c + g * _cpg) * _h * _w, _cpg * _h * _w);
+    }
+
+    /// <summary>One (sample, group) GEMM, after its own im2col when <paramref name="im2col"/>.</summary>
+    private void Unit(int unit, float[] col, bool im2col)
+    {
+        int g = unit % _groups, plane = _ho * _wo;
+        var y = _y.Span.Slice((unit * _opg) * plane, _opg * plane);
+        float beta = 0f;
+        if (_hasBias)
+        {
+            ReadOnlySpan<float> bias = _bias.Span;
+            for (int q = 0; q < _opg; q++) y.Slice(q * plane, plane).Fill(bias[g * _opg + q]);
+            beta = 1f;
+        }
+        ReadOnlySpan<float> wg = _wt.Span.Slice(g * _opg * _k, _opg * _k);
+        if (_pointwise)
+        {
+            Blas.Sgemm(false, false, _opg, plane, _k, 1f, wg, _k, Input(unit), plane, beta, y, plane);
+            return;
+        }
+        if (im2col) Im2Col(Input(unit), col, 0, _k);
+        Blas.Sgemm(false, false, _opg, plane, _k, 1f, wg, _k, col, plane, beta, y, plane);
+    }
+
+    /// <summary>
+    /// Rows [r0, r1) of col, row (q·kh + u)·kw + v: col[row][i·Wo + j] = x[q](i·s − p + u·d, j·s − p + v·d),
+    /// zero outside the image.
+    /// </summary>
+    private void Im2Col(ReadOnlySpan<float> xg, Span<float> col, int r0, int r1)
+    {
+        int plane = _ho * _wo;
+        var (s0, s1, p0, p1, d0, d1) = (_op.Stride[0], _op.Stride[1], _op.Padding[0], _op.Padding[1],
+            _op.Dilation[0], _op.Dilation[1]);
+        for (int rr = r0; rr < r1; rr++)
+        {
+            int q = rr / (_kh * _kw), u = rr / _kw % _kh, v = rr % _kw;
+            var row = col.Slice(rr * plane, plane);
+            int off = v * d1 - p1;
+            var (jlo, jhi) = Valid(off, s1, _w, _wo);
+            for (int i = 0; i < _ho; i++)
+            {
+                var dst = row.Slice(i * _wo, _wo);
+                int yy = i * s0 - p0 + u * d0;
+                if (yy < 0 || yy >= _h || jlo >= jhi)
+                {
+                    dst.Clear();
+                    continue;
+                }
+                var src = xg.Slice((q * _h + yy) * _w, _w);
+                dst[..jlo].Clear();
+                dst[jhi..].Clear();
+                if (s1 == 1) src.Slice(jlo + off, jhi - jlo).CopyTo(dst[jlo..jhi]);
+                else for (int j = jlo; j < jhi; j++) dst[j] = src[j * s1 + off];
+            }
+        }
+    }
+
+    private void Depthwise(int p)
+    {
+        ReadOnlySpan<float> x = _x.Span, wt = _wt.Span;
+        var y = _y.Span;
+        var (s0, s1, p0, p1, d0, d1) = (_op.Stride[0], _op.Stride[1], _op.Padding[0], _op.Padding[1],
+            _op.Dilation[0], _op.Dilation[1]);
+        var (s, e) = Par.Range(p, _parts, (long)_n * _o);
+        if (s0 == 1 && s1 == 1)
+        {
+            int hp = _h + 2 * p0, wp = _w + 2 * p1;
+            var padded = _col[p].AsSpan();
+            for (int bo = s; bo < e; bo++)
+            {
+                int b = bo / _o, o = bo % _o, ch = o / _opg;
+                DirectConv.Pad(x.Slice((b * _c + ch) * _h * _w, _h * _w), _h, _w, p0, p1, padded);
+                DirectConv.Stride1(padded, wp, wt.Slice(o * _kh * _kw, _kh * _kw), _kh, _kw, d0, d1,
+                    _hasBias ? _bias.Span[o] : 0f, y.Slice(bo * _ho * _wo, _ho * _wo), _ho, _wo);
+            }
+            return;
+        }
+        for (int bo = s; bo < e; bo++)
+        {
+            int b = bo / _o, o = bo % _o, ch = o / _opg;
+            var xp = x.Slice((b * _c + ch) * _h * _w, _h * _w);
+            var yp = y.Slice(bo * _ho * _wo, _ho * _wo);
+            var wo = wt.Slice(o * _kh * _kw, _kh * _kw);
+            yp.Fill(_hasBias ? _bias.Span[o] : 0f);
+            for (int i = 0; i < _ho; i++)
+            {
+                var yr = yp.Slice(i * _wo, _wo);
+                for (int u = 0; u < _kh; u++)
+                {
+                    int yy = i * s0 - p0 + u * d0;
+                    if (yy < 0 || yy >= _h) continue;
+                    var xr = xp.Slice(yy * _w, _w);
+                    for (int v = 0; v < _kw; v++)
+                    {
+                        int off = v * d1 - p1;
+                        var (jlo, jhi) = Valid(off, s1, _w, _wo);
+                        if (jlo >= jhi) continue;
+                        float wv = wo[u * _kw + v];
+                        if (s1 == 1) Simd.Axpy(wv, xr.Slice(jlo + off, jhi - jlo), yr[jlo..jhi]);
+                        else
+                        {
+                            for (int j = jlo; j < jhi; j++) yr[j] = MathF.FusedMultiplyAdd(wv, xr[j * s1 + off], yr[j]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>The output columns j ∈ [lo, hi) whose source column j·s + off lies inside [0, w).</summary>
+    internal static (int Lo, int Hi) Valid(int off, int s, int w, int wo)
+    {
+        int lo = off >= 0 ? 0 : (-off + s - 1) / s;
+        int hi = w - 1 - off < 0 ? 0 : Math.Min(wo, (w - 1 - off) / s + 1);
+        return (Math.Min(lo, wo), hi);
+    }
+}
+
+/// <summary>Direct convolution of one plane with one k×k filter, for depthwise convs and the SW fallback.</summary>
+internal static class DirectConv
+{
+    /// <summary>Copies the h×w plane into <paramref name="dst"/> inside ph zero rows and pw zero columns.</summary>
+    public static void Pad(ReadOnlySpan<float> x, int h, int w, int ph, int pw, Span<float> dst)
+    {
+        int wp = w + 2 * pw;
+        dst[..(ph * wp)].Clear();
+        for (int r = 0; r < h; r++)
+        {
+            var row = dst.Slice((r + ph) * wp, wp);
+            row[..pw].Clear();
+            x.Slice(r * w, w).CopyTo(row.Slice(pw, w));
+            row[(pw + w)..].Clear();
+        }
+        dst.Slice((ph + h) * wp, ph * wp).Clear();
+    }
+
+    /// <summary>
+    /// y(i, j) = bias + Σ w(u, v)·xp(i + u·d0, j + v·d1) for a ho×wo output, xp with rows of wp floats. Eight
+    /// outputs stay in one register across all taps, so each tap costs a load and an FMA instead of a pass over
+    /// the output row; the bounds are checked once up front.
+    /// </summary>
+    public static void Stride1(ReadOnlySpan<float> xp, int wp, ReadOnlySpan<float> w, int kh, int kw, int d0, int d1,
+        float bias, Span<float> y, int ho, int wo)
+    {
+        long last = (long)(ho - 1 + (kh - 1) * d0) * wp + wo - 1 + (kw - 1) * d1;
+        if (ho == 0 || wo == 0) return;
+        if (last >= xp.Length || wo + (kw - 1) * d1 > wp || w.Length < kh * kw || y.Length < ho * wo)
+        {
+            throw new ArgumentException("direct convolution operands are too small for the requested output");
+        }
+        ref float x0 = ref MemoryMarshal.GetReference(xp);
+        ref float w0 = ref MemoryMarshal.GetReference(w);
+        ref float y0 = ref MemoryMarshal.GetReference(y);
+        for (int i = 0; i < ho; i++)
+        {
+            int j = 0;
+            for (; j <= wo - 8; j += 8)
+            {
+                var acc = Vector256.Create(bias);
+                for (int u = 0; u < kh; u++)
+                {
+                    nuint row = (nuint)((i + u * d0) * wp + j);
+                    for (int v = 0; v < kw; v++)
+                    {
+                        var xv = Vector256.LoadUnsafe(ref x0, row + (nuint)(v * d1));
+                        acc = Vector256.FusedMultiplyAdd(xv, Vector256.Create(Unsafe.Add(ref w0, u * kw + v)), acc);
+                    }
+                }
+                acc.StoreUnsafe(ref y0, (nuint)(i * wo + j));
+            }
+            for (; j < wo; j++)
+            {
+                float acc = bias;
+                for (int u = 0; u < kh; u++)
+                {
+                    int row = (i + u * d0) * wp + j;
+                    for (int v = 0; v < kw; v++) acc = MathF.FusedMultiplyAdd(xp[row + v * d1], w[u * kw + v], acc);
+                }
+                y[i * wo + j] = acc;
+            }
+        }
+    }
+}

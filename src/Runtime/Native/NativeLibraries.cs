@@ -1,0 +1,106 @@
+using System.Collections.Concurrent;
+using System.Reflection;
+using System.Runtime.InteropServices;
+
+namespace ShiftWise.Runtime.Native;
+
+/// <summary>
+/// A native library we bind: the logical name the <c>[LibraryImport]</c> declarations use, the file names to try
+/// (the newest ABI first), and what a user who lacks it should install.
+/// </summary>
+/// <param name="Key">The name in <c>[LibraryImport(Key)]</c>; the resolver maps it to the first file that loads.</param>
+/// <param name="Display">How messages name the library ("OpenBLAS").</param>
+/// <param name="Names">File names tried in order with the system loader's search path.</param>
+/// <param name="Install">What to install, phrased to follow "install".</param>
+public sealed record NativeLibrarySpec(string Key, string Display, IReadOnlyList<string> Names, string Install);
+
+/// <summary>The outcome of loading a <see cref="NativeLibrarySpec"/>: the handle and the file that loaded, or neither.</summary>
+/// <param name="Spec">What was looked for.</param>
+/// <param name="Handle">The OS handle; <see cref="IntPtr.Zero"/> when no name loaded.</param>
+/// <param name="LoadedName">The file name that loaded, or null.</param>
+public sealed record NativeLoad(NativeLibrarySpec Spec, IntPtr Handle, string? LoadedName)
+{
+    /// <summary>Whether one of the names loaded.</summary>
+    public bool Found => Handle != IntPtr.Zero;
+
+    /// <summary>Whether the loaded library exports <paramref name="symbol"/> (optional entry points).</summary>
+    public bool Exports(string symbol) => Found && NativeLibrary.TryGetExport(Handle, symbol, out _);
+
+    /// <summary>
+    /// The one sentence that tells a user what is missing and what happens instead, e.g. "OpenBLAS
+    /// (libopenblas.so.0) was not found; install Debian's libopenblas0-pthread. Using the managed GEMM, which is
+    /// slower."
+    /// </summary>
+    public string Missing(string consequence) =>
+        $"{Spec.Display} ({Spec.Names[0]}) was not found; install {Spec.Install}. {consequence}";
+}
+
+/// <summary>
+/// The one table of native libraries and the one resolver for this assembly. Distributions ship versioned file
+/// names only (libopenblas.so.0, libcuda.so.1) unless a -dev package is installed, so a bare
+/// <c>[LibraryImport("openblas")]</c> would fail where the library is present; the resolver tries the table's names
+/// instead. .NET allows one resolver per assembly, so every binding in <c>Native/</c> goes through this one.
+/// </summary>
+public static class NativeLibraries
+{
+    /// <summary>OpenBLAS (CPU GEMM).</summary>
+    public static NativeLibrarySpec OpenBlas { get; } = new("openblas", "OpenBLAS",
+        ["libopenblas.so.0", "libopenblas.so"], "Debian's libopenblas0-pthread");
+
+    /// <summary>The CUDA driver API.</summary>
+    public static NativeLibrarySpec Cuda { get; } = new("cuda", "The CUDA driver",
+        ["libcuda.so.1"], "the NVIDIA driver (Debian's libcuda1, non-free)");
+
+    /// <summary>NVRTC, the run-time CUDA compiler.</summary>
+    public static NativeLibrarySpec Nvrtc { get; } = new("nvrtc", "NVRTC",
+        ["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so.11.2"], "Debian's libnvrtc11.2 (non-free) or a CUDA toolkit");
+
+    /// <summary>cuBLAS.</summary>
+    public static NativeLibrarySpec Cublas { get; } = new("cublas", "cuBLAS",
+        ["libcublas.so.13", "libcublas.so.12", "libcublas.so.11"], "Debian's libcublas11 (non-free) or a CUDA toolkit");
+
+    /// <summary>Every library in the table.</summary>
+    public static IReadOnlyList<NativeLibrarySpec> All { get; } = [OpenBlas, Cuda, Nvrtc, Cublas];
+
+    // Lazy so that two threads asking at once load once; a failed load is cached too, so absence costs one probe.
+    private static readonly ConcurrentDictionary<string, Lazy<NativeLoad>> Loads = new(StringComparer.Ordinal);
+    private static readonly Lock ResolverLock = new();
+    private static bool _resolverSet;
+
+    /// <summary>Loads <paramref name="spec"/> by trying each name in order; the result is cached for the process.</summary>
+    public static NativeLoad Load(NativeLibrarySpec spec) =>
+        Loads.GetOrAdd(spec.Key, _ => new Lazy<NativeLoad>(() => TryNames(spec))).Value;
+
+    /// <summary>
+    /// Installs the resolver that maps each table key to its loaded file. Bindings call this from their static
+    /// constructor, before the first call into the library; calling it again does nothing.
+    /// </summary>
+    public static void EnsureResolver()
+    {
+        lock (ResolverLock)
+        {
+            if (_resolverSet) return;
+            NativeLibrary.SetDllImportResolver(typeof(NativeLibraries).Assembly, Resolve);
+            _resolverSet = true;
+        }
+    }
+
+    private static NativeLoad TryNames(NativeLibrarySpec spec)
+    {
+        foreach (var name in spec.Names)
+        {
+            if (NativeLibrary.TryLoad(name, out var handle)) return new NativeLoad(spec, handle, name);
+        }
+        return new NativeLoad(spec, IntPtr.Zero, null);
+    }
+
+    private static IntPtr Resolve(string name, Assembly assembly, DllImportSearchPath? path)
+    {
+        foreach (var spec in All)
+        {
+            if (spec.Key == name) return Load(spec).Handle;
+        }
+        // not ours: IntPtr.Zero hands the name back to the default probing
+        return IntPtr.Zero;
+    }
+}
