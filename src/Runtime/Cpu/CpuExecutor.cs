@@ -76,9 +76,16 @@ public sealed class CpuExecutor
             {
                 throw new IrException($"input '{i.Name}' must have shape {i.Type.Shape}");
             }
-            var d = t.ToDoubles();
             var b = _bufs[i.Name].Span;
-            for (int k = 0; k < d.Length; k++) b[k] = (float)d[k];
+            if (t.Data is float[] f)
+            {
+                f.CopyTo(b);
+            }
+            else
+            {
+                var d = t.ToDoubles();
+                for (int k = 0; k < d.Length; k++) b[k] = (float)d[k];
+            }
         }
         foreach (var (n, k, ins, outs) in _steps)
         {
