@@ -21,7 +21,7 @@ public sealed class FuseShiftWise : Pass
             var sc = (SwCross)cross.Op;
             var z = cross.Outputs[0];
             if (e.Producer(cross.Inputs[0]) is not { Op: ChannelSelect { Axis: 1 } repSel } repNode
-                || !e.SingleUse(cross.Inputs[0]) || !e.SingleUse(z))
+                || !e.SingleUse(cross.Inputs[0]))
             {
                 continue;
             }

@@ -58,9 +58,11 @@ public static class KernelLowering
         int vc = (x[3] + 7) / 8;
         var cvs = Enumerable.Range(1, Math.Min(vc, 8)).ToArray();
         var rbs = new[] { 1, 2, 3, 4 };
-        // default: the widest column tile that fits, then as many rows as the accumulator budget allows
-        int cv = cvs.Where(c => c <= 7).Max();
-        int rb = rbs.Where(r => r * cv <= 12 && r <= x[2]).DefaultIfEmpty(1).Max();
+        // default (cost model): up to 4 vectors by 2 rows (3 rows for narrower tiles). Each loaded input vector then
+        // feeds about two FMAs (1 per load with a single row, which leaves the loads as the bottleneck), and the 8-9
+        // accumulators plus the loaded vectors and a broadcast fit AVX2's 16 registers without spilling
+        int cv = Math.Min(4, vc);
+        int rb = Math.Min(cv >= 4 ? 2 : 3, Math.Max(1, x[2]));
         int lowering = 0; // the cross: dense FMAs beat the gather's loads on CPUs (PERFORMANCE.md); tuning may flip it
         var constants = new SortedDictionary<string, int>(StringComparer.Ordinal)
         {

@@ -1,0 +1,92 @@
+using ShiftWise.IR;
+using ShiftWise.IR.Ops;
+using ShiftWise.Runtime;
+using ShiftWise.Runtime.Cpu;
+using ShiftWise.Runtime.Cpu.Kernels;
+
+namespace ShiftWise.Bench;
+
+/// <summary>A node of the problem's fused graph run by one of our CPU kernels.</summary>
+internal abstract class FusedNodeCandidate : ISwLayerCandidate
+{
+    private CpuKernel _k = null!;
+    private Buf[] _in = [];
+    private float[] _y = [];
+
+    public abstract string Name { get; }
+
+    public abstract string Notes { get; }
+
+    public float[] Output => _y;
+
+    protected abstract CpuKernel Create(KernelRequest r);
+
+    public void Prepare(SwLayerProblem problem)
+    {
+        var g = problem.Fused.Graph;
+        var n = g.Nodes.Single();
+        var types = g.ValueTypes();
+        var req = new KernelRequest(n, n.Inputs.Select(i => types[i]).ToArray(),
+            n.Inputs.Select(i => problem.Fused.Weights.GetValueOrDefault(i)).ToArray());
+        _k = Create(req);
+        // parameters are inputs too, bound once as the executor does
+        _in = [Buf.Of((float[])problem.Input.Clone()), .. req.Constants.Skip(1)
+            .Select(c => Buf.Of(c!.ToDoubles().Select(v => (float)v).ToArray()))];
+        _y = new float[problem.OutputLength];
+    }
+
+    public void Run() => _k.Run(_in, [Buf.Of(_y)]);
+
+    public void Dispose()
+    {
+    }
+}
+
+/// <summary>The generated, specialised cross kernel (Scriban → Roslyn), default tiles.</summary>
+internal sealed class CompiledCrossCandidate(IReadOnlyDictionary<string, int>? tunables = null, string? label = null)
+    : FusedNodeCandidate
+{
+    public override string Name => label ?? "swc cross";
+
+    public override string Notes => "generated C#, NCHW, Vector256 FMA register tiles, Parallel over planes";
+
+    protected override CpuKernel Create(KernelRequest r) => new SwCrossKernel(r, tunables);
+}
+
+/// <summary>The factorised form: 3×3 sub-kernels, then the shift gather (managed kernel).</summary>
+internal sealed class FactorisedCandidate : FusedNodeCandidate
+{
+    public override string Name => "swc factorised";
+
+    public override string Notes => "managed: small conv of kept sub-kernels, then gather through the tables";
+
+    protected override CpuKernel Create(KernelRequest r) => KernelTable.Create(r);
+}
+
+/// <summary>Our unoptimised graph of the layer (convs, shift_add, BNs, adds) on the CPU executor.</summary>
+internal sealed class UnoptimisedGraphCandidate : ISwLayerCandidate
+{
+    private CompiledModel _m = null!;
+    private Tensor _x = null!;
+    private float[] _y = [];
+
+    public string Name => "swc unoptimised graph";
+
+    public string Notes => "pipeline none, managed kernel per op";
+
+    public float[] Output => _y;
+
+    public void Prepare(SwLayerProblem problem)
+    {
+        var loaded = new ShiftWise.Frontend.LoadedModel(problem.Layer.Graph, problem.Weights, "sw layer");
+        _m = CompiledModel.ForCpu(loaded, pipeline: "none", generated: false);
+        _x = Tensor.Wrap(problem.Layer.Graph.Inputs[0].Type, (float[])problem.Input.Clone());
+        Run();
+    }
+
+    public void Run() => _y = (float[])_m.Run(_x).Data;
+
+    public void Dispose()
+    {
+    }
+}
