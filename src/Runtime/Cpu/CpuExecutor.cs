@@ -21,7 +21,7 @@ public sealed class CpuExecutor
     private readonly Dictionary<string, Buf> _bufs = new(StringComparer.Ordinal);
     private readonly List<(Node Node, CpuKernel Kernel, Buf[] In, Buf[] Out)> _steps = [];
     private readonly Dictionary<Node, Stopwatch> _times = new(ReferenceEqualityComparer.Instance);
-    private int _runs;
+    private int _profiledRuns;
 
     /// <summary>Binds the graph. <paramref name="generated"/> false runs SW layers on the managed fallback too.</summary>
     public CpuExecutor(Graph graph, IReadOnlyDictionary<string, Tensor> weights, bool generated = true,
@@ -93,12 +93,13 @@ public sealed class CpuExecutor
             k.Run(ins, outs);
             if (Profile) _times[n].Stop();
         }
-        _runs++;
+        if (Profile) _profiledRuns++;
         var types = _graph.ValueTypes();
         return _graph.Outputs.ToDictionary(o => o, o => Tensor.Wrap(types[o], _bufs[o].Span.ToArray()), StringComparer.Ordinal);
     }
 
-    /// <summary>Per-node times accumulated while <see cref="Profile"/> was on.</summary>
+    /// <summary>Per-node times accumulated over the runs made while <see cref="Profile"/> was on.</summary>
     public IReadOnlyList<KernelTime> Times() =>
-        _steps.Select(s => new KernelTime(s.Node.Name, s.Node.Op.Name, s.Kernel.Label, _times[s.Node].Elapsed, _runs)).ToArray();
+        _steps.Select(s => new KernelTime(s.Node.Name, s.Node.Op.Name, s.Kernel.Label, _times[s.Node].Elapsed, _profiledRuns))
+            .ToArray();
 }
