@@ -50,15 +50,26 @@ internal sealed class CompiledCrossCandidate(IReadOnlyDictionary<string, int>? t
 
     public override string Notes => "generated C#, NCHW, Vector256 FMA register tiles, Parallel over planes";
 
-    protected override CpuKernel Create(KernelRequest r) => new SwCrossKernel(r, tunables);
+    protected override CpuKernel Create(KernelRequest r) => new SwLayerKernel(r, tunables);
 }
 
-/// <summary>The factorised form: 3×3 sub-kernels, then the shift gather (managed kernel).</summary>
+/// <summary>The factorised form, generated: kept k×k sub-kernels, then shifted accumulation, tables baked in.</summary>
 internal sealed class FactorisedCandidate : FusedNodeCandidate
 {
     public override string Name => "swc factorised";
 
-    public override string Notes => "managed: small conv of kept sub-kernels, then gather through the tables";
+    public override string Notes => "generated C#: per plane, each kept sub-kernel's conv added at its 2·N_rep shifts";
+
+    protected override CpuKernel Create(KernelRequest r) =>
+        new SwLayerKernel(r, new Dictionary<string, int> { ["lowering"] = 1, ["row_block"] = 1, ["col_vectors"] = 1 });
+}
+
+/// <summary>The generic managed fused kernel (what the unoptimised executor falls back to).</summary>
+internal sealed class ManagedFusedCandidate : FusedNodeCandidate
+{
+    public override string Name => "swc managed fused";
+
+    public override string Notes => "managed, not specialised: small conv of kept sub-kernels, then gather";
 
     protected override CpuKernel Create(KernelRequest r) => KernelTable.Create(r);
 }

@@ -58,6 +58,7 @@ internal static class SwLayerCommand
     {
         yield return new NaiveCrossCandidate();
         yield return new UnoptimisedGraphCandidate();
+        yield return new ManagedFusedCandidate();
         yield return new FactorisedCandidate();
         yield return new CompiledCrossCandidate();
     }

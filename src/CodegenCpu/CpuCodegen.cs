@@ -8,6 +8,14 @@ public sealed record CpuKernelSource(string Name, string ClassName, string Sourc
 /// <summary>Renders kernel specs as C# for the CPU target.</summary>
 public static class CpuCodegen
 {
+    /// <summary>The factorised lowering of an SW layer.</summary>
+    public static CpuKernelSource SwFactorised(SwLayerSpec spec)
+    {
+        var m = new SwFactorisedCpuModel(spec);
+        return new CpuKernelSource(m.Name, "ShiftWise.Generated." + m.ClassName,
+            TemplateRenderer.Render("sw_factorised.cs.sbn", m), m.ScratchFloats);
+    }
+
     /// <summary>The cross lowering of an SW layer.</summary>
     public static CpuKernelSource SwCross(SwLayerSpec spec, IReadOnlyDictionary<string, int>? tunables = null)
     {

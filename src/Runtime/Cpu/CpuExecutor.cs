@@ -54,7 +54,7 @@ public sealed class CpuExecutor
             var req = new KernelRequest(n, n.Inputs.Select(i => types[i]).ToArray(),
                 n.Inputs.Select(i => consts.GetValueOrDefault(i)).ToArray());
             CpuKernel k = generated && n.Op is FusedShiftWise && req.Constants.Skip(1).All(c => c is not null)
-                ? new SwCrossKernel(req, warn: warn)
+                ? new SwLayerKernel(req, warn: warn)
                 : KernelTable.Create(req);
             _steps.Add((n, k, n.Inputs.Select(i => _bufs[i]).ToArray(), n.Outputs.Select(o => _bufs[o]).ToArray()));
             _times[n] = new Stopwatch();

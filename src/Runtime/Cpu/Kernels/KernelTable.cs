@@ -34,7 +34,7 @@ public static class KernelTable
         Permute => new PermuteKernel(r),
         Reshape => new ReshapeKernel(r),
         ScaleBias => new ScaleBiasKernel(r),
-        SwCross => new GenericSwCrossKernel(r),
+        SwCross => new GenericSwLayerKernel(r),
         FusedShiftWise => new GenericFusedShiftWiseKernel(r),
         _ => throw new IrException($"{r.Node.Describe()}: the CPU target has no kernel for op '{r.Node.Op.Name}'"),
     };

@@ -187,12 +187,12 @@ internal sealed class SwFactorised
 /// sw_cross in factorised form, correct for any tables: the managed fallback that unoptimised graphs and tests
 /// run. The fast path is the generated, collapsed cross kernel.
 /// </summary>
-public sealed class GenericSwCrossKernel : CpuKernel
+public sealed class GenericSwLayerKernel : CpuKernel
 {
     private readonly SwFactorised _sw;
 
     /// <summary>Binds the kernel to a node.</summary>
-    public GenericSwCrossKernel(KernelRequest r)
+    public GenericSwLayerKernel(KernelRequest r)
     {
         var (op, _) = KernelCheck.Prepare<SwCross>(r);
         var x = r.InputTypes[0].Shape;

@@ -6,10 +6,12 @@ using ShiftWise.Passes.Lowering;
 namespace ShiftWise.Runtime.Cpu;
 
 /// <summary>
-/// A <see cref="FusedShiftWise"/> node run by its generated, specialised cross kernel: the collapsed bands are
-/// computed once from the node's parameters (SwCollapse), the vertical band's centre merged into the horizontal one.
+/// A <see cref="FusedShiftWise"/> node run by its generated, specialised kernel in one of two lowerings (tunable
+/// "lowering"): 0, the collapsed cross, whose bands are computed once from the node's parameters (SwCollapse) with
+/// the vertical band's centre merged into the horizontal one; 1, the factorised form, which keeps the sub-kernels and
+/// bakes the shift tables into the generated class.
 /// </summary>
-public sealed class SwCrossKernel : CpuKernel
+public sealed class SwLayerKernel : CpuKernel
 {
     private delegate void RunFn(float[] x, int xOff, float[] y, int yOff, float[] hb, float[] vb, float[] bias,
         float[] gs, int[] rep, int[] ghost, int batch, int channels, float[][] scratch);
@@ -26,7 +28,7 @@ public sealed class SwCrossKernel : CpuKernel
     private readonly float[][] _scratch;
 
     /// <summary>Renders, compiles (or loads from cache) and binds the kernel.</summary>
-    public SwCrossKernel(KernelRequest r, IReadOnlyDictionary<string, int>? tunables = null, Action<string>? warn = null)
+    public SwLayerKernel(KernelRequest r, IReadOnlyDictionary<string, int>? tunables = null, Action<string>? warn = null)
     {
         var spec = KernelLowering.Sw(r.Node, r.InputTypes[0].Shape);
         var op = spec.Op;
@@ -34,10 +36,27 @@ public sealed class SwCrossKernel : CpuKernel
         {
             throw new IrException($"{r.Node.Describe()}: the CPU cross kernel needs constant weights");
         }
-        var src = CpuCodegen.SwCross(spec, tunables);
+        var t = tunables ?? spec.Spec.Defaults;
+        Lowering = t.TryGetValue("lowering", out int lw) && lw == 1 ? "factorised" : "cross";
+        var src = Lowering == "cross" ? CpuCodegen.SwCross(spec, tunables) : CpuCodegen.SwFactorised(spec);
         Source = src;
         var m = RoslynCompiler.GetMethod(src.Source, src.ClassName, "Run", warn);
         _run = m.CreateDelegate<RunFn>();
+        _bias = r.Constants[3]!.ToDoubles().Select(v => (float)v).ToArray();
+        _gs = r.Constants[4]!.ToDoubles().Select(v => (float)v).ToArray();
+        _rep = op.Rep.ToArray();
+        _ghost = op.Ghost.ToArray();
+        _batch = spec.Input[0];
+        _channels = spec.Input[1];
+        int workers = Math.Max(1, Environment.ProcessorCount);
+        _scratch = Enumerable.Range(0, workers).Select(_ => new float[src.ScratchFloats]).ToArray();
+        if (Lowering == "factorised")
+        {
+            // the generated class reads the kept sub-kernels and the path scales as they are
+            _hb = r.Constants[1]!.ToDoubles().Select(v => (float)v).ToArray();
+            _vb = r.Constants[2]!.ToDoubles().Select(v => (float)v).ToArray();
+            return;
+        }
         int rr = op.Rep.Count, k = op.Shift.Small, bw = spec.BandWidth, half = (k - 1) / 2, mu = op.Shift.Big / 2;
         var cross = SwCollapse.Collapse(op.Shift, op.Subs, r.Constants[1]!.ToDoubles(), r.Constants[2]!.ToDoubles());
         // the centre k×k of the vertical band coincides with the horizontal band's columns μ−r..μ+r: merged there,
@@ -52,15 +71,10 @@ public sealed class SwCrossKernel : CpuKernel
                 for (int v = 0; v < k; v++) _vb[(o * bw + c) * k + v] = (float)cross.V[cross.VAt(o, c, v)];
             }
         }
-        _bias = r.Constants[3]!.ToDoubles().Select(v => (float)v).ToArray();
-        _gs = r.Constants[4]!.ToDoubles().Select(v => (float)v).ToArray();
-        _rep = op.Rep.ToArray();
-        _ghost = op.Ghost.ToArray();
-        _batch = spec.Input[0];
-        _channels = spec.Input[1];
-        int workers = Math.Max(1, Environment.ProcessorCount);
-        _scratch = Enumerable.Range(0, workers).Select(_ => new float[src.ScratchFloats]).ToArray();
     }
+
+    /// <summary>"cross" or "factorised".</summary>
+    public string Lowering { get; }
 
     /// <summary>The rendered source (for --emit and tests).</summary>
     public CpuKernelSource Source { get; }
