@@ -7,6 +7,7 @@ using ShiftWise.Bench;
 //   dotnet run -c Release --project bench/ShiftWise.Bench -- peak
 const string Usage = """
     usage: ShiftWise.Bench sw-layer [--batch 1,8] [--rounds N] [--min-ms M] [--shapes s0,s1,s2,s3]
+           ShiftWise.Bench sw-tiny [--batch 1,8] [--rounds N]
                                     [--threads T] [--no-pad] [--dump-onnx DIR] [--out DIR]
            ShiftWise.Bench peak [--ms PER_TRIAL]
     """;
@@ -45,6 +46,14 @@ switch (args[0])
             $"FP32 FMA peak: {p.OneThread:F1} GFLOP/s on 1 thread, {p.AllThreads:F1} GFLOP/s on {p.Threads} threads"));
         if (MachineInfo.ContentionWarning(p) is { } warn) Console.WriteLine(warn);
         return 0;
+    }
+    case "sw-tiny":
+    {
+        var batches = Ints(Flag("--batch", "1,8"));
+        int rounds = int.Parse(Flag("--rounds", "7"), CultureInfo.InvariantCulture);
+        var outDir = Flag("--out", Path.Combine(RepoRoot(), "bench", "results"));
+        if (flags.Count > 0) break;
+        return EndToEnd.Run(batches, rounds, outDir);
     }
     case "sw-layer":
     {

@@ -53,7 +53,9 @@ public sealed class CpuExecutor
             }
             var req = new KernelRequest(n, n.Inputs.Select(i => types[i]).ToArray(),
                 n.Inputs.Select(i => consts.GetValueOrDefault(i)).ToArray());
-            CpuKernel k = generated && n.Op is FusedShiftWise && req.Constants.Skip(1).All(c => c is not null)
+            // the generated kernels use AVX2 and FMA; elsewhere the managed kernels (scalar-safe) run instead
+            CpuKernel k = generated && SwLayerKernel.Supported && n.Op is FusedShiftWise
+                && req.Constants.Skip(1).All(c => c is not null)
                 ? new SwLayerKernel(req, warn: warn)
                 : KernelTable.Create(req);
             _steps.Add((n, k, n.Inputs.Select(i => _bufs[i]).ToArray(), n.Outputs.Select(o => _bufs[o]).ToArray()));

@@ -9,6 +9,17 @@ using ShiftWise.IR;
 
 namespace ShiftWise.Runtime.Cpu;
 
+/// <summary>Where a compiled kernel came from.</summary>
+public enum CacheOutcome
+{
+    /// <summary>Already loaded in this process.</summary>
+    Memory,
+    /// <summary>Loaded from the disk cache (Roslyn skipped).</summary>
+    Disk,
+    /// <summary>Compiled by Roslyn now (and written to the cache).</summary>
+    Compiled,
+}
+
 /// <summary>
 /// Compiles rendered C# in memory with Roslyn (optimised, unsafe allowed) into a collectible load context, and caches
 /// the assembly on disk by a hash of the source, the Roslyn version and the runtime version, so a second run skips
@@ -42,16 +53,24 @@ public static class RoslynCompiler
     }
 
     /// <summary>The public static method <paramref name="method"/> of type <paramref name="type"/> in the compiled source.</summary>
-    public static MethodInfo GetMethod(string source, string type, string method, Action<string>? warn = null)
+    public static MethodInfo GetMethod(string source, string type, string method, Action<string>? warn = null) =>
+        GetMethod(source, type, method, out _, warn);
+
+    /// <summary>As <see cref="GetMethod(string, string, string, Action{string}?)"/>, saying where the assembly came from.</summary>
+    public static MethodInfo GetMethod(string source, string type, string method, out CacheOutcome outcome,
+        Action<string>? warn = null)
     {
-        var asm = Loaded.GetOrAdd(Key(source), key => LoadOrCompile(key, source, warn));
+        var came = CacheOutcome.Memory;
+        var asm = Loaded.GetOrAdd(Key(source), key => LoadOrCompile(key, source, warn, out came));
+        outcome = came;
         var t = asm.GetType(type) ?? throw new IrException($"generated assembly has no type {type}");
         return t.GetMethod(method, BindingFlags.Public | BindingFlags.Static)
             ?? throw new IrException($"generated type {type} has no public static method {method}");
     }
 
-    private static Assembly LoadOrCompile(string key, string source, Action<string>? warn)
+    private static Assembly LoadOrCompile(string key, string source, Action<string>? warn, out CacheOutcome outcome)
     {
+        outcome = CacheOutcome.Disk;
         var file = Path.Combine(CacheDir, key + ".dll");
         if (File.Exists(file))
         {
@@ -70,6 +89,7 @@ public static class RoslynCompiler
         }
         var image = Compile(source, key);
         Interlocked.Increment(ref _compiles);
+        outcome = CacheOutcome.Compiled;
         try
         {
             Directory.CreateDirectory(CacheDir);

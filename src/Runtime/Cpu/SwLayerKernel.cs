@@ -40,7 +40,8 @@ public sealed class SwLayerKernel : CpuKernel
         Lowering = t.TryGetValue("lowering", out int lw) && lw == 1 ? "factorised" : "cross";
         var src = Lowering == "cross" ? CpuCodegen.SwCross(spec, tunables) : CpuCodegen.SwFactorised(spec);
         Source = src;
-        var m = RoslynCompiler.GetMethod(src.Source, src.ClassName, "Run", warn);
+        var m = RoslynCompiler.GetMethod(src.Source, src.ClassName, "Run", out var outcome, warn);
+        Cache = outcome;
         _run = m.CreateDelegate<RunFn>();
         _bias = r.Constants[3]!.ToDoubles().Select(v => (float)v).ToArray();
         _gs = r.Constants[4]!.ToDoubles().Select(v => (float)v).ToArray();
@@ -72,6 +73,12 @@ public sealed class SwLayerKernel : CpuKernel
             }
         }
     }
+
+    /// <summary>Whether this CPU runs the generated kernels (AVX2 and FMA).</summary>
+    public static bool Supported => System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported;
+
+    /// <summary>Where the compiled kernel came from (memory, the disk cache, or Roslyn now).</summary>
+    public CacheOutcome Cache { get; }
 
     /// <summary>"cross" or "factorised".</summary>
     public string Lowering { get; }
