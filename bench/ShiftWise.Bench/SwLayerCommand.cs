@@ -61,6 +61,17 @@ internal static class SwLayerCommand
         yield return new ManagedFusedCandidate();
         yield return new FactorisedCandidate();
         yield return new CompiledCrossCandidate();
+        // extra register tiles to compare, e.g. SWC_BENCH_TILES=1x7,3x4 (rows x vectors)
+        foreach (var t in (Environment.GetEnvironmentVariable("SWC_BENCH_TILES") ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var p = t.Split('x');
+            var tun = new Dictionary<string, int>
+            {
+                ["lowering"] = 0, ["row_block"] = int.Parse(p[0], CultureInfo.InvariantCulture),
+                ["col_vectors"] = int.Parse(p[1], CultureInfo.InvariantCulture),
+            };
+            yield return new CompiledCrossCandidate(tun, "swc cross " + t);
+        }
     }
 
     /// <summary>Runs the benchmark; returns the process exit code (1 when a correctness check failed).</summary>
