@@ -48,9 +48,9 @@ public static class DemoCommand
             o.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"5. check against the reference executor ({sw.Elapsed.TotalSeconds:F1} s): relative L2 {err:E2} "
                 + $"(bound 1e-4 for float32 through 27 blocks) {(ok ? "OK" : "FAILED")}"));
-            var fast = BenchResult.Measure(() => cm.Run(x), warmup: 1, minRuns: 5, minSeconds: 3);
+            var fast = BenchResult.Measure(() => cm.Run(x), warmup: 1, minRuns: 7, minSeconds: 1.5);
             var slow = CompiledModel.ForCpu(m, pipeline: "none", generated: false);
-            var baseline = BenchResult.Measure(() => slow.Run(x), warmup: 1, minRuns: 2, minSeconds: 2);
+            var baseline = BenchResult.Measure(() => slow.Run(x), warmup: 1, minRuns: 3, minSeconds: 1);
             o.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"6. speed on this CPU ({Environment.ProcessorCount} threads): compiled {1000 / fast.MedianMs:F1} images/s "
                 + $"({fast.MedianMs:F1} ms), unoptimised graph {1000 / baseline.MedianMs:F2} images/s ({baseline.MedianMs:F0} ms): "

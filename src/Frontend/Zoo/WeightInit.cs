@@ -30,15 +30,19 @@ public static class WeightInit
     /// <summary>Draws every parameter of the model.</summary>
     public static Dictionary<string, Tensor> Draw(Model m, InitScheme scheme, uint seed, double layerScaleInit = 1e-6)
     {
-        var w = new Dictionary<string, Tensor>(StringComparer.Ordinal);
-        foreach (var p in m.Graph.Params)
+        // each tensor has its own stream, so drawing them in parallel gives the same values as in order
+        var drawn = new Tensor[m.Graph.Params.Count];
+        Parallel.For(0, drawn.Length, j =>
         {
+            var p = m.Graph.Params[j];
             var info = m.Params.TryGetValue(p.Name, out var i) ? i : new ParamInfo(ParamRole.Weight, 1);
             var rng = new Mt19937(seed ^ Fnv1a(p.Name));
             var v = new double[p.Type.Shape.Elements];
             for (int k = 0; k < v.Length; k++) v[k] = Sample(info, scheme, rng, layerScaleInit);
-            w[p.Name] = Tensor.FromDoubles(p.Type, v);
-        }
+            drawn[j] = Tensor.FromDoubles(p.Type, v);
+        });
+        var w = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        for (int j = 0; j < drawn.Length; j++) w[m.Graph.Params[j].Name] = drawn[j];
         return w;
     }
 
