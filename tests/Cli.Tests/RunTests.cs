@@ -105,3 +105,30 @@ public sealed class RunTests
         Assert.Contains("sw-tiny", e);
     }
 }
+
+/// <summary>swc as a separate process, for behaviour fixed at process start.</summary>
+public sealed class ProcessTests
+{
+    [Fact]
+    public void AnUnusableBlasChoiceGivesOneWarningAndTheManagedGemm()
+    {
+        var psi = new System.Diagnostics.ProcessStartInfo("dotnet")
+        {
+            RedirectStandardError = true,
+            RedirectStandardOutput = true,
+        };
+        psi.ArgumentList.Add(typeof(SwcApp).Assembly.Location);
+        foreach (var a in new[] { "run", "sw-layer", "--channels", "8", "--height", "9", "--width", "9", "--big", "7" })
+        {
+            psi.ArgumentList.Add(a);
+        }
+        psi.Environment["SWC_BLAS"] = "no-such-blas";
+        using var p = System.Diagnostics.Process.Start(psi)!;
+        string err = p.StandardError.ReadToEnd(), output = p.StandardOutput.ReadToEnd();
+        Assert.True(p.WaitForExit(120_000));
+        Assert.Equal(0, p.ExitCode);
+        Assert.Single(err.Split('\n'), l => l.StartsWith("warning: ", StringComparison.Ordinal));
+        Assert.Contains("SWC_BLAS", err);
+        Assert.Contains("output f32[1,8,9,9]", output);
+    }
+}

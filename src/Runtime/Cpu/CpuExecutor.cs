@@ -22,12 +22,14 @@ public sealed class CpuExecutor
     private readonly List<(Node Node, CpuKernel Kernel, Buf[] In, Buf[] Out)> _steps = [];
     private readonly Dictionary<Node, Stopwatch> _times = new(ReferenceEqualityComparer.Instance);
     private int _profiledRuns;
+    private static int _blasWarned;
 
     /// <summary>Binds the graph. <paramref name="generated"/> false runs SW layers on the managed fallback too.</summary>
     public CpuExecutor(Graph graph, IReadOnlyDictionary<string, Tensor> weights, bool generated = true,
         Action<string>? warn = null)
     {
         _graph = graph;
+        if (Blas.Warning is { } bw && Interlocked.Exchange(ref _blasWarned, 1) == 0) warn?.Invoke("warning: " + bw);
         Plan = MemoryPlan.Of(graph);
         _arena = new float[checked((int)(Plan.ArenaBytes / 4))];
         var types = graph.ValueTypes();
