@@ -17,6 +17,7 @@ public sealed record KernelTime(string Node, string Op, string Kernel, TimeSpan 
 public sealed class CpuExecutor
 {
     private readonly Graph _graph;
+    private readonly Dictionary<string, TensorType> _types;
     private readonly float[] _arena;
     private readonly Dictionary<string, Buf> _bufs = new(StringComparer.Ordinal);
     private readonly List<(Node Node, CpuKernel Kernel, Buf[] In, Buf[] Out)> _steps = [];
@@ -32,7 +33,7 @@ public sealed class CpuExecutor
         if (Blas.Warning is { } bw && Interlocked.Exchange(ref _blasWarned, 1) == 0) warn?.Invoke("warning: " + bw);
         Plan = MemoryPlan.Of(graph);
         _arena = new float[checked((int)(Plan.ArenaBytes / 4))];
-        var types = graph.ValueTypes();
+        var types = _types = graph.ValueTypes();
         foreach (var t in types.Values.Where(t => t.DType != DType.F32 && t.DType != DType.I64 && t.DType != DType.I32))
         {
             throw new IrException($"graph '{graph.Name}': the CPU target runs float32 graphs, found {t}");
@@ -98,8 +99,7 @@ public sealed class CpuExecutor
             if (Profile) _times[n].Stop();
         }
         if (Profile) _profiledRuns++;
-        var types = _graph.ValueTypes();
-        return _graph.Outputs.ToDictionary(o => o, o => Tensor.Wrap(types[o], _bufs[o].Span.ToArray()), StringComparer.Ordinal);
+        return _graph.Outputs.ToDictionary(o => o, o => Tensor.Wrap(_types[o], _bufs[o].Span.ToArray()), StringComparer.Ordinal);
     }
 
     /// <summary>Per-node times accumulated over the runs made while <see cref="Profile"/> was on.</summary>
