@@ -20,6 +20,7 @@ public sealed class GraphEditor
     private readonly List<ValueDecl> _newParams = [];
     private readonly HashSet<string> _removedParams = new(StringComparer.Ordinal);
     private readonly HashSet<string> _names;
+    private readonly Dictionary<string, TensorType> _pending = new(StringComparer.Ordinal); // types of values made here
     private readonly Dictionary<string, TensorType> _types;
 
     /// <summary>Indexes the context's current graph.</summary>
@@ -74,6 +75,7 @@ public sealed class GraphEditor
         for (int k = 1; _names.Contains(n); k++) n = $"{name}_{k}";
         _names.Add(n);
         _newParams.Add(new ValueDecl(n, value.Type, buffer));
+        _pending[n] = value.Type;
         _ctx.Weights[n] = value;
         return n;
     }
@@ -114,14 +116,7 @@ public sealed class GraphEditor
         return new Node(op, inputs, outputs, types);
     }
 
-    private readonly Dictionary<string, TensorType> _pending = new(StringComparer.Ordinal);
-
-    private TensorType TypeOfAny(string v)
-    {
-        if (_pending.TryGetValue(v, out var t)) return t;
-        var np = _newParams.FirstOrDefault(p => p.Name == v);
-        return np is not null ? np.Type : TypeOf(v);
-    }
+    private TensorType TypeOfAny(string v) => _pending.TryGetValue(v, out var t) ? t : TypeOf(v);
 
     /// <summary>Applies the edits to the context; true when anything changed.</summary>
     public bool Commit()
@@ -163,7 +158,7 @@ public static class Affine
                     b[i] = p[1]![i] - p[2]![i] * s[i];
                 }
                 return (s, b);
-            case ScaleBias { Axis: 1 or -3 } sb when e.TypeOf(n.Inputs[0]).Shape.Rank == 4 || sb.Axis == 1:
+            case ScaleBias sb when e.TypeOf(n.Inputs[0]).Shape.Axis(sb.Axis) == 1:
                 var sc = e.Const(n.Inputs[1]);
                 var bi = e.Const(n.Inputs[2]);
                 return sc is null || bi is null ? null : (sc, bi);

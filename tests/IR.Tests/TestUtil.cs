@@ -6,13 +6,7 @@ internal static class TestUtil
     public static double RelL2(double[] a, double[] b)
     {
         Assert.Equal(b.Length, a.Length);
-        double num = 0, den = 0;
-        for (int i = 0; i < a.Length; i++)
-        {
-            num += (a[i] - b[i]) * (a[i] - b[i]);
-            den += b[i] * b[i];
-        }
-        return Math.Sqrt(num) / Math.Max(Math.Sqrt(den), 1e-300);
+        return Analysis.Error.RelL2(a, b);
     }
 
     public static Tensor Random(TensorType t, Random rng, double scale = 1)

@@ -87,14 +87,7 @@ internal static class KernelHarness
     public static double RelL2(double[] a, double[] b)
     {
         Assert.Equal(b.Length, a.Length);
-        double num = 0, den = 0;
-        for (int i = 0; i < a.Length; i++)
-        {
-            if (double.IsNaN(a[i])) return double.PositiveInfinity;
-            num += (a[i] - b[i]) * (a[i] - b[i]);
-            den += b[i] * b[i];
-        }
-        return Math.Sqrt(num) / Math.Max(Math.Sqrt(den), 1e-300);
+        return IR.Analysis.Error.RelL2(a, b);
     }
 
     public static Tensor Rand(Random rng, Shape s, double scale = 1, double offset = 0)

@@ -127,14 +127,6 @@ public sealed class SwLayerKernelTests
         }
     }
 
-    private static double RelL2(float[] a, double[] b)
-    {
-        double num = 0, den = 0;
-        for (int i = 0; i < a.Length; i++)
-        {
-            num += (a[i] - b[i]) * (a[i] - b[i]);
-            den += b[i] * b[i];
-        }
-        return Math.Sqrt(num / Math.Max(den, 1e-300));
-    }
+    private static double RelL2(float[] a, double[] b) =>
+        IR.Analysis.Error.RelL2(a.Select(v => (double)v).ToArray(), b);
 }

@@ -43,7 +43,7 @@ public static class DemoCommand
             RunCommand.PrintTop(o, y, 5);
             var sw = Stopwatch.StartNew();
             var reference = ReferenceExecutor.Run(m.Graph, m.Weights, new Dictionary<string, Tensor> { ["x"] = x })[m.Graph.Outputs[0]];
-            double err = RelL2(y.ToDoubles(), reference.ToDoubles());
+            double err = IR.Analysis.Error.RelL2(y, reference);
             bool ok = err <= 1e-4;
             o.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"5. check against the reference executor ({sw.Elapsed.TotalSeconds:F1} s): relative L2 {err:E2} "
@@ -59,16 +59,5 @@ public static class DemoCommand
             return ok ? ExitCodes.Ok : ExitCodes.Internal;
         });
         return cmd;
-    }
-
-    private static double RelL2(double[] a, double[] b)
-    {
-        double num = 0, den = 0;
-        for (int i = 0; i < a.Length; i++)
-        {
-            num += (a[i] - b[i]) * (a[i] - b[i]);
-            den += b[i] * b[i];
-        }
-        return Math.Sqrt(num / Math.Max(den, 1e-300));
     }
 }

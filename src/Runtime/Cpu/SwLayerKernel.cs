@@ -17,8 +17,9 @@ public sealed class SwLayerKernel : CpuKernel
         float[] gs, int[] rep, int[] ghost, int batch, int channels, float[][] scratch);
 
     private readonly RunFn _run;
-    private readonly float[] _hb;
-    private readonly float[] _vb;
+    // cross: the horizontal and vertical bands; factorised: the kept sub-kernels and the path scales
+    private readonly float[] _wa;
+    private readonly float[] _wb;
     private readonly float[] _bias;
     private readonly float[] _gs;
     private readonly int[] _rep;
@@ -54,22 +55,22 @@ public sealed class SwLayerKernel : CpuKernel
         if (Lowering == "factorised")
         {
             // the generated class reads the kept sub-kernels and the path scales as they are
-            _hb = r.Constants[1]!.ToDoubles().Select(v => (float)v).ToArray();
-            _vb = r.Constants[2]!.ToDoubles().Select(v => (float)v).ToArray();
+            _wa = r.Constants[1]!.ToDoubles().Select(v => (float)v).ToArray();
+            _wb = r.Constants[2]!.ToDoubles().Select(v => (float)v).ToArray();
             return;
         }
         int rr = op.Rep.Count, k = op.Shift.Small, bw = spec.BandWidth, half = (k - 1) / 2, mu = op.Shift.Big / 2;
         var cross = SwCollapse.Collapse(op.Shift, op.Subs, r.Constants[1]!.ToDoubles(), r.Constants[2]!.ToDoubles());
         // the centre k×k of the vertical band coincides with the horizontal band's columns μ−r..μ+r: merged there,
         // and left zero (and skipped by the kernel) in the vertical band
-        _hb = MergeExact(cross, rr, k, bw, mu, half);
-        _vb = new float[cross.V.Length];
+        _wa = MergeExact(cross, rr, k, bw, mu, half);
+        _wb = new float[cross.V.Length];
         for (int o = 0; o < rr; o++)
         {
             for (int c = 0; c < bw; c++)
             {
                 if (c >= mu - half && c <= mu + half) continue;
-                for (int v = 0; v < k; v++) _vb[(o * bw + c) * k + v] = (float)cross.V[cross.VAt(o, c, v)];
+                for (int v = 0; v < k; v++) _wb[(o * bw + c) * k + v] = (float)cross.V[cross.VAt(o, c, v)];
             }
         }
     }
@@ -91,7 +92,7 @@ public sealed class SwLayerKernel : CpuKernel
 
     /// <inheritdoc/>
     public override void Run(Buf[] inputs, Buf[] outputs) =>
-        _run(inputs[0].Array, inputs[0].Offset, outputs[0].Array, outputs[0].Offset, _hb, _vb, _bias, _gs, _rep, _ghost,
+        _run(inputs[0].Array, inputs[0].Offset, outputs[0].Array, outputs[0].Offset, _wa, _wb, _bias, _gs, _rep, _ghost,
             _batch, _channels, _scratch);
 
     /// <summary>The horizontal band plus the vertical band's centre, summed in double before rounding once.</summary>
