@@ -1,3 +1,4 @@
+using ShiftWise.Codegen;
 using ShiftWise.Passes.Lowering;
 
 namespace ShiftWise.CodegenCpu;

@@ -1,4 +1,3 @@
-using System.Globalization;
 using ShiftWise.Passes.Lowering;
 
 namespace ShiftWise.CodegenCpu;
@@ -117,9 +116,6 @@ public sealed class SwCrossCpuModel
 
     /// <summary>Scratch floats per worker: P plus the output tile rows.</summary>
     public int ScratchFloats => PaddedRows * RowPitch + RowBlock * OutPitch;
-
-    /// <summary>A float literal as our helper prints it.</summary>
-    public static string F(double v) => ((float)v).ToString("R", CultureInfo.InvariantCulture) + "f";
 }
 
 /// <summary>A column tile: first column and number of 8-wide vectors.</summary>

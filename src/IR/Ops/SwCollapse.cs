@@ -16,6 +16,31 @@ public sealed record CrossKernels(int Rep, int Small, int BandWidth, int Mu, dou
 
     /// <summary>Taps per channel of the union of both bands (they overlap in the centre k×k).</summary>
     public int Taps => 2 * BandWidth * Small - Small * Small;
+
+    /// <summary>
+    /// The bands as float kernels read them: the vertical band's centre k×k (band rows μ−r..μ+r) added into the
+    /// horizontal band's columns μ−r..μ+r in double before rounding once, and left zero in the vertical band (kernels
+    /// skip those rows). Same layouts as <see cref="H"/> and <see cref="V"/>.
+    /// </summary>
+    public (float[] H, float[] V) Merged()
+    {
+        int half = (Small - 1) / 2;
+        var h = (double[])H.Clone();
+        var v = new float[V.Length];
+        for (int o = 0; o < Rep; o++)
+        {
+            for (int c = 0; c < BandWidth; c++)
+            {
+                bool centre = c >= Mu - half && c <= Mu + half;
+                for (int t = 0; t < Small; t++)
+                {
+                    if (centre) h[HAt(o, c - (Mu - half), Mu - half + t)] += V[VAt(o, c, t)];
+                    else v[VAt(o, c, t)] = (float)V[VAt(o, c, t)];
+                }
+            }
+        }
+        return (h.Select(x => (float)x).ToArray(), v);
+    }
 }
 
 /// <summary>Collapses the factorised SW form into its cross kernels; pure arithmetic on tables and weights.</summary>

@@ -59,20 +59,8 @@ public sealed class SwLayerKernel : CpuKernel
             _wb = r.Constants[2]!.ToDoubles().Select(v => (float)v).ToArray();
             return;
         }
-        int rr = op.Rep.Count, k = op.Shift.Small, bw = spec.BandWidth, half = (k - 1) / 2, mu = op.Shift.Big / 2;
         var cross = SwCollapse.Collapse(op.Shift, op.Subs, r.Constants[1]!.ToDoubles(), r.Constants[2]!.ToDoubles());
-        // the centre k×k of the vertical band coincides with the horizontal band's columns μ−r..μ+r: merged there,
-        // and left zero (and skipped by the kernel) in the vertical band
-        _wa = MergeExact(cross, rr, k, bw, mu, half);
-        _wb = new float[cross.V.Length];
-        for (int o = 0; o < rr; o++)
-        {
-            for (int c = 0; c < bw; c++)
-            {
-                if (c >= mu - half && c <= mu + half) continue;
-                for (int v = 0; v < k; v++) _wb[(o * bw + c) * k + v] = (float)cross.V[cross.VAt(o, c, v)];
-            }
-        }
+        (_wa, _wb) = cross.Merged();
     }
 
     /// <summary>Whether this CPU runs the generated kernels (AVX2 and FMA).</summary>
@@ -94,18 +82,4 @@ public sealed class SwLayerKernel : CpuKernel
     public override void Run(Buf[] inputs, Buf[] outputs) =>
         _run(inputs[0].Array, inputs[0].Offset, outputs[0].Array, outputs[0].Offset, _wa, _wb, _bias, _gs, _rep, _ghost,
             _batch, _channels, _scratch);
-
-    /// <summary>The horizontal band plus the vertical band's centre, summed in double before rounding once.</summary>
-    private static float[] MergeExact(CrossKernels cross, int r, int k, int bw, int mu, int half)
-    {
-        var h = (double[])cross.H.Clone();
-        for (int o = 0; o < r; o++)
-        {
-            for (int c = mu - half; c <= mu + half; c++)
-            {
-                for (int v = 0; v < k; v++) h[cross.HAt(o, c - (mu - half), mu - half + v)] += cross.V[cross.VAt(o, c, v)];
-            }
-        }
-        return h.Select(v => (float)v).ToArray();
-    }
 }

@@ -4,14 +4,15 @@ using Scriban;
 using Scriban.Runtime;
 using ShiftWise.IR;
 
-namespace ShiftWise.CodegenCpu;
+namespace ShiftWise.Codegen;
 
 /// <summary>
-/// Renders the embedded Scriban templates. Each template is parsed once; settings follow DESIGN.md: strict
+/// Renders the embedded Scriban templates of the assembly it is compiled into (this file is linked into both
+/// CodegenCpu and CodegenCuda, so each renders its own templates with the same settings). Each template is parsed once; settings follow DESIGN.md: strict
 /// variables, no relaxed member access, no loop or output limits, "\n" newlines. View-model members are exposed in
 /// snake_case. A template error is an exception naming the template and line, never silent output.
 /// </summary>
-public static class TemplateRenderer
+internal static class TemplateRenderer
 {
     private static readonly ConcurrentDictionary<string, Template> Parsed = new(StringComparer.Ordinal);
 
@@ -53,5 +54,19 @@ public static class TemplateRenderer
             throw new IrException($"template {name} does not parse: {string.Join("; ", t.Messages)}");
         }
         return t;
+    }
+}
+
+/// <summary>Literals for generated code, printed the same way in every target.</summary>
+internal static class Literal
+{
+    /// <summary>A float literal: shortest round-trip digits, invariant culture, an 'f' suffix (1E-05f).</summary>
+    public static string F(double v)
+    {
+        float f = (float)v;
+        if (float.IsNaN(f) || float.IsInfinity(f)) throw new ArgumentException($"{v} has no float literal");
+        var t = f.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
+        if (!t.Contains('.') && !t.Contains('E')) t += ".0";
+        return t + "f";
     }
 }

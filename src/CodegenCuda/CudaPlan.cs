@@ -1,0 +1,78 @@
+using ShiftWise.Passes;
+
+namespace ShiftWise.CodegenCuda;
+
+/// <summary>Where a pointer argument of a launch or a GEMM points.</summary>
+public enum ArgKind
+{
+    /// <summary>An activation of the graph (a graph input, or a value that lives in the arena; aliases resolved by the runtime).</summary>
+    Value,
+    /// <summary>A parameter of the graph, uploaded once.</summary>
+    Param,
+    /// <summary>A tensor computed once from parameters at bind time (<see cref="DerivedTensor"/>).</summary>
+    Derived,
+    /// <summary>A temporary buffer of the plan (<see cref="ScratchBuffer"/>), valid during one step.</summary>
+    Scratch,
+}
+
+/// <summary>A pointer argument: a named buffer plus an offset in floats.</summary>
+public sealed record ArgRef(ArgKind Kind, string Name, long Offset = 0)
+{
+    /// <summary>Short form for plan.json and messages: value:%x, param:@w, derived:..., scratch:....</summary>
+    public override string ToString() => $"{Kind.ToString().ToLowerInvariant()}:{Name}" + (Offset != 0 ? $"+{Offset}" : "");
+}
+
+/// <summary>A CUDA launch dimension.</summary>
+public sealed record Dim3(int X, int Y = 1, int Z = 1)
+{
+    /// <summary>X·Y·Z.</summary>
+    public long Count => (long)X * Y * Z;
+
+    /// <inheritdoc/>
+    public override string ToString() => $"[{X},{Y},{Z}]";
+}
+
+/// <summary>One rendered CUDA source file: its kernel entry points (extern "C", so names are not mangled).</summary>
+public sealed record CudaKernelSource(string Name, string Kind, string Source, IReadOnlyList<string> Entries)
+{
+    /// <summary>The file name under kernels/.</summary>
+    public string FileName => Name + ".cu";
+}
+
+/// <summary>A step of a plan, produced for graph node <see cref="Node"/>.</summary>
+public abstract record PlanStep(string Node);
+
+/// <summary>A kernel launch. Every argument is a pointer (all sizes are baked into the kernel).</summary>
+public sealed record KernelLaunch(string Node, string Kernel, string Entry, Dim3 Grid, Dim3 Block, int SharedBytes,
+    IReadOnlyList<ArgRef> Args) : PlanStep(Node);
+
+/// <summary>
+/// A strided-batched SGEMM in cuBLAS's column-major convention: for each batch i,
+/// C_i = Alpha·op(A_i)·op(B_i) + Beta·C_i with op(A_i) M×K, op(B_i) K×N, C_i M×N (leading dimension Ldc), and
+/// X_i = X + i·StrideX (in floats). Run by cuBLAS on a GPU and by a plain reference GEMM in emulation.
+/// </summary>
+public sealed record GemmCall(string Node, bool TransA, bool TransB, int M, int N, int K,
+    ArgRef A, int Lda, long StrideA, ArgRef B, int Ldb, long StrideB, ArgRef C, int Ldc, long StrideC,
+    int Batch, float Alpha, float Beta) : PlanStep(Node);
+
+/// <summary>A tensor the runtime computes once from the graph's parameters (e.g. the SW cross bands).</summary>
+/// <param name="Name">Unique name in the plan.</param>
+/// <param name="Recipe">What to compute (see <see cref="Derived"/>).</param>
+/// <param name="Node">The node whose parameters it reads.</param>
+/// <param name="Floats">Its size.</param>
+public sealed record DerivedTensor(string Name, string Recipe, string Node, long Floats);
+
+/// <summary>A temporary buffer of the plan.</summary>
+public sealed record ScratchBuffer(string Name, long Floats);
+
+/// <summary>
+/// A compiled CUDA plan: the kernel sources, the steps in order, the derived tensors, the scratch buffers and the
+/// graph's memory plan (arena offsets of every value; reshapes are aliases).
+/// </summary>
+public sealed record CudaPlan(string Graph, string Arch, IReadOnlyList<CudaKernelSource> Kernels,
+    IReadOnlyList<PlanStep> Steps, IReadOnlyList<DerivedTensor> Derived, IReadOnlyList<ScratchBuffer> Scratch,
+    MemoryPlan Memory)
+{
+    /// <summary>The source that holds a kernel.</summary>
+    public CudaKernelSource Kernel(string name) => Kernels.First(k => k.Name == name);
+}

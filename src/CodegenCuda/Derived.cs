@@ -1,0 +1,36 @@
+using ShiftWise.IR;
+using ShiftWise.IR.Ops;
+
+namespace ShiftWise.CodegenCuda;
+
+/// <summary>
+/// The recipes of <see cref="DerivedTensor"/>s: tensors the runtime computes once from a node's parameters when it
+/// binds a plan. Pure arithmetic, shared by the CUDA executor, the emulator and the standalone emitter.
+/// </summary>
+public static class Derived
+{
+    /// <summary>The SW layer's horizontal band with the vertical band's centre merged in (R·k·n·k floats).</summary>
+    public const string SwBandH = "sw_band_h";
+
+    /// <summary>The SW layer's vertical band without its centre (R·n·k·k floats).</summary>
+    public const string SwBandV = "sw_band_v";
+
+    /// <summary>Computes <paramref name="recipe"/> for <paramref name="node"/>, reading its inputs through <paramref name="input"/>.</summary>
+    public static float[] Compute(string recipe, Node node, Func<int, Tensor> input)
+    {
+        switch (recipe)
+        {
+            case SwBandH:
+            case SwBandV:
+            {
+                var op = node.Op as FusedShiftWise
+                    ?? throw new IrException($"{node.Describe()}: recipe {recipe} needs a fused_shiftwise node");
+                var cross = SwCollapse.Collapse(op.Shift, op.Subs, input(1).ToDoubles(), input(2).ToDoubles());
+                var (h, v) = cross.Merged();
+                return recipe == SwBandH ? h : v;
+            }
+            default:
+                throw new IrException($"{node.Describe()}: unknown derived tensor recipe '{recipe}'");
+        }
+    }
+}

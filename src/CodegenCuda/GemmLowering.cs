@@ -1,0 +1,9 @@
+namespace ShiftWise.CodegenCuda;
+
+/// <summary>CUDA lowering of gemm nodes.</summary>
+internal static class GemmLowering
+{
+    /// <summary>Adds the node's kernels and steps.</summary>
+    public static void Lower(NodeLowering ctx) =>
+        throw new ShiftWise.IR.IrException($"{ctx.Node.Describe()}: not yet lowered for CUDA");
+}
