@@ -1,9 +1,51 @@
+using System.Globalization;
+using ShiftWise.IR;
+using ShiftWise.Passes.Lowering;
+
 namespace ShiftWise.CodegenCuda;
 
-/// <summary>CUDA lowering of fused_shiftwise nodes.</summary>
+/// <summary>
+/// CUDA lowering of fused_shiftwise nodes: one gather kernel (no atomics, deterministic) in the lowering the
+/// tunables pick. The cross reads the collapsed bands, computed once from the parameters at bind time (derived
+/// tensors); the factorised form reads the kept sub-kernels and path scales as they are.
+/// </summary>
 internal static class SwLowering
 {
-    /// <summary>Adds the node's kernels and steps.</summary>
-    public static void Lower(NodeLowering ctx) =>
-        throw new ShiftWise.IR.IrException($"{ctx.Node.Describe()}: not yet lowered for CUDA");
+    /// <summary>Adds the node's kernel and its launch.</summary>
+    public static void Lower(NodeLowering ctx)
+    {
+        var spec = KernelLowering.Sw(ctx.Node, ctx.InType(0).Shape);
+        var t = ctx.Tunables(SwCudaTunables.Defaults(spec));
+        foreach (var (k, v) in t)
+        {
+            if (!SwCudaTunables.Values[k].Contains(v))
+            {
+                throw new IrException($"{ctx.Node.Describe()}: tunable {k} = {v} is not one of {string.Join(", ", SwCudaTunables.Values[k])}");
+            }
+        }
+        var s = spec.Op.Shift;
+        var x = spec.Input;
+        var shape = string.Create(CultureInfo.InvariantCulture, $"b{s.Big}k{s.Small}g{s.NRep}_c{x[1]}_h{x[2]}w{x[3]}");
+        bool cross = t["lowering"] == 0;
+        if (cross && !(ctx.IsParam(1) && ctx.IsParam(2)))
+        {
+            throw new IrException($"{ctx.Node.Describe()}: the cross lowering needs the sub-kernels and scales as parameters " +
+                "(they are collapsed once); use lowering=1");
+        }
+        if (cross)
+        {
+            var m = new SwCrossCudaModel(spec, t, "probe");
+            var name = ctx.AddKernel("sw_cross_" + shape, "fused_shiftwise", "sw_cross.cu.sbn", n => new SwCrossCudaModel(spec, t, n));
+            long band = (long)spec.Rep * s.Small * spec.BandWidth;
+            ctx.Launch(name, m.Grid, m.Block, 0,
+                [ctx.Out(), ctx.In(0), ctx.Derived(Derived.SwBandH, band), ctx.Derived(Derived.SwBandV, band), ctx.In(3), ctx.In(4)]);
+        }
+        else
+        {
+            var m = new SwFactorisedCudaModel(spec, t, "probe");
+            var name = ctx.AddKernel("sw_fact_" + shape, "fused_shiftwise", "sw_factorised.cu.sbn",
+                n => new SwFactorisedCudaModel(spec, t, n));
+            ctx.Launch(name, m.Grid, m.Block, 0, [ctx.Out(), ctx.In(0), ctx.In(1), ctx.In(2), ctx.In(3), ctx.In(4)]);
+        }
+    }
 }

@@ -23,9 +23,16 @@ public static class CompileCommand
         var disable = new Option<string[]>("--disable-pass") { Description = "Skip this pass (repeatable), to bisect a wrong result." };
         var init = new Option<string>("--init") { Description = "Weights without --weights: lively or original.", DefaultValueFactory = _ => "lively" };
         var seed = new Option<string?>("--seed") { Description = "Seed of the random weights (0)." };
-        var cmd = new Command("compile", "Run the pass pipeline on a model; write model.swir, weights.safetensors and report.md.");
+        var target = new Option<string>("--target")
+        {
+            Description = "graph: the optimised graph only; cuda: also kernels/*.cu, plan.json and ptx/ (with NVRTC).",
+            DefaultValueFactory = _ => "graph",
+        };
+        target.AcceptOnlyFromAmong("graph", "cuda");
+        var arch = new Option<string>("--arch") { Description = "CUDA device arch for --target cuda (sm_90).", DefaultValueFactory = _ => "sm_90" };
+        var cmd = new Command("compile", "Run the pass pipeline on a model; write model.swir, weights.safetensors and report.md (and CUDA kernels with --target cuda).");
         model.AddTo(cmd);
-        foreach (var o in new Option[] { weights, pipeline, outDir, printAll, printAfter, disable, init, seed }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { weights, pipeline, outDir, printAll, printAfter, disable, init, seed, target, arch }) cmd.Options.Add(o);
         cmd.SetAction(r =>
         {
             var args = model.Read(r) with
@@ -42,13 +49,26 @@ public static class CompileCommand
                     PrintAfter = (r.GetValue(printAfter) ?? []).ToHashSet(),
                     Disabled = (r.GetValue(disable) ?? []).ToHashSet(),
                 },
+                Target = r.GetValue(target)!,
+                Arch = r.GetValue(arch)!,
             };
             var res = CompileDriver.Run(req, p => ctx.Err.WriteLine(
                 $"  {p.Index,2} {p.Name,-24} {(p.Disabled ? "disabled" : p.Changed ? "changed" : "unchanged"),-9} "
-                + $"{p.Time.TotalMilliseconds,7:F0} ms  {p.NodesAfter} nodes"));
+                + $"{p.Time.TotalMilliseconds,7:F0} ms  {p.NodesAfter} nodes"), ctx.Err.WriteLine);
             ctx.Out.WriteLine($"compiled {res.Source.Description}: {res.Source.Graph.Nodes.Count} nodes -> "
                 + $"{res.Optimized.Nodes.Count} nodes in {res.Time.TotalSeconds:F1} s");
-            foreach (var f in res.Files) ctx.Out.WriteLine($"wrote {f}");
+            foreach (var f in res.Files.Where(f => !f.Contains("/kernels/", StringComparison.Ordinal) && !f.Contains("/ptx/", StringComparison.Ordinal)))
+            {
+                ctx.Out.WriteLine($"wrote {f}");
+            }
+            if (res.Cuda is { } cu)
+            {
+                ctx.Out.WriteLine($"wrote {cu.Plan.Kernels.Count} CUDA kernels to {Path.Combine(req.OutDir, "kernels")}");
+                ctx.Out.WriteLine(cu.Compiled is null
+                    ? $"not compiled: {cu.NotCompiledReason}"
+                    : $"compiled {cu.Compiled.Count} kernels to PTX for {cu.PtxArch} in {Path.Combine(req.OutDir, "ptx")} "
+                      + $"({cu.Compiled.Count(c => c.Outcome != ShiftWise.Runtime.Cpu.CacheOutcome.Compiled)} from the cache)");
+            }
             return ExitCodes.Ok;
         });
         return cmd;

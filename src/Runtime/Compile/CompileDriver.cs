@@ -1,9 +1,13 @@
 using System.Diagnostics;
+using System.Text;
+using ShiftWise.CodegenCuda;
 using ShiftWise.Frontend;
 using ShiftWise.Frontend.IO;
 using ShiftWise.IR;
 using ShiftWise.IR.Text;
 using ShiftWise.Passes;
+using ShiftWise.Runtime.Cpu;
+using ShiftWise.Runtime.Cuda;
 
 namespace ShiftWise.Runtime.Compile;
 
@@ -12,18 +16,36 @@ public sealed record CompileRequest(string Model, ModelArgs Args, string Pipelin
 {
     /// <summary>Pass options (disabled passes, IR dumps).</summary>
     public PassOptions Passes { get; init; } = new();
+
+    /// <summary>"graph" (the optimised graph only) or "cuda" (also kernels/*.cu, plan.json and ptx/).</summary>
+    public string Target { get; init; } = "graph";
+
+    /// <summary>The CUDA device arch (sm_NN); PTX is compiled for its virtual arch compute_NN.</summary>
+    public string Arch { get; init; } = "sm_90";
 }
+
+/// <summary>What the CUDA target produced: the plan, and the NVRTC results (null when NVRTC is absent, with the reason).</summary>
+public sealed record CudaCompileResult(CudaPlan Plan, IReadOnlyList<CompiledKernel>? Compiled, string PtxArch,
+    string? NotCompiledReason, (int Major, int Minor)? NvrtcVersion, TimeSpan Time);
 
 /// <summary>The outcome: the graphs before and after, the pass records, the memory plan, and the files written.</summary>
 public sealed record CompileResult(LoadedModel Source, Graph Optimized, IReadOnlyDictionary<string, Tensor> Weights,
-    IReadOnlyList<PassRecord> Records, MemoryPlan Memory, IReadOnlyList<string> Files, TimeSpan Time);
+    IReadOnlyList<PassRecord> Records, MemoryPlan Memory, IReadOnlyList<string> Files, TimeSpan Time)
+{
+    /// <summary>The CUDA target's output (null for the graph target).</summary>
+    public CudaCompileResult? Cuda { get; init; }
+}
 
 /// <summary>Loads a model, runs a pipeline over it, and writes the optimised graph, its weights and a report.</summary>
 public static class CompileDriver
 {
     /// <summary>Compiles; every file is written atomically, so a failure leaves no half-written output.</summary>
-    public static CompileResult Run(CompileRequest req, Action<PassRecord>? progress = null)
+    public static CompileResult Run(CompileRequest req, Action<PassRecord>? progress = null, Action<string>? log = null)
     {
+        if (req.Target is not ("graph" or "cuda"))
+        {
+            throw new IrException($"unknown target '{req.Target}' (graph or cuda)");
+        }
         var sw = Stopwatch.StartNew();
         var src = ModelSource.Load(req.Model, req.Args, withWeights: true);
         var passes = Pipelines.Get(req.Pipeline);
@@ -33,6 +55,8 @@ public static class CompileDriver
         var plan = MemoryPlan.Of(ctx.Graph);
         var weights = ctx.Graph.Params.ToDictionary(p => p.Name, p => ctx.Weights[p.Name], StringComparer.Ordinal);
         var g = ctx.Graph with { WeightsFile = "weights.safetensors" };
+        // everything that can fail runs before the first file is written
+        var cuda = req.Target == "cuda" ? Cuda(ctx.Graph, req.Arch, log) : null;
         sw.Stop();
         Directory.CreateDirectory(req.OutDir);
         var files = new List<string>();
@@ -44,10 +68,70 @@ public static class CompileDriver
         }
         Write("weights.safetensors", p => SafeTensors.Write(p, weights));
         Write("model.swir", p => AtomicText(p, SwirPrinter.Print(g)));
-        var result = new CompileResult(src, g, weights, records, plan, files, sw.Elapsed);
+        if (cuda is not null)
+        {
+            Write("plan.json", p => AtomicText(p, CudaPlanJson.Write(cuda.Plan)));
+            ReplaceDir(Path.Combine(req.OutDir, "kernels"), cuda.Plan.Kernels.Select(k => (k.FileName, Encoding.UTF8.GetBytes(k.Source))));
+            files.AddRange(cuda.Plan.Kernels.Select(k => Path.Combine(req.OutDir, "kernels", k.FileName)));
+            var ptxDir = Path.Combine(req.OutDir, "ptx");
+            if (cuda.Compiled is not null)
+            {
+                ReplaceDir(ptxDir, cuda.Compiled.Select(c => (c.Kernel.Name + ".ptx", c.Output.Image)));
+                files.AddRange(cuda.Compiled.Select(c => Path.Combine(ptxDir, c.Kernel.Name + ".ptx")));
+            }
+            else if (Directory.Exists(ptxDir))
+            {
+                Directory.Delete(ptxDir, recursive: true); // stale PTX of an earlier compile would not match the sources
+            }
+        }
+        var result = new CompileResult(src, g, weights, records, plan, files, sw.Elapsed) { Cuda = cuda };
         Write("report.md", p => AtomicText(p, CompileReport.Markdown(req, result)));
         if (Directory.Exists(dumpDir)) files.AddRange(Directory.GetFiles(dumpDir).Order());
         return result with { Files = files };
+    }
+
+    /// <summary>
+    /// Lowers the graph for CUDA and, when NVRTC is present, compiles every kernel to PTX for the arch's virtual arch
+    /// (in parallel, through the kernel cache).
+    /// </summary>
+    public static CudaCompileResult Cuda(Graph g, string arch, Action<string>? log = null)
+    {
+        if (!System.Text.RegularExpressions.Regex.IsMatch(arch, "^sm_[0-9]{2,3}[a-z]?$"))
+        {
+            throw new IrException($"--arch '{arch}' is not a CUDA device arch like sm_80 or sm_90");
+        }
+        var sw = Stopwatch.StartNew();
+        var plan = CudaCodegen.Lower(g, new CudaOptions(arch));
+        var ptxArch = "compute_" + arch[3..];
+        if (!NvrtcCompiler.Available)
+        {
+            return new CudaCompileResult(plan, null, ptxArch, NvrtcCompiler.MissingReason, null, sw.Elapsed);
+        }
+        int done = 0;
+        var compiled = CudaKernelCompiler.CompileAll(plan.Kernels, ptxArch,
+            progress: c => log?.Invoke($"  nvrtc {Interlocked.Increment(ref done),3}/{plan.Kernels.Count} {c.Kernel.Name} ({c.Outcome.ToString().ToLowerInvariant()})"),
+            warn: log);
+        return new CudaCompileResult(plan, compiled, ptxArch, null, NvrtcCompiler.Version, sw.Elapsed);
+    }
+
+    /// <summary>Fills a fresh temporary folder, then swaps it in for <paramref name="dir"/> (no stale or partial files).</summary>
+    private static void ReplaceDir(string dir, IEnumerable<(string Name, byte[] Bytes)> files)
+    {
+        var tmp = dir + $".tmp{Environment.ProcessId}";
+        var old = dir + $".old{Environment.ProcessId}";
+        try
+        {
+            if (Directory.Exists(tmp)) Directory.Delete(tmp, recursive: true);
+            Directory.CreateDirectory(tmp);
+            foreach (var (name, bytes) in files) File.WriteAllBytes(Path.Combine(tmp, name), bytes);
+            if (Directory.Exists(dir)) Directory.Move(dir, old);
+            Directory.Move(tmp, dir);
+        }
+        finally
+        {
+            if (Directory.Exists(tmp)) Directory.Delete(tmp, recursive: true);
+            if (Directory.Exists(old)) Directory.Delete(old, recursive: true);
+        }
     }
 
     /// <summary>Writes text through a temporary file in the same folder and a rename.</summary>

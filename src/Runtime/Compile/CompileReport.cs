@@ -1,8 +1,11 @@
 using System.Globalization;
 using System.Text;
+using ShiftWise.CodegenCuda;
 using ShiftWise.IR;
 using ShiftWise.IR.Analysis;
 using ShiftWise.IR.Ops;
+using ShiftWise.Runtime.Cpu;
+using ShiftWise.Runtime.Cuda;
 
 namespace ShiftWise.Runtime.Compile;
 
@@ -59,6 +62,8 @@ public static class CompileReport
             }
         }
 
+        if (r.Cuda is { } cu) Cuda(sb, cu);
+
         var m = r.Memory;
         int batch = before.Inputs.Count > 0 && before.Inputs[0].Type.Shape.Rank > 0 ? before.Inputs[0].Type.Shape[0] : 1;
         sb.Append("\n## Activation memory (one arena, liveness-based reuse)\n\n");
@@ -71,6 +76,40 @@ public static class CompileReport
             sb.Append($"| {b} | {Mb(m.ArenaBytes * b / batch)} | {Mb(m.NoReuseBytes * b / batch)} |\n");
         }
         return sb.ToString();
+    }
+
+    private static void Cuda(StringBuilder sb, CudaCompileResult cu)
+    {
+        var plan = cu.Plan;
+        var launches = plan.Steps.OfType<KernelLaunch>().ToList();
+        var gemms = plan.Steps.OfType<GemmCall>().ToList();
+        sb.Append($"\n## CUDA target ({plan.Arch})\n\n");
+        sb.Append($"{plan.Kernels.Count} kernel sources in kernels/, {launches.Count} launches and {gemms.Count} GEMM calls "
+            + $"(cuBLAS at run time) per run, {plan.Derived.Count} derived tensors, {plan.Scratch.Count} scratch buffers; "
+            + "plan.json lists every step.\n\n");
+        if (cu.Compiled is null)
+        {
+            sb.Append($"NVRTC: not compiled: {cu.NotCompiledReason}\n");
+        }
+        else
+        {
+            var v = cu.NvrtcVersion!.Value;
+            int now = cu.Compiled.Count(c => c.Outcome == CacheOutcome.Compiled);
+            int disk = cu.Compiled.Count(c => c.Outcome == CacheOutcome.Disk);
+            int mem = cu.Compiled.Count(c => c.Outcome == CacheOutcome.Memory);
+            var local = cu.Compiled.Where(c => CudaKernelCompiler.UsesLocalMemory(c.Output.Ptx)).Select(c => c.Kernel.Name).ToList();
+            sb.Append($"NVRTC {v.Major}.{v.Minor}: {cu.Compiled.Count} kernels compiled to PTX for {cu.PtxArch} in ptx/ "
+                + $"({now} compiled now, {disk} from the disk cache, {mem} already in memory; "
+                + (now == 0 ? "cache hit for every kernel" : "cache miss for " + now) + "); "
+                + (local.Count == 0 ? "no kernel uses local memory" : "local memory in " + string.Join(", ", local)) + ".\n");
+        }
+        sb.Append("\n| kernel | kind | launches | grid | block | dynamic shared bytes |\n|---|---|---|---|---|---|\n");
+        foreach (var k in plan.Kernels)
+        {
+            var ls = launches.Where(l => l.Kernel == k.Name).ToList();
+            var first = ls.FirstOrDefault();
+            sb.Append($"| {k.Name} | {k.Kind} | {ls.Count} | {first?.Grid} | {first?.Block} | {first?.SharedBytes} |\n");
+        }
     }
 
     private static void Row(StringBuilder sb, string what, long before, long after) =>

@@ -31,10 +31,7 @@ public static class RoslynCompiler
     private static readonly Lazy<MetadataReference[]> References = new(LoadReferences);
 
     /// <summary>Where compiled kernels are cached: $SWC_CACHE_DIR/cpu, default ~/.cache/swc/cpu.</summary>
-    public static string CacheDir =>
-        Path.Combine(Environment.GetEnvironmentVariable("SWC_CACHE_DIR") is { Length: > 0 } d
-            ? d
-            : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "swc"), "cpu");
+    public static string CacheDir => SwcCache.Dir("cpu");
 
     /// <summary>Counts of cache hits and Roslyn compilations in this process (reports and tests read them).</summary>
     public static (int Hits, int Compiles) Stats => (_hits, _compiles);
@@ -90,17 +87,7 @@ public static class RoslynCompiler
         var image = Compile(source, key);
         Interlocked.Increment(ref _compiles);
         outcome = CacheOutcome.Compiled;
-        try
-        {
-            Directory.CreateDirectory(CacheDir);
-            var tmp = file + $".tmp{Environment.ProcessId}.{Environment.CurrentManagedThreadId}";
-            File.WriteAllBytes(tmp, image);
-            File.Move(tmp, file, overwrite: true);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            warn?.Invoke($"warning: cannot write the kernel cache {CacheDir}: {e.Message}");
-        }
+        SwcCache.TryWrite(file, image, warn);
         return Load(key, image);
     }
 

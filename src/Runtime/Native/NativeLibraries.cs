@@ -53,7 +53,7 @@ public static class NativeLibraries
 
     /// <summary>NVRTC, the run-time CUDA compiler.</summary>
     public static NativeLibrarySpec Nvrtc { get; } = new("nvrtc", "NVRTC",
-        ["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so.11.2"], "Debian's libnvrtc11.2 (non-free) or a CUDA toolkit");
+        ["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so.11.2", "libnvrtc.so"], "Debian's libnvrtc11.2 (non-free) or a CUDA toolkit");
 
     /// <summary>cuBLAS.</summary>
     public static NativeLibrarySpec Cublas { get; } = new("cublas", "cuBLAS",

@@ -1,0 +1,98 @@
+using ShiftWise.CodegenCuda;
+using ShiftWise.Frontend;
+using ShiftWise.IR;
+using ShiftWise.Passes;
+using ShiftWise.Runtime.Compile;
+using ShiftWise.Runtime.Cpu;
+using ShiftWise.Runtime.Cuda;
+
+namespace ShiftWise.CudaEmu;
+
+/// <summary>The CUDA target end to end: sw-tiny lowered, compiled by NVRTC, written by swc compile --target cuda.</summary>
+public sealed class CudaCompileTests
+{
+    private static Graph Compiled(string model, ModelArgs? args = null)
+    {
+        var src = ModelSource.Load(model, args ?? new ModelArgs(), withWeights: true);
+        var ctx = new PassContext(src.Graph, src.Weights);
+        new PassManager(Pipelines.Get("inference")).Run(ctx);
+        return ctx.Graph;
+    }
+
+    [Fact]
+    public void EveryKernelOfSwTinyCompilesForCompute80And90WithoutLocalMemory()
+    {
+        if (!NvrtcCompiler.Available) Assert.Skip(NvrtcCompiler.MissingReason);
+        var plan = CudaCodegen.Lower(Compiled("sw-tiny"));
+        Assert.Equal(27, plan.Steps.OfType<KernelLaunch>().Count(l => plan.Kernel(l.Kernel).Kind == "fused_shiftwise"));
+        Assert.Equal(109, plan.Steps.OfType<GemmCall>().Count());
+        foreach (var arch in new[] { "compute_80", "compute_90" })
+        {
+            var compiled = CudaKernelCompiler.CompileAll(plan.Kernels, arch);
+            Assert.Equal(plan.Kernels.Count, compiled.Count);
+            foreach (var c in compiled)
+            {
+                foreach (var e in c.Kernel.Entries) Assert.Contains(".entry " + e, c.Output.Ptx, StringComparison.Ordinal);
+                Assert.False(CudaKernelCompiler.UsesLocalMemory(c.Output.Ptx), $"{c.Kernel.Name} uses local memory for {arch}");
+            }
+        }
+    }
+
+    [Fact]
+    public void CompilingSwTinyTwiceGivesIdenticalSourcesAndHitsTheCache()
+    {
+        var a = Directory.CreateTempSubdirectory("swc-cuda-a-").FullName;
+        var b = Directory.CreateTempSubdirectory("swc-cuda-b-").FullName;
+        var r1 = CompileDriver.Run(new CompileRequest("sw-tiny", new ModelArgs(), "inference", a) { Target = "cuda" });
+        var r2 = CompileDriver.Run(new CompileRequest("sw-tiny", new ModelArgs(), "inference", b) { Target = "cuda" });
+        var fa = Directory.GetFiles(Path.Combine(a, "kernels")).Select(Path.GetFileName).Order(StringComparer.Ordinal).ToArray();
+        var fb = Directory.GetFiles(Path.Combine(b, "kernels")).Select(Path.GetFileName).Order(StringComparer.Ordinal).ToArray();
+        Assert.Equal(fa, fb);
+        Assert.Equal(r1.Cuda!.Plan.Kernels.Count, fa.Length);
+        foreach (var f in fa)
+        {
+            Assert.Equal(File.ReadAllBytes(Path.Combine(a, "kernels", f!)), File.ReadAllBytes(Path.Combine(b, "kernels", f!)));
+        }
+        Assert.Equal(File.ReadAllText(Path.Combine(a, "plan.json")), File.ReadAllText(Path.Combine(b, "plan.json")));
+        var report = File.ReadAllText(Path.Combine(b, "report.md"));
+        Assert.Contains("## CUDA target (sm_90)", report);
+        if (!NvrtcCompiler.Available)
+        {
+            Assert.Contains("NVRTC: not compiled:", report);
+            Assert.False(Directory.Exists(Path.Combine(b, "ptx")));
+            return;
+        }
+        Assert.All(r2.Cuda!.Compiled!, c => Assert.NotEqual(CacheOutcome.Compiled, c.Outcome));
+        Assert.Contains("cache hit for every kernel", report);
+        Assert.Equal(fa.Length, Directory.GetFiles(Path.Combine(b, "ptx")).Length);
+        Assert.DoesNotContain(Directory.GetFileSystemEntries(b), f => f.Contains(".tmp", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void TheDiskCacheServesAKernelThisProcessForgot()
+    {
+        if (!NvrtcCompiler.Available) Assert.Skip(NvrtcCompiler.MissingReason);
+        var k = new CudaKernelSource("swc_cache_probe_" + Guid.NewGuid().ToString("N")[..8], "test",
+            "extern \"C\" __global__ void probe(float* y) { y[threadIdx.x] = 2.0f * threadIdx.x; }\n// " + Guid.NewGuid(), ["probe"]);
+        Assert.Equal(CacheOutcome.Compiled, CudaKernelCompiler.Compile(k, "compute_80").Outcome);
+        Assert.Equal(CacheOutcome.Memory, CudaKernelCompiler.Compile(k, "compute_80").Outcome);
+        CudaKernelCompiler.ForgetLoaded();
+        Assert.Equal(CacheOutcome.Disk, CudaKernelCompiler.Compile(k, "compute_80").Outcome);
+        // another arch or other options are other entries
+        Assert.Equal(CacheOutcome.Compiled, CudaKernelCompiler.Compile(k, "compute_90").Outcome);
+        Assert.Equal(CacheOutcome.Compiled, CudaKernelCompiler.Compile(k, "compute_80", ["-lineinfo"]).Outcome);
+    }
+
+    [Fact]
+    public void AKernelThatDoesNotCompileIsReportedWithItsFileAndLine()
+    {
+        if (!NvrtcCompiler.Available) Assert.Skip(NvrtcCompiler.MissingReason);
+        var good = new CudaKernelSource("good", "test", "extern \"C\" __global__ void good(float* y) { y[0] = 1.0f; }\n", ["good"]);
+        var bad = new CudaKernelSource("bad", "test", "extern \"C\" __global__ void bad(float* y)\n{\n  y[0] = undeclared;\n}\n", ["bad"]);
+        var e = Assert.Throws<IrException>(() => CudaKernelCompiler.CompileAll([good, bad], "compute_80"));
+        Assert.Contains("1 of 2 CUDA kernels", e.Message);
+        Assert.Contains("kernels/bad.cu", e.Message);
+        Assert.Contains("bad.cu(3)", e.Message);
+        Assert.Contains("undeclared", e.Message);
+    }
+}
