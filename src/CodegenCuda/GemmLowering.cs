@@ -1,9 +1,51 @@
+using ShiftWise.IR;
+using ShiftWise.IR.Ops;
+
 namespace ShiftWise.CodegenCuda;
 
-/// <summary>CUDA lowering of gemm nodes.</summary>
+/// <summary>
+/// CUDA lowering of gemm: the product is one cuBLAS-convention <see cref="GemmCall"/> (<see cref="GemmMapping"/>)
+/// writing the node's output in its final layout; what follows runs in place on that output. Without GRN, bias,
+/// activation and residual are one pointwise kernel (none when there is nothing to do). With GRN, the three GRN
+/// entries: stats (bias and activation applied in place on the way), per-sample scale, apply (with β and the
+/// residual). Tunable: block, the threads per block of the epilogue kernels.
+/// </summary>
 internal static class GemmLowering
 {
     /// <summary>Adds the node's kernels and steps.</summary>
-    public static void Lower(NodeLowering ctx) =>
-        throw new ShiftWise.IR.IrException($"{ctx.Node.Describe()}: not yet lowered for CUDA");
+    public static void Lower(NodeLowering ctx)
+    {
+        LoweringSupport.RequireF32(ctx);
+        var op = (Gemm)ctx.Node.Op;
+        int threads = LoweringSupport.Tunables(ctx)["block"];
+        var (x, w, y) = (ctx.InType(0).Shape, ctx.InType(1).Shape, ctx.OutType(0).Shape);
+        if (y.Elements == 0) return;
+        if (w[1] == 0) throw new IrException($"{ctx.Node.Describe()}: a GEMM over zero input features is not supported");
+        ctx.Gemm(GemmMapping.Map(op, x, w, ctx.In(0), ctx.In(1), ctx.Out()));
+        var s = op.Slots;
+        ArgRef? bias = op.HasBias ? ctx.In(s.Bias) : null;
+        ArgRef? residual = op.HasResidual ? ctx.In(s.Residual) : null;
+        string act = Activation.Word(op.Act);
+        int o = w[0];
+        long total = y.Elements;
+        // the channel axis of the output: innermost for rows out, planes of H·W for NCHW out
+        long inner = op.OutNchw ? (long)y[2] * y[3] : 1;
+        if (op.HasGrn)
+        {
+            int batch = y[0];
+            long positions = total / ((long)batch * o);
+            NormLowering.Grn(ctx, threads, new GrnLayout(batch, positions, o, op.OutNchw), op.GrnEps, null, act, bias,
+                ctx.In(s.Gamma), ctx.In(s.Beta), residual);
+            return;
+        }
+        if (bias is null && act == "none" && residual is null) return;
+        var sig = new KernelSignature().Out("y", ctx.Out());
+        if (bias is not null) sig.In("pre_bias", bias);
+        if (residual is not null) sig.In("res", residual);
+        string prefix = $"gemm_epilogue_{total}_o{o}" + (op.OutNchw ? $"p{inner}" : "");
+        var name = ctx.AddKernel(prefix, "gemm_epilogue", "pointwise.cu.sbn", n => new PointwiseModel(n, "gemm_epilogue",
+            threads, total, act, inPlace: true, hasPreBias: bias is not null, hasAffine: false,
+            hasResidual: residual is not null, o, inner, sig));
+        ctx.Launch(name, LoweringSupport.Grid(ctx, total, threads), new Dim3(threads), 0, sig.Args);
+    }
 }

@@ -1,9 +1,104 @@
+using ShiftWise.IR;
+using ShiftWise.IR.Ops;
+
 namespace ShiftWise.CodegenCuda;
 
-/// <summary>CUDA lowering of norm nodes.</summary>
+/// <summary>
+/// CUDA lowering of layer_norm (channels-last: one warp per row; channels-first: positions across threads, channels
+/// across warps) and grn (three entries of <see cref="GrnModel"/>, shared with the GEMM epilogue).
+/// </summary>
 internal static class NormLowering
 {
     /// <summary>Adds the node's kernels and steps.</summary>
-    public static void Lower(NodeLowering ctx) =>
-        throw new ShiftWise.IR.IrException($"{ctx.Node.Describe()}: not yet lowered for CUDA");
+    public static void Lower(NodeLowering ctx)
+    {
+        LoweringSupport.RequireF32(ctx);
+        int threads = LoweringSupport.Tunables(ctx)["block"];
+        switch (ctx.Node.Op)
+        {
+            case LayerNorm ln:
+                LayerNormKernel(ctx, threads, ln);
+                break;
+            case Grn grn:
+            {
+                var x = ctx.InType(0).Shape;
+                var beta = ctx.Node.Inputs.Count == 3 ? ctx.In(2) : null;
+                Grn(ctx, threads, new GrnLayout(x[0], (long)x[1] * x[2], x[3], false), grn.Eps, ctx.In(0), "none", null,
+                    ctx.In(1), beta, null);
+                break;
+            }
+            default:
+                throw new IrException($"{ctx.Node.Describe()}: not a norm op");
+        }
+    }
+
+    private static void LayerNormKernel(NodeLowering ctx, int threads, LayerNorm ln)
+    {
+        var x = ctx.InType(0).Shape;
+        if (x.Elements == 0) return;
+        int axis = ln.Axis(x.Rank), c = x[axis];
+        long inner = x.Strides()[axis], outer = x.Elements / ((long)c * inner);
+        var args = new[] { ctx.Out(), ctx.In(0), ctx.In(1), ctx.In(2) };
+        if (inner == 1)
+        {
+            // the normalised axis is the innermost: rows of C whatever the declared layout
+            LayerNormLastModel Model(string n) => new(n, threads, outer, c, ln.Eps);
+            var name = ctx.AddKernel($"layer_norm_last_c{c}_r{outer}", "layer_norm", "layer_norm_last.cu.sbn", n => Model(n));
+            ctx.Launch(name, LoweringSupport.Grid(ctx, Model(name).Blocks, 1), new Dim3(threads), 0, args);
+        }
+        else
+        {
+            LayerNormFirstModel Model(string n) => new(n, threads, outer, c, inner, ln.Eps);
+            var name = ctx.AddKernel($"layer_norm_first_c{c}_p{inner}_n{outer}", "layer_norm", "layer_norm_first.cu.sbn",
+                n => Model(n));
+            ctx.Launch(name, LoweringSupport.Grid(ctx, Model(name).Blocks, 1), new Dim3(threads), 0, args);
+        }
+    }
+
+    /// <summary>
+    /// Adds the three GRN launches. <paramref name="x"/> null means in place on the node's output (a GEMM's result, to
+    /// which <paramref name="bias"/> and <paramref name="act"/> are applied first).
+    /// </summary>
+    public static void Grn(NodeLowering ctx, int threads, GrnLayout layout, double eps, ArgRef? x, string act,
+        ArgRef? bias, ArgRef gamma, ArgRef? beta, ArgRef? residual)
+    {
+        var (batch, positions, channels, channelsFirst) = layout;
+        long total = batch * positions * channels;
+        if (total == 0) return;
+        if (x is not null && (bias is not null || act != "none"))
+        {
+            throw new IrException($"{ctx.Node.Describe()}: bias and activation are applied only in place");
+        }
+        var factor = ctx.Scratch("grn", (long)batch * channels);
+        var stats = new KernelSignature().Out("sumsq", factor);
+        if (x is null) stats.Out("y", ctx.Out());
+        else stats.In("x", x);
+        if (bias is not null) stats.In("bias", bias);
+        var scale = new KernelSignature().Out("factor", factor).In("gamma", gamma);
+        var apply = new KernelSignature().Out("y", ctx.Out());
+        if (x is not null) apply.In("x", x);
+        apply.In("factor", factor);
+        if (beta is not null) apply.In("beta", beta);
+        if (residual is not null) apply.In("res", residual);
+        string kind = x is null ? "gemm_grn" : "grn";
+        string prefix = $"{kind}_{(channelsFirst ? "nchw" : "nhwc")}_c{channels}p{positions}n{batch}";
+        var name = ctx.AddKernel(prefix, kind, "grn.cu.sbn", n => new GrnModel(n, kind, threads, batch, positions, channels,
+            channelsFirst, eps, x is null, act, bias is not null, beta is not null, residual is not null, stats, scale, apply),
+            GrnModel.Entries);
+        var entries = GrnModel.Entries(name);
+        var block = new Dim3(threads);
+        if (channelsFirst)
+        {
+            ctx.Launch(name, LoweringSupport.Grid(ctx, (long)batch * channels, threads / 32), block, 0, stats.Args, entries[0]);
+        }
+        else
+        {
+            ctx.Launch(name, new Dim3((channels + 31) / 32, batch), block, 0, stats.Args, entries[0]);
+        }
+        ctx.Launch(name, new Dim3(batch), block, 0, scale.Args, entries[1]);
+        ctx.Launch(name, LoweringSupport.Grid(ctx, total, threads), block, 0, apply.Args, entries[2]);
+    }
 }
+
+/// <summary>The shape GRN sees: samples, positions per sample, channels, and which of the two is innermost.</summary>
+internal readonly record struct GrnLayout(int Batch, long Positions, int Channels, bool ChannelsFirst);
