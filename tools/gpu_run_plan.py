@@ -150,6 +150,8 @@ def main():
             name = root(name)
             if name in inputs:
                 return inputs[name], off
+            if name in weights:
+                return weights[name], off
             return arena, slots[name] + off
         if kind == "param":
             return weights[name], off

@@ -41,11 +41,15 @@ public static class CudaCodegen
                 throw new IrException($"{n.Describe()}: {e.Message}", e);
             }
         }
+        var memory = MemoryPlan.Of(g);
+        var views = new SortedDictionary<string, string>(memory.Aliases.ToDictionary(), StringComparer.Ordinal);
+        foreach (var (v, of) in state.Views) views.TryAdd(v, of);
         return new CudaPlan(g.Name, options.Arch, state.Kernels.Values.OrderBy(k => k.Name, StringComparer.Ordinal).ToArray(),
-            state.Steps, state.Derived, state.Scratch, MemoryPlan.Of(g))
+            state.Steps, state.Derived, state.Scratch, memory)
         {
             Inputs = g.Inputs.ToArray(),
             Outputs = g.Outputs.ToArray(),
+            Views = views,
         };
     }
 
@@ -92,6 +96,7 @@ internal sealed class PlanState
     public List<PlanStep> Steps { get; } = [];
     public List<DerivedTensor> Derived { get; } = [];
     public List<ScratchBuffer> Scratch { get; } = [];
+    public List<(string Value, string Of)> Views { get; } = [];
 }
 
 /// <summary>The lowering of one node: its types and arguments, and the methods that add kernels and steps.</summary>
@@ -206,6 +211,7 @@ public sealed class NodeLowering
     public void Alias()
     {
         if (Node.Inputs.Count < 1 || Node.Outputs.Count != 1) throw new IrException($"{Node.Describe()} cannot be an alias");
+        _state.Views.Add((Node.Outputs[0], Node.Inputs[0]));
     }
 
     private static bool IsIdentifier(string s) =>

@@ -76,6 +76,13 @@ public sealed record CudaPlan(string Graph, string Arch, IReadOnlyList<CudaKerne
     /// <summary>The graph's inputs (name and type), each in its own buffer.</summary>
     public IReadOnlyList<ShiftWise.IR.ValueDecl> Inputs { get; init; } = [];
 
+    /// <summary>
+    /// Values that are another value under another shape (reshapes, eval-mode drop-path): the memory plan's aliases,
+    /// plus views of graph inputs and parameters, which the memory plan gives a slot but no step ever writes.
+    /// Runtimes resolve a value through these (recursively) before looking up its arena slot.
+    /// </summary>
+    public IReadOnlyDictionary<string, string> Views { get; init; } = new Dictionary<string, string>();
+
     /// <summary>The graph's outputs (values in the arena, or views of them).</summary>
     public IReadOnlyList<string> Outputs { get; init; } = [];
 

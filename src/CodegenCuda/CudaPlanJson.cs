@@ -62,7 +62,7 @@ public static class CudaPlanJson
             }
             w.WriteEndArray();
             w.WriteStartObject("views");
-            foreach (var (v, of) in plan.Memory.Aliases.OrderBy(a => a.Key, StringComparer.Ordinal)) w.WriteString(v, of);
+            foreach (var (v, of) in plan.Views.OrderBy(a => a.Key, StringComparer.Ordinal)) w.WriteString(v, of);
             w.WriteEndObject();
             w.WriteEndObject();
             w.WriteStartArray("derived");

@@ -200,32 +200,23 @@ public static class EmuPlanRunner
 
         public EmuBuffer Arena { get; } = null!;
 
-        // Aliases of the memory plan, resolved recursively; and reshapes the codegen left without a step whose input
-        // is not an arena value (a graph input or a parameter): the memory plan gives them a slot, but the CUDA plan
-        // aliases them, so they read their input's buffer.
+        // The plan's views (the memory plan's aliases plus reshapes of graph inputs and parameters), resolved
+        // recursively to the buffer of the value at the end of the chain.
         private void ResolveViews(CudaPlan plan)
         {
-            var stepped = plan.Steps.Select(s => s.Node).ToHashSet(StringComparer.Ordinal);
             foreach (var n in _g.Nodes)
             {
                 var o = n.Outputs[0];
-                if (plan.Memory.Aliases.ContainsKey(o))
-                {
-                    var (buf, off, _) = Root(plan.Memory.Aliases, o);
-                    _values[o] = (buf, off, Elements(o));
-                }
-                else if (n.Op is Reshape or DropPath { Mode: Mode.Eval } && !stepped.Contains(n.Name))
-                {
-                    var src = n.Inputs[0];
-                    if (_values.TryGetValue(src, out var v) && v.Buf != Arena) _values[o] = (v.Buf, v.Off, Elements(o));
-                    else if (_params.TryGetValue(src, out var p)) _values[o] = (p, 0, Elements(o));
-                }
+                if (!plan.Views.ContainsKey(o)) continue;
+                var (buf, off, _) = Root(plan.Views, o);
+                _values[o] = (buf, off, Elements(o));
             }
         }
 
         private (EmuBuffer Buf, long Off, long Floats) Root(IReadOnlyDictionary<string, string> aliases, string v) =>
             aliases.TryGetValue(v, out var a) ? Root(aliases, a)
             : _values.TryGetValue(v, out var r) ? r
+            : _params.TryGetValue(v, out var p) ? (p, 0, Elements(v))
             : throw new EmuException($"alias chain ends at %{v}, which has no buffer");
 
         private long Elements(string v) => _types[v].Shape.Elements;
