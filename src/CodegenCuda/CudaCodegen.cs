@@ -42,7 +42,11 @@ public static class CudaCodegen
             }
         }
         return new CudaPlan(g.Name, options.Arch, state.Kernels.Values.OrderBy(k => k.Name, StringComparer.Ordinal).ToArray(),
-            state.Steps, state.Derived, state.Scratch, MemoryPlan.Of(g));
+            state.Steps, state.Derived, state.Scratch, MemoryPlan.Of(g))
+        {
+            Inputs = g.Inputs.ToArray(),
+            Outputs = g.Outputs.ToArray(),
+        };
     }
 
     private static void Lower(NodeLowering ctx)

@@ -73,6 +73,12 @@ public sealed record CudaPlan(string Graph, string Arch, IReadOnlyList<CudaKerne
     IReadOnlyList<PlanStep> Steps, IReadOnlyList<DerivedTensor> Derived, IReadOnlyList<ScratchBuffer> Scratch,
     MemoryPlan Memory)
 {
+    /// <summary>The graph's inputs (name and type), each in its own buffer.</summary>
+    public IReadOnlyList<ShiftWise.IR.ValueDecl> Inputs { get; init; } = [];
+
+    /// <summary>The graph's outputs (values in the arena, or views of them).</summary>
+    public IReadOnlyList<string> Outputs { get; init; } = [];
+
     /// <summary>The source that holds a kernel.</summary>
     public CudaKernelSource Kernel(string name) => Kernels.First(k => k.Name == name);
 }

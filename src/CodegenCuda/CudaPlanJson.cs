@@ -20,6 +20,21 @@ public static class CudaPlanJson
             w.WriteString("format", "swc-cuda-plan 1");
             w.WriteString("graph", plan.Graph);
             w.WriteString("arch", plan.Arch);
+            w.WriteStartArray("inputs");
+            foreach (var i in plan.Inputs)
+            {
+                w.WriteStartObject();
+                w.WriteString("name", i.Name);
+                w.WriteString("dtype", i.Type.DType.ToString().ToLowerInvariant());
+                w.WriteStartArray("shape");
+                for (int d = 0; d < i.Type.Shape.Rank; d++) w.WriteNumberValue(i.Type.Shape[d]);
+                w.WriteEndArray();
+                w.WriteEndObject();
+            }
+            w.WriteEndArray();
+            w.WriteStartArray("outputs");
+            foreach (var o in plan.Outputs) w.WriteStringValue(o);
+            w.WriteEndArray();
             w.WriteStartArray("kernels");
             foreach (var k in plan.Kernels)
             {

@@ -57,6 +57,7 @@ public static class CompileDriver
         var g = ctx.Graph with { WeightsFile = "weights.safetensors" };
         // everything that can fail runs before the first file is written
         var cuda = req.Target == "cuda" ? Cuda(ctx.Graph, req.Arch, log) : null;
+        var derived = cuda is null ? null : DerivedTensors(cuda.Plan, ctx.Graph, weights);
         sw.Stop();
         Directory.CreateDirectory(req.OutDir);
         var files = new List<string>();
@@ -71,6 +72,7 @@ public static class CompileDriver
         if (cuda is not null)
         {
             Write("plan.json", p => AtomicText(p, CudaPlanJson.Write(cuda.Plan)));
+            Write("derived.safetensors", p => SafeTensors.Write(p, derived!));
             ReplaceDir(Path.Combine(req.OutDir, "kernels"), cuda.Plan.Kernels.Select(k => (k.FileName, Encoding.UTF8.GetBytes(k.Source))));
             files.AddRange(cuda.Plan.Kernels.Select(k => Path.Combine(req.OutDir, "kernels", k.FileName)));
             var ptxDir = Path.Combine(req.OutDir, "ptx");
@@ -112,6 +114,18 @@ public static class CompileDriver
             progress: c => log?.Invoke($"  nvrtc {Interlocked.Increment(ref done),3}/{plan.Kernels.Count} {c.Kernel.Name} ({c.Outcome.ToString().ToLowerInvariant()})"),
             warn: log);
         return new CudaCompileResult(plan, compiled, ptxArch, null, NvrtcCompiler.Version, sw.Elapsed);
+    }
+
+    /// <summary>The plan's derived tensors (e.g. the SW cross bands), computed from the weights, as float32.</summary>
+    public static Dictionary<string, Tensor> DerivedTensors(CudaPlan plan, Graph g, IReadOnlyDictionary<string, Tensor> weights)
+    {
+        var nodes = g.Nodes.ToDictionary(n => n.Name, StringComparer.Ordinal);
+        return plan.Derived.ToDictionary(d => d.Name, d =>
+        {
+            var n = nodes[d.Node];
+            var v = Derived.Compute(d.Recipe, n, i => weights[n.Inputs[i]]);
+            return Tensor.F32(new Shape(v.Length), v);
+        }, StringComparer.Ordinal);
     }
 
     /// <summary>Fills a fresh temporary folder, then swaps it in for <paramref name="dir"/> (no stale or partial files).</summary>
