@@ -125,10 +125,10 @@ def main():
             print(f"  {e}: {regs.value} registers, {local.value} bytes local")
     print(f"compiled {len(plan['kernels'])} kernels to CUBIN for {arch}")
 
-    weights = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)).to(dev).reshape(-1)
+    weights = {k: torch.from_numpy(np.array(v, dtype=np.float32)).to(dev).reshape(-1)
                for k, v in load_safetensors(os.path.join(a.dir, "weights.safetensors")).items()}
     dpath = os.path.join(a.dir, "derived.safetensors")
-    derived = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)).to(dev).reshape(-1)
+    derived = {k: torch.from_numpy(np.array(v, dtype=np.float32)).to(dev).reshape(-1)
                for k, v in (load_safetensors(dpath).items() if os.path.exists(dpath) else [])}
     arena = torch.full((max(1, plan["arena"]["bytes"] // 4),), float("nan"), device=dev)
     slots = {b["value"]: b["offset"] // 4 for b in plan["arena"]["buffers"]}

@@ -131,4 +131,32 @@ public sealed class ProcessTests
         Assert.Contains("SWC_BLAS", err);
         Assert.Contains("output f32[1,8,9,9]", output);
     }
+
+    [Fact]
+    public void WithoutNvrtcCompileForCudaStillWritesTheSourcesAndSaysTheyWereNotCompiled()
+    {
+        var dir = Directory.CreateTempSubdirectory("swc-nonvrtc-").FullName;
+        var psi = new System.Diagnostics.ProcessStartInfo("dotnet")
+        {
+            RedirectStandardError = true,
+            RedirectStandardOutput = true,
+        };
+        psi.ArgumentList.Add(typeof(SwcApp).Assembly.Location);
+        foreach (var a in new[] { "compile", "sw-layer", "--channels", "8", "--height", "9", "--width", "9", "--big", "7",
+            "--target", "cuda", "--out", dir })
+        {
+            psi.ArgumentList.Add(a);
+        }
+        psi.Environment["SWC_DISABLE"] = "nvrtc";
+        using var p = System.Diagnostics.Process.Start(psi)!;
+        string err = p.StandardError.ReadToEnd(), output = p.StandardOutput.ReadToEnd();
+        Assert.True(p.WaitForExit(120_000));
+        Assert.True(p.ExitCode == 0, err);
+        Assert.Contains("not compiled: NVRTC is disabled by SWC_DISABLE=nvrtc", output);
+        var cu = Assert.Single(Directory.GetFiles(Path.Combine(dir, "kernels")));
+        Assert.Contains("extern \"C\" __global__", File.ReadAllText(cu));
+        Assert.False(Directory.Exists(Path.Combine(dir, "ptx")));
+        Assert.Contains("NVRTC: not compiled: NVRTC is disabled", File.ReadAllText(Path.Combine(dir, "report.md")));
+        Assert.True(File.Exists(Path.Combine(dir, "plan.json")));
+    }
 }

@@ -20,6 +20,9 @@ public sealed record NativeLibrarySpec(string Key, string Display, IReadOnlyList
 /// <param name="LoadedName">The file name that loaded, or null.</param>
 public sealed record NativeLoad(NativeLibrarySpec Spec, IntPtr Handle, string? LoadedName)
 {
+    /// <summary>Whether SWC_DISABLE named the library (it was not looked for).</summary>
+    public bool Disabled { get; init; }
+
     /// <summary>Whether one of the names loaded.</summary>
     public bool Found => Handle != IntPtr.Zero;
 
@@ -31,8 +34,9 @@ public sealed record NativeLoad(NativeLibrarySpec Spec, IntPtr Handle, string? L
     /// (libopenblas.so.0) was not found; install Debian's libopenblas0-pthread. Using the managed GEMM, which is
     /// slower."
     /// </summary>
-    public string Missing(string consequence) =>
-        $"{Spec.Display} ({Spec.Names[0]}) was not found; install {Spec.Install}. {consequence}";
+    public string Missing(string consequence) => Disabled
+        ? $"{Spec.Display} is disabled by SWC_DISABLE={Environment.GetEnvironmentVariable("SWC_DISABLE")}. {consequence}"
+        : $"{Spec.Display} ({Spec.Names[0]}) was not found; install {Spec.Install}. {consequence}";
 }
 
 /// <summary>
@@ -85,8 +89,17 @@ public static class NativeLibraries
         }
     }
 
+    /// <summary>
+    /// Library keys listed in SWC_DISABLE (comma-separated: openblas, cuda, nvrtc, cublas) are treated as absent, to
+    /// reproduce a machine without them (CI without NVRTC, say).
+    /// </summary>
+    public static bool IsDisabled(NativeLibrarySpec spec) =>
+        (Environment.GetEnvironmentVariable("SWC_DISABLE") ?? "").Split(',', StringSplitOptions.TrimEntries)
+            .Contains(spec.Key, StringComparer.OrdinalIgnoreCase);
+
     private static NativeLoad TryNames(NativeLibrarySpec spec)
     {
+        if (IsDisabled(spec)) return new NativeLoad(spec, IntPtr.Zero, null) { Disabled = true };
         foreach (var name in spec.Names)
         {
             if (NativeLibrary.TryLoad(name, out var handle)) return new NativeLoad(spec, handle, name);
