@@ -20,7 +20,7 @@ internal static class ConvLowering
         var t = LoweringSupport.Tunables(ctx, new Dictionary<string, int>
         {
             ["block"] = LoweringSupport.DefaultBlock,
-            ["channels"] = DefaultChannels(w, op.Groups),
+            ["channels"] = DefaultChannels(op, x, w),
         });
         int threads = t["block"], channels = t["channels"];
         int perGroup = w[0] / op.Groups;
@@ -38,11 +38,24 @@ internal static class ConvLowering
         ctx.Launch(name, LoweringSupport.Grid(ctx, Model(name).Work, threads), new Dim3(threads), 0, args);
     }
 
-    /// <summary>4 (or 2) output channels per thread when each output reads several input channels, else 1.</summary>
-    public static int DefaultChannels(Shape w, int groups)
+    /// <summary>Threads a launch should have at least before channels per thread are raised above 1 (about two
+    /// blocks of 256 per SM of a large GPU).</summary>
+    public const long EnoughThreads = 65536;
+
+    /// <summary>
+    /// 4 or 2 output channels per thread (reusing each input value) when each output reads several input channels
+    /// and that still leaves <see cref="EnoughThreads"/> threads; 1 otherwise (depthwise, or small outputs where
+    /// parallelism matters more).
+    /// </summary>
+    public static int DefaultChannels(Conv2d op, Shape x, Shape w)
     {
-        int perGroup = w[0] / groups;
+        int perGroup = w[0] / op.Groups;
         if (w[1] == 1) return 1;
-        return perGroup % 4 == 0 ? 4 : perGroup % 2 == 0 ? 2 : 1;
+        long positions = (long)x[0] * op.OutSize(x[2], w[2], 0) * op.OutSize(x[3], w[3], 1);
+        foreach (int c in new[] { 4, 2 })
+        {
+            if (perGroup % c == 0 && positions * (w[0] / c) >= EnoughThreads) return c;
+        }
+        return 1;
     }
 }

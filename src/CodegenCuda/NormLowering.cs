@@ -13,17 +13,16 @@ internal static class NormLowering
     public static void Lower(NodeLowering ctx)
     {
         LoweringSupport.RequireF32(ctx);
-        int threads = LoweringSupport.Tunables(ctx)["block"];
         switch (ctx.Node.Op)
         {
             case LayerNorm ln:
-                LayerNormKernel(ctx, threads, ln);
+                LayerNormKernel(ctx, ln);
                 break;
             case Grn grn:
             {
                 var x = ctx.InType(0).Shape;
                 var beta = ctx.Node.Inputs.Count == 3 ? ctx.In(2) : null;
-                Grn(ctx, threads, new GrnLayout(x[0], (long)x[1] * x[2], x[3], false), grn.Eps, ctx.In(0), "none", null,
+                Grn(ctx, LoweringSupport.Tunables(ctx)["block"], new GrnLayout(x[0], (long)x[1] * x[2], x[3], false), grn.Eps, ctx.In(0), "none", null,
                     ctx.In(1), beta, null);
                 break;
             }
@@ -32,12 +31,18 @@ internal static class NormLowering
         }
     }
 
-    private static void LayerNormKernel(NodeLowering ctx, int threads, LayerNorm ln)
+    /// <summary>Position blocks below which a channels-first LayerNorm defaults to 1024 threads (more warps per
+    /// position, so each thread sums fewer channels): about one block per SM of a large GPU.</summary>
+    public const long FewBlocks = 132;
+
+    private static void LayerNormKernel(NodeLowering ctx, LayerNorm ln)
     {
         var x = ctx.InType(0).Shape;
-        if (x.Elements == 0) return;
         int axis = ln.Axis(x.Rank), c = x[axis];
-        long inner = x.Strides()[axis], outer = x.Elements / ((long)c * inner);
+        long inner = x.Strides()[axis], outer = x.Elements == 0 ? 0 : x.Elements / ((long)c * inner);
+        bool wide = inner > 1 && (outer * inner + 31) / 32 < FewBlocks && c >= 64;
+        int threads = LoweringSupport.Tunables(ctx, new Dictionary<string, int> { ["block"] = wide ? 1024 : LoweringSupport.DefaultBlock })["block"];
+        if (x.Elements == 0) return;
         var args = new[] { ctx.Out(), ctx.In(0), ctx.In(1), ctx.In(2) };
         if (inner == 1)
         {
@@ -69,22 +74,25 @@ internal static class NormLowering
         {
             throw new IrException($"{ctx.Node.Describe()}: bias and activation are applied only in place");
         }
-        var factor = ctx.Scratch("grn", (long)batch * channels);
-        var stats = new KernelSignature().Out("sumsq", factor);
+        string kind = x is null ? "gemm_grn" : "grn";
+        GrnModel Model(string n, KernelSignature st, KernelSignature sc, KernelSignature ap) => new(n, kind, threads, batch,
+            positions, channels, channelsFirst, eps, x is null, act, bias is not null, beta is not null, residual is not null,
+            st, sc, ap);
+        var sums = ctx.Scratch("grn_sums", Model("probe", new(), new(), new()).PartialFloats);
+        var factor = ctx.Scratch("grn_factor", (long)batch * channels);
+        var stats = new KernelSignature().Out("sumsq", sums);
         if (x is null) stats.Out("y", ctx.Out());
         else stats.In("x", x);
         if (bias is not null) stats.In("bias", bias);
-        var scale = new KernelSignature().Out("factor", factor).In("gamma", gamma);
+        var scale = new KernelSignature().Out("factor", factor).In("sumsq", sums).In("gamma", gamma);
         var apply = new KernelSignature().Out("y", ctx.Out());
         if (x is not null) apply.In("x", x);
         apply.In("factor", factor);
         if (beta is not null) apply.In("beta", beta);
         if (residual is not null) apply.In("res", residual);
-        string kind = x is null ? "gemm_grn" : "grn";
         string prefix = $"{kind}_{(channelsFirst ? "nchw" : "nhwc")}_c{channels}p{positions}n{batch}";
-        var name = ctx.AddKernel(prefix, kind, "grn.cu.sbn", n => new GrnModel(n, kind, threads, batch, positions, channels,
-            channelsFirst, eps, x is null, act, bias is not null, beta is not null, residual is not null, stats, scale, apply),
-            GrnModel.Entries);
+        var name = ctx.AddKernel(prefix, kind, "grn.cu.sbn", n => Model(n, stats, scale, apply), GrnModel.Entries);
+        var model = Model(name, stats, scale, apply);
         var entries = GrnModel.Entries(name);
         var block = new Dim3(threads);
         if (channelsFirst)
@@ -93,7 +101,7 @@ internal static class NormLowering
         }
         else
         {
-            ctx.Launch(name, new Dim3((channels + 31) / 32, batch), block, 0, stats.Args, entries[0]);
+            ctx.Launch(name, new Dim3(model.ChannelBlocks, model.Splits, batch), block, 0, stats.Args, entries[0]);
         }
         ctx.Launch(name, new Dim3(batch), block, 0, scale.Args, entries[1]);
         ctx.Launch(name, LoweringSupport.Grid(ctx, total, threads), block, 0, apply.Args, entries[2]);

@@ -1,11 +1,23 @@
+using ShiftWise.CodegenCuda;
 using ShiftWise.IR;
 using ShiftWise.IR.Ops;
 
 namespace ShiftWise.CudaEmu;
 
-/// <summary>A one-node graph to lower, with a label for test names.</summary>
-public sealed record KernelCase(string Label, Graph Graph)
+/// <summary>A one-node graph to lower with the given tunables of its node (none: the defaults).</summary>
+public sealed record KernelCase(string Label, Graph Graph, IReadOnlyDictionary<string, int>? Tunables = null)
 {
+    /// <summary>The options that carry the tunables.</summary>
+    public CudaOptions Options => Tunables is null
+        ? new CudaOptions()
+        : new CudaOptions
+        {
+            Tunables = new Dictionary<string, IReadOnlyDictionary<string, int>> { [Graph.Nodes[0].Name] = Tunables },
+        };
+
+    /// <summary>The lowered plan.</summary>
+    public CudaPlan Lower() => CudaCodegen.Lower(Graph, Options);
+
     /// <inheritdoc/>
     public override string ToString() => Label;
 }
@@ -28,7 +40,7 @@ public static class KernelCases
     }
 
     /// <summary>Every case, by label.</summary>
-    public static IReadOnlyDictionary<string, Graph> All { get; } = Build();
+    public static IReadOnlyDictionary<string, KernelCase> All { get; } = Build();
 
     /// <summary>Labels for a theory.</summary>
     public static TheoryData<string> Labels()
@@ -38,10 +50,13 @@ public static class KernelCases
         return d;
     }
 
-    private static SortedDictionary<string, Graph> Build()
+    private static SortedDictionary<string, KernelCase> Build()
     {
-        var cases = new SortedDictionary<string, Graph>(StringComparer.Ordinal);
-        void Add(string label, Op op, TensorType[] inputs, params int[] acts) => cases.Add(label, One(label, op, inputs, acts));
+        var cases = new SortedDictionary<string, KernelCase>(StringComparer.Ordinal);
+        void Add(string label, Op op, TensorType[] inputs, params int[] acts) =>
+            cases.Add(label, new KernelCase(label, One(label, op, inputs, acts)));
+        void Tuned(string label, string of, params (string Name, int Value)[] tunables) =>
+            cases.Add(label, new KernelCase(label, cases[of].Graph, tunables.ToDictionary(t => t.Name, t => t.Value)));
 
         // conv2d: dense, strided, stem-like, depthwise, grouped with mixed stride/padding/dilation, dilated,
         // depthwise with a channel multiplier, a tap count too large to unroll
@@ -75,6 +90,7 @@ public static class KernelCases
         // grn: with and without beta
         Add("grn_beta", new Grn(1e-6), [F(2, 3, 5, 6), F(1, 1, 1, 6), F(1, 1, 1, 6)], 0);
         Add("grn_nobeta", new Grn(1e-6), [F(1, 4, 4, 33), F(1, 1, 1, 33)], 0);
+        Add("grn_split", new Grn(1e-6), [F(2, 13, 11, 40), F(1, 1, 1, 40), F(1, 1, 1, 40)], 0);
 
         foreach (var k in new[] { UnaryKind.Gelu, UnaryKind.Relu, UnaryKind.Sigmoid })
         {
@@ -119,9 +135,30 @@ public static class KernelCases
             int n = inNchw && outNchw ? 1 : 2;
             Add(label, op, GemmInputs(op, n, h: 3, w: 5, k: 7, o: 6), GemmActivations(op));
         }
+        var swTinyLike = new Gemm(true, false, GemmAct.Gelu, true, true, 1e-6, false);
+        Add("gemm_nchw_rows_gelu_bias_grn_split", swTinyLike, GemmInputs(swTinyLike, 2, h: 13, w: 11, k: 9, o: 40), 0);
         Add("gemm_rank2_gelu_bias", new Gemm(false, false, GemmAct.Gelu, true, false, 1e-6, false),
             [F(11, 9), F(5, 9), F(5)], 0);
         Add("gemm_rank3_plain", Gemm.Plain(false), [F(2, 3, 9), F(4, 9)], 0);
+
+        // tunables away from their defaults: several output channels per thread, smallest and largest blocks
+        Tuned("conv2d_dense3x3_ch4", "conv2d_dense3x3", ("channels", 4));
+        Tuned("conv2d_dense3x3_ch8_b32", "conv2d_dense3x3", ("channels", 8), ("block", 32));
+        Tuned("conv2d_grouped_ch2", "conv2d_grouped", ("channels", 2));
+        Tuned("conv2d_dense2x2s2_ch2", "conv2d_dense2x2s2", ("channels", 2));
+        Tuned("conv2d_dwmult_ch2", "conv2d_dwmult", ("channels", 2));
+        Tuned("conv2d_dilated_ch4", "conv2d_dilated", ("channels", 4));
+        Tuned("layer_norm_last_c40_b32", "layer_norm_last_c40", ("block", 32));
+        Tuned("layer_norm_first_c70_b32", "layer_norm_first_c70", ("block", 32));
+        Tuned("layer_norm_first_c5_b1024", "layer_norm_first_c5", ("block", 1024));
+        Tuned("mean_hw_long_b64", "mean_hw_long", ("block", 64));
+        Tuned("mean_hw_long_b1024", "mean_hw_long", ("block", 1024));
+        Tuned("grn_beta_b32", "grn_beta", ("block", 32));
+        Tuned("grn_nobeta_b1024", "grn_nobeta", ("block", 1024));
+        Tuned("grn_split_b32", "grn_split", ("block", 32));
+        Tuned("gemm_rows_rows_relu_bias_grn_res_b32", "gemm_rows_rows_relu_bias_grn_res", ("block", 32));
+        Tuned("gemm_rows_nchw_gelu_bias_grn_b64", "gemm_rows_nchw_gelu_bias_grn", ("block", 64));
+        Tuned("binary_mul_both_b32", "binary_mul_both", ("block", 32));
         return cases;
     }
 
