@@ -23,7 +23,7 @@ public static class RunCommand
         var output = new Option<string?>("--output") { Description = "Write the output as .npy." };
         var device = new Option<string>("--device")
         {
-            Description = "Where to run: cpu (compiled, the default) or reference (the float64 oracle, slow).",
+            Description = "Where to run: cpu (compiled, the default), cuda (compiled for GPU 0) or reference (the float64 oracle, slow).",
             DefaultValueFactory = _ => "cpu",
         };
         var init = new Option<string>("--init")
@@ -32,15 +32,20 @@ public static class RunCommand
             DefaultValueFactory = _ => "lively",
         };
         var seed = new Option<string?>("--seed") { Description = "Seed of the random weights and input (0)." };
+        var tf32 = new Option<bool>("--tf32") { Description = "cuda: let cuBLAS use TF32 tensor cores for the GEMMs (off: fp32)." };
         var cmd = new Command("run", "Run a model once and print the top-5 classes.");
         model.AddTo(cmd);
-        foreach (var o in new Option[] { weights, input, output, device, init, seed }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { weights, input, output, device, init, seed, tf32 }) cmd.Options.Add(o);
         cmd.SetAction(r =>
         {
             var dev = r.GetValue(device)!;
-            if (dev is not ("reference" or "cpu"))
+            if (dev is not ("reference" or "cpu" or "cuda"))
             {
-                throw new IrException($"option --device: '{dev}' is not available; this build runs on: cpu, reference");
+                throw new IrException($"option --device: '{dev}' is not available; this build runs on: cpu, cuda, reference");
+            }
+            if (dev == "cuda" && !ShiftWise.Runtime.Cuda.CudaDevice.Available)
+            {
+                throw new IrException(ShiftWise.Runtime.Cuda.CudaDevice.MissingReason!);
             }
             uint s = (uint)(ModelOptions.Int(r, seed) ?? 0);
             Tensor? x = r.GetValue(input) is { } path ? Npy.Read(path) : null;
@@ -67,6 +72,17 @@ public static class RunCommand
                 ctx.Err.WriteLine($"running {m.Description} on the reference executor ({m.Graph.Nodes.Count} nodes)...");
                 y = ReferenceExecutor.Run(m.Graph, m.Weights, new Dictionary<string, Tensor> { [decl.Name] = x })[m.Graph.Outputs[0]];
                 ctx.Out.WriteLine($"{m.Description}: input {x.Type}, output {y.Type}, {sw.Elapsed.TotalSeconds:F2} s on reference");
+            }
+            else if (dev == "cuda")
+            {
+                using var gm = ShiftWise.Runtime.Cuda.CudaModel.Compile(m, new ShiftWise.Runtime.Cuda.CudaRunOptions { Tf32 = r.GetValue(tf32) },
+                    log: ctx.Err.WriteLine);
+                var compile = sw.Elapsed;
+                sw.Restart();
+                y = gm.Run(x);
+                ctx.Out.WriteLine($"{m.Description}: input {x.Type}, output {y.Type}, compiled for {ShiftWise.Runtime.Cuda.CudaDevice.Info.Name} "
+                    + $"({ShiftWise.Runtime.Cuda.CudaDevice.Info.Arch}) in {compile.TotalSeconds:F2} s ({gm.Plan.Kernels.Count} kernels, "
+                    + $"{gm.Plan.Steps.Count} steps), ran in {sw.Elapsed.TotalMilliseconds:F1} ms");
             }
             else
             {

@@ -1,0 +1,373 @@
+using System.Runtime.InteropServices;
+using System.Text;
+using ShiftWise.CodegenCuda;
+using ShiftWise.IR;
+using ShiftWise.Runtime.Native;
+
+namespace ShiftWise.Runtime.Cuda;
+
+/// <summary>How a plan runs on the GPU.</summary>
+public sealed record CudaRunOptions
+{
+    /// <summary>Let cuBLAS use TF32 tensor cores for the GEMMs (off by default: results stay fp32).</summary>
+    public bool Tf32 { get; init; }
+
+    /// <summary>Capture the plan once as a CUDA graph and replay it (after two eager warm-up runs).</summary>
+    public bool Graphs { get; init; }
+}
+
+/// <summary>The time of one step of a profiled run.</summary>
+public sealed record StepTime(PlanStep Step, string Kind, double Ms);
+
+/// <summary>
+/// Runs a <see cref="CudaPlan"/> on device 0: every kernel compiled by NVRTC to CUBIN for the device's own arch (through
+/// the kernel cache) and loaded once; weights and derived tensors uploaded once; all activations in one arena laid out
+/// by the memory plan; scratch buffers in a second allocation; the steps launched in order on one stream, GEMMs through
+/// cuBLAS; optionally captured once as a CUDA graph and replayed. Outputs are copied to fresh host tensors, so a later
+/// run never overwrites what an earlier one returned.
+/// </summary>
+public sealed unsafe class CudaExecutor : IDisposable
+{
+    private readonly CudaPlan _plan;
+    private readonly Dictionary<string, TensorType> _types;
+    private readonly List<IntPtr> _modules = [];
+    private readonly Dictionary<string, IntPtr> _functions = new(StringComparer.Ordinal);
+    private readonly List<DeviceBuffer> _buffers = [];
+    private readonly Dictionary<string, DeviceBuffer> _params = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, DeviceBuffer> _derived = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, DeviceBuffer> _inputs = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, (ulong Base, long Floats)> _scratch = new(StringComparer.Ordinal);
+    private readonly DeviceBuffer _arena;
+    private readonly List<Action> _steps = [];
+    private readonly List<IntPtr> _native = [];
+    private readonly IntPtr _stream;
+    private readonly IntPtr _cublas;
+    private IntPtr _graph;
+    private IntPtr _graphExec;
+    private int _eagerRuns;
+    private bool _disposed;
+
+    /// <summary>Compiles, loads and uploads everything the plan needs.</summary>
+    public CudaExecutor(CudaPlan plan, Graph g, IReadOnlyDictionary<string, Tensor> weights, CudaRunOptions? options = null,
+        Action<string>? log = null)
+    {
+        _plan = plan;
+        Options = options ?? new CudaRunOptions();
+        _types = g.ValueTypes();
+        var info = CudaDevice.Info;
+        CudaDevice.MakeCurrent();
+        try
+        {
+            if (!CublasApi.Library.Found) throw new IrException(CublasApi.Library.Missing("The plan's GEMMs cannot run."));
+            var compiled = CudaKernelCompiler.CompileAll(plan.Kernels, info.Arch, warn: log);
+            Kernels = compiled;
+            foreach (var c in compiled)
+            {
+                IntPtr mod;
+                fixed (byte* p = c.Output.Image) CudaDevice.Check(CudaDriver.ModuleLoadData(out mod, p), $"cuModuleLoadData of {c.Kernel.FileName}");
+                _modules.Add(mod);
+                foreach (var e in c.Kernel.Entries)
+                {
+                    var name = Encoding.UTF8.GetBytes(e + "\0");
+                    IntPtr f;
+                    fixed (byte* n = name) CudaDevice.Check(CudaDriver.ModuleGetFunction(out f, mod, n), $"cuModuleGetFunction {e}");
+                    _functions[e] = f;
+                }
+            }
+            foreach (var p in g.Params)
+            {
+                if (!weights.TryGetValue(p.Name, out var t)) throw new IrException($"no weights for parameter '{p.Name}'");
+                _params[p.Name] = Upload(t, "parameter " + p.Name);
+            }
+            var nodes = g.Nodes.ToDictionary(n => n.Name, StringComparer.Ordinal);
+            foreach (var d in plan.Derived)
+            {
+                var n = nodes[d.Node];
+                var v = Derived.Compute(d.Recipe, n, i => weights[n.Inputs[i]]);
+                var b = Track(DeviceBuffer.Alloc(v.Length * 4L, "derived " + d.Name));
+                b.Upload(v);
+                _derived[d.Name] = b;
+            }
+            foreach (var i in plan.Inputs)
+            {
+                _inputs[i.Name] = Track(DeviceBuffer.Alloc(i.Type.Shape.Elements * 4, "input " + i.Name));
+            }
+            _arena = Track(DeviceBuffer.Alloc(plan.Memory.ArenaBytes, "the activation arena"));
+            _arena.Fill(0x7FC00000); // NaN: a read of a value nobody wrote shows in the output
+            long scratchFloats = 0;
+            foreach (var s in plan.Scratch) scratchFloats += (s.Floats + 63) / 64 * 64;
+            var scratch = Track(DeviceBuffer.Alloc(scratchFloats * 4, "scratch buffers"));
+            long at = 0;
+            foreach (var s in plan.Scratch)
+            {
+                _scratch[s.Name] = (scratch.Ptr + (ulong)(at * 4), s.Floats);
+                at += (s.Floats + 63) / 64 * 64;
+            }
+            CudaDevice.Check(CudaDriver.StreamCreate(out _stream, 0), "cuStreamCreate");
+            CudaDevice.Check(CublasApi.Create(out _cublas), "cublasCreate");
+            CudaDevice.Check(CublasApi.SetStream(_cublas, _stream), "cublasSetStream");
+            CudaDevice.Check(CublasApi.SetMathMode(_cublas, Options.Tf32 ? CublasApi.MathTf32 : CublasApi.MathDefault), "cublasSetMathMode");
+            foreach (var step in plan.Steps) _steps.Add(Bind(step));
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The options.</summary>
+    public CudaRunOptions Options { get; }
+
+    /// <summary>The NVRTC results (each kernel's CUBIN and where it came from).</summary>
+    public IReadOnlyList<CompiledKernel> Kernels { get; } = [];
+
+    /// <summary>Copies the inputs in, runs the plan, copies the outputs out.</summary>
+    public Dictionary<string, Tensor> Run(IReadOnlyDictionary<string, Tensor> inputs)
+    {
+        SetInputs(inputs);
+        Enqueue();
+        Synchronize();
+        return ReadOutputs();
+    }
+
+    /// <summary>Copies the graph inputs to the device.</summary>
+    public void SetInputs(IReadOnlyDictionary<string, Tensor> inputs)
+    {
+        foreach (var i in _plan.Inputs)
+        {
+            if (!inputs.TryGetValue(i.Name, out var t)) throw new IrException($"no value given for input '{i.Name}' ({i.Type})");
+            if (!t.Shape.Equals(i.Type.Shape)) throw new IrException($"input '{i.Name}' has shape {t.Shape}, the plan was compiled for {i.Type.Shape}");
+            _inputs[i.Name].Upload((float[])t.Cast(DType.F32).Data);
+        }
+    }
+
+    /// <summary>Enqueues one run on the stream: the CUDA graph when enabled (captured on the third call), else each step.</summary>
+    public void Enqueue()
+    {
+        CudaDevice.MakeCurrent();
+        if (Options.Graphs && _eagerRuns >= 2)
+        {
+            if (_graphExec == IntPtr.Zero) Capture();
+            CudaDevice.Check(CudaDriver.GraphLaunch(_graphExec, _stream), "cuGraphLaunch");
+            return;
+        }
+        foreach (var s in _steps) s();
+        _eagerRuns++;
+    }
+
+    /// <summary>Waits for the stream.</summary>
+    public void Synchronize()
+    {
+        CudaDevice.MakeCurrent();
+        CudaDevice.Check(CudaDriver.StreamSynchronize(_stream), "cuStreamSynchronize (a kernel of the plan failed)");
+    }
+
+    /// <summary>The graph outputs, copied to new host tensors.</summary>
+    public Dictionary<string, Tensor> ReadOutputs()
+    {
+        var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        foreach (var o in _plan.Outputs)
+        {
+            var t = _types[o];
+            var data = new float[t.Shape.Elements];
+            var (buf, off) = Value(o);
+            CudaDevice.MakeCurrent();
+            fixed (float* p = data) CudaDevice.Check(CudaDriver.MemcpyDtoH(p, buf + (ulong)(off * 4), (nuint)(data.Length * 4L)), "cuMemcpyDtoH of output " + o);
+            result[o] = Tensor.Wrap(new TensorType(DType.F32, t.Shape), data);
+        }
+        return result;
+    }
+
+    /// <summary>One eager run with an event before and after every step; the time of each step.</summary>
+    public IReadOnlyList<StepTime> Profile()
+    {
+        CudaDevice.MakeCurrent();
+        var events = new IntPtr[_steps.Count + 1];
+        try
+        {
+            for (int i = 0; i < events.Length; i++) CudaDevice.Check(CudaDriver.EventCreate(out events[i], 0), "cuEventCreate");
+            for (int i = 0; i < _steps.Count; i++)
+            {
+                CudaDevice.Check(CudaDriver.EventRecord(events[i], _stream), "cuEventRecord");
+                _steps[i]();
+            }
+            CudaDevice.Check(CudaDriver.EventRecord(events[^1], _stream), "cuEventRecord");
+            CudaDevice.Check(CudaDriver.EventSynchronize(events[^1]), "cuEventSynchronize");
+            var kinds = _plan.Kernels.ToDictionary(k => k.Name, k => k.Kind, StringComparer.Ordinal);
+            var times = new List<StepTime>();
+            for (int i = 0; i < _steps.Count; i++)
+            {
+                CudaDevice.Check(CudaDriver.EventElapsedTime(out float ms, events[i], events[i + 1]), "cuEventElapsedTime");
+                var step = _plan.Steps[i];
+                times.Add(new StepTime(step, step is KernelLaunch l ? kinds[l.Kernel] : "gemm (cuBLAS)", ms));
+            }
+            return times;
+        }
+        finally
+        {
+            foreach (var e in events.Where(e => e != IntPtr.Zero)) CudaDriver.EventDestroy(e);
+        }
+    }
+
+    /// <summary>Milliseconds per run over <paramref name="runs"/> runs back to back, timed with events on the stream.</summary>
+    public double TimeRuns(int runs)
+    {
+        CudaDevice.MakeCurrent();
+        CudaDevice.Check(CudaDriver.EventCreate(out var a, 0), "cuEventCreate");
+        CudaDevice.Check(CudaDriver.EventCreate(out var b, 0), "cuEventCreate");
+        try
+        {
+            CudaDevice.Check(CudaDriver.EventRecord(a, _stream), "cuEventRecord");
+            for (int i = 0; i < runs; i++) Enqueue();
+            CudaDevice.Check(CudaDriver.EventRecord(b, _stream), "cuEventRecord");
+            CudaDevice.Check(CudaDriver.EventSynchronize(b), "cuEventSynchronize (a kernel of the plan failed)");
+            CudaDevice.Check(CudaDriver.EventElapsedTime(out float ms, a, b), "cuEventElapsedTime");
+            return ms / runs;
+        }
+        finally
+        {
+            CudaDriver.EventDestroy(a);
+            CudaDriver.EventDestroy(b);
+        }
+    }
+
+    private void Capture()
+    {
+        Synchronize();
+        CudaDevice.Check(CudaDriver.StreamBeginCapture(_stream, 1), "cuStreamBeginCapture");
+        try
+        {
+            foreach (var s in _steps) s();
+        }
+        finally
+        {
+            CudaDevice.Check(CudaDriver.StreamEndCapture(_stream, out _graph), "cuStreamEndCapture");
+        }
+        CudaDevice.Check(CudaDriver.GraphInstantiateWithFlags(out _graphExec, _graph, 0), "cuGraphInstantiate");
+    }
+
+    private Action Bind(PlanStep step)
+    {
+        switch (step)
+        {
+            case KernelLaunch l:
+            {
+                if (!_functions.TryGetValue(l.Entry, out var f)) throw new IrException($"plan step for %{l.Node}: no kernel entry {l.Entry}");
+                int n = l.Args.Count;
+                var vals = (ulong*)NativeMemory.Alloc((nuint)Math.Max(1, n) * 8);
+                _native.Add((IntPtr)vals);
+                var ptrs = (IntPtr*)NativeMemory.Alloc((nuint)Math.Max(1, n) * (nuint)IntPtr.Size);
+                _native.Add((IntPtr)ptrs);
+                for (int i = 0; i < n; i++)
+                {
+                    vals[i] = Resolve(l.Args[i]);
+                    ptrs[i] = (IntPtr)(vals + i);
+                }
+                var what = $"launch of {l.Entry} for %{l.Node}";
+                return () => CudaDevice.Check(CudaDriver.LaunchKernel(f, (uint)l.Grid.X, (uint)l.Grid.Y, (uint)l.Grid.Z,
+                    (uint)l.Block.X, (uint)l.Block.Y, (uint)l.Block.Z, (uint)l.SharedBytes, _stream, ptrs, null), what);
+            }
+            case GemmCall c:
+            {
+                ulong a = Resolve(c.A), b = Resolve(c.B), cc = Resolve(c.C);
+                var scalars = (float*)NativeMemory.Alloc(8);
+                _native.Add((IntPtr)scalars);
+                scalars[0] = c.Alpha;
+                scalars[1] = c.Beta;
+                var what = $"cublasSgemmStridedBatched for %{c.Node} (m {c.M}, n {c.N}, k {c.K}, batch {c.Batch})";
+                return () => CublasCheck(CublasApi.SgemmStridedBatched(_cublas, c.TransA ? 1 : 0, c.TransB ? 1 : 0, c.M, c.N, c.K,
+                    scalars, a, c.Lda, c.StrideA, b, c.Ldb, c.StrideB, scalars + 1, cc, c.Ldc, c.StrideC, c.Batch), what);
+            }
+            default:
+                throw new IrException($"unknown plan step {step.GetType().Name}");
+        }
+    }
+
+    private static void CublasCheck(int status, string what)
+    {
+        if (status != 0) throw new CudaException(what, CublasStatus(status));
+    }
+
+    private static string CublasStatus(int s) => s switch
+    {
+        1 => "CUBLAS_STATUS_NOT_INITIALIZED",
+        3 => "CUBLAS_STATUS_ALLOC_FAILED",
+        7 => "CUBLAS_STATUS_INVALID_VALUE",
+        8 => "CUBLAS_STATUS_ARCH_MISMATCH",
+        11 => "CUBLAS_STATUS_MAPPING_ERROR",
+        13 => "CUBLAS_STATUS_EXECUTION_FAILED",
+        14 => "CUBLAS_STATUS_INTERNAL_ERROR",
+        15 => "CUBLAS_STATUS_NOT_SUPPORTED",
+        _ => $"cuBLAS status {s}",
+    };
+
+    private ulong Resolve(ArgRef a)
+    {
+        ulong p = a.Kind switch
+        {
+            ArgKind.Value => ValueAddress(a.Name),
+            ArgKind.Param => _params.TryGetValue(a.Name, out var pb) ? pb.Ptr : throw Missing(a),
+            ArgKind.Derived => _derived.TryGetValue(a.Name, out var db) ? db.Ptr : throw Missing(a),
+            ArgKind.Scratch => _scratch.TryGetValue(a.Name, out var sb) ? sb.Base : throw Missing(a),
+            _ => throw Missing(a),
+        };
+        return p + (ulong)(a.Offset * 4);
+    }
+
+    private ulong ValueAddress(string v)
+    {
+        var (b, off) = Value(v);
+        return b + (ulong)(off * 4);
+    }
+
+    private static IrException Missing(ArgRef a) => new($"the plan refers to {a}, which it does not define");
+
+    /// <summary>A value's device address and float offset: through the views, then an input, a parameter or the arena.</summary>
+    private (ulong Base, long Offset) Value(string v)
+    {
+        for (int guard = 0; _plan.Views.TryGetValue(v, out var of); guard++)
+        {
+            if (guard > 10_000) throw new IrException($"the plan's views of %{v} form a cycle");
+            v = of;
+        }
+        if (_inputs.TryGetValue(v, out var ib)) return (ib.Ptr, 0);
+        if (_params.TryGetValue(v, out var pb)) return (pb.Ptr, 0);
+        var slot = _plan.Memory.Slots.FirstOrDefault(s => s.Value == v)
+            ?? throw new IrException($"value %{v} has no place in the memory plan");
+        return (_arena.Ptr, slot.Offset / 4);
+    }
+
+    private DeviceBuffer Upload(Tensor t, string what)
+    {
+        var b = Track(DeviceBuffer.Alloc(t.Shape.Elements * 4, what));
+        b.Upload((float[])t.Cast(DType.F32).Data);
+        return b;
+    }
+
+    private DeviceBuffer Track(DeviceBuffer b)
+    {
+        _buffers.Add(b);
+        return b;
+    }
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        if (CudaDevice.Available) CudaDevice.MakeCurrent();
+        if (_stream != IntPtr.Zero) CudaDriver.StreamSynchronize(_stream);
+        if (_graphExec != IntPtr.Zero) CudaDriver.GraphExecDestroy(_graphExec);
+        if (_graph != IntPtr.Zero) CudaDriver.GraphDestroy(_graph);
+        _graphExec = _graph = IntPtr.Zero;
+        if (_cublas != IntPtr.Zero) CublasApi.Destroy(_cublas);
+        if (_stream != IntPtr.Zero) CudaDriver.StreamDestroy(_stream);
+        foreach (var m in _modules) CudaDriver.ModuleUnload(m);
+        _modules.Clear();
+        foreach (var b in _buffers) b.Dispose();
+        _buffers.Clear();
+        foreach (var p in _native) NativeMemory.Free((void*)p);
+        _native.Clear();
+    }
+}
