@@ -84,7 +84,16 @@ def shift_tables(big, small, reps, n_rep):
 # ----------------------------------------------------------------------------------------------------------------
 # The shift-add (SPEC 1.5), as a gather
 
-def shift_add(X, shift_h, shift_v, idx_identit, height, width, e):
+def shift_pads(shift_h, shift_v, e):
+    """(left, right, top, bottom): the zero padding shift_add gives the shifted axes; constants of the tables.
+
+    Computing them once on the host (ShiftWiseConv does, at construction) keeps shift_add free of the device
+    synchronisation that reading a table's max/min from a GPU tensor costs on every call."""
+    return (max(0, int(shift_h.max())), max(0, -int(shift_h.min()) - 2 * e),
+            max(0, int(shift_v.max())), max(0, -int(shift_v.min()) - 2 * e))
+
+
+def shift_add(X, shift_h, shift_v, idx_identit, height, width, e, pads=None):
     """Gather form of addshift_kernel_vmp.cu.
 
     X: (N, R*n, H+2e, W+2e), the summed small-conv output. shift_h, shift_v: (R*n, G) integer tensors
@@ -92,19 +101,19 @@ def shift_add(X, shift_h, shift_v, idx_identit, height, width, e):
       Y_h[b,o,y,x] = sum_{g,j} [0 <= x - s^h_{t,g} < W+2e] X[b, t, y+e, x - s^h_{t,g}]     (t = o*n + j)
       Y_v[b,o,y,x] = sum_{g,j} [0 <= y - s^v_{t,g} < H+2e] X[b, t, y - s^v_{t,g}, x+e]
       Y_i[b,o,y,x] = sum_g X[b, idx_identit[o,g], y+e, x+e]
-    The clipping indicator is realised by zero padding the shifted axis before gathering.
+    The clipping indicator is realised by zero padding the shifted axis before gathering; pads, when given, are
+    shift_pads(shift_h, shift_v, e) (computed here from the tables otherwise).
     """
     N, T, Hp, Wp = X.shape
     R, G = idx_identit.shape
     n = T // R
     assert T == R * n and Hp == height + 2 * e and Wp == width + 2 * e
     dev = X.device
+    left, right, top, bottom = pads if pads is not None else shift_pads(shift_h, shift_v, e)
     shift_h, shift_v, idx_identit = shift_h.to(dev), shift_v.to(dev), idx_identit.to(dev)
 
     # horizontal: rows y+e, columns x - s (gathered from a zero-padded row)
     rows = X[:, :, e:e + height, :]
-    left = max(0, int(shift_h.max()))
-    right = max(0, width - int(shift_h.min()) - Wp)
     rows = F.pad(rows, (left, right))
     col = torch.arange(width, device=dev)[None, None, :] - shift_h[:, :, None] + left  # (T, G, W)
     col = col.reshape(1, T, 1, G * width).expand(N, T, height, G * width)
@@ -112,8 +121,6 @@ def shift_add(X, shift_h, shift_v, idx_identit, height, width, e):
 
     # vertical: rows y - s (gathered from a zero-padded column), columns x+e
     cols = X[:, :, :, e:e + width]
-    top = max(0, int(shift_v.max()))
-    bottom = max(0, height - int(shift_v.min()) - Hp)
     cols = F.pad(cols, (0, 0, top, bottom))
     row = torch.arange(height, device=dev)[None, None, :] - shift_v[:, :, None] + top  # (T, G, H)
     row = row.reshape(1, T, G * height, 1).expand(N, T, G * height, width)
@@ -151,6 +158,7 @@ class ShiftWiseConv(nn.Module):
         tables = shift_tables(big_kernel, small_kernel, R, n_rep)  # reseeds torch
         self.pad_hv = torch.from_numpy(tables["pad_hv"])
         self.idx_identit = torch.from_numpy(tables["idx_identit"])
+        self.shift_pads = shift_pads(self.pad_hv[:, :n_rep], self.pad_hv[:, n_rep:], self.extra_pad)
         self.use_bn = bn
         if bn:
             self.bn_lora1 = nn.BatchNorm2d(R)
@@ -171,10 +179,17 @@ class ShiftWiseConv(nn.Module):
         x_ghost = x.index_select(1, self.ghost.to(x.device))
         G = self.n_rep
         y_h, y_v, y_i = shift_add(self.small_conv(x_rep), self.pad_hv[:, :G], self.pad_hv[:, G:],
-                                  self.idx_identit, height, width, self.extra_pad)
+                                  self.idx_identit, height, width, self.extra_pad, self.shift_pads)
         if self.use_bn:
             y_h, y_v, y_i = self.bn_lora1(y_h), self.bn_lora2(y_v), self.bn_small(y_i)
         return torch.cat([y_h + y_v + y_i + x_rep, x_ghost], dim=1)
+
+    def tables_to(self, device):
+        """Keep the channel splits and shift tables on `device` (they are plain attributes, which Module.to does
+        not move), so that forward does no host-to-device copies. Returns self."""
+        self.rep, self.ghost = self.rep.to(device), self.ghost.to(device)
+        self.pad_hv, self.idx_identit = self.pad_hv.to(device), self.idx_identit.to(device)
+        return self
 
     def merge_branches(self):
         """Replace the Q parallel convs by one conv with the summed weight (key large_kernel.LoRA.weight)."""

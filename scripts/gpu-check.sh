@@ -1,0 +1,216 @@
+#!/usr/bin/env bash
+# Runs a bundle made by scripts/gpu-bundle.sh on a GPU machine that has no .NET (PyTorch with CUDA for the peer):
+#
+#   gpu-check.sh BUNDLE.tar.gz RESULTS_DIR
+#
+# Unpacks the bundle to a temporary folder, runs swc on the bundled .NET runtime and, where a GPU is present:
+#   1. the GPU tests (the bundled xunit v3 test executable)                     RESULTS_DIR/gpu-tests.{log,trx}
+#   2. swc bench sw-tiny at batch 1, 32, 128 (plain and --cuda-graph), and swc bench sw-layer at sw-tiny's four stage
+#      shapes (batch 32)                                                         RESULTS_DIR/swc-*.json, *.log
+#   3. the PyTorch peer, eager, then torch.compile'd while time is left          RESULTS_DIR/torch.json, torch-compiled.json
+#   4. a table of ratios (ours vs PyTorch) and the SW layer's TFLOP/s against the FP32 peak   RESULTS_DIR/summary.txt
+# Each step has a timeout; the whole run stays under GPU_CHECK_BUDGET_S seconds (default 465, under 8 minutes).
+# A failed step is reported and the run goes on.
+# Exit: 0 every step passed; 1 a step failed (or the bundle is broken); 2 no GPU here (after checking that the
+# bundle unpacks and swc starts).
+# Environment: PYTHON (default python3, needs torch for the peer), GPU_CHECK_BUDGET_S, GPU_TESTS_TIMEOUT (150),
+# GPU_TESTS_ARGS (extra runner arguments, e.g. "-class ShiftWise.Gpu.Tests.X"), PEER_COMPILE=0 to skip torch.compile.
+set -uo pipefail
+
+start=$SECONDS
+budget="${GPU_CHECK_BUDGET_S:-465}"
+py="${PYTHON:-python3}"
+
+say() { echo "gpu-check: $*"; }
+die() { echo "gpu-check: $*" >&2; exit 1; }
+
+[ $# -eq 2 ] || die "usage: gpu-check.sh BUNDLE.tar.gz RESULTS_DIR"
+bundle_tgz="$1"
+[ -f "$bundle_tgz" ] || die "the bundle $bundle_tgz does not exist"
+mkdir -p "$2" || die "cannot create the results folder $2"
+R="$(cd "$2" && pwd)"
+rm -f "$R"/swc-tiny-*.json "$R"/swc-layer-*.json "$R"/torch.json "$R"/torch-compiled.json "$R"/gpu-tests.trx \
+  "$R"/steps.txt "$R"/summary.txt
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/swc-gpu-check.XXXXXX")" || die "cannot make a temporary folder"
+trap 'rm -rf "$work"' EXIT
+trap 'exit 143' TERM INT HUP
+tar -xzf "$bundle_tgz" -C "$work" || die "the bundle $bundle_tgz does not unpack (tar -xzf failed)"
+B="$work/bundle"
+for f in MANIFEST swc/swc.dll dotnet/dotnet tools/bench_torch_peer.py; do
+  [ -e "$B/$f" ] || die "the bundle has no bundle/$f: not a bundle made by scripts/gpu-bundle.sh"
+done
+cp "$B/MANIFEST" "$R/MANIFEST"
+manifest() { sed -n "s/^$1=//p" "$B/MANIFEST" | head -n 1; }
+tests_dll="$B/$(manifest gpu_tests)"
+
+export DOTNET_ROOT="$B/dotnet" PATH="$B/dotnet:$PATH"
+export DOTNET_MULTILEVEL_LOOKUP=0 DOTNET_NOLOGO=1 DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
+say "bundle $(manifest commit), .NET runtime $(manifest dotnet_runtime), unpacked to $work"
+if ! version="$(dotnet "$B/swc/swc.dll" --version 2>"$work/version.err")"; then
+  cat "$work/version.err" >&2
+  die "'dotnet swc.dll --version' failed on the bundled .NET runtime: the bundle is broken"
+fi
+echo "$version" >"$R/swc-version.txt"
+say "swc $version runs on the bundled runtime"
+
+# ---- is there a GPU?
+libcuda=""
+if ldconfig -p 2>/dev/null | grep -q 'libcuda\.so\.1 '; then
+  libcuda="$(ldconfig -p | sed -n 's/.*libcuda\.so\.1 .*=> //p' | head -n 1)"
+else
+  for d in ${LD_LIBRARY_PATH:+${LD_LIBRARY_PATH//:/ }} /usr/local/nvidia/lib64 /usr/local/nvidia/lib /usr/lib/x86_64-linux-gnu /usr/lib64 \
+           /usr/local/cuda/compat /usr/lib/wsl/lib; do
+    if [ -e "$d/libcuda.so.1" ]; then libcuda="$d/libcuda.so.1"; break; fi
+  done
+fi
+smi=""
+if command -v nvidia-smi >/dev/null; then
+  smi="$(nvidia-smi -L 2>&1)" || smi=""
+  echo "$smi" | grep -q '^GPU ' || smi=""
+fi
+if [ -z "$libcuda" ] || { command -v nvidia-smi >/dev/null && [ -z "$smi" ]; }; then
+  why=""
+  command -v nvidia-smi >/dev/null || why="nvidia-smi is not on PATH"
+  command -v nvidia-smi >/dev/null && [ -z "$smi" ] && why="nvidia-smi lists no GPU"
+  [ -z "$libcuda" ] && why="${why:+$why and }libcuda.so.1 (the CUDA driver) was not found"
+  echo "no GPU: $why, so only the bundle was checked (it unpacks and swc $version starts on its bundled .NET runtime)." \
+    | tee "$R/summary.txt" >&2
+  exit 2
+fi
+say "GPU: ${smi:-nvidia-smi not on PATH}; CUDA driver $libcuda"
+
+# ---- device facts for the FP32 peak (SMs x 128 FP32 lanes x 2 FLOP per FMA x max SM clock)
+gpu_name="" sm_mhz="" sm_count=""
+if command -v nvidia-smi >/dev/null; then
+  nvidia-smi >"$R/nvidia-smi.txt" 2>&1
+  q="$(nvidia-smi --query-gpu=name,clocks.max.sm,driver_version --format=csv,noheader,nounits -i 0 2>/dev/null)"
+  gpu_name="$(echo "$q" | cut -d, -f1 | sed 's/^ *//;s/ *$//')"
+  sm_mhz="$(echo "$q" | cut -d, -f2 | tr -dc '0-9')"
+fi
+sm_count="$(timeout 45 "$py" -c 'import torch; print(torch.cuda.get_device_properties(0).multi_processor_count)' \
+  2>/dev/null | tail -n 1 | tr -dc '0-9')"
+say "device: ${gpu_name:-unknown}, max SM clock ${sm_mhz:-unknown} MHz, ${sm_count:-unknown} SMs"
+export GPU_NAME="$gpu_name" SM_MAX_MHZ="$sm_mhz" SM_COUNT="$sm_count"
+
+# ---- steps
+failed=()
+step_no=0
+remaining() { echo $((budget - (SECONDS - start))); }
+# run_step NAME CAP RESERVE LOG CMD...: runs CMD with output tee'd to LOG, under min(CAP, time left - RESERVE)
+run_step() {
+  local name="$1" cap="$2" reserve="$3" log="$4"; shift 4
+  local t=$(( $(remaining) - reserve ))
+  [ "$t" -gt "$cap" ] && t="$cap"
+  step_no=$((step_no + 1))
+  if [ "$t" -lt 5 ]; then
+    say "step $step_no ($name): skipped, out of time"
+    printf '%s\t%s\n' "$name" "skipped (out of time)" >>"$R/steps.txt"
+    failed+=("$name (skipped: out of time)")
+    return 1
+  fi
+  say "step $step_no ($name), timeout ${t}s: $*"
+  timeout -k 5 "$t" "$@" 2>&1 | tee "$log"
+  local rc=${PIPESTATUS[0]}
+  local what="ok"
+  if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then what="timed out after ${t}s"
+  elif [ "$rc" -ne 0 ]; then what="failed (exit $rc)"; fi
+  printf '%s\t%s\n' "$name" "$what" >>"$R/steps.txt"
+  if [ "$rc" -ne 0 ]; then
+    say "step $step_no ($name): $what; log: $log"
+    failed+=("$name: $what")
+  fi
+  return "$rc"
+}
+
+# expect_json NAME FILE: a step that exited 0 must have written its JSON
+expect_json() {
+  if [ ! -s "$2" ]; then
+    say "$1: exited 0 but wrote no $(basename "$2")"
+    failed+=("$1: no $(basename "$2") written")
+  fi
+}
+swc=(dotnet "$B/swc/swc.dll")
+final_reserve=25   # kept for the table
+peer_reserve=110   # kept for the eager PyTorch peer and the table
+
+# 1. GPU tests
+if [ -f "$tests_dll" ]; then
+  # shellcheck disable=SC2086
+  run_step "gpu tests" "${GPU_TESTS_TIMEOUT:-150}" $((peer_reserve + 10 * 15)) "$R/gpu-tests.log" \
+    dotnet "$tests_dll" -noColor -trx "$R/gpu-tests.trx" ${GPU_TESTS_ARGS:-}
+  if [ -f "$R/gpu-tests.trx" ]; then
+    say "gpu tests: $(grep -o '<Counters [^>]*>' "$R/gpu-tests.trx" | head -n 1 | sed 's/<Counters //;s/ *\/*>$//')"
+  fi
+else
+  say "the bundle has no test assembly $tests_dll"
+  failed+=("gpu tests: $(manifest gpu_tests) missing from the bundle")
+fi
+
+# 2. swc benchmarks
+left=10
+for b in 1 32 128; do
+  left=$((left - 1))
+  run_step "swc bench sw-tiny batch $b" 60 $((peer_reserve + 10 * left)) "$R/swc-tiny-b$b.log" \
+    "${swc[@]}" bench sw-tiny --device cuda --batch "$b" --seconds 3 --json "$R/swc-tiny-b$b.json" \
+    && expect_json "swc bench sw-tiny batch $b" "$R/swc-tiny-b$b.json"
+  left=$((left - 1))
+  run_step "swc bench sw-tiny batch $b cuda-graph" 60 $((peer_reserve + 10 * left)) "$R/swc-tiny-b$b-graph.log" \
+    "${swc[@]}" bench sw-tiny --device cuda --batch "$b" --seconds 3 --cuda-graph --json "$R/swc-tiny-b$b-graph.json" \
+    && expect_json "swc bench sw-tiny batch $b cuda-graph" "$R/swc-tiny-b$b-graph.json"
+done
+stage=0
+for shape in "80 56 51" "160 28 49" "320 14 47" "640 7 13"; do
+  read -r c h k <<<"$shape"
+  left=$((left - 1))
+  run_step "swc bench sw-layer stage $stage" 45 $((peer_reserve + 10 * left)) "$R/swc-layer-s$stage.log" \
+    "${swc[@]}" bench sw-layer --channels "$c" --height "$h" --width "$h" --big "$k" --batch 32 --device cuda --seconds 2 \
+    --json "$R/swc-layer-s$stage.json" && expect_json "swc bench sw-layer stage $stage" "$R/swc-layer-s$stage.json"
+  stage=$((stage + 1))
+done
+
+# 3. the PyTorch peer: eager, then compiled with what time is left (its JSON is rewritten after every
+#    measurement, so a compile cut short by its timeout keeps what it finished)
+run_step "pytorch peer (eager)" 150 "$final_reserve" "$R/torch.log" \
+  env PYTHONUNBUFFERED=1 "$py" "$B/tools/bench_torch_peer.py" --device cuda --out "$R/torch.json" \
+  && expect_json "pytorch peer (eager)" "$R/torch.json"
+compile_note=""
+if [ "${PEER_COMPILE:-1}" = "0" ]; then
+  compile_note="torch.compile peer skipped (PEER_COMPILE=0)"
+elif [ $(( $(remaining) - final_reserve )) -lt 60 ]; then
+  compile_note="torch.compile peer skipped: only $(remaining) s of the ${budget} s budget left"
+else
+  t=$(( $(remaining) - final_reserve ))
+  say "step $((step_no + 1)) (pytorch peer, torch.compile), timeout ${t}s"
+  step_no=$((step_no + 1))
+  timeout -k 5 "$t" env PYTHONUNBUFFERED=1 "$py" "$B/tools/bench_torch_peer.py" --device cuda --compile \
+    --only-compiled --out "$R/torch-compiled.json" 2>&1 | tee "$R/torch-compiled.log"
+  rc=${PIPESTATUS[0]}
+  if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+    compile_note="torch.compile peer stopped by its ${t} s timeout; partial results kept"
+    printf '%s\t%s\n' "pytorch peer (compiled)" "partial (timed out after ${t}s; optional)" >>"$R/steps.txt"
+  elif [ "$rc" -ne 0 ]; then
+    failed+=("pytorch peer (compiled): failed (exit $rc)")
+    printf '%s\t%s\n' "pytorch peer (compiled)" "failed (exit $rc)" >>"$R/steps.txt"
+  else
+    printf '%s\t%s\n' "pytorch peer (compiled)" "ok" >>"$R/steps.txt"
+  fi
+fi
+[ -n "$compile_note" ] && say "$compile_note"
+
+# 4. the table
+say "step $((step_no + 1)) (table)"
+COMPILE_NOTE="$compile_note" timeout 20 "$py" "$B/tools/gpu_ratio_table.py" "$R" 2>&1 | tee "$R/summary.txt"
+[ "${PIPESTATUS[0]}" -eq 0 ] || failed+=("table: tools/gpu_ratio_table.py failed")
+
+echo
+if [ -f "$R/steps.txt" ]; then
+  say "steps:"; sed 's/^/  /' "$R/steps.txt"
+fi
+say "results in $R ($((SECONDS - start)) s)"
+if [ "${#failed[@]}" -gt 0 ]; then
+  say "${#failed[@]} step(s) failed:"
+  printf '  %s\n' "${failed[@]}"
+  exit 1
+fi
+say "all steps passed"
