@@ -30,6 +30,7 @@ bundle_tgz="$1"
 mkdir -p "$2" || die "cannot create the results folder $2"
 R="$(cd "$2" && pwd)"
 rm -f "$R"/swc-tiny-*.json "$R"/swc-layer-*.json "$R"/torch.json "$R"/torch-compiled.json "$R"/gpu-tests.trx \
+export SWC_GPU_RESULTS="$R"   # where tests/Gpu writes its per-kernel error table
   "$R"/steps.txt "$R"/summary.txt
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/swc-gpu-check.XXXXXX")" || die "cannot make a temporary folder"
@@ -79,6 +80,25 @@ if [ -z "$libcuda" ] || { command -v nvidia-smi >/dev/null && [ -z "$smi" ]; }; 
   exit 2
 fi
 say "GPU: ${smi:-nvidia-smi not on PATH}; CUDA driver $libcuda"
+
+# ---- NVRTC and cuBLAS: swc loads libnvrtc.so.13/.12/.11.2 and libcublas.so.13/.12/.11 by name; where the loader does
+# not know them (a toolkit outside ld.so.conf, or only PyTorch's pip wheels), add their folders to LD_LIBRARY_PATH
+for lib in libnvrtc.so libcublas.so; do
+  ldconfig -p 2>/dev/null | grep -q "$lib\.1[0-9]" && continue
+  dir=""
+  for cand in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/local/cuda-*/lib64 \
+              $("$py" -c 'import nvidia, os; print(" ".join(os.path.join(p, d) for p in nvidia.__path__ for d in os.listdir(p)))' 2>/dev/null); do
+    for c in "$cand" "$cand/lib"; do
+      if ls "$c/$lib".1[0-9]* >/dev/null 2>&1; then dir="$c"; break 2; fi
+    done
+  done
+  if [ -n "$dir" ]; then
+    export LD_LIBRARY_PATH="$dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    say "$lib: not known to the loader, using $dir"
+  else
+    say "$lib: not found (the GPU steps that need it will say so)"
+  fi
+done
 
 # ---- device facts for the FP32 peak (SMs x 128 FP32 lanes x 2 FLOP per FMA x max SM clock)
 gpu_name="" sm_mhz="" sm_count=""
