@@ -30,8 +30,8 @@ bundle_tgz="$1"
 mkdir -p "$2" || die "cannot create the results folder $2"
 R="$(cd "$2" && pwd)"
 rm -f "$R"/swc-tiny-*.json "$R"/swc-layer-*.json "$R"/torch.json "$R"/torch-compiled.json "$R"/gpu-tests.trx \
-export SWC_GPU_RESULTS="$R"   # where tests/Gpu writes its per-kernel error table
   "$R"/steps.txt "$R"/summary.txt
+export SWC_GPU_RESULTS="$R"   # where tests/Gpu writes its per-kernel error table
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/swc-gpu-check.XXXXXX")" || die "cannot make a temporary folder"
 trap 'rm -rf "$work"' EXIT
