@@ -181,6 +181,8 @@ def main(argv=None):
         if not torch.cuda.is_available():
             raise SystemExit(f"bench_torch_peer: --device {args.device}, but this torch ({torch.__version__}) "
                              "sees no CUDA device")
+        if dev.index is None:
+            dev = torch.device("cuda", torch.cuda.current_device())
         torch.cuda.set_device(dev)
         dev_name = torch.cuda.get_device_name(dev)
     elif dev.type == "cpu":

@@ -86,6 +86,39 @@ public sealed class GpuTests
         Assert.True(worst <= 1e-5, $"worst relative L2 {worst:E2} at %{worstNode}");
     }
 
+    [Fact]
+    public void EveryStepOfSwTinyAtBatch2MatchesTheReferenceInItsArena()
+    {
+        RequireGpu();
+        // the compiled graph step by step in the real arena (so slot reuse, views and in-place epilogues are part of
+        // it), each step's output against the reference's value of the same compiled graph
+        var (_, g, w) = SwTiny(2);
+        var x = Random(g.Inputs[0].Type, 3);
+        var env = ReferenceExecutor.Run(g, w, new Dictionary<string, Tensor> { [g.Inputs[0].Name] = x }, keepAll: true);
+        var plan = CudaCodegen.Lower(g, new CudaOptions(CudaDevice.Info.Arch));
+        using var ex = new CudaExecutor(plan, g, w);
+        ex.SetInputs(new Dictionary<string, Tensor> { [g.Inputs[0].Name] = x });
+        var rows = new StringBuilder("| step | node | op | relative L2 (own inputs from the GPU) |\n|---|---|---|---|\n");
+        var last = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (int i = 0; i < plan.Steps.Count; i++) last[plan.Steps[i].Node] = i;
+        var ops = g.Nodes.ToDictionary(n => n.Name, n => n.Op.Name, StringComparer.Ordinal);
+        double worst = 0;
+        string first = "";
+        for (int i = 0; i < ex.StepCount; i++)
+        {
+            ex.RunStep(i);
+            var node = plan.Steps[i].Node;
+            if (last[node] != i) continue; // a node's epilogue steps: check after its last step
+            ex.Synchronize();
+            double err = Error.RelL2(ex.ReadValue(node), env[node]);
+            rows.Append(CultureInfo.InvariantCulture, $"| {i} | {node} | {ops[node]} | {err:E2} |\n");
+            if (err > 1e-4 && first == "") first = $"step {i} %{node} ({ops[node]}): {err:E2}";
+            worst = Math.Max(worst, double.IsNaN(err) ? double.PositiveInfinity : err);
+        }
+        Report("steps-batch2.md", $"# sw-tiny batch 2 step by step on {CudaDevice.Info.Name}\n\nworst {worst:E2}; first above 1e-4: {(first == "" ? "none" : first)}\n\n" + rows);
+        Assert.True(first == "", "diverges first at " + first);
+    }
+
     private static string KernelName(string s) => new(s.Select(c => char.IsAsciiLetterOrDigit(c) ? c : '_').ToArray());
 
     [Theory]

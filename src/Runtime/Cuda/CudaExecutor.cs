@@ -156,6 +156,27 @@ public sealed unsafe class CudaExecutor : IDisposable
         _eagerRuns++;
     }
 
+    /// <summary>The number of steps of the plan.</summary>
+    public int StepCount => _steps.Count;
+
+    /// <summary>Enqueues step <paramref name="i"/> alone (for checking a plan step by step against a reference).</summary>
+    public void RunStep(int i)
+    {
+        CudaDevice.MakeCurrent();
+        _steps[i]();
+    }
+
+    /// <summary>Copies any value of the graph out (after <see cref="Synchronize"/>; arena slots are reused, so only a value still live holds its data).</summary>
+    public Tensor ReadValue(string v)
+    {
+        var t = _types[v];
+        var data = new float[t.Shape.Elements];
+        var (buf, off) = Value(v);
+        CudaDevice.MakeCurrent();
+        fixed (float* p = data) CudaDevice.Check(CudaDriver.MemcpyDtoH(p, buf + (ulong)(off * 4), (nuint)(data.Length * 4L)), "cuMemcpyDtoH of " + v);
+        return Tensor.Wrap(new TensorType(DType.F32, t.Shape), data);
+    }
+
     /// <summary>Waits for the stream.</summary>
     public void Synchronize()
     {
@@ -167,15 +188,7 @@ public sealed unsafe class CudaExecutor : IDisposable
     public Dictionary<string, Tensor> ReadOutputs()
     {
         var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
-        foreach (var o in _plan.Outputs)
-        {
-            var t = _types[o];
-            var data = new float[t.Shape.Elements];
-            var (buf, off) = Value(o);
-            CudaDevice.MakeCurrent();
-            fixed (float* p = data) CudaDevice.Check(CudaDriver.MemcpyDtoH(p, buf + (ulong)(off * 4), (nuint)(data.Length * 4L)), "cuMemcpyDtoH of output " + o);
-            result[o] = Tensor.Wrap(new TensorType(DType.F32, t.Shape), data);
-        }
+        foreach (var o in _plan.Outputs) result[o] = ReadValue(o);
         return result;
     }
 
