@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text;
 using ShiftWise.CodegenCuda;
 using ShiftWise.Frontend;
+using ShiftWise.Frontend.Zoo;
 using ShiftWise.IR;
 using ShiftWise.IR.Analysis;
 using ShiftWise.IR.Reference;
@@ -91,51 +92,78 @@ public sealed class GpuTests
     {
         RequireGpu();
         // the compiled graph step by step in the real arena (so slot reuse, views and in-place epilogues are part of
-        // it), each step's output against the reference's value of the same compiled graph
+        // it): before each node's first step its activation inputs are overwritten with the reference's values, so
+        // every node is checked on exact inputs (no accumulated rounding), and its output against the reference
         var (_, g, w) = SwTiny(2);
         var x = Random(g.Inputs[0].Type, 3);
         var env = ReferenceExecutor.Run(g, w, new Dictionary<string, Tensor> { [g.Inputs[0].Name] = x }, keepAll: true);
         var plan = CudaCodegen.Lower(g, new CudaOptions(CudaDevice.Info.Arch));
         using var ex = new CudaExecutor(plan, g, w);
         ex.SetInputs(new Dictionary<string, Tensor> { [g.Inputs[0].Name] = x });
-        var rows = new StringBuilder("| step | node | op | relative L2 (own inputs from the GPU) |\n|---|---|---|---|\n");
+        var rows = new StringBuilder("| step | node | op | relative L2 |\n|---|---|---|---|\n");
         var last = new Dictionary<string, int>(StringComparer.Ordinal);
-        for (int i = 0; i < plan.Steps.Count; i++) last[plan.Steps[i].Node] = i;
+        var firstStep = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (int i = 0; i < plan.Steps.Count; i++)
+        {
+            last[plan.Steps[i].Node] = i;
+            firstStep.TryAdd(plan.Steps[i].Node, i);
+        }
+        var byName = g.Nodes.ToDictionary(n => n.Name, StringComparer.Ordinal);
+        var paramNames = g.Params.Select(p => p.Name).ToHashSet(StringComparer.Ordinal);
         var ops = g.Nodes.ToDictionary(n => n.Name, n => n.Op.Name, StringComparer.Ordinal);
         double worst = 0;
         string first = "";
         for (int i = 0; i < ex.StepCount; i++)
         {
+            var n0 = byName[plan.Steps[i].Node];
+            if (firstStep[n0.Name] == i)
+            {
+                ex.Synchronize();
+                foreach (var v in n0.Inputs.Distinct().Where(v => !paramNames.Contains(v))) ex.WriteValue(v, env[v]);
+            }
             ex.RunStep(i);
             var node = plan.Steps[i].Node;
             if (last[node] != i) continue; // a node's epilogue steps: check after its last step
             ex.Synchronize();
             double err = Error.RelL2(ex.ReadValue(node), env[node]);
             rows.Append(CultureInfo.InvariantCulture, $"| {i} | {node} | {ops[node]} | {err:E2} |\n");
-            if (err > 1e-4 && first == "") first = $"step {i} %{node} ({ops[node]}): {err:E2}";
+            if (!(err <= 1e-5) && first == "") first = $"step {i} %{node} ({ops[node]}): {err:E2}";
             worst = Math.Max(worst, double.IsNaN(err) ? double.PositiveInfinity : err);
         }
-        Report("steps-batch2.md", $"# sw-tiny batch 2 step by step on {CudaDevice.Info.Name}\n\nworst {worst:E2}; first above 1e-4: {(first == "" ? "none" : first)}\n\n" + rows);
+        Report("steps-batch2.md", $"# sw-tiny batch 2 step by step on {CudaDevice.Info.Name}\n\nworst {worst:E2}; first above 1e-5: {(first == "" ? "none" : first)}\n\n" + rows);
         Assert.True(first == "", "diverges first at " + first);
     }
 
     private static string KernelName(string s) => new(s.Select(c => char.IsAsciiLetterOrDigit(c) ? c : '_').ToArray());
 
+    // Whole models end to end. With the "lively" init (every weight O(1)) deep stages are ill-conditioned: the SE
+    // sigmoids saturate and a rounding difference grows about tenfold per block through stage 2's 18 blocks (on the CPU
+    // target too: 1.0e-3 for one input, 2.6e-5 for another). So the end-to-end bound is checked where it means
+    // something: the full sw-tiny with the paper's init, and a shallow sw-tiny with lively weights; every step of the
+    // deep lively model is checked on exact inputs by EveryStepOfSwTinyAtBatch2MatchesTheReferenceInItsArena.
     [Theory]
-    [InlineData(false)]
-    [InlineData(true)]
-    public void SwTinyMatchesTheReference(bool graphs)
+    [InlineData("original", "3,3,18,3", false)]
+    [InlineData("original", "3,3,18,3", true)]
+    [InlineData("lively", "1,1,2,1", false)]
+    [InlineData("lively", "1,1,2,1", true)]
+    public void SwTinyMatchesTheReference(string init, string depths, bool graphs)
     {
         RequireGpu();
-        var m = ModelSource.Load("sw-tiny", new ModelArgs { Batch = 2 }, withWeights: true);
+        var m = ModelSource.Load("sw-tiny", new ModelArgs
+        {
+            Batch = 2,
+            Depths = depths.Split(',').Select(int.Parse).ToArray(),
+            Init = init == "original" ? InitScheme.Original : InitScheme.Lively,
+        }, withWeights: true);
         using var gm = CudaModel.Compile(m, new CudaRunOptions { Graphs = graphs });
         var x = Random(m.Graph.Inputs[0].Type, 7);
         var want = ReferenceExecutor.Run(m.Graph, m.Weights, new Dictionary<string, Tensor> { [m.Graph.Inputs[0].Name] = x })[m.Graph.Outputs[0]];
         Tensor got = gm.Run(x);
         for (int i = 0; i < 3; i++) got = gm.Run(x); // with graphs: two eager runs, then the capture, then a replay
         double err = Error.RelL2(got, want);
-        Report($"sw-tiny-{(graphs ? "graph" : "eager")}.md",
-            $"sw-tiny batch 2 on {CudaDevice.Info.Name}, {(graphs ? "CUDA graph replay" : "eager")}: logits relative L2 {err:E2} vs the float64 reference\n");
+        Report($"sw-tiny-{init}-{depths.Replace(',', '_')}-{(graphs ? "graph" : "eager")}.md",
+            $"sw-tiny (--init {init}, depths {depths}) batch 2 on {CudaDevice.Info.Name}, {(graphs ? "CUDA graph replay" : "eager")}: "
+            + $"logits relative L2 {err:E2} vs the float64 reference\n");
         Assert.True(err <= 1e-4, $"logits relative L2 {err:E2}");
     }
 

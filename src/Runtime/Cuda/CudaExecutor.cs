@@ -177,6 +177,16 @@ public sealed unsafe class CudaExecutor : IDisposable
         return Tensor.Wrap(new TensorType(DType.F32, t.Shape), data);
     }
 
+    /// <summary>Overwrites a value of the graph on the device (a step-by-step check feeds each step exact inputs).</summary>
+    public void WriteValue(string v, Tensor t)
+    {
+        if (!t.Shape.Equals(_types[v].Shape)) throw new IrException($"value %{v} has shape {_types[v].Shape}, got {t.Shape}");
+        var data = (float[])t.Cast(DType.F32).Data;
+        var (buf, off) = Value(v);
+        CudaDevice.MakeCurrent();
+        fixed (float* p = data) CudaDevice.Check(CudaDriver.MemcpyHtoD(buf + (ulong)(off * 4), p, (nuint)(data.Length * 4L)), "cuMemcpyHtoD of " + v);
+    }
+
     /// <summary>Waits for the stream.</summary>
     public void Synchronize()
     {
