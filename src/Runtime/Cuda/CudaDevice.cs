@@ -160,3 +160,80 @@ public sealed class DeviceBuffer : SafeHandle
         return CudaDriver.MemFree(Ptr) == 0;
     }
 }
+
+/// <summary>
+/// A CUDA driver or cuBLAS handle (module, stream, event, graph, graph instance, cuBLAS context) owned by a SafeHandle:
+/// released exactly once, with the primary context made current, even when its owner is never disposed.
+/// </summary>
+public sealed class CudaHandle : SafeHandle
+{
+    private readonly Func<IntPtr, int> _release;
+
+    private CudaHandle(IntPtr h, string kind, Func<IntPtr, int> release) : base(IntPtr.Zero, ownsHandle: true)
+    {
+        Kind = kind;
+        _release = release;
+        SetHandle(h);
+    }
+
+    /// <summary>What it is ("stream", "module ..."), for messages.</summary>
+    public string Kind { get; }
+
+    /// <summary>The raw handle for driver calls.</summary>
+    public IntPtr Raw => handle;
+
+    /// <inheritdoc/>
+    public override bool IsInvalid => handle == IntPtr.Zero;
+
+    /// <summary>A new stream (blocking with respect to the legacy default stream, so synchronous copies stay ordered).</summary>
+    public static CudaHandle Stream()
+    {
+        CudaDevice.MakeCurrent();
+        CudaDevice.Check(CudaDriver.StreamCreate(out var s, 0), "cuStreamCreate");
+        return new CudaHandle(s, "stream", CudaDriver.StreamDestroy);
+    }
+
+    /// <summary>A new timing event.</summary>
+    public static CudaHandle Event()
+    {
+        CudaDevice.MakeCurrent();
+        CudaDevice.Check(CudaDriver.EventCreate(out var e, 0), "cuEventCreate");
+        return new CudaHandle(e, "event", CudaDriver.EventDestroy);
+    }
+
+    /// <summary>A module loaded from a CUBIN or PTX image (<paramref name="name"/> in errors).</summary>
+    public static unsafe CudaHandle Module(byte[] image, string name)
+    {
+        CudaDevice.MakeCurrent();
+        IntPtr m;
+        fixed (byte* p = image) CudaDevice.Check(CudaDriver.ModuleLoadData(out m, p), $"cuModuleLoadData of {name}");
+        return new CudaHandle(m, "module " + name, CudaDriver.ModuleUnload);
+    }
+
+    /// <summary>A cuBLAS context.</summary>
+    public static CudaHandle Cublas()
+    {
+        CudaDevice.MakeCurrent();
+        int r = CublasApi.Create(out var h);
+        if (r != 0) throw new CudaException("cublasCreate", $"cuBLAS status {r}");
+        return new CudaHandle(h, "cuBLAS context", CublasApi.Destroy);
+    }
+
+    /// <summary>A captured graph (owned).</summary>
+    public static CudaHandle Graph(IntPtr g) => new(g, "graph", CudaDriver.GraphDestroy);
+
+    /// <summary>An instantiated graph of <paramref name="graph"/>.</summary>
+    public static CudaHandle GraphExec(CudaHandle graph)
+    {
+        CudaDevice.MakeCurrent();
+        CudaDevice.Check(CudaDriver.GraphInstantiateWithFlags(out var e, graph.Raw, 0), "cuGraphInstantiate");
+        return new CudaHandle(e, "graph instance", CudaDriver.GraphExecDestroy);
+    }
+
+    /// <inheritdoc/>
+    protected override bool ReleaseHandle()
+    {
+        CudaDevice.MakeCurrent();
+        return _release(handle) == 0;
+    }
+}

@@ -30,7 +30,7 @@ public sealed unsafe class CudaExecutor : IDisposable
 {
     private readonly CudaPlan _plan;
     private readonly Dictionary<string, TensorType> _types;
-    private readonly List<IntPtr> _modules = [];
+    private readonly List<CudaHandle> _modules = [];
     private readonly Dictionary<string, IntPtr> _functions = new(StringComparer.Ordinal);
     private readonly List<DeviceBuffer> _buffers = [];
     private readonly Dictionary<string, DeviceBuffer> _params = new(StringComparer.Ordinal);
@@ -40,10 +40,12 @@ public sealed unsafe class CudaExecutor : IDisposable
     private readonly DeviceBuffer _arena;
     private readonly List<Action> _steps = [];
     private readonly List<IntPtr> _native = [];
+    private readonly CudaHandle? _streamHandle;
+    private readonly CudaHandle? _cublasHandle;
     private readonly IntPtr _stream;
     private readonly IntPtr _cublas;
-    private IntPtr _graph;
-    private IntPtr _graphExec;
+    private CudaHandle? _graph;
+    private CudaHandle? _graphExec;
     private int _eagerRuns;
     private bool _disposed;
 
@@ -63,9 +65,9 @@ public sealed unsafe class CudaExecutor : IDisposable
             Kernels = compiled;
             foreach (var c in compiled)
             {
-                IntPtr mod;
-                fixed (byte* p = c.Output.Image) CudaDevice.Check(CudaDriver.ModuleLoadData(out mod, p), $"cuModuleLoadData of {c.Kernel.FileName}");
-                _modules.Add(mod);
+                var module = CudaHandle.Module(c.Output.Image, c.Kernel.FileName);
+                _modules.Add(module);
+                var mod = module.Raw;
                 foreach (var e in c.Kernel.Entries)
                 {
                     var name = Encoding.UTF8.GetBytes(e + "\0");
@@ -103,8 +105,10 @@ public sealed unsafe class CudaExecutor : IDisposable
                 _scratch[s.Name] = (scratch.Ptr + (ulong)(at * 4), s.Floats);
                 at += (s.Floats + 63) / 64 * 64;
             }
-            CudaDevice.Check(CudaDriver.StreamCreate(out _stream, 0), "cuStreamCreate");
-            CudaDevice.Check(CublasApi.Create(out _cublas), "cublasCreate");
+            _streamHandle = CudaHandle.Stream();
+            _stream = _streamHandle.Raw;
+            _cublasHandle = CudaHandle.Cublas();
+            _cublas = _cublasHandle.Raw;
             CudaDevice.Check(CublasApi.SetStream(_cublas, _stream), "cublasSetStream");
             CudaDevice.Check(CublasApi.SetMathMode(_cublas, Options.Tf32 ? CublasApi.MathTf32 : CublasApi.MathDefault), "cublasSetMathMode");
             foreach (var step in plan.Steps) _steps.Add(Bind(step));
@@ -148,8 +152,8 @@ public sealed unsafe class CudaExecutor : IDisposable
         CudaDevice.MakeCurrent();
         if (Options.Graphs && _eagerRuns >= 2)
         {
-            if (_graphExec == IntPtr.Zero) Capture();
-            CudaDevice.Check(CudaDriver.GraphLaunch(_graphExec, _stream), "cuGraphLaunch");
+            if (_graphExec is null) Capture();
+            CudaDevice.Check(CudaDriver.GraphLaunch(_graphExec!.Raw, _stream), "cuGraphLaunch");
             return;
         }
         foreach (var s in _steps) s();
@@ -206,10 +210,11 @@ public sealed unsafe class CudaExecutor : IDisposable
     public IReadOnlyList<StepTime> Profile()
     {
         CudaDevice.MakeCurrent();
-        var events = new IntPtr[_steps.Count + 1];
+        var handles = new List<CudaHandle>();
         try
         {
-            for (int i = 0; i < events.Length; i++) CudaDevice.Check(CudaDriver.EventCreate(out events[i], 0), "cuEventCreate");
+            for (int i = 0; i <= _steps.Count; i++) handles.Add(CudaHandle.Event());
+            var events = handles.Select(h => h.Raw).ToArray();
             for (int i = 0; i < _steps.Count; i++)
             {
                 CudaDevice.Check(CudaDriver.EventRecord(events[i], _stream), "cuEventRecord");
@@ -229,7 +234,7 @@ public sealed unsafe class CudaExecutor : IDisposable
         }
         finally
         {
-            foreach (var e in events.Where(e => e != IntPtr.Zero)) CudaDriver.EventDestroy(e);
+            foreach (var h in handles) h.Dispose();
         }
     }
 
@@ -237,22 +242,14 @@ public sealed unsafe class CudaExecutor : IDisposable
     public double TimeRuns(int runs)
     {
         CudaDevice.MakeCurrent();
-        CudaDevice.Check(CudaDriver.EventCreate(out var a, 0), "cuEventCreate");
-        CudaDevice.Check(CudaDriver.EventCreate(out var b, 0), "cuEventCreate");
-        try
-        {
-            CudaDevice.Check(CudaDriver.EventRecord(a, _stream), "cuEventRecord");
-            for (int i = 0; i < runs; i++) Enqueue();
-            CudaDevice.Check(CudaDriver.EventRecord(b, _stream), "cuEventRecord");
-            CudaDevice.Check(CudaDriver.EventSynchronize(b), "cuEventSynchronize (a kernel of the plan failed)");
-            CudaDevice.Check(CudaDriver.EventElapsedTime(out float ms, a, b), "cuEventElapsedTime");
-            return ms / runs;
-        }
-        finally
-        {
-            CudaDriver.EventDestroy(a);
-            CudaDriver.EventDestroy(b);
-        }
+        using var ea = CudaHandle.Event();
+        using var eb = CudaHandle.Event();
+        CudaDevice.Check(CudaDriver.EventRecord(ea.Raw, _stream), "cuEventRecord");
+        for (int i = 0; i < runs; i++) Enqueue();
+        CudaDevice.Check(CudaDriver.EventRecord(eb.Raw, _stream), "cuEventRecord");
+        CudaDevice.Check(CudaDriver.EventSynchronize(eb.Raw), "cuEventSynchronize (a kernel of the plan failed)");
+        CudaDevice.Check(CudaDriver.EventElapsedTime(out float ms, ea.Raw, eb.Raw), "cuEventElapsedTime");
+        return ms / runs;
     }
 
     private void Capture()
@@ -265,9 +262,11 @@ public sealed unsafe class CudaExecutor : IDisposable
         }
         finally
         {
-            CudaDevice.Check(CudaDriver.StreamEndCapture(_stream, out _graph), "cuStreamEndCapture");
+            int r = CudaDriver.StreamEndCapture(_stream, out var g);
+            if (g != IntPtr.Zero) _graph = CudaHandle.Graph(g);
+            CudaDevice.Check(r, "cuStreamEndCapture");
         }
-        CudaDevice.Check(CudaDriver.GraphInstantiateWithFlags(out _graphExec, _graph, 0), "cuGraphInstantiate");
+        _graphExec = CudaHandle.GraphExec(_graph!);
     }
 
     private Action Bind(PlanStep step)
@@ -381,12 +380,11 @@ public sealed unsafe class CudaExecutor : IDisposable
         _disposed = true;
         if (CudaDevice.Available) CudaDevice.MakeCurrent();
         if (_stream != IntPtr.Zero) CudaDriver.StreamSynchronize(_stream);
-        if (_graphExec != IntPtr.Zero) CudaDriver.GraphExecDestroy(_graphExec);
-        if (_graph != IntPtr.Zero) CudaDriver.GraphDestroy(_graph);
-        _graphExec = _graph = IntPtr.Zero;
-        if (_cublas != IntPtr.Zero) CublasApi.Destroy(_cublas);
-        if (_stream != IntPtr.Zero) CudaDriver.StreamDestroy(_stream);
-        foreach (var m in _modules) CudaDriver.ModuleUnload(m);
+        _graphExec?.Dispose();
+        _graph?.Dispose();
+        _cublasHandle?.Dispose();
+        _streamHandle?.Dispose();
+        foreach (var m in _modules) m.Dispose();
         _modules.Clear();
         foreach (var b in _buffers) b.Dispose();
         _buffers.Clear();
