@@ -28,14 +28,10 @@ public sealed class SwFactorisedCpuModel
         MapPitch = (InWidth + 7) / 8 * 8;
         PadPitch = MapPitch + 2 * Pad + 8;
         PadRows = Height + 2 * Pad;
-        var slot = new Dictionary<int, int>();
-        for (int i = 0; i < subs.Count; i++) slot[subs[i]] = i;
-        var start = new int[Rep + 1];
-        for (int i = 0; i < subs.Count; i++) start[subs[i] / s.N + 1]++;
-        for (int o = 0; o < Rep; o++) start[o + 1] += start[o];
-        SubStart = string.Join(", ", start);
-        ShiftsH = string.Join(", ", subs.SelectMany(t => Enumerable.Range(0, s.NRep).Select(g => s.ShiftH(t, g))));
-        ShiftsV = string.Join(", ", subs.SelectMany(t => Enumerable.Range(0, s.NRep).Select(g => s.ShiftV(t, g))));
+        var slot = spec.KeptSlots();
+        SubStart = string.Join(", ", spec.SubStart());
+        ShiftsH = string.Join(", ", spec.KeptShifts(vertical: false));
+        ShiftsV = string.Join(", ", spec.KeptShifts(vertical: true));
         Identity = string.Join(", ", Enumerable.Range(0, Rep).SelectMany(o => Enumerable.Range(0, s.NRep)
             .Select(g => slot.TryGetValue(s.Identity(o, g), out int i) ? i : -1)));
     }

@@ -65,6 +65,55 @@ public static class SwCudaTunables
     }
 }
 
+/// <summary>What both CUDA SW kernels know of their layer: the node's shape, channel lists and small kernel.</summary>
+public abstract class SwCudaModel
+{
+    /// <summary>Takes the facts of <paramref name="spec"/>; <paramref name="name"/> is the kernel's entry point.</summary>
+    protected SwCudaModel(SwLayerSpec spec, string name)
+    {
+        Name = name;
+        Batch = spec.Input[0];
+        Channels = spec.Input[1];
+        Height = spec.Input[2];
+        Width = spec.Input[3];
+        Rep = spec.Rep;
+        Ghost = spec.Op.Ghost.Count;
+        Small = spec.Op.Shift.Small;
+        RepList = string.Join(", ", spec.Op.Rep);
+        GhostList = string.Join(", ", spec.Op.Ghost);
+    }
+
+    /// <summary>Kernel name (the entry point).</summary>
+    public string Name { get; }
+
+    /// <summary>N.</summary>
+    public int Batch { get; }
+
+    /// <summary>Input channels C.</summary>
+    public int Channels { get; }
+
+    /// <summary>H.</summary>
+    public int Height { get; }
+
+    /// <summary>W.</summary>
+    public int Width { get; }
+
+    /// <summary>R, rep channels.</summary>
+    public int Rep { get; }
+
+    /// <summary>G, ghost channels.</summary>
+    public int Ghost { get; }
+
+    /// <summary>k.</summary>
+    public int Small { get; }
+
+    /// <summary>Input channel of each rep channel.</summary>
+    public string RepList { get; }
+
+    /// <summary>Input channel of each ghost channel.</summary>
+    public string GhostList { get; }
+}
+
 /// <summary>
 /// All index arithmetic of the CUDA cross kernel. A block computes a tile_h × tile_w output tile of
 /// ch_per_block rep channels (threadIdx.z picks the channel); each thread computes rows_per_thread vertically
@@ -73,23 +122,15 @@ public static class SwCudaTunables
 /// vertical band's window (tile_h + n·k − 1 rows starting <see cref="HaloTop"/> rows above × tile_w + k − 1
 /// columns) and both bands' weights. Blocks past the rep channels copy the ghost channels (scaled, biased).
 /// </summary>
-public sealed class SwCrossCudaModel
+public sealed class SwCrossCudaModel : SwCudaModel
 {
     /// <summary>Static shared memory a block may use (bytes).</summary>
     public const int MaxShared = 48 * 1024;
 
     /// <summary>Builds the model; throws when the tunables break a limit.</summary>
-    public SwCrossCudaModel(SwLayerSpec spec, IReadOnlyDictionary<string, int> t, string name)
+    public SwCrossCudaModel(SwLayerSpec spec, IReadOnlyDictionary<string, int> t, string name) : base(spec, name)
     {
         var s = spec.Op.Shift;
-        Name = name;
-        Batch = spec.Input[0];
-        Channels = spec.Input[1];
-        Height = spec.Input[2];
-        Width = spec.Input[3];
-        Rep = spec.Rep;
-        Ghost = spec.Op.Ghost.Count;
-        Small = s.Small;
         Half = (s.Small - 1) / 2;
         Band = spec.BandWidth;
         Mu = s.Big / 2;
@@ -123,37 +164,11 @@ public sealed class SwCrossCudaModel
         {
             throw new IrException($"the cross tiles need {SharedBytes} bytes of shared memory, more than {MaxShared}");
         }
-        RepList = string.Join(", ", spec.Op.Rep);
-        GhostList = string.Join(", ", spec.Op.Ghost);
     }
 
     /// <summary>Shared floats of one block.</summary>
     public static int SharedFloats(int th, int tw, int k, int band, int cpb) =>
         cpb * ((th + k - 1) * (tw + band - 1) + (th + band - 1) * (tw + k - 1) + 2 * k * band);
-
-    /// <summary>Kernel name (the entry point).</summary>
-    public string Name { get; }
-
-    /// <summary>N.</summary>
-    public int Batch { get; }
-
-    /// <summary>Input channels C.</summary>
-    public int Channels { get; }
-
-    /// <summary>H.</summary>
-    public int Height { get; }
-
-    /// <summary>W.</summary>
-    public int Width { get; }
-
-    /// <summary>R.</summary>
-    public int Rep { get; }
-
-    /// <summary>G, ghost channels.</summary>
-    public int Ghost { get; }
-
-    /// <summary>k.</summary>
-    public int Small { get; }
 
     /// <summary>(k−1)/2.</summary>
     public int Half { get; }
@@ -230,12 +245,6 @@ public sealed class SwCrossCudaModel
     /// <summary>Static shared memory of a block.</summary>
     public int SharedBytes { get; }
 
-    /// <summary>Input channel of each rep channel.</summary>
-    public string RepList { get; }
-
-    /// <summary>Input channel of each ghost channel.</summary>
-    public string GhostList { get; }
-
     /// <summary>Launch grid: tiles, channel groups, batch.</summary>
     public Dim3 Grid => new(TilesX * TilesY, RepGroups + GhostGroups, Batch);
 
@@ -250,21 +259,13 @@ public sealed class SwCrossCudaModel
 /// gathers its outputs from X at the 2·N_rep shifted positions and the identity picks. Blocks past the rep
 /// channels copy the ghost channels.
 /// </summary>
-public sealed class SwFactorisedCudaModel
+public sealed class SwFactorisedCudaModel : SwCudaModel
 {
     /// <summary>Builds the model; throws when the tunables break a limit.</summary>
-    public SwFactorisedCudaModel(SwLayerSpec spec, IReadOnlyDictionary<string, int> t, string name)
+    public SwFactorisedCudaModel(SwLayerSpec spec, IReadOnlyDictionary<string, int> t, string name) : base(spec, name)
     {
         var s = spec.Op.Shift;
         var subs = spec.Op.Subs;
-        Name = name;
-        Batch = spec.Input[0];
-        Channels = spec.Input[1];
-        Height = spec.Input[2];
-        Width = spec.Input[3];
-        Rep = spec.Rep;
-        Ghost = spec.Op.Ghost.Count;
-        Small = s.Small;
         Pad = s.Small - 1;
         Extra = s.Extra;
         NRep = s.NRep;
@@ -285,17 +286,13 @@ public sealed class SwFactorisedCudaModel
         {
             throw new IrException($"fact_rows {Rows} needs {SharedBytes} bytes of shared memory, more than {SwCrossCudaModel.MaxShared}");
         }
-        var slot = new Dictionary<int, int>();
-        for (int i = 0; i < subs.Count; i++) slot[subs[i]] = i;
-        var start = new int[Rep + 1];
-        for (int i = 0; i < subs.Count; i++) start[subs[i] / s.N + 1]++;
-        for (int o = 0; o < Rep; o++) start[o + 1] += start[o];
+        var slot = spec.KeptSlots();
         Subs = subs.Count;
         TableSubs = Math.Max(1, subs.Count);
-        SubStart = string.Join(", ", start);
+        SubStart = string.Join(", ", spec.SubStart());
         // (one dummy entry when every sub-kernel is pruned: C arrays cannot be empty)
-        ShiftsH = subs.Count == 0 ? "0" : string.Join(", ", subs.SelectMany(q => Enumerable.Range(0, NRep).Select(g => s.ShiftH(q, g))));
-        ShiftsV = subs.Count == 0 ? "0" : string.Join(", ", subs.SelectMany(q => Enumerable.Range(0, NRep).Select(g => s.ShiftV(q, g))));
+        ShiftsH = subs.Count == 0 ? "0" : string.Join(", ", spec.KeptShifts(vertical: false));
+        ShiftsV = subs.Count == 0 ? "0" : string.Join(", ", spec.KeptShifts(vertical: true));
         // per kept sub-kernel, how many replicas pick it as the identity (the identity path adds X there once per pick)
         var picks = new int[Math.Max(1, subs.Count)];
         for (int o = 0; o < Rep; o++)
@@ -306,8 +303,6 @@ public sealed class SwFactorisedCudaModel
             }
         }
         IdentityPicks = string.Join(", ", picks);
-        RepList = string.Join(", ", spec.Op.Rep);
-        GhostList = string.Join(", ", spec.Op.Ghost);
     }
 
     /// <summary>
@@ -337,30 +332,6 @@ public sealed class SwFactorisedCudaModel
         int xrows = rows + hi - lo, p = s.Small - 1, win = spec.Input[3] + 2 * s.Extra;
         return (xrows + p) * (win + p) + xrows * win;
     }
-
-    /// <summary>Kernel name.</summary>
-    public string Name { get; }
-
-    /// <summary>N.</summary>
-    public int Batch { get; }
-
-    /// <summary>C.</summary>
-    public int Channels { get; }
-
-    /// <summary>H.</summary>
-    public int Height { get; }
-
-    /// <summary>W.</summary>
-    public int Width { get; }
-
-    /// <summary>R.</summary>
-    public int Rep { get; }
-
-    /// <summary>G.</summary>
-    public int Ghost { get; }
-
-    /// <summary>k.</summary>
-    public int Small { get; }
 
     /// <summary>p = k−1, the small conv's padding.</summary>
     public int Pad { get; }
@@ -427,12 +398,6 @@ public sealed class SwFactorisedCudaModel
 
     /// <summary>Identity picks per kept sub-kernel.</summary>
     public string IdentityPicks { get; }
-
-    /// <summary>Input channel of each rep channel.</summary>
-    public string RepList { get; }
-
-    /// <summary>Input channel of each ghost channel.</summary>
-    public string GhostList { get; }
 
     /// <summary>Launch grid: row tiles, channels, batch.</summary>
     public Dim3 Grid => new(RowTiles, Rep + Ghost, Batch);

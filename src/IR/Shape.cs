@@ -51,6 +51,18 @@ public sealed class Shape : IEquatable<Shape>, IReadOnlyList<int>
         }
     }
 
+    /// <summary>
+    /// Strides for reading this shape as if broadcast (numpy rules) to <paramref name="to"/>: aligned to the right of
+    /// <paramref name="to"/>'s axes, 0 on broadcast (size-1 or missing) axes.
+    /// </summary>
+    public long[] BroadcastStrides(Shape to)
+    {
+        var own = Strides();
+        var r = new long[to.Rank];
+        for (int d = 0; d < Rank; d++) r[d + to.Rank - Rank] = _dims[d] == 1 ? 0 : own[d];
+        return r;
+    }
+
     /// <summary>Row-major strides in elements.</summary>
     public long[] Strides()
     {

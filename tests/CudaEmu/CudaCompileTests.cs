@@ -5,6 +5,7 @@ using ShiftWise.Passes;
 using ShiftWise.Runtime.Compile;
 using ShiftWise.Runtime.Cpu;
 using ShiftWise.Runtime.Cuda;
+using ShiftWise.Tests.Shared;
 
 namespace ShiftWise.CudaEmu;
 
@@ -94,5 +95,22 @@ public sealed class CudaCompileTests
         Assert.Contains("kernels/bad.cu", e.Message);
         Assert.Contains("bad.cu(3)", e.Message);
         Assert.Contains("undeclared", e.Message);
+    }
+
+    [Fact]
+    public void DerivedTensorsAreCheckedAgainstThePlan()
+    {
+        var (g, w) = SwLayers.Layer(4, maxSize: 12);
+        var plan = CudaCodegen.Lower(g);
+        var all = Derived.ComputeAll(plan, g, w);
+        Assert.Equal(plan.Derived.Select(d => d.Name).Order(), all.Keys.Order());
+        Assert.All(plan.Derived, d => Assert.Equal(d.Floats, all[d.Name].Length));
+        var wrongNode = plan with { Derived = [plan.Derived[0] with { Node = "nope" }] };
+        Assert.Contains("the graph has no node %nope", Assert.Throws<IrException>(() => Derived.ComputeAll(wrongNode, g, w)).Message);
+        var wrongSize = plan with { Derived = [plan.Derived[0] with { Floats = 3 }] };
+        Assert.Contains("floats computed, 3 planned", Assert.Throws<IrException>(() => Derived.ComputeAll(wrongSize, g, w)).Message);
+        var noWeights = new Dictionary<string, Tensor>(w);
+        noWeights.Remove(g.Nodes[0].Inputs[1]);
+        Assert.Contains("is not a parameter", Assert.Throws<IrException>(() => Derived.ComputeAll(plan, g, noWeights)).Message);
     }
 }

@@ -39,8 +39,8 @@ public sealed class CudaViewModelTests
             var b = Squash(o);
             var outShape = Binary.Broadcast(new Shape(a), new Shape(b));
             var m = new BinaryModel("k", 32, "+", new Shape(a), new Shape(b), outShape);
-            var sa = BinaryModel.BroadcastStrides(new Shape(a), outShape);
-            var sb = BinaryModel.BroadcastStrides(new Shape(b), outShape);
+            var sa = new Shape(a).BroadcastStrides(outShape);
+            var sb = new Shape(b).BroadcastStrides(outShape);
             var ost = outShape.Strides();
             for (long i = 0; i < outShape.Elements; i++)
             {

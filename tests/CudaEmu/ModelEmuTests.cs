@@ -2,6 +2,7 @@ using ShiftWise.CodegenCuda;
 using ShiftWise.Frontend;
 using ShiftWise.IR;
 using ShiftWise.Passes;
+using ShiftWise.Tests.Shared;
 
 namespace ShiftWise.CudaEmu;
 

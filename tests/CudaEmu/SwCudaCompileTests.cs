@@ -1,5 +1,6 @@
 using ShiftWise.CodegenCuda;
 using ShiftWise.Runtime.Cuda;
+using ShiftWise.Tests.Shared;
 
 namespace ShiftWise.CudaEmu;
 

@@ -1,5 +1,6 @@
 using ShiftWise.CodegenCuda;
 using ShiftWise.IR;
+using ShiftWise.Tests.Shared;
 
 namespace ShiftWise.CudaEmu;
 

@@ -1,10 +1,8 @@
-using ShiftWise.Frontend.Zoo;
 using ShiftWise.IR;
-using ShiftWise.IR.Ops;
 using ShiftWise.IR.Reference;
-using ShiftWise.Passes;
 using ShiftWise.Passes.Lowering;
 using ShiftWise.Runtime.Cpu;
+using ShiftWise.Tests.Shared;
 
 namespace ShiftWise.Runtime.Tests;
 
@@ -17,31 +15,12 @@ public sealed class SwLayerKernelTests
 {
     private static (Node Node, KernelRequest Req, Graph Graph, Dictionary<string, Tensor> W) Layer(int seed)
     {
-        var rng = new Random(seed);
-        int small = rng.Next(2) == 0 ? 3 : 5;
-        int big = rng.Next(small, 64);
-        int n = (big + small - 1) / small;
-        var m = ShiftWiseV2.BuildLayer(rng.Next(3, 12), rng.Next(1, n * small + 4), rng.Next(1, n * small + 12), big,
-            small, rng.Next(1, 5), 0.23, rng.Next(1, 3));
-        var weights = WeightInit.Draw(m, InitScheme.Lively, (uint)seed);
-        foreach (var name in weights.Keys.Where(k => k.StartsWith("LoRAs.", StringComparison.Ordinal)).ToList())
-        {
-            // ~30% zero sub-kernels, as sparse training leaves them: the factorised form prunes them
-            var v = weights[name].ToDoubles();
-            for (int i = 0; i < v.Length / (small * small); i++)
-            {
-                if (rng.NextDouble() < 0.3) Array.Clear(v, i * small * small, small * small);
-            }
-            weights[name] = Tensor.FromDoubles(weights[name].Type, v);
-        }
-        var ctx = new PassContext(m.Graph, weights);
-        new PassManager(Pipelines.Get("inference")).Run(ctx);
-        var node = Assert.Single(ctx.Graph.Nodes);
-        Assert.IsType<FusedShiftWise>(node.Op);
-        var types = ctx.Graph.ValueTypes();
+        var (g, w) = SwLayers.Layer(seed);
+        var node = g.Nodes[0];
+        var types = g.ValueTypes();
         var req = new KernelRequest(node, node.Inputs.Select(i => types[i]).ToArray(),
-            node.Inputs.Select(i => ctx.Weights.GetValueOrDefault(i)).ToArray());
-        return (node, req, ctx.Graph, ctx.Weights);
+            node.Inputs.Select(i => w.GetValueOrDefault(i)).ToArray());
+        return (node, req, g, w);
     }
 
     private static double Check(KernelRequest req, Graph g, Dictionary<string, Tensor> w, int seed, IReadOnlyDictionary<string, int>? t)

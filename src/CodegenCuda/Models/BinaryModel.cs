@@ -34,7 +34,7 @@ public sealed class BinaryModel : CudaKernelModel
         DirectA = a.Equals(outShape);
         DirectB = b.Equals(outShape);
         bool da = DirectA, db = DirectB;
-        var axes = Collapse(BroadcastStrides(a, outShape), BroadcastStrides(b, outShape), outShape)
+        var axes = Collapse(a.BroadcastStrides(outShape), b.BroadcastStrides(outShape), outShape)
             .Select(x => x with { UseA = !da && x.StrideA != 0, UseB = !db && x.StrideB != 0 }).ToArray();
         for (int k = 0; k < axes.Length; k++)
         {
@@ -61,18 +61,6 @@ public sealed class BinaryModel : CudaKernelModel
     /// <summary>Some axis feeds an index (otherwise broadcast operands read element 0).</summary>
     public bool AnyUsed => Axes.Any(a => a.Used);
 
-    /// <summary>Strides of <paramref name="s"/> aligned to the right of <paramref name="to"/>, 0 where broadcast.</summary>
-    public static long[] BroadcastStrides(Shape s, Shape to)
-    {
-        var own = s.Strides();
-        var r = new long[to.Rank];
-        for (int d = 0; d < s.Rank; d++)
-        {
-            int od = d + to.Rank - s.Rank;
-            r[od] = s[d] == 1 ? 0 : own[d];
-        }
-        return r;
-    }
 
     /// <summary>
     /// Drops size-1 axes and merges axis d into d+1 when every operand's stride satisfies

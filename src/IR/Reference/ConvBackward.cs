@@ -143,24 +143,7 @@ internal static class ConvBackward
         int hin = h + 2 * e, win = wd + 2 * e;
         long plane = (long)h * wd, bigPlane = (long)hin * win;
         // forward: X over all R·n sub-channels (zero where pruned), then the three paths
-        var xk = new double[nb * rn * bigPlane];
-        Parallel.For(0, nb * ns, bi =>
-        {
-            int b = bi / ns, i = bi % ns, t = subs[i], o = t / n;
-            for (int yy = 0; yy < hin; yy++)
-            for (int xx = 0; xx < win; xx++)
-            {
-                double acc = 0;
-                for (int u = 0; u < k; u++)
-                for (int v = 0; v < k; v++)
-                {
-                    int sy = yy + u - p, sx = xx + v - p;
-                    if (sy < 0 || sy >= h || sx < 0 || sx >= wd) continue;
-                    acc += w.Data[(i * k + u) * k + v] * x.Data[((long)(b * r + o) * h + sy) * wd + sx];
-                }
-                xk[((long)(b * rn + t) * hin + yy) * win + xx] = acc;
-            }
-        });
+        var xk = FusedKernels.SubKernelMaps(s, subs, x, w);
         var paths = ConvKernels.ShiftAdd(s, new Arr(new Shape(nb, rn, hin, win), xk));
 
         // scales and bias: per channel sums over (b, y, x)

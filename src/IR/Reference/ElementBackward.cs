@@ -212,8 +212,8 @@ internal static class ElementBackward
     /// <summary>numpy broadcasting: each operand's gradient is summed over the output positions that read it.</summary>
     private static double[]?[] Binary(BinaryKind kind, Arr a, Arr b, Shape outShape, double[] gy)
     {
-        var sa = BroadcastStrides(a.Shape, outShape);
-        var sb = BroadcastStrides(b.Shape, outShape);
+        var sa = a.Shape.BroadcastStrides(outShape);
+        var sb = b.Shape.BroadcastStrides(outShape);
         var ga = new double[a.Data.Length];
         var gb = new double[b.Data.Length];
         var idx = new int[outShape.Rank];
@@ -244,14 +244,6 @@ internal static class ElementBackward
         return [ga, gb];
     }
 
-    /// <summary>Strides of <paramref name="s"/> aligned to the right of <paramref name="to"/>, 0 where broadcast.</summary>
-    private static long[] BroadcastStrides(Shape s, Shape to)
-    {
-        var own = s.Strides();
-        var r = new long[to.Rank];
-        for (int d = 0; d < s.Rank; d++) r[d + to.Rank - s.Rank] = s[d] == 1 ? 0 : own[d];
-        return r;
-    }
 
     /// <summary>Each input element gets its output's gradient over the count; keepdim does not change the layout.</summary>
     private static double[] Mean(Mean m, Arr x, double[] gy)

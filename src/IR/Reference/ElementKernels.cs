@@ -48,8 +48,8 @@ internal static class ElementKernels
             for (int i = 0; i < z.Length; i++) z[i] = kind == BinaryKind.Add ? a.Data[i] + b.Data[i] : a.Data[i] * b.Data[i];
             return z;
         }
-        var sa = BroadcastStrides(a.Shape, outShape);
-        var sb = BroadcastStrides(b.Shape, outShape);
+        var sa = a.Shape.BroadcastStrides(outShape);
+        var sb = b.Shape.BroadcastStrides(outShape);
         var y = new double[outShape.Elements];
         var idx = new int[outShape.Rank];
         for (long k = 0; k < y.LongLength; k++)
@@ -70,18 +70,6 @@ internal static class ElementKernels
         return y;
     }
 
-    /// <summary>Strides of <paramref name="s"/> aligned to the right of <paramref name="to"/>, 0 where broadcast.</summary>
-    private static long[] BroadcastStrides(Shape s, Shape to)
-    {
-        var own = s.Strides();
-        var r = new long[to.Rank];
-        for (int d = 0; d < s.Rank; d++)
-        {
-            int od = d + to.Rank - s.Rank;
-            r[od] = s[d] == 1 ? 0 : own[d];
-        }
-        return r;
-    }
 
     public static double[] DropPath(DropPath d, Arr x)
     {

@@ -20,22 +20,18 @@ internal static class FusedKernels
     }
 
     /// <summary>
-    /// SwCross by its definition: the depthwise conv of each kept sub-kernel (padding k−1), gathered through the
-    /// shift tables into the three paths, scaled, plus the scaled residual and the bias.
+    /// The k×k depthwise conv (padding k−1) of every kept sub-kernel over its rep channel: X of SPEC 1.5, laid out as
+    /// (N, R·n, H+2e, W+2e) over all sub-channels, zero where a sub-kernel is pruned.
     /// </summary>
-    public static double[] SwCross(ShiftAdd s, Vec<int> subs, Arr x, Arr w, Arr scales, double[] bias)
+    public static double[] SubKernelMaps(ShiftAdd s, Vec<int> subs, Arr x, Arr w)
     {
         int nb = x[0], r = x[1], h = x[2], wd = x[3];
-        int k = s.Small, p = k - 1, e = s.Extra, n = s.N, nrep = s.NRep;
+        int k = s.Small, p = k - 1, e = s.Extra, n = s.N, rn = r * n, ns = subs.Count;
         int hin = h + 2 * e, win = wd + 2 * e;
-        var slot = new Dictionary<int, int>();
-        for (int i = 0; i < subs.Count; i++) slot[subs[i]] = i;
-        // X[b, i, yy, xx] for every kept sub-kernel i
-        var xk = new double[(long)nb * subs.Count * hin * win];
-        Parallel.For(0, nb * subs.Count, bi =>
+        var xk = new double[(long)nb * rn * hin * win];
+        Parallel.For(0, nb * ns, bi =>
         {
-            int b = bi / subs.Count, i = bi % subs.Count;
-            int o = subs[i] / n;
+            int b = bi / ns, i = bi % ns, t = subs[i], o = t / n;
             for (int yy = 0; yy < hin; yy++)
             for (int xx = 0; xx < win; xx++)
             {
@@ -47,36 +43,31 @@ internal static class FusedKernels
                     if (sy < 0 || sy >= h || sx < 0 || sx >= wd) continue;
                     acc += w.Data[(i * k + u) * k + v] * x.Data[((long)(b * r + o) * h + sy) * wd + sx];
                 }
-                xk[((long)(b * subs.Count + i) * hin + yy) * win + xx] = acc;
+                xk[((long)(b * rn + t) * hin + yy) * win + xx] = acc;
             }
         });
-        double X(int b, int i, int yy, int xx) => xk[((long)(b * subs.Count + i) * hin + yy) * win + xx];
+        return xk;
+    }
+
+    /// <summary>
+    /// SwCross by its definition: the depthwise conv of each kept sub-kernel (padding k−1), gathered through the
+    /// shift tables into the three paths (the shift-add of SPEC 1.5), scaled, plus the scaled residual and the bias.
+    /// </summary>
+    public static double[] SwCross(ShiftAdd s, Vec<int> subs, Arr x, Arr w, Arr scales, double[] bias)
+    {
+        int nb = x[0], r = x[1], h = x[2], wd = x[3], e = s.Extra;
+        var xk = SubKernelMaps(s, subs, x, w);
+        var paths = ConvKernels.ShiftAdd(s, new Arr(new Shape(nb, r * s.N, h + 2 * e, wd + 2 * e), xk));
         var y = new double[x.Data.Length];
-        Parallel.For(0, nb * r, bo =>
+        long plane = (long)h * wd;
+        for (int b = 0; b < nb; b++)
+        for (int o = 0; o < r; o++)
+        for (long q = 0; q < plane; q++)
         {
-        int b = bo / r, o = bo % r;
-        for (int yy = 0; yy < h; yy++)
-        for (int xx = 0; xx < wd; xx++)
-        {
-            double sh = 0, sv = 0, si = 0;
-            for (int g = 0; g < nrep; g++)
-            {
-                for (int j = 0; j < n; j++)
-                {
-                    int t = o * n + j;
-                    if (!slot.TryGetValue(t, out int i)) continue;
-                    int cx = xx - s.ShiftH(t, g);
-                    if (cx >= 0 && cx < win) sh += X(b, i, yy + e, cx);
-                    int cy = yy - s.ShiftV(t, g);
-                    if (cy >= 0 && cy < hin) sv += X(b, i, cy, xx + e);
-                }
-                if (slot.TryGetValue(s.Identity(o, g), out int id)) si += X(b, id, yy + e, xx + e);
-            }
-            long at = ((long)(b * r + o) * h + yy) * wd + xx;
-            y[at] = scales.Data[o] * sh + scales.Data[r + o] * sv + scales.Data[2 * r + o] * si
+            long at = (b * r + o) * plane + q;
+            y[at] = scales.Data[o] * paths[0][at] + scales.Data[r + o] * paths[1][at] + scales.Data[2 * r + o] * paths[2][at]
                 + scales.Data[3 * r + o] * x.Data[at] + bias[o];
         }
-        });
         return y;
     }
 

@@ -32,6 +32,30 @@ public sealed record SwLayerSpec(KernelSpec Spec, FusedShiftWise Op, Shape Input
 
     /// <summary>Width of the band: n·k.</summary>
     public int BandWidth => Op.Shift.N * Op.Shift.Small;
+
+    /// <summary>Position of each kept sub-channel in <see cref="FusedShiftWise.Subs"/>, by sub-channel.</summary>
+    public Dictionary<int, int> KeptSlots()
+    {
+        var slot = new Dictionary<int, int>();
+        for (int i = 0; i < Op.Subs.Count; i++) slot[Op.Subs[i]] = i;
+        return slot;
+    }
+
+    /// <summary>Per rep channel, its first kept sub-kernel (R + 1 entries; the kept ones of channel o are start[o]..start[o+1]).</summary>
+    public int[] SubStart()
+    {
+        var start = new int[Rep + 1];
+        foreach (var t in Op.Subs) start[t / Op.Shift.N + 1]++;
+        for (int o = 0; o < Rep; o++) start[o + 1] += start[o];
+        return start;
+    }
+
+    /// <summary>Per kept sub-kernel and replica, its horizontal (or vertical) shift: |Subs|·N_rep entries.</summary>
+    public int[] KeptShifts(bool vertical)
+    {
+        var s = Op.Shift;
+        return Op.Subs.SelectMany(t => Enumerable.Range(0, s.NRep).Select(g => vertical ? s.ShiftV(t, g) : s.ShiftH(t, g))).ToArray();
+    }
 }
 
 /// <summary>Lowers an optimised graph to kernel specs, one per node.</summary>

@@ -119,13 +119,8 @@ public static class CompileDriver
     /// <summary>The plan's derived tensors (e.g. the SW cross bands), computed from the weights, as float32.</summary>
     public static Dictionary<string, Tensor> DerivedTensors(CudaPlan plan, Graph g, IReadOnlyDictionary<string, Tensor> weights)
     {
-        var nodes = g.Nodes.ToDictionary(n => n.Name, StringComparer.Ordinal);
-        return plan.Derived.ToDictionary(d => d.Name, d =>
-        {
-            var n = nodes[d.Node];
-            var v = Derived.Compute(d.Recipe, n, i => weights[n.Inputs[i]]);
-            return Tensor.F32(new Shape(v.Length), v);
-        }, StringComparer.Ordinal);
+        return Derived.ComputeAll(plan, g, weights).ToDictionary(kv => kv.Key, kv => Tensor.F32(new Shape(kv.Value.Length), kv.Value),
+            StringComparer.Ordinal);
     }
 
     /// <summary>Fills a fresh temporary folder, then swaps it in for <paramref name="dir"/> (no stale or partial files).</summary>

@@ -29,6 +29,7 @@ public sealed record StepTime(PlanStep Step, string Kind, double Ms);
 public sealed unsafe class CudaExecutor : IDisposable
 {
     private readonly CudaPlan _plan;
+    private readonly Dictionary<string, long> _slots;
     private readonly Dictionary<string, TensorType> _types;
     private readonly List<CudaHandle> _modules = [];
     private readonly Dictionary<string, IntPtr> _functions = new(StringComparer.Ordinal);
@@ -54,6 +55,7 @@ public sealed unsafe class CudaExecutor : IDisposable
         Action<string>? log = null)
     {
         _plan = plan;
+        _slots = plan.Memory.Slots.ToDictionary(s => s.Value, s => s.Offset, StringComparer.Ordinal);
         Options = options ?? new CudaRunOptions();
         _types = g.ValueTypes();
         var info = CudaDevice.Info;
@@ -81,14 +83,11 @@ public sealed unsafe class CudaExecutor : IDisposable
                 if (!weights.TryGetValue(p.Name, out var t)) throw new IrException($"no weights for parameter '{p.Name}'");
                 _params[p.Name] = Upload(t, "parameter " + p.Name);
             }
-            var nodes = g.Nodes.ToDictionary(n => n.Name, StringComparer.Ordinal);
-            foreach (var d in plan.Derived)
+            foreach (var (name, v) in Derived.ComputeAll(plan, g, weights))
             {
-                var n = nodes[d.Node];
-                var v = Derived.Compute(d.Recipe, n, i => weights[n.Inputs[i]]);
-                var b = Track(DeviceBuffer.Alloc(v.Length * 4L, "derived " + d.Name));
+                var b = Track(DeviceBuffer.Alloc(v.Length * 4L, "derived " + name));
                 b.Upload(v);
-                _derived[d.Name] = b;
+                _derived[name] = b;
             }
             foreach (var i in plan.Inputs)
             {
@@ -355,9 +354,9 @@ public sealed unsafe class CudaExecutor : IDisposable
         }
         if (_inputs.TryGetValue(v, out var ib)) return (ib.Ptr, 0);
         if (_params.TryGetValue(v, out var pb)) return (pb.Ptr, 0);
-        var slot = _plan.Memory.Slots.FirstOrDefault(s => s.Value == v)
-            ?? throw new IrException($"value %{v} has no place in the memory plan");
-        return (_arena.Ptr, slot.Offset / 4);
+        return _slots.TryGetValue(v, out long offset)
+            ? (_arena.Ptr, offset / 4)
+            : throw new IrException($"value %{v} has no place in the memory plan");
     }
 
     private DeviceBuffer Upload(Tensor t, string what)

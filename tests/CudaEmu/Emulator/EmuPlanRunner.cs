@@ -173,21 +173,10 @@ public static class EmuPlanRunner
                     _values[s.Value] = (Arena, s.Offset / 4, Elements(s.Value));
                 }
                 ResolveViews(plan);
-                var nodes = g.Nodes.ToDictionary(n => n.Name, StringComparer.Ordinal);
-                foreach (var d in plan.Derived)
+                foreach (var (name, data) in ShiftWise.CodegenCuda.Derived.ComputeAll(plan, g, weights))
                 {
-                    var node = nodes.GetValueOrDefault(d.Node)
-                        ?? throw new EmuException($"derived {d.Name}: no node %{d.Node}");
-                    Tensor Input(int i) => weights.TryGetValue(node.Inputs[i], out var t)
-                        ? t
-                        : throw new EmuException($"derived {d.Name}: input {i} of {node.Describe()} is no parameter");
-                    var data = ShiftWise.CodegenCuda.Derived.Compute(d.Recipe, node, Input);
-                    if (data.Length != d.Floats)
-                    {
-                        throw new EmuException($"derived {d.Name}: {data.Length} floats computed, {d.Floats} planned");
-                    }
-                    var buf = _derived[d.Name] = Add("derived " + d.Name, EmuBuffer.From(data));
-                    _frozen.Add(("derived " + d.Name, buf.Bits.ToArray()));
+                    var buf = _derived[name] = Add("derived " + name, EmuBuffer.From(data));
+                    _frozen.Add(("derived " + name, buf.Bits.ToArray()));
                 }
                 foreach (var s in plan.Scratch) _scratch[s.Name] = Add("scratch " + s.Name, EmuBuffer.Alloc(s.Floats));
             }

@@ -3,9 +3,12 @@ using ShiftWise.IR;
 using ShiftWise.IR.Ops;
 using ShiftWise.Passes;
 
-namespace ShiftWise.CudaEmu;
+namespace ShiftWise.Tests.Shared;
 
-/// <summary>Random compiled SW layers for the CUDA tests (the CPU tests' matrix): one fused_shiftwise node each.</summary>
+/// <summary>
+/// Random compiled SW layers, one fused_shiftwise node each: the test matrix of the CPU and CUDA SW kernels (this
+/// file is linked into both test projects).
+/// </summary>
 public static class SwLayers
 {
     /// <summary>
