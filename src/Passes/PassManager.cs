@@ -115,7 +115,7 @@ public static class Pipelines
             new MergeParallelConvs(), new FoldBatchNorm(), new ConstantFold(), new CollapseShiftWise(),
             new FuseShiftWise(), new PruneZeroSubkernels(), new FuseEpilogues(), new DeadCodeElimination(),
         ],
-        "training" => [new DeadCodeElimination()],
+        "training" => [new DeadCodeElimination(), new Autodiff()],
         "none" => [],
         _ => throw new IrException($"unknown pipeline '{name}'; known: {string.Join(", ", Names)}"),
     };

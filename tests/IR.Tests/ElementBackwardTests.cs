@@ -88,7 +88,7 @@ public sealed class ElementBackwardTests
     public void DropPathTrainDropsSomeAndKeepsSomeSamples()
     {
         var d = new DropPath(0.3, Mode.Train, 11);
-        var keeps = Enumerable.Range(0, 8).Select(d.Keeps).ToArray();
+        var keeps = Enumerable.Range(0, 8).Select(b => d.Keeps(b)).ToArray();
         Assert.Contains(true, keeps);
         Assert.Contains(false, keeps);
     }

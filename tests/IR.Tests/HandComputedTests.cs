@@ -23,7 +23,7 @@ public sealed class HandComputedTests
             }
         }
         Assert.InRange(kept, 16, 48); // p = 0.5: a fair generator keeps about half of 64
-        Assert.NotEqual(Enumerable.Range(0, 64).Select(op.Keeps), Enumerable.Range(0, 64).Select((op with { Seed = 43 }).Keeps));
+        Assert.NotEqual(Enumerable.Range(0, 64).Select(b => op.Keeps(b)), Enumerable.Range(0, 64).Select(b => (op with { Seed = 43 }).Keeps(b)));
     }
 
     [Fact]

@@ -60,6 +60,13 @@ internal static class OpCatalog
         ["cross_entropy"] = new(b => b.Apply(new CrossEntropy(0.1), "ce", b.Input("x", F(4, 5)),
                 b.Input("y", TensorType.Of(DType.I64, 4))),
             () => [F(4, 5), F(4)], new CrossEntropy(0), "labels must be i64 or i32"),
+        ["grad"] = new(b =>
+            {
+                var x = b.Input("x", F(2, 3));
+                var y = b.Apply1(new Unary(UnaryKind.Gelu), "act", x);
+                return b.Apply(new Grad(new Unary(UnaryKind.Gelu), Vec.Of(0), Vec.Of(0)), "d.act", x, y, b.Input("gy", F(2, 3)));
+            },
+            () => [F(2, 3), F(2, 3), F(3, 2)], new Grad(new Unary(UnaryKind.Gelu), Vec.Of(0), Vec.Of(0)), "gradient of output 0 must be"),
         ["drop_path"] = new(b => b.Apply(new DropPath(0.2, Mode.Train, 7), "dp", b.Input("x", F(4, 3))),
             () => [F(4, 3)], new DropPath(1.0, Mode.Train, 7), "must be in [0, 1)"),
         ["channel_select"] = new(b => b.Apply(new ChannelSelect(1, Vec.Of(2, 0)), "sel", b.Input("x", F(1, 3, 2, 2))),

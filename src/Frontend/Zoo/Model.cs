@@ -58,6 +58,18 @@ public sealed class ModelBuilder
         return B.Param(name, TensorType.Of(DType, shape), info.Role is ParamRole.RunningMean or ParamRole.RunningVar);
     }
 
+    /// <summary>The training form being built, or null for an eval graph.</summary>
+    public TrainingForm? Training { get; init; }
+
+    /// <summary>The training graph's step input, when some block drops paths.</summary>
+    public Value? StepInput { get; set; }
+
+    /// <summary>Blocks built so far (seeds each block's DropPath).</summary>
+    public int Blocks { get; set; }
+
+    /// <summary>The updated running statistics of the training-mode BatchNorms, in build order.</summary>
+    public List<Value> RunningUpdates { get; } = [];
+
     /// <summary>The finished model.</summary>
     public Model Build() => new(B.Build(), _info);
 }

@@ -5,23 +5,46 @@ using ShiftWise.IR.Ops;
 namespace ShiftWise.Frontend.Zoo;
 
 /// <summary>
-/// Builds ShiftWise_v2 (SPEC 3) in its training form with eval-mode batch norms: the graph the original runs in
-/// model.eval(), with parameter names equal to the original state_dict keys.
+/// What makes a graph a training graph: batch-statistics BatchNorm (each with its updated running statistics as
+/// outputs), DropPath drawing per-step masks from <see cref="DropPathSeed"/> and an i64 <c>step</c> input, and the
+/// mean cross-entropy against an i64 <c>labels</c> input as output 0 (then the logits, then the running statistics).
+/// </summary>
+/// <param name="LabelSmoothing">Label smoothing of the cross-entropy.</param>
+/// <param name="DropPathSeed">Seed of the stochastic-depth masks (block i uses seed + i).</param>
+/// <param name="DropPath">Whether DropPath is active (off: the blocks' drop path is left out, as `swc grad` wants).</param>
+public sealed record TrainingForm(double LabelSmoothing = 0, long DropPathSeed = 0, bool DropPath = true);
+
+/// <summary>
+/// Builds ShiftWise_v2 (SPEC 3): by default the graph the original runs in model.eval() (eval-mode batch norms), or
+/// with a <see cref="TrainingForm"/> the graph of a training step's forward pass and loss. Parameter names equal the
+/// original state_dict keys.
 /// </summary>
 public static class ShiftWiseV2
 {
+    /// <summary>The name of the training graph's label input.</summary>
+    public const string Labels = "labels";
+
+    /// <summary>The name of the training graph's step input (present when a block drops paths).</summary>
+    public const string Step = "step";
+
+    /// <summary>The name of the training graph's loss output.</summary>
+    public const string Loss = "loss";
+
     private static readonly Unary Gelu = new(UnaryKind.Gelu);
     private static readonly Binary Add = new(BinaryKind.Add);
     private static readonly Binary Mul = new(BinaryKind.Mul);
 
     /// <summary>The whole network for an input of (Batch, InChans, Height, Width).</summary>
-    public static Model Build(ShiftWiseV2Options o, string name = "shiftwise_v2", DType dtype = DType.F32)
+    public static Model Build(ShiftWiseV2Options o, string name = "shiftwise_v2", DType dtype = DType.F32,
+        TrainingForm? training = null)
     {
         o.Validate();
-        var m = new ModelBuilder(name, dtype);
+        var m = new ModelBuilder(name, dtype) { Training = training };
         var dims = o.StageDims;
         var x = m.B.Input("x", TensorType.Of(dtype, o.Batch, o.InChans, o.Height, o.Width));
         int blocks = o.Depths.Sum(), cur = 0;
+        Value? labels = training is null ? null : m.B.Input(Labels, TensorType.Of(DType.I64, o.Batch));
+        if (training is { DropPath: true } && o.DropPathRate > 0) m.StepInput = m.B.Input(Step, TensorType.Of(DType.I64));
         for (int s = 0; s < 4; s++)
         {
             if (s == 0)
@@ -29,7 +52,7 @@ public static class ShiftWiseV2
                 x = Conv(m, "downsample_layers.0.0", x, dims[0] / 2, 3, 2, 1);
                 x = LayerNormCf(m, "downsample_layers.0.1", x);
                 x = m.B.Apply1(Gelu, "downsample_layers.0.2", x);
-                x = Conv(m, "downsample_layers.0.3", x, dims[0], 3, 2, 1);
+                x = Conv(m, "downsample_layers.0.3", x, dims[0], 3, o.StemStride / 2, 1);
                 x = LayerNormCf(m, "downsample_layers.0.4", x);
             }
             else
@@ -50,7 +73,13 @@ public static class ShiftWiseV2
         var logits = m.B.Apply1(new Linear(), "head", normed,
             m.Param("head.weight", new(ParamRole.Weight, c), o.NumClasses, c),
             m.Param("head.bias", new(ParamRole.Bias), o.NumClasses));
-        m.B.Output(logits);
+        if (labels is null)
+        {
+            m.B.Output(logits);
+            return m.Build();
+        }
+        var loss = m.B.Apply1(new CrossEntropy(training!.LabelSmoothing), Loss, logits, labels.Value);
+        m.B.Output([loss, logits, .. m.RunningUpdates]);
         return m.Build();
     }
 
@@ -136,7 +165,15 @@ public static class ShiftWiseV2
             var g4 = m.B.Apply1(new Reshape(Vec.Of(1, c, 1, 1)), p + ".gamma.view", g);
             x = m.B.Apply1(Mul, p + ".layer_scale", x, g4);
         }
-        if (dropPath > 0) x = m.B.Apply1(new DropPath(dropPath, Mode.Eval, 0), p + ".drop_path", x);
+        if (dropPath > 0 && m.Training is null)
+        {
+            x = m.B.Apply1(new DropPath(dropPath, Mode.Eval, 0), p + ".drop_path", x);
+        }
+        else if (dropPath > 0 && m.StepInput is { } step)
+        {
+            x = m.B.Apply1(new DropPath(dropPath, Mode.Train, m.Training!.DropPathSeed + m.Blocks), p + ".drop_path", x, step);
+        }
+        m.Blocks++;
         return m.B.Apply1(Add, p, input, x);
     }
 
@@ -158,9 +195,11 @@ public static class ShiftWiseV2
     private static Value BatchNorm(ModelBuilder m, string name, Value x)
     {
         int c = x.Shape[1];
-        return m.B.Apply1(new BatchNorm(1e-5, 0.1, Mode.Eval), name, x,
+        var outs = m.B.Apply(new BatchNorm(1e-5, 0.1, m.Training is null ? Mode.Eval : Mode.Train), name, x,
             m.Param(name + ".weight", new(ParamRole.NormWeight), c), m.Param(name + ".bias", new(ParamRole.NormBias), c),
             m.Param(name + ".running_mean", new(ParamRole.RunningMean), c),
             m.Param(name + ".running_var", new(ParamRole.RunningVar), c));
+        m.RunningUpdates.AddRange(outs.Skip(1));
+        return outs[0];
     }
 }

@@ -46,6 +46,12 @@ public sealed record ShiftWiseV2Options
     /// <summary>Maximum stochastic-depth rate (linear over all blocks).</summary>
     public double DropPathRate { get; init; }
 
+    /// <summary>
+    /// Total stride of the stem: 4 is the original (two stride-2 convs); 2 gives the second stem conv stride 1, for
+    /// small images such as Fashion-MNIST's 28×28 (stage 0 then runs at 14×14).
+    /// </summary>
+    public int StemStride { get; init; } = 4;
+
     /// <summary>Batch size of the graph's input.</summary>
     public int Batch { get; init; } = 1;
 
@@ -92,6 +98,7 @@ public sealed record ShiftWiseV2Options
         Check(NRep >= 1, "--n-rep", $"{NRep} must be >= 1");
         Check(DropPathRate is >= 0 and < 1, "--drop-path", $"{F(DropPathRate)} must be in [0, 1)");
         Check(Batch >= 1, "--batch", $"{Batch} must be >= 1");
+        Check(StemStride is 2 or 4, "--stem-stride", $"{StemStride} must be 4 (the original stem) or 2");
         Check(Height >= 1 && Width >= 1, "--image-size", $"{Height}x{Width} must be at least 1x1");
     }
 
@@ -107,9 +114,20 @@ public sealed record ShiftWiseV2Options
         "sw-base" => new ShiftWiseV2Options { Depths = [3, 3, 27, 3], Dims = [128, 256, 512, 1024] },
         "sw-large" => new ShiftWiseV2Options { Depths = [3, 3, 27, 3], Dims = [192, 384, 768, 1536] },
         "sw-v2" => new ShiftWiseV2Options(),
+        "sw-fmnist" => FashionMnist,
         _ => null,
     };
 
     /// <summary>Names accepted by <see cref="Preset"/>.</summary>
-    public static IReadOnlyList<string> PresetNames { get; } = ["sw-tiny", "sw-small", "sw-base", "sw-large", "sw-v2"];
+    public static IReadOnlyList<string> PresetNames { get; } = ["sw-tiny", "sw-small", "sw-base", "sw-large", "sw-v2", "sw-fmnist"];
+
+    /// <summary>
+    /// sw-fmnist: a small ShiftWise_v2 for 28×28 grey images (Fashion-MNIST): stem stride 2 so stage 0 sees 14×14,
+    /// one block per stage, widths 24–192, big kernels 13, 9, 5, 3 that cover each stage's plane, 10 classes.
+    /// </summary>
+    public static ShiftWiseV2Options FashionMnist { get; } = new()
+    {
+        InChans = 1, NumClasses = 10, Height = 28, Width = 28, StemStride = 2, Depths = [1, 1, 1, 1],
+        Dims = [24, 48, 96, 192], KernelSize = [13, 9, 5, 3, 3],
+    };
 }

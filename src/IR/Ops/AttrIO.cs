@@ -166,6 +166,17 @@ public sealed class AttrReader
         return true;
     }
 
+    /// <summary>A bare-word attribute.</summary>
+    public string Word(string name)
+    {
+        var v = Get(name);
+        return v is WordValue w ? w.Value : throw Error(v, $"attribute '{name}' of {_op} must be a word");
+    }
+
+    /// <summary>An error located at an attribute's value (at the op when the attribute is absent).</summary>
+    public SwirParseException ErrorAt(string name, string what) =>
+        _values.TryGetValue(name, out var v) ? Error(v, what) : new SwirParseException(_file, _line, _column, what);
+
     /// <summary>A list of integers.</summary>
     public int[] Ints(string name)
     {

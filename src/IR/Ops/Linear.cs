@@ -180,7 +180,9 @@ public sealed record CrossEntropy(double LabelSmoothing) : Op
 
 /// <summary>
 /// Stochastic depth: in train mode each sample is kept with probability 1−p (then divided by 1−p) using a
-/// generator seeded by <see cref="Seed"/> (SplitMix64 of seed and sample index); identity in eval mode.
+/// generator seeded by <see cref="Seed"/> (SplitMix64 of seed, step and sample index); identity in eval mode.
+/// An optional second input, an i64 scalar, is the training step: a training graph feeds it so that every step
+/// draws new masks while a given (seed, step) always draws the same ones (resumable, reproducible).
 /// </summary>
 public sealed record DropPath(double Prob, Mode Mode, long Seed) : Op
 {
@@ -190,17 +192,21 @@ public sealed record DropPath(double Prob, Mode Mode, long Seed) : Op
     /// <inheritdoc/>
     public override TensorType[] Infer(IReadOnlyList<TensorType> inputs)
     {
-        Arity(inputs, 1, 1);
-        SameFloat(inputs);
+        Arity(inputs, 1, 2);
+        SameFloat(inputs, 0);
         Check(Prob is >= 0 and < 1, $"drop probability {Prob} must be in [0, 1)");
         Check(inputs[0].Shape.Rank >= 1, "x must have a batch axis");
+        if (inputs.Count == 2)
+        {
+            Check(inputs[1].DType == DType.I64 && inputs[1].Shape.Rank == 0, $"step (input 1) must be an i64 scalar, got {inputs[1]}");
+        }
         return [inputs[0]];
     }
 
-    /// <summary>Whether sample <paramref name="b"/> is kept in train mode.</summary>
-    public bool Keeps(int b)
+    /// <summary>Whether sample <paramref name="b"/> is kept in train mode at training step <paramref name="step"/>.</summary>
+    public bool Keeps(int b, long step = 0)
     {
-        ulong z = unchecked((ulong)Seed + 0x9E3779B97F4A7C15UL * (ulong)(b + 1));
+        ulong z = unchecked((ulong)Seed + 0xD1B54A32D192ED03UL * (ulong)step + 0x9E3779B97F4A7C15UL * (ulong)(b + 1));
         z = unchecked((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL);
         z = unchecked((z ^ (z >> 27)) * 0x94D049BB133111EBUL);
         z ^= z >> 31;

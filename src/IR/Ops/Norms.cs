@@ -13,7 +13,7 @@ public sealed record BatchNorm(double Eps, double Momentum, Mode Mode) : Op
     /// <inheritdoc/>
     public override IReadOnlyList<string> OutputSuffixes => Mode == Mode.Train ? TrainSuffixes : Single;
 
-    private static readonly string[] TrainSuffixes = ["", ".running_mean", ".running_var"];
+    private static readonly string[] TrainSuffixes = ["", ".new_running_mean", ".new_running_var"];
 
     /// <inheritdoc/>
     public override TensorType[] Infer(IReadOnlyList<TensorType> inputs)

@@ -28,6 +28,7 @@ public static class OpTable
         ["sw_cross"] = SwCross.Read,
         ["fused_shiftwise"] = FusedShiftWise.Read,
         ["gemm"] = Gemm.Read,
+        ["grad"] = Grad.Read,
     };
 
     /// <summary>Every op name the parser knows.</summary>

@@ -20,7 +20,9 @@ internal static class ElementBackward
             Mean m => [Mean(m, xs[0], gy)],
             Softmax s => [Softmax(s, ys[0], gy)],
             CrossEntropy ce => [CrossEntropy(ce, xs[0], xs[1], gy[0]), null],
-            DropPath d => [(double[])ElementKernels.DropPath(d, new Arr(xs[0].Shape, gy)).Clone()], // linear in x
+            DropPath d => xs.Length == 1 // linear in x; the step input has no gradient
+                ? [(double[])ElementKernels.DropPath(d, new Arr(xs[0].Shape, gy)).Clone()]
+                : [(double[])ElementKernels.DropPath(d, new Arr(xs[0].Shape, gy), Step(xs[1])).Clone(), null],
             ChannelSelect c => [ChannelSelect(c, xs[0], gy)],
             Concat c => Concat(c, xs, ys[0].Shape, gy),
             Permute p => [Permute(p, xs[0], gy)],
@@ -29,6 +31,9 @@ internal static class ElementBackward
             _ => throw new IrException($"no backward rule for op '{op.Name}'"),
         };
     }
+
+    /// <summary>The value of an i64 scalar step input.</summary>
+    internal static long Step(Arr s) => checked((long)s.Data[0]);
 
     /// <summary>
     /// Eval: an affine map per channel with the running statistics as constants. Train: the batch statistics depend on

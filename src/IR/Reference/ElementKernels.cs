@@ -71,7 +71,7 @@ internal static class ElementKernels
     }
 
 
-    public static double[] DropPath(DropPath d, Arr x)
+    public static double[] DropPath(DropPath d, Arr x, long step = 0)
     {
         if (d.Mode == Mode.Eval || d.Prob == 0) return x.Data;
         int n = x[0];
@@ -79,7 +79,7 @@ internal static class ElementKernels
         var y = new double[x.Data.Length];
         for (int b = 0; b < n; b++)
         {
-            double f = d.Keeps(b) ? 1 / (1 - d.Prob) : 0;
+            double f = d.Keeps(b, step) ? 1 / (1 - d.Prob) : 0;
             for (long k = 0; k < per; k++) y[b * per + k] = x.Data[b * per + k] * f;
         }
         return y;

@@ -51,6 +51,7 @@ public static class ReferenceExecutor
     /// <summary>Applies one op to tensors; output types come from the op's inference.</summary>
     public static Tensor[] Evaluate(Op op, IReadOnlyList<Tensor> inputs)
     {
+        if (op is Grad grad) return EvaluateGrad(grad, inputs);
         var types = op.Infer(inputs.Select(t => t.Type).ToArray());
         var xs = inputs.Select(t => new Arr(t.Shape, t.ToDoubles())).ToArray();
         double[][] outs = op switch
@@ -66,7 +67,7 @@ public static class ReferenceExecutor
             Mean m => [ReduceKernels.Mean(m, xs[0])],
             Softmax s => [ReduceKernels.Softmax(s, xs[0])],
             CrossEntropy c => [ReduceKernels.CrossEntropy(c, xs[0], xs[1])],
-            DropPath d => [ElementKernels.DropPath(d, xs[0])],
+            DropPath d => [ElementKernels.DropPath(d, xs[0], xs.Length > 1 ? ElementBackward.Step(xs[1]) : 0)],
             ChannelSelect c => [LayoutKernels.ChannelSelect(c, xs[0])],
             Concat c => [LayoutKernels.Concat(c, xs, types[0].Shape)],
             Permute p => [LayoutKernels.Permute(p, xs[0])],
@@ -78,6 +79,18 @@ public static class ReferenceExecutor
             _ => throw new IrException($"the reference executor has no rule for op '{op.Name}'"),
         };
         return types.Select((t, i) => Tensor.FromDoubles(t, outs[i])).ToArray();
+    }
+
+    /// <summary>A grad node: the forward op's backward rule; an input gradient the rule leaves out is zero.</summary>
+    private static Tensor[] EvaluateGrad(Grad g, IReadOnlyList<Tensor> inputs)
+    {
+        var types = g.Infer(inputs.Select(t => t.Type).ToArray());
+        int m = g.ForwardOutputs, n = g.ForwardInputs(inputs.Count);
+        var gys = new Tensor?[m];
+        for (int j = 0; j < g.OutGrads.Count; j++) gys[g.OutGrads[j]] = inputs[n + m + j];
+        if (g.OutGrads.Count == 0) gys[0] = Tensor.FromDoubles(inputs[n].Type, [1.0]);
+        var gx = Backward.Vjp(g.Of, inputs.Take(n).ToArray(), inputs.Skip(n).Take(m).ToArray(), gys);
+        return g.Wrt.Select((i, k) => gx[i] is { } t ? t.Cast(types[k].DType) : Tensor.Zeros(types[k])).ToArray();
     }
 }
 
