@@ -21,6 +21,7 @@ internal static class Coverage
         yield return (new Grn(1e-6), [x, Rand(rng, 1, 1, 1, 6), Rand(rng, 1, 1, 1, 6)]);
         yield return (new Linear(), [x, Rand(rng, 3, 6), C(3)]);
         yield return (new Unary(UnaryKind.Gelu), [x]);
+        yield return KernelTests.GradCase(rng, new Unary(UnaryKind.Gelu), [x], [0]);
         yield return (new Unary(UnaryKind.Relu), [x]);
         yield return (new Unary(UnaryKind.Sigmoid), [x]);
         yield return (new Binary(BinaryKind.Add), [x, Rand(rng, 1, 4, 1, 1)]);

@@ -36,6 +36,7 @@ public static class KernelTable
         ScaleBias => new ScaleBiasKernel(r),
         SwCross => new GenericSwLayerKernel(r),
         FusedShiftWise => new GenericFusedShiftWiseKernel(r),
+        Grad => GradKernels.Create(r),
         _ => throw new IrException($"{r.Node.Describe()}: the CPU target has no kernel for op '{r.Node.Op.Name}'"),
     };
 }
