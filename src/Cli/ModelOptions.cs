@@ -26,6 +26,8 @@ public sealed class ModelOptions
     private readonly Option<string?> _nRep = new("--n-rep") { Description = "Shift replicas per SW layer (4)." };
     private readonly Option<string?> _width = new("--width-factor") { Description = "Multiplies every stage width (1)." };
     private readonly Option<string?> _layerScale = new("--layer-scale-init") { Description = "Layer-scale init; <= 0 removes layer scale (1e-6)." };
+    private readonly Option<string?> _stemStride = new("--stem-stride") { Description = "Total stride of the stem: 4 (the original) or 2 (small images, e.g. 28x28)." };
+    private readonly Option<string?> _dropPath = new("--drop-path") { Description = "Maximum stochastic-depth rate, linear over the blocks (training only; 0)." };
     private readonly Option<bool> _noBn = new("--no-bn") { Description = "SW layers without their three batch norms." };
     private readonly Option<string?> _batch = new("--batch") { Description = "Batch size (1)." };
     private readonly Option<string?> _imageSize = new("--image-size") { Description = "Input height and width (224)." };
@@ -41,7 +43,7 @@ public sealed class ModelOptions
         cmd.Arguments.Add(Model);
         foreach (var o in new Option[]
                  {
-                     _inChans, _numClasses, _depths, _dims, _kernel, _ghost, _nPath, _nRep, _width, _layerScale, _noBn,
+                     _inChans, _numClasses, _depths, _dims, _kernel, _ghost, _nPath, _nRep, _width, _layerScale, _stemStride, _dropPath, _noBn,
                      _batch, _imageSize, _channels, _height, _widthPx, _big, _small,
                  })
         {
@@ -63,6 +65,8 @@ public sealed class ModelOptions
         WidthFactor = Dbl(r, _width),
         LayerScaleInit = Dbl(r, _layerScale),
         NoBn = r.GetValue(_noBn),
+        StemStride = Int(r, _stemStride),
+        DropPath = Dbl(r, _dropPath),
         Batch = Int(r, _batch),
         ImageSize = Int(r, _imageSize),
         Channels = Int(r, _channels),

@@ -28,6 +28,8 @@ public static class SwcApp
         root.Subcommands.Add(InspectCommand.Create(ctx));
         root.Subcommands.Add(RunCommand.Create(ctx));
         root.Subcommands.Add(CompileCommand.Create(ctx));
+        root.Subcommands.Add(GradCommand.Create(ctx));
+        root.Subcommands.Add(TrainCommand.Create(ctx));
         root.Subcommands.Add(BenchCommand.Create(ctx));
         root.Subcommands.Add(DemoCommand.Create(ctx));
         foreach (var v in root.Options.OfType<VersionOption>())

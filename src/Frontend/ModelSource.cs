@@ -32,6 +32,12 @@ public sealed record ModelArgs
     public double? LayerScaleInit { get; init; }
     /// <summary>--no-bn: SW layers without their three BNs.</summary>
     public bool NoBn { get; init; }
+    /// <summary>--stem-stride (4 or 2).</summary>
+    public int? StemStride { get; init; }
+    /// <summary>--drop-path: the maximum stochastic-depth rate.</summary>
+    public double? DropPath { get; init; }
+    /// <summary>Build the training form (batch-statistics BN, loss) instead of the eval graph.</summary>
+    public TrainingForm? Training { get; init; }
     /// <summary>--batch.</summary>
     public int? Batch { get; init; }
     /// <summary>--image-size (height and width).</summary>
@@ -68,6 +74,10 @@ public static class ModelSource
     /// <summary>Loads the model; draws or reads weights only when <paramref name="withWeights"/>.</summary>
     public static LoadedModel Load(string model, ModelArgs a, bool withWeights)
     {
+        if (a.Training is not null && (model == "sw-layer" || model.EndsWith(".swir", StringComparison.OrdinalIgnoreCase)))
+        {
+            throw new IrException($"'{model}': training graphs are built for the ShiftWise_v2 presets ({string.Join(", ", ShiftWiseV2Options.PresetNames)})");
+        }
         if (model.EndsWith(".swir", StringComparison.OrdinalIgnoreCase))
         {
             var g = ModelLoader.LoadGraph(model);
@@ -84,7 +94,7 @@ public static class ModelSource
         {
             var preset = ShiftWiseV2Options.Preset(model)
                 ?? throw new IrException($"unknown model '{model}': expected a .swir file or one of {string.Join(", ", Names)}");
-            m = ShiftWiseV2.Build(Apply(preset, a, ckpt), model.Replace('-', '_'));
+            m = ShiftWiseV2.Build(Apply(preset, a, ckpt), model.Replace('-', '_'), training: a.Training);
         }
         IReadOnlyDictionary<string, Tensor> weights = new Dictionary<string, Tensor>();
         string source = "no weights";
@@ -122,6 +132,8 @@ public static class ModelSource
             WidthFactor = a.WidthFactor ?? o.WidthFactor,
             LayerScaleInit = a.LayerScaleInit ?? o.LayerScaleInit,
             Bn = !a.NoBn && o.Bn,
+            StemStride = a.StemStride ?? o.StemStride,
+            DropPathRate = a.DropPath ?? o.DropPathRate,
             Batch = s?[0] ?? a.Batch ?? o.Batch,
             Height = s?[2] ?? a.ImageSize ?? o.Height,
             Width = s?[3] ?? a.ImageSize ?? o.Width,

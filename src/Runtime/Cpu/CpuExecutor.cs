@@ -66,11 +66,41 @@ public sealed class CpuExecutor
         }
     }
 
+    /// <summary>The graph being run.</summary>
+    public Graph Graph => _graph;
+
     /// <summary>The activation memory plan.</summary>
     public MemoryPlan Plan { get; }
 
     /// <summary>Whether per-node times are recorded (a little overhead per node).</summary>
     public bool Profile { get; set; }
+
+    /// <summary>
+    /// The float32 array a parameter is bound to: updating it in place (an optimizer step, new running statistics)
+    /// changes what the next run computes.
+    /// </summary>
+    public float[] Parameter(string name) =>
+        _graph.Params.Any(p => p.Name == name) ? _bufs[name].Array : throw new IrException($"graph '{_graph.Name}' has no parameter '{name}'");
+
+    /// <summary>The buffer of an input, to fill before <see cref="RunBound"/> (integer inputs hold their values as floats).</summary>
+    public Span<float> InputBuffer(string name) =>
+        _graph.Inputs.Any(i => i.Name == name) ? _bufs[name].Span : throw new IrException($"graph '{_graph.Name}' has no input '{name}'");
+
+    /// <summary>A graph output's values after the last run (valid until the next run).</summary>
+    public ReadOnlySpan<float> OutputBuffer(string name) =>
+        _graph.Outputs.Contains(name) ? _bufs[name].Span : throw new IrException($"graph '{_graph.Name}' has no output '{name}'");
+
+    /// <summary>Runs once on the inputs already in <see cref="InputBuffer"/>.</summary>
+    public void RunBound()
+    {
+        foreach (var (n, k, ins, outs) in _steps)
+        {
+            if (Profile) _times[n].Start();
+            k.Run(ins, outs);
+            if (Profile) _times[n].Stop();
+        }
+        if (Profile) _profiledRuns++;
+    }
 
     /// <summary>Runs once; returns the graph outputs as new tensors.</summary>
     public Dictionary<string, Tensor> Run(IReadOnlyDictionary<string, Tensor> inputs)
@@ -92,13 +122,7 @@ public sealed class CpuExecutor
                 for (int k = 0; k < d.Length; k++) b[k] = (float)d[k];
             }
         }
-        foreach (var (n, k, ins, outs) in _steps)
-        {
-            if (Profile) _times[n].Start();
-            k.Run(ins, outs);
-            if (Profile) _times[n].Stop();
-        }
-        if (Profile) _profiledRuns++;
+        RunBound();
         return _graph.Outputs.ToDictionary(o => o, o => Tensor.Wrap(_types[o], _bufs[o].Span.ToArray()), StringComparer.Ordinal);
     }
 

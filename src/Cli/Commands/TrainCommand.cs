@@ -1,0 +1,103 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using ShiftWise.IR;
+using ShiftWise.Runtime.Train;
+
+namespace ShiftWise.Cli.Commands;
+
+/// <summary>
+/// swc train CONFIG.json: trains the configured ShiftWise_v2 on Fashion-MNIST on the CPU target, with a progress bar,
+/// an evaluation and an atomic checkpoint after every epoch, and --resume.
+/// </summary>
+public static class TrainCommand
+{
+    /// <summary>Creates the command.</summary>
+    public static Command Create(CommandContext ctx)
+    {
+        var config = new Argument<string>("CONFIG") { Description = "A training recipe (JSON), e.g. samples/fashion-mnist.json." };
+        var resume = new Option<bool>("--resume") { Description = "Continue from the output directory's checkpoint." };
+        var outDir = new Option<string?>("--out") { Description = "Output directory (default: the config's \"out\")." };
+        var epochs = new Option<string?>("--epochs") { Description = "Override the number of epochs." };
+        var cmd = new Command("train", "Train a model on Fashion-MNIST on the CPU from a JSON recipe.");
+        cmd.Arguments.Add(config);
+        foreach (var o in new Option[] { resume, outDir, epochs }) cmd.Options.Add(o);
+        cmd.SetAction(r =>
+        {
+            var path = r.GetValue(config)!;
+            var cfg = TrainConfig.Load(path);
+            if (r.GetValue(outDir) is { } o) cfg = cfg with { Out = o };
+            if (ModelOptions.Int(r, epochs) is { } e)
+            {
+                if (e < 1) throw new IrException($"option --epochs: {e} must be >= 1");
+                cfg = cfg with { Epochs = e };
+            }
+            var m = cfg.Model;
+            ctx.Out.WriteLine($"{path}: {cfg.Preset} (depths {string.Join(",", m.Depths)}, dims {string.Join(",", m.StageDims)}, "
+                + $"kernels {string.Join(",", m.KernelSize)}, stem stride {m.StemStride}), {cfg.Epochs} epochs of batch {cfg.Batch}"
+                + $"{(cfg.Accumulate > 1 ? $"×{cfg.Accumulate}" : "")}, {cfg.Optimizer} lr {F(cfg.Lr)} → {F(cfg.MinLr)} "
+                + $"(warm-up {F(cfg.WarmupEpochs)} epochs), weight decay {F(cfg.WeightDecay)}, label smoothing {F(cfg.LabelSmoothing)}, "
+                + $"seed {cfg.Seed}; output {cfg.Out}");
+            var bar = new ProgressBar(ctx.Err, ReferenceEquals(ctx.Err, Console.Error) && !Console.IsErrorRedirected);
+            var run = new TrainRun(cfg, msg =>
+            {
+                bar.Clear();
+                ctx.Out.WriteLine(msg);
+            });
+            var total = Stopwatch.StartNew();
+            run.Run(r.GetValue(resume), default, bar.Update);
+            bar.Clear();
+            var last = run.Epochs[^1];
+            ctx.Out.WriteLine($"final test accuracy {100 * last.TestAccuracy:F2}% after {last.Epoch} epochs; "
+                + $"{total.Elapsed.TotalMinutes:F1} min in this run; weights in {Path.Combine(cfg.Out, TrainRun.WeightsFile)}");
+            return ExitCodes.Ok;
+        });
+        return cmd;
+    }
+
+    private static string F(double v) => v.ToString("G4", CultureInfo.InvariantCulture);
+
+    /// <summary>
+    /// A one-line bar redrawn in place on a terminal; elsewhere (a log, a pipe) one line per tenth of an epoch.
+    /// </summary>
+    private sealed class ProgressBar(TextWriter w, bool live)
+    {
+        private int _lastTenth = -1;
+        private long _lastDraw;
+        private bool _drawn;
+
+        public void Update(TrainProgress p)
+        {
+            int tenth = p.Step * 10 / p.Steps;
+            string Line()
+            {
+                int width = 24, filled = p.Step * width / p.Steps;
+                return $"epoch {p.Epoch}/{p.Epochs} [{new string('#', filled)}{new string('.', width - filled)}] "
+                    + $"{p.Step}/{p.Steps} loss {p.Loss:F4} acc {100 * p.Accuracy:F2}% {p.ImagesPerSecond:F0} img/s lr {p.Lr:E2}";
+            }
+            if (live)
+            {
+                long now = Environment.TickCount64;
+                if (now - _lastDraw < 200 && p.Step != p.Steps) return;
+                _lastDraw = now;
+                w.Write("\r" + Line() + "\u001b[K");
+                _drawn = true;
+            }
+            else if (tenth != _lastTenth && tenth > 0)
+            {
+                _lastTenth = tenth;
+                w.WriteLine(Line());
+            }
+            if (p.Step == p.Steps) _lastTenth = -1;
+        }
+
+        public void Clear()
+        {
+            if (live && _drawn)
+            {
+                w.Write("\r\u001b[K");
+                _drawn = false;
+            }
+        }
+    }
+}
