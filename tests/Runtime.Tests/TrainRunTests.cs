@@ -1,0 +1,108 @@
+using ShiftWise.Frontend.IO;
+using ShiftWise.IR;
+using ShiftWise.Runtime.Train;
+
+namespace ShiftWise.Runtime.Tests;
+
+/// <summary>
+/// The training loop on a tiny configuration (a few hundred Fashion-MNIST images, a narrow sw-fmnist): a run killed in
+/// the middle of an epoch and resumed from its last checkpoint ends with weights identical, bit for bit, to an
+/// uninterrupted run; checkpoints refuse a different configuration; the config reader names bad keys.
+/// </summary>
+public sealed class TrainRunTests
+{
+    private const string Tiny = """
+        {
+          "model": { "preset": "sw-fmnist", "dims": [8, 16, 16, 16], "kernel_size": [9, 7, 5, 3, 3], "drop_path": 0.2 },
+          "data": { "hflip": true, "limit_train": 192, "limit_test": 100 },
+          "train": { "epochs": 3, "batch": 16, "accumulate": 2, "lr": 3e-3, "min_lr": 1e-4, "warmup_epochs": 1,
+                     "label_smoothing": 0.1, "seed": 7, "eval_batch": 64 },
+          "out": "unused"
+        }
+        """;
+
+    private static TrainConfig Config(string dir) => TrainConfig.Parse(Tiny, "tiny.json") with { Out = dir };
+
+    private static string Dir() => Directory.CreateTempSubdirectory("swc-train-").FullName;
+
+    [Fact]
+    public void AKilledRunResumedEndsWithIdenticalWeights()
+    {
+        Assert.SkipUnless(FashionMnist.Installed(), "Fashion-MNIST is not installed (Debian's dataset-fashion-mnist)");
+        string a = Dir(), b = Dir();
+        var whole = new TrainRun(Config(a));
+        whole.Run(false, TestContext.Current.CancellationToken);
+        Assert.Equal(3, whole.Epochs.Count);
+
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
+        var first = new TrainRun(Config(b));
+        Assert.ThrowsAny<OperationCanceledException>(() => first.Run(false, cts.Token, p =>
+        {
+            if (p.Epoch == 2 && p.Step == 3) cts.Cancel(); // killed in the middle of epoch 2
+        }));
+        Assert.False(File.Exists(Path.Combine(b, TrainRun.WeightsFile)));
+        Assert.Equal("1", SafeTensors.ReadMetadata(Path.Combine(b, TrainRun.CheckpointFile))["epochs_done"]);
+        var resumed = new TrainRun(Config(b));
+        resumed.Run(true, TestContext.Current.CancellationToken);
+        Assert.Equal(3, resumed.Epochs.Count);
+
+        var wa = SafeTensors.Read(Path.Combine(a, TrainRun.WeightsFile));
+        var wb = SafeTensors.Read(Path.Combine(b, TrainRun.WeightsFile));
+        Assert.Equal(wa.Keys, wb.Keys);
+        foreach (var (k, t) in wa) Assert.True(t.ToDoubles().SequenceEqual(wb[k].ToDoubles()), $"{k} differs after resuming");
+        Assert.Equal(File.ReadAllBytes(Path.Combine(a, TrainRun.WeightsFile)), File.ReadAllBytes(Path.Combine(b, TrainRun.WeightsFile)));
+        Assert.Equal(whole.Epochs.Select(e => e.TestAccuracy), resumed.Epochs.Select(e => e.TestAccuracy));
+        // training moved the weights and the running statistics
+        var init = SafeTensors.Read(Path.Combine(a, TrainRun.CheckpointFile));
+        Assert.Contains(wa, kv => kv.Key.EndsWith(".running_mean", StringComparison.Ordinal) && kv.Value.ToDoubles().Any(v => v != 0));
+        Assert.Contains(init.Keys, k => k.StartsWith("optim/", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void ResumeRefusesADifferentConfigurationAndAMissingCheckpoint()
+    {
+        Assert.SkipUnless(FashionMnist.Installed(), "Fashion-MNIST is not installed (Debian's dataset-fashion-mnist)");
+        string d = Dir();
+        var e = Assert.Throws<IrException>(() => new TrainRun(Config(d)).Run(true, TestContext.Current.CancellationToken));
+        Assert.Contains("no " + Path.Combine(d, TrainRun.CheckpointFile), e.Message);
+        new TrainRun(Config(d) with { Epochs = 1 }).Run(false, TestContext.Current.CancellationToken);
+        e = Assert.Throws<IrException>(() => new TrainRun(Config(d) with { Lr = 1e-2 }).Run(true, TestContext.Current.CancellationToken));
+        Assert.Contains("different configuration", e.Message);
+    }
+
+    [Theory]
+    [InlineData("""{ "train": { "epoch": 3 } }""", "tiny.json: train.epoch: unknown key")]
+    [InlineData("""{ "model": { "dims": [8, "x", 16, 16] } }""", "tiny.json: model.dims: must be a list of integers")]
+    [InlineData("""{ "train": { "batch": 1 } }""", "tiny.json: train.batch: 1 must be >= 2")]
+    [InlineData("""{ "train": { "optimizer": "lion" } }""", "train.optimizer: 'lion' is adamw or sgd")]
+    [InlineData("""{ "model": { "preset": "sw-huge" } }""", "model.preset: 'sw-huge' is not a ShiftWise_v2 preset")]
+    [InlineData("""{ "model": { "kernel_size": [13, 9, 5, 3, 4] } }""", "tiny.json: model: option --kernel-size")]
+    [InlineData("""{ "model": { "in_chans": 3 } }""", "model.in_chans: 3: Fashion-MNIST images have 1 channel")]
+    [InlineData("""[1, 2]""", "tiny.json: the file: must be a JSON object")]
+    [InlineData("""{ "train": """, "tiny.json: not valid JSON")]
+    public void ConfigErrorsNameTheFileAndKey(string json, string phrase)
+    {
+        var e = Assert.Throws<IrException>(() => TrainConfig.Parse(json, "tiny.json"));
+        Assert.Contains(phrase, e.Message);
+    }
+
+    [Fact]
+    public void TheSampleRecipeParses()
+    {
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "ShiftWise.Compiler.sln"))) dir = dir.Parent;
+        var cfg = TrainConfig.Load(Path.Combine(dir!.FullName, "samples", "fashion-mnist.json"));
+        Assert.Equal(1, cfg.Model.InChans);
+        Assert.Equal(10, cfg.Model.NumClasses);
+    }
+
+    [Fact]
+    public void ShufflesDependOnlyOnSeedAndEpoch()
+    {
+        var a = TrainRun.Shuffle(1000, 3, 4);
+        Assert.Equal(a, TrainRun.Shuffle(1000, 3, 4));
+        Assert.NotEqual(a, TrainRun.Shuffle(1000, 3, 5));
+        Assert.NotEqual(a, TrainRun.Shuffle(1000, 4, 4));
+        Assert.Equal(Enumerable.Range(0, 1000), a.Order());
+    }
+}
