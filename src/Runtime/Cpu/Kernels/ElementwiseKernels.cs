@@ -179,22 +179,60 @@ public sealed class BinaryKernel : CpuKernel
 }
 
 /// <summary>
-/// drop_path in eval mode: the identity, a copy (outputs never alias inputs). Train mode draws random drops and
-/// rescales; the CPU target does not train yet, so it is refused at construction rather than silently ignored.
+/// drop_path. Eval: the identity, a copy (outputs never alias inputs). Train: each sample scaled by 1/(1−p) or
+/// dropped, by the op's seeded draw for the step input (an i64 scalar, bound as a float holding the integer;
+/// step 0 without it). The grad kernel of drop_path uses the same <see cref="Factor"/>.
 /// </summary>
 public sealed class DropPathKernel : CpuKernel
 {
+    private readonly DropPath _op;
+    private readonly int _n, _per, _parts;
+    private readonly bool _hasStep;
+    private readonly float[] _factor;
+    private readonly Action<int> _part;
+    private Buf _x, _y;
+
     /// <summary>Binds the kernel to a node.</summary>
     public DropPathKernel(KernelRequest r)
     {
-        var (op, _) = KernelCheck.Prepare<DropPath>(r);
-        if (op.Mode == Mode.Train)
-        {
-            throw KernelCheck.Fail(r, "drop_path in train mode is not supported on the CPU target (training is not "
-                + "supported by the CPU target yet); use an eval-mode graph");
-        }
+        (_op, _) = KernelCheck.Prepare<DropPath>(r, 1);
+        var x = r.InputTypes[0].Shape;
+        int count = KernelCheck.Count(r, x);
+        _n = x[0];
+        _per = count / Math.Max(1, _n);
+        _hasStep = r.InputTypes.Count == 2;
+        _factor = new float[_n];
+        _parts = Par.Parts(count, _n);
+        _part = Part;
     }
 
     /// <inheritdoc/>
-    public override void Run(Buf[] inputs, Buf[] outputs) => inputs[0].Span.CopyTo(outputs[0].Span);
+    public override void Run(Buf[] inputs, Buf[] outputs)
+    {
+        if (_op.Mode == Mode.Eval)
+        {
+            inputs[0].Span.CopyTo(outputs[0].Span);
+            return;
+        }
+        long step = _hasStep ? Step(inputs[1]) : 0;
+        for (int b = 0; b < _n; b++) _factor[b] = Factor(_op, b, step);
+        (_x, _y) = (inputs[0], outputs[0]);
+        Par.Run(_parts, _part);
+    }
+
+    private void Part(int p)
+    {
+        var (s, e) = Par.Range(p, _parts, _n);
+        for (int b = s; b < e; b++)
+        {
+            Simd.MulScalar(_x.Span.Slice(b * _per, _per), _factor[b], _y.Span.Slice(b * _per, _per));
+        }
+    }
+
+    /// <summary>The train-mode multiplier of sample <paramref name="b"/>: 1/(1−p) when kept, 0 when dropped.</summary>
+    internal static float Factor(DropPath op, int b, long step) =>
+        op.Mode == Mode.Eval || op.Prob == 0 ? 1f : op.Keeps(b, step) ? (float)(1 / (1 - op.Prob)) : 0f;
+
+    /// <summary>The value of the step input (an integer held in a float).</summary>
+    internal static long Step(Buf step) => checked((long)step.Span[0]);
 }

@@ -12,7 +12,7 @@ public static class KernelTable
 {
     /// <summary>
     /// A kernel bound to the request's node. Throws an <see cref="IrException"/> naming the node for an op without
-    /// a CPU kernel, and for what a kernel refuses (non-f32 types, train-mode batch_norm and drop_path).
+    /// a CPU kernel, and for what a kernel refuses (non-f32 types).
     /// </summary>
     public static CpuKernel Create(KernelRequest r) => r.Node.Op switch
     {

@@ -56,32 +56,42 @@ internal sealed class ChannelAffine
 }
 
 /// <summary>
-/// batch_norm in eval mode: the running statistics folded per run into one scale and shift per channel (in double,
-/// from the input buffers, since the statistics need not be constants). Train mode is refused.
+/// batch_norm. Eval: the running statistics folded per run into one scale and shift per channel (in double, from
+/// the input buffers, since the statistics need not be constants). Train: per channel (split over channels) the
+/// batch mean and biased variance (<see cref="BatchStats"/>), y = (x − mean)·w/√(var + eps) + b, and the updated
+/// running statistics (1 − m)·running + m·batch, with the unbiased variance, in double as the reference does.
 /// </summary>
 public sealed class BatchNormKernel : CpuKernel
 {
-    private readonly double _eps;
-    private readonly ChannelAffine _affine;
+    private readonly double _eps, _momentum;
+    private readonly ChannelAffine? _affine;
+    private readonly int _n, _c, _inner, _parts;
+    private readonly Action<int> _part;
+    private Buf[] _in = [], _out = [];
 
     /// <summary>Binds the kernel to a node.</summary>
     public BatchNormKernel(KernelRequest r)
     {
         var (op, _) = KernelCheck.Prepare<BatchNorm>(r);
-        if (op.Mode == Mode.Train)
-        {
-            throw KernelCheck.Fail(r, "batch_norm in train mode: training is not supported by the CPU target yet; "
-                + "use an eval-mode graph");
-        }
-        _eps = op.Eps;
+        (_eps, _momentum) = (op.Eps, op.Momentum);
         var x = r.InputTypes[0].Shape;
         int count = KernelCheck.Count(r, x);
-        _affine = new ChannelAffine(x[0], x[1], count / Math.Max(1, x[0] * x[1]));
+        (_n, _c) = (x[0], x[1]);
+        _inner = count / Math.Max(1, _n * _c);
+        if (op.Mode == Mode.Eval) _affine = new ChannelAffine(x[0], x[1], _inner);
+        _parts = Par.Parts(count * 4L, _c);
+        _part = TrainPart;
     }
 
     /// <inheritdoc/>
     public override void Run(Buf[] inputs, Buf[] outputs)
     {
+        if (_affine is null)
+        {
+            (_in, _out) = (inputs, outputs);
+            Par.Run(_parts, _part);
+            return;
+        }
         ReadOnlySpan<float> w = inputs[1].Span, b = inputs[2].Span, mean = inputs[3].Span, var = inputs[4].Span;
         for (int c = 0; c < w.Length; c++)
         {
@@ -90,6 +100,47 @@ public sealed class BatchNormKernel : CpuKernel
             _affine.Shift[c] = (float)(b[c] - mean[c] * s);
         }
         _affine.Run(inputs[0], outputs[0]);
+    }
+
+    private void TrainPart(int p)
+    {
+        ReadOnlySpan<float> x = _in[0].Span, w = _in[1].Span, b = _in[2].Span, rm = _in[3].Span, rv = _in[4].Span;
+        Span<float> y = _out[0].Span, newMean = _out[1].Span, newVar = _out[2].Span;
+        long count = (long)_n * _inner;
+        var (s, e) = Par.Range(p, _parts, _c);
+        for (int ch = s; ch < e; ch++)
+        {
+            var (mean, var) = BatchStats.Of(x, ch, _n, _c, _inner);
+            float m = (float)mean, scale = (float)(w[ch] / Math.Sqrt(var + _eps));
+            for (int bi = 0; bi < _n; bi++)
+            {
+                int at = (bi * _c + ch) * _inner;
+                GradSimd.ShiftScale(x.Slice(at, _inner), m, scale, b[ch], y.Slice(at, _inner));
+            }
+            newMean[ch] = (float)((1 - _momentum) * rm[ch] + _momentum * mean);
+            newVar[ch] = (float)((1 - _momentum) * rv[ch] + _momentum * var * count / (count - 1));
+        }
+    }
+}
+
+/// <summary>The batch statistics of one channel of an (N, C, inner) tensor, shared by batch_norm's train forward and grad.</summary>
+internal static class BatchStats
+{
+    /// <summary>
+    /// Mean and biased variance in double: row sums in float lanes added in double, then squared deviations from
+    /// the float-rounded mean, corrected for its rounding (Σ(x − m)² = Σ(x − μ)² + count·(μ − m)²).
+    /// </summary>
+    public static (double Mean, double Var) Of(ReadOnlySpan<float> x, int ch, int n, int c, int inner)
+    {
+        double s = 0;
+        for (int b = 0; b < n; b++) s += Simd.Sum(x.Slice((b * c + ch) * inner, inner));
+        long count = (long)n * inner;
+        double mean = s / count;
+        float m = (float)mean;
+        double q = 0;
+        for (int b = 0; b < n; b++) q += Simd.SumSqDev(x.Slice((b * c + ch) * inner, inner), m);
+        double dm = mean - m;
+        return (mean, Math.Max(0, q / count - dm * dm));
     }
 }
 
