@@ -17,7 +17,7 @@ public sealed class GradTests
 
     private static readonly string[] Model =
     [
-        "sw-v2", "--num-classes", "10", "--depths", "1,1,1,1", "--dims", "16,24,32,48", "--kernel-size", "11,9,7,5,3",
+        "grad", "sw-v2", "--num-classes", "10", "--depths", "1,1,1,1", "--dims", "16,24,32,48", "--kernel-size", "11,9,7,5,3",
         "--weights", Path.Combine(Fixtures, "weights.safetensors"),
         "--input", Path.Combine(Fixtures, "x.npy"), "--labels", Path.Combine(Fixtures, "labels.npy"),
     ];
