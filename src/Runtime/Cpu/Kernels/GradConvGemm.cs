@@ -24,6 +24,13 @@ internal sealed class GemmConvGrad
     /// <summary>The most floats an im2col chunk may take in the sequential mode (8 MB).</summary>
     private const long ScratchCap = 1L << 21;
 
+    /// <summary>
+    /// When positive, kernels built on this thread take the sequential schedule with this scratch cap instead of
+    /// <see cref="ScratchCap"/> (for tests: several chunks on small shapes).
+    /// </summary>
+    [ThreadStatic]
+    internal static long ScratchCapOverride;
+
     private readonly ConvGeom _g;
     private readonly bool _wx, _ww, _pointwise, _rows, _split;
     private readonly int _parts, _chunk, _helpParts, _reduceParts;
@@ -42,7 +49,7 @@ internal sealed class GemmConvGrad
         if (_rows) return;
         long perSample = (long)g.Opg * g.K * g.P;
         long flops = 2L * g.N * g.Groups * perSample * ((wantX ? 1 : 0) + (wantW ? 1 : 0));
-        _split = g.N > 1 && perSample < SmallGemm;
+        _split = g.N > 1 && perSample < SmallGemm && ScratchCapOverride <= 0;
         if (_split)
         {
             _parts = Par.Parts(flops, g.N);
@@ -52,7 +59,8 @@ internal sealed class GemmConvGrad
         else
         {
             _parts = 1;
-            _chunk = _pointwise ? 1 : (int)Math.Clamp(ScratchCap / ((long)g.K * g.P), 1, g.N);
+            long cap = ScratchCapOverride > 0 ? ScratchCapOverride : ScratchCap;
+            _chunk = _pointwise ? 1 : (int)Math.Clamp(cap / ((long)g.K * g.P), 1, g.N);
             int chunks = (g.N + _chunk - 1) / _chunk;
             _chunk = (g.N + chunks - 1) / chunks;
             _helpParts = Par.Parts((long)g.K * g.P * _chunk, (long)g.K * _chunk);
