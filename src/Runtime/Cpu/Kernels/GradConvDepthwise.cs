@@ -9,18 +9,24 @@ namespace ShiftWise.Runtime.Cpu.Kernels;
 /// convs have O/G = n) as direct loops, in two passes with their own partitions:
 /// <list type="bullet">
 /// <item>dX, one (sample, channel) plane per item: with stride one it is the correlation of the group's dY planes,
-/// each zero-padded by (k−1)·d − p, with the flipped filters — eight outputs per register across every output
-/// channel and tap; with other strides each tap's rows are added onto the positions they read.</item>
+/// each zero-padded by (k−1)·d − p, with the flipped filters, computed on the plane rounded up to 4×8 blocks (four
+/// rows of eight outputs in registers across every output channel and tap, no scalar tails) and copied out; with
+/// other strides each tap's rows are added onto the positions they read.</item>
 /// <item>dW, output channels split over the parts: per channel the sum over the batch (in order, in double) of the
-/// k·k dot products of its dY plane with the shifted input plane (zero-padded once per sample and channel).</item>
+/// k·k dot products of its dY plane (zero-padded to 4×8 blocks) with the shifted input plane (zero-padded once per
+/// sample and channel), four rows at a time into separate accumulators.</item>
 /// </list>
 /// </summary>
 internal sealed class DepthwiseConvGrad
 {
     private readonly ConvGeom _g;
     private readonly bool _wx, _ww, _unit;
-    private readonly int _xParts, _wParts, _hp, _wp, _xh, _xw;
-    private readonly float[][] _pad;
+    private readonly int _xParts, _wParts;
+    // stride one, dX: output rounded up to (hr, wr) = (4·⌈H/4⌉, 8·⌈W/8⌉), dY planes padded to hp×wp
+    private readonly int _hr, _wr, _hp, _wp;
+    // stride one, dW: dY rounded up to (dh, dw) = (4·⌈Ho/4⌉, 8·⌈Wo/8⌉), x padded to xh×xw
+    private readonly int _dh, _dwd, _xh, _xw;
+    private readonly float[][] _padX, _padW;
     private readonly double[][] _acc;
     private readonly Action<int> _xPart, _wPart;
     private Buf _x, _w, _dy, _dx, _dw;
@@ -32,15 +38,20 @@ internal sealed class DepthwiseConvGrad
         long work = (long)g.N * g.O * g.P * g.Taps;
         _xParts = Par.Parts(work, (long)g.N * g.C);
         _wParts = Par.Parts(work, g.O);
-        // stride one: dY planes padded for the dX correlation, x planes padded for the dW dot products
-        (_hp, _wp) = (g.H + (g.Kh - 1) * g.D0, g.W + (g.Kw - 1) * g.D1);
-        (_xh, _xw) = (g.H + 2 * g.P0, g.W + 2 * g.P1);
-        long need = !_unit ? 0 : Math.Max(wantX ? (long)g.Opg * _hp * _wp : 0, wantW ? (long)_xh * _xw : 0);
-        if (need > Array.MaxLength) throw KernelCheck.Fail(r, $"padded planes of {need} floats are too large");
-        _pad = Enumerable.Range(0, Math.Max(_xParts, _wParts)).Select(_ => new float[need]).ToArray();
+        (_hr, _wr) = (Round(g.H, 4), Round(g.W, 8));
+        (_hp, _wp) = (_hr + (g.Kh - 1) * g.D0, _wr + (g.Kw - 1) * g.D1);
+        (_dh, _dwd) = (Round(g.Ho, 4), Round(g.Wo, 8));
+        (_xh, _xw) = (_dh + (g.Kh - 1) * g.D0, _dwd + (g.Kw - 1) * g.D1);
+        long needX = _unit && wantX ? (long)g.Opg * _hp * _wp + (long)_hr * _wr : 0;
+        long needW = _unit && wantW ? (long)_dh * _dwd + (long)_xh * _xw : 0;
+        if (Math.Max(needX, needW) > Array.MaxLength) throw KernelCheck.Fail(r, "padded planes are too large");
+        _padX = Enumerable.Range(0, _xParts).Select(_ => new float[needX]).ToArray();
+        _padW = Enumerable.Range(0, _wParts).Select(_ => new float[needW]).ToArray();
         _acc = Enumerable.Range(0, _wParts).Select(_ => new double[(long)g.Opg * g.Taps]).ToArray();
         (_xPart, _wPart) = (XPart, WPart);
     }
+
+    private static int Round(int v, int m) => (v + m - 1) / m * m;
 
     public void Run(Buf x, Buf w, Buf dy, Buf? dx, Buf? dw)
     {
@@ -55,6 +66,9 @@ internal sealed class DepthwiseConvGrad
         ReadOnlySpan<float> dy = _dy.Span, w = _w.Span;
         var dx = _dx.Span;
         var (s, e) = Par.Range(p, _xParts, (long)g.N * g.C);
+        int padPlane = _hp * _wp, qy = (g.Kh - 1) * g.D0 - g.P0, qx = (g.Kw - 1) * g.D1 - g.P1;
+        var pads = _unit ? _padX[p].AsSpan(0, g.Opg * padPlane) : default;
+        var out8 = _unit ? _padX[p].AsSpan(g.Opg * padPlane, _hr * _wr) : default;
         for (int bc = s; bc < e; bc++)
         {
             int b = bc / g.C, c = bc % g.C;
@@ -66,13 +80,12 @@ internal sealed class DepthwiseConvGrad
                 Scatter(g, dyc, wc, plane);
                 continue;
             }
-            var pad = _pad[p].AsSpan(0, g.Opg * _hp * _wp);
-            int qy = (g.Kh - 1) * g.D0 - g.P0, qx = (g.Kw - 1) * g.D1 - g.P1;
             for (int o = 0; o < g.Opg; o++)
             {
-                Shifted(dyc.Slice(o * g.P, g.P), g.Ho, g.Wo, qy, qx, pad.Slice(o * _hp * _wp, _hp * _wp), _hp, _wp);
+                Shifted(dyc.Slice(o * g.P, g.P), g.Ho, g.Wo, qy, qx, pads.Slice(o * padPlane, padPlane), _hp, _wp);
             }
-            Flipped(pad, g.Opg, _hp * _wp, _wp, wc, g, plane);
+            Flipped(pads, g.Opg, padPlane, _wp, wc, g, out8, _hr, _wr);
+            for (int i = 0; i < g.H; i++) out8.Slice(i * _wr, g.W).CopyTo(plane.Slice(i * g.W, g.W));
         }
     }
 
@@ -96,47 +109,47 @@ internal sealed class DepthwiseConvGrad
     }
 
     /// <summary>
-    /// dx(i, j) = Σ_o Σ_{u,v} pad_o(i + u·d0, j + v·d1) · w_o(kh−1−u, kw−1−v) over an H×W plane; the planes of
-    /// <paramref name="pads"/> are <paramref name="stride"/> apart with rows of <paramref name="wp"/>.
+    /// out(i, j) = Σ_o Σ_{u,v} pad_o(i + u·d0, j + v·d1) · w_o(kh−1−u, kw−1−v) over an hr×wr plane (hr a multiple
+    /// of 4, wr of 8): blocks of four rows by eight columns, four independent accumulators across every output
+    /// channel and tap. The planes of <paramref name="pads"/> are <paramref name="stride"/> apart, rows of wp.
     /// </summary>
     private static void Flipped(ReadOnlySpan<float> pads, int planes, int stride, int wp, ReadOnlySpan<float> w,
-        in ConvGeom g, Span<float> dx)
+        in ConvGeom g, Span<float> output, int hr, int wr)
     {
-        int kh = g.Kh, kw = g.Kw, taps = g.Taps;
+        int kh = g.Kh, kw = g.Kw, taps = g.Taps, d0 = g.D0, d1 = g.D1;
+        if (pads.Length < (planes - 1) * stride + (hr + (kh - 1) * d0) * wp || wr + (kw - 1) * d1 > wp
+            || w.Length < planes * taps || output.Length < hr * wr)
+        {
+            throw new ArgumentException("transposed depthwise operands are too small");
+        }
         ref float p0 = ref MemoryMarshal.GetReference(pads);
         ref float w0 = ref MemoryMarshal.GetReference(w);
-        for (int i = 0; i < g.H; i++)
+        ref float y0 = ref MemoryMarshal.GetReference(output);
+        nuint r1 = (nuint)wp, r2 = 2 * r1, r3 = 3 * r1;
+        for (int i = 0; i < hr; i += 4)
+        for (int j = 0; j < wr; j += 8)
         {
-            int j = 0;
-            for (; j <= g.W - 8; j += 8)
+            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            for (int o = 0; o < planes; o++)
+            for (int u = 0; u < kh; u++)
             {
-                var acc = Vector256<float>.Zero;
-                for (int o = 0; o < planes; o++)
+                nuint row = (nuint)(o * stride + (i + u * d0) * wp + j);
+                int wrow = o * taps + (kh - 1 - u) * kw + kw - 1;
+                for (int v = 0; v < kw; v++)
                 {
-                    for (int u = 0; u < kh; u++)
-                    {
-                        nuint row = (nuint)(o * stride + (i + u * g.D0) * wp + j);
-                        int wr = o * taps + (kh - 1 - u) * kw + kw - 1;
-                        for (int v = 0; v < kw; v++)
-                        {
-                            var xv = Vector256.LoadUnsafe(ref p0, row + (nuint)(v * g.D1));
-                            acc = Vector256.FusedMultiplyAdd(xv, Vector256.Create(Unsafe.Add(ref w0, wr - v)), acc);
-                        }
-                    }
+                    var wv = Vector256.Create(Unsafe.Add(ref w0, wrow - v));
+                    nuint at = row + (nuint)(v * d1);
+                    a0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref p0, at), wv, a0);
+                    a1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref p0, at + r1), wv, a1);
+                    a2 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref p0, at + r2), wv, a2);
+                    a3 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref p0, at + r3), wv, a3);
                 }
-                acc.StoreUnsafe(ref MemoryMarshal.GetReference(dx), (nuint)(i * g.W + j));
             }
-            for (; j < g.W; j++)
-            {
-                float acc = 0;
-                for (int o = 0; o < planes; o++)
-                for (int u = 0; u < kh; u++)
-                {
-                    int row = o * stride + (i + u * g.D0) * wp + j, wr = o * taps + (kh - 1 - u) * kw + kw - 1;
-                    for (int v = 0; v < kw; v++) acc = MathF.FusedMultiplyAdd(pads[row + v * g.D1], w[wr - v], acc);
-                }
-                dx[i * g.W + j] = acc;
-            }
+            nuint y = (nuint)(i * wr + j);
+            a0.StoreUnsafe(ref y0, y);
+            a1.StoreUnsafe(ref y0, y + (nuint)wr);
+            a2.StoreUnsafe(ref y0, y + (nuint)(2 * wr));
+            a3.StoreUnsafe(ref y0, y + (nuint)(3 * wr));
         }
     }
 
@@ -170,6 +183,8 @@ internal sealed class DepthwiseConvGrad
         var acc = _acc[p].AsSpan();
         var (s, e) = Par.Range(p, _wParts, g.O);
         if (s >= e) return;
+        var dyp = _unit ? _padW[p].AsSpan(0, _dh * _dwd) : default;
+        var xp = _unit ? _padW[p].AsSpan(_dh * _dwd, _xh * _xw) : default;
         for (int c = s / g.Opg; c <= (e - 1) / g.Opg; c++)
         {
             int oa = Math.Max(s, c * g.Opg), ob = Math.Min(e, (c + 1) * g.Opg);
@@ -177,18 +192,18 @@ internal sealed class DepthwiseConvGrad
             for (int b = 0; b < g.N; b++)
             {
                 var xc = x.Slice((b * g.C + c) * g.Plane, g.Plane);
-                Span<float> xp = default;
-                if (_unit)
-                {
-                    xp = _pad[p].AsSpan(0, _xh * _xw);
-                    Shifted(xc, g.H, g.W, g.P0, g.P1, xp, _xh, _xw);
-                }
+                if (_unit) Shifted(xc, g.H, g.W, g.P0, g.P1, xp, _xh, _xw);
                 for (int o = oa; o < ob; o++)
                 {
                     var dyo = dy.Slice((b * g.O + o) * g.P, g.P);
                     var ao = acc.Slice((o - oa) * g.Taps, g.Taps);
-                    if (_unit) Dots(g, dyo, xp, _xw, ao);
-                    else StridedDots(g, dyo, xc, ao);
+                    if (!_unit)
+                    {
+                        StridedDots(g, dyo, xc, ao);
+                        continue;
+                    }
+                    Shifted(dyo, g.Ho, g.Wo, 0, 0, dyp, _dh, _dwd);
+                    Dots(g, dyp, _dh, _dwd, xp, _xw, ao);
                 }
             }
             for (int o = oa; o < ob; o++)
@@ -198,29 +213,37 @@ internal sealed class DepthwiseConvGrad
         }
     }
 
-    /// <summary>acc(u, v) += Σ_{i,j} dy(i, j)·xp(i + u·d0, j + v·d1), xp the input zero-padded by p (rows of xw).</summary>
-    private static void Dots(in ConvGeom g, ReadOnlySpan<float> dy, ReadOnlySpan<float> xp, int xw, Span<double> acc)
+    /// <summary>
+    /// acc(u, v) += Σ_{i,j} dy(i, j)·xp(i + u·d0, j + v·d1) with dy zero-padded to dh×dw (multiples of 4 and 8)
+    /// and xp the input zero-padded by p (rows of xw): four rows at a time, each into its own accumulator.
+    /// </summary>
+    private static void Dots(in ConvGeom g, ReadOnlySpan<float> dy, int dh, int dw, ReadOnlySpan<float> xp, int xw,
+        Span<double> acc)
     {
+        if (dy.Length < dh * dw || xp.Length < (dh + (g.Kh - 1) * g.D0) * xw || dw + (g.Kw - 1) * g.D1 > xw)
+        {
+            throw new ArgumentException("depthwise weight-gradient operands are too small");
+        }
         ref float d0 = ref MemoryMarshal.GetReference(dy);
         ref float x0 = ref MemoryMarshal.GetReference(xp);
-        int wo8 = g.Wo & ~7;
+        nuint e1 = (nuint)dw, x1 = (nuint)xw;
         for (int u = 0; u < g.Kh; u++)
         for (int v = 0; v < g.Kw; v++)
         {
-            var va = Vector256<float>.Zero;
-            float sa = 0;
-            for (int i = 0; i < g.Ho; i++)
+            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            for (int i = 0; i < dh; i += 4)
             {
-                nuint dr = (nuint)(i * g.Wo), xr = (nuint)((i + u * g.D0) * xw + v * g.D1);
-                int j = 0;
-                for (; j < wo8; j += 8)
+                nuint dr = (nuint)(i * dw), xr = (nuint)((i + u * g.D0) * xw + v * g.D1);
+                for (int j = 0; j < dw; j += 8)
                 {
-                    va = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref d0, dr + (nuint)j),
-                        Vector256.LoadUnsafe(ref x0, xr + (nuint)j), va);
+                    nuint dj = dr + (nuint)j, xj = xr + (nuint)j;
+                    a0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref d0, dj), Vector256.LoadUnsafe(ref x0, xj), a0);
+                    a1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref d0, dj + e1), Vector256.LoadUnsafe(ref x0, xj + x1), a1);
+                    a2 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref d0, dj + 2 * e1), Vector256.LoadUnsafe(ref x0, xj + 2 * x1), a2);
+                    a3 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref d0, dj + 3 * e1), Vector256.LoadUnsafe(ref x0, xj + 3 * x1), a3);
                 }
-                for (; j < g.Wo; j++) sa = MathF.FusedMultiplyAdd(dy[(int)dr + j], xp[(int)xr + j], sa);
             }
-            acc[u * g.Kw + v] += (double)Vector256.Sum(va) + sa;
+            acc[u * g.Kw + v] += Vector256.Sum((a0 + a1) + (a2 + a3));
         }
     }
 
