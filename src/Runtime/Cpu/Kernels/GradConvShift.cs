@@ -3,16 +3,21 @@ using ShiftWise.IR.Ops;
 namespace ShiftWise.Runtime.Cpu.Kernels;
 
 /// <summary>
-/// The grad of shift_add in float32: the adjoint of the gather as a gather. Each (sample, sub-channel t) plane of
-/// dX is written by one part: cleared, then for each replica g the rows of dY_h, dY_v and dY_i that read plane t
-/// (shifted back by −ShiftH(t, g), −ShiftV(t, g), and the identity path where Ident(o, g) = t) are added on as
-/// contiguous spans, in the order of the float64 rule (per element: h, v, i of replica 0, then replica 1, ...).
-/// Outputs without a gradient contribute nothing; no atomics, no scatter between parts.
+/// The grad of shift_add in float32: the adjoint of the gather as a gather, one (sample, rep channel o) per item,
+/// so each plane of dX (sub-channel t = o·n + j) is written by one part. The three output gradients of (b, o) are
+/// first laid into zero-bordered planes with rows of L = win + the shift range, so that every shift becomes a
+/// flat offset: for each of o's n sub-channels, an accumulator plane (hin rows of L) is cleared, then for each
+/// replica g the dY_h plane offset by ShiftH(t, g), the dY_v plane offset by ShiftV(t, g) rows and the dY_i plane
+/// (where Ident(o, g) = t) are added as whole planes, the order of the float64 rule per element (h, v, i of replica
+/// 0, then replica 1, ...); the hin×win window is copied out. The borders stay zero between runs (only the content
+/// is rewritten), so there are no per-element bounds tests. Outputs without a gradient contribute nothing.
 /// </summary>
 public sealed class ShiftAddGradKernel : GradKernel
 {
     private readonly ShiftAdd _s;
     private readonly int _batch, _rn, _hin, _win, _h, _w, _parts;
+    private readonly int _off, _l, _area, _mh, _mv;
+    private readonly float[][] _acc, _ph, _pv, _pi;
     private readonly Buf _ones;
     private readonly Action<int> _part;
     private Buf _gh, _gv, _gi, _dx;
@@ -25,9 +30,29 @@ public sealed class ShiftAddGradKernel : GradKernel
         var x = InputTypes[0].Shape;
         KernelCheck.Count(r, x);
         (_batch, _rn, _hin, _win) = (x[0], x[1], x[2], x[3]);
-        (_h, _w) = (_hin - 2 * _s.Extra, _win - 2 * _s.Extra);
+        int e = _s.Extra;
+        (_h, _w) = (_hin - 2 * e, _win - 2 * e);
         if (Seeds) _ones = ConvGradKernels.Ones(_batch * _s.Rep * _h * _w);
-        _parts = Par.Parts(x.Elements * 3L * _s.NRep, (long)_batch * _rn);
+        int g2 = 2 * _s.NRep;
+        var sh = Enumerable.Range(0, _s.PadHV.Count).Where(i => i % g2 < _s.NRep).Select(i => _s.PadHV[i]).ToArray();
+        var sv = Enumerable.Range(0, _s.PadHV.Count).Where(i => i % g2 >= _s.NRep).Select(i => _s.PadHV[i]).Append(-e).ToArray();
+        int hmin = Math.Min(0, sh.Min()), hmax = Math.Max(0, sh.Max()), vmin = Math.Min(0, sv.Min()), vmax = Math.Max(0, sv.Max());
+        // the accumulator: hin rows of L; the window column jj lies at off + jj
+        (_off, _l) = (-hmin, -hmin + _win + hmax);
+        long area = (long)_hin * _l;
+        // dY_h content at rows e.., columns off..; read at every offset in [hmin, hmax]
+        _mh = -hmin;
+        long lenH = _mh + area + hmax;
+        // dY_v and dY_i content at rows 0.., columns off + e..; read at row offsets in [vmin, vmax]
+        _mv = -vmin * _l;
+        long lenV = _mv + Math.Max((long)_h * _l, area + (long)vmax * _l);
+        if (lenV > Array.MaxLength || lenH > Array.MaxLength) throw KernelCheck.Fail(r, "shifted planes are too large");
+        _area = (int)area;
+        _parts = Par.Parts(x.Elements * 3L * _s.NRep, (long)_batch * _s.Rep);
+        _acc = Enumerable.Range(0, _parts).Select(_ => new float[area]).ToArray();
+        _ph = Enumerable.Range(0, _parts).Select(_ => new float[lenH]).ToArray();
+        _pv = Enumerable.Range(0, _parts).Select(_ => new float[lenV]).ToArray();
+        _pi = Enumerable.Range(0, _parts).Select(_ => new float[lenV]).ToArray();
         _part = Part;
     }
 
@@ -45,42 +70,34 @@ public sealed class ShiftAddGradKernel : GradKernel
 
     private void Part(int p)
     {
-        int r = _s.Rep, n = _s.N, e = _s.Extra, h = _h, w = _w, win = _win, plane = h * w, inPlane = _hin * win;
-        ReadOnlySpan<float> ghAll = _hasH ? _gh.Span : default, gvAll = _hasV ? _gv.Span : default;
-        ReadOnlySpan<float> giAll = _hasI ? _gi.Span : default;
-        var (s, end) = Par.Range(p, _parts, (long)_batch * _rn);
-        for (int bt = s; bt < end; bt++)
+        int r = _s.Rep, n = _s.N, e = _s.Extra, h = _h, w = _w, l = _l, plane = h * w, inPlane = _hin * _win;
+        Span<float> acc = _acc[p], ph = _ph[p], pv = _pv[p], pi = _pi[p];
+        var (s, end) = Par.Range(p, _parts, (long)_batch * r);
+        for (int bo = s; bo < end; bo++)
         {
-            int b = bt / _rn, t = bt % _rn, o = t / n, at = (b * r + o) * plane;
-            var dst = _dx.Span.Slice(bt * inPlane, inPlane);
-            dst.Clear();
-            for (int g = 0; g < _s.NRep; g++)
+            int b = bo / r, o = bo % r;
+            // lay (b, o)'s output gradients into the bordered planes
+            for (int yy = 0; yy < h; yy++)
             {
-                if (_hasH)
+                if (_hasH) _gh.Span.Slice(bo * plane + yy * w, w).CopyTo(ph.Slice(_mh + (yy + e) * l + _off, w));
+                if (_hasV) _gv.Span.Slice(bo * plane + yy * w, w).CopyTo(pv.Slice(_mv + yy * l + _off + e, w));
+                if (_hasI) _gi.Span.Slice(bo * plane + yy * w, w).CopyTo(pi.Slice(_mv + yy * l + _off + e, w));
+            }
+            for (int j = 0; j < n; j++)
+            {
+                int t = o * n + j;
+                acc.Clear();
+                for (int g = 0; g < _s.NRep; g++)
                 {
-                    // dX(e + yy, jj) += dY_h(yy, jj + sh) for 0 ≤ jj + sh < w
-                    int sh = _s.ShiftH(t, g), lo = Math.Max(0, -sh), hi = Math.Min(win, w - sh);
-                    if (lo < hi)
-                    {
-                        var gh = ghAll.Slice(at, plane);
-                        for (int yy = 0; yy < h; yy++)
-                        {
-                            Simd.AddTo(gh.Slice(yy * w + lo + sh, hi - lo), dst.Slice((yy + e) * win + lo, hi - lo));
-                        }
-                    }
+                    // dX(ii, jj) += dY_h(ii − e, jj + sh): the bordered plane read sh further on
+                    if (_hasH) Simd.AddTo(ph.Slice(_mh + _s.ShiftH(t, g), _area), acc);
+                    // dX(ii, jj) += dY_v(ii + sv, jj − e): sv rows further on
+                    if (_hasV) Simd.AddTo(pv.Slice(_mv + _s.ShiftV(t, g) * l, _area), acc);
+                    // dX(ii, jj) += dY_i(ii − e, jj − e) where replica g's identity path takes t
+                    if (_hasI && _s.Identity(o, g) == t) Simd.AddTo(pi.Slice(_mv - e * l, _area), acc);
                 }
-                if (_hasV)
-                {
-                    // dX(ii, e + xx) += dY_v(ii + sv, xx) for 0 ≤ ii + sv < h
-                    int sv = _s.ShiftV(t, g), lo = Math.Max(0, -sv), hi = Math.Min(_hin, h - sv);
-                    var gv = gvAll.Slice(at, plane);
-                    for (int ii = lo; ii < hi; ii++) Simd.AddTo(gv.Slice((ii + sv) * w, w), dst.Slice(ii * win + e, w));
-                }
-                if (_hasI && _s.Identity(o, g) == t)
-                {
-                    var gi = giAll.Slice(at, plane);
-                    for (int yy = 0; yy < h; yy++) Simd.AddTo(gi.Slice(yy * w, w), dst.Slice((yy + e) * win + e, w));
-                }
+                var dst = _dx.Span.Slice((b * _rn + t) * inPlane, inPlane);
+                for (int ii = 0; ii < _hin; ii++) acc.Slice(ii * l + _off, _win).CopyTo(dst.Slice(ii * _win, _win));
             }
         }
     }
