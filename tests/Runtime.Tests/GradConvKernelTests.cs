@@ -199,6 +199,23 @@ public sealed class GradConvKernelTests
         }
     }
 
+    /// <summary>The coverage samples of these ops: every input differentiated, the float32 kernel, the rule.</summary>
+    [Fact]
+    public void CoverageSamples()
+    {
+        int seen = 0;
+        foreach (var (op, ins) in Coverage.Samples())
+        {
+            if (op is not (Conv2d or Linear or ShiftAdd)) continue;
+            var floats = Enumerable.Range(0, ins.Length).Where(i => ins[i].DType == DType.F32).ToArray();
+            var (g, gi) = KernelTests.GradCase(new Random(1), op, ins, floats, Enumerable.Range(0, op.OutputSuffixes.Count).ToArray());
+            Assert.False(KernelFor(g, gi) is ReferenceGradKernel);
+            Matches($"grad {op.Name} coverage sample", g, gi);
+            seen++;
+        }
+        Assert.True(seen >= 3);
+    }
+
     /// <summary>Two kernels bound to the same node, each run twice, give the same bits (fixed partitions and orders).</summary>
     [Fact]
     public void RunsAreBitIdentical()

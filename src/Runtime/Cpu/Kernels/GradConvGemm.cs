@@ -21,8 +21,12 @@ internal sealed class GemmConvGrad
     /// <summary>Below this m·n·k neither GEMM backend threads (OpenBLAS: 2¹⁸; the managed one forks at 2²¹ flops).</summary>
     private const long SmallGemm = 1L << 18;
 
-    /// <summary>The most floats an im2col chunk may take in the sequential mode (8 MB).</summary>
-    private const long ScratchCap = 1L << 21;
+    /// <summary>
+    /// The most floats an im2col chunk may take in the sequential mode (4 MB; col and dcol each): GEMMs of a few
+    /// thousand columns are already efficient, and the chunk stays in the last-level cache between im2col, the
+    /// GEMMs and col2im.
+    /// </summary>
+    private const long ScratchCap = 1L << 20;
 
     /// <summary>
     /// When positive, kernels built on this thread take the sequential schedule with this scratch cap instead of

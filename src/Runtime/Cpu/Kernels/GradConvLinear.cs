@@ -44,6 +44,11 @@ public sealed class LinearGradKernel : GradKernel
         _dy = Gy(inputs, 0) ?? _ones;
         ReadOnlySpan<float> dy = _dy.Span;
         int ldy = Math.Max(1, _out), ldk = Math.Max(1, _k);
+        if (N == 3 && Gx(outputs, 2) is { } db)
+        {
+            _db = db;
+            Par.Run(_biasParts, _biasPart);
+        }
         if (Gx(outputs, 0) is { } dx)
         {
             Blas.Sgemm(false, false, _rows, _k, _out, 1f, dy, ldy, X(inputs, 1).Span, ldk, 0f, dx.Span, ldk);
@@ -51,11 +56,6 @@ public sealed class LinearGradKernel : GradKernel
         if (Gx(outputs, 1) is { } dw)
         {
             Blas.Sgemm(true, false, _out, _k, _rows, 1f, dy, ldy, X(inputs, 0).Span, ldk, 0f, dw.Span, ldk);
-        }
-        if (N == 3 && Gx(outputs, 2) is { } db)
-        {
-            _db = db;
-            Par.Run(_biasParts, _biasPart);
         }
     }
 
