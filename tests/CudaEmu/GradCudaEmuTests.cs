@@ -30,7 +30,7 @@ public sealed class GradCudaEmuTests
 
     /// <summary>
     /// Shift-add case <paramref name="seed"/>: random SW tables (big 5–13, small 3 or 5, 1–3 reps, 1–3 replicas), planes
-    /// smaller than the band, batch 1–2; dy is the non-empty subset seed % 7 + 1 of {h, v, identity} (listed in
+    /// smaller than the band (at least k − 1), batch 1–2; dy is the non-empty subset seed % 7 + 1 of {h, v, identity} (listed in
     /// reverse order for odd seeds).
     /// </summary>
     private static (Graph Graph, CudaOptions Options) ShiftAddCase(int seed)
@@ -40,7 +40,7 @@ public sealed class GradCudaEmuTests
         int big = small + 2 * r.Next(1, 5);
         int rep = r.Next(1, 4), nrep = r.Next(1, 4);
         var s = SwTables.ShiftAdd(big, small, rep, nrep);
-        int e = s.Extra, h = r.Next(1, big), w = r.Next(1, big);
+        int e = s.Extra, h = r.Next(small - 1, big), w = r.Next(small - 1, big);
         int nb = r.Next(1, 3);
         int mask = seed % 7 + 1;
         var dy = Enumerable.Range(0, 3).Where(p => (mask >> p & 1) != 0).ToArray();
