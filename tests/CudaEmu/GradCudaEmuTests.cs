@@ -1,7 +1,9 @@
 using ShiftWise.CodegenCuda;
 using ShiftWise.Frontend.Tables;
+using ShiftWise.Frontend.Zoo;
 using ShiftWise.IR;
 using ShiftWise.IR.Ops;
+using ShiftWise.Passes;
 using ShiftWise.Runtime.Cuda;
 
 namespace ShiftWise.CudaEmu;
@@ -162,5 +164,49 @@ public sealed class GradCudaEmuTests
         var yd = dw.Infer([xd, wd, bd])[0];
         var gb = One("bias", new Grad(dw, Vec.Of(2), Vec.Of(0)), [xd, wd, bd, yd, yd]);
         Assert.Contains("bias gradient", Assert.Throws<IrException>(() => CudaCodegen.Lower(gb)).Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// The grad nodes the autodiff pass emits for the SW layers of a small ShiftWise_v2 training graph: every
+    /// shift_add and depthwise conv2d grad lowers (and the first of each kind matches the reference in emulation);
+    /// every other conv2d grad (the stem, downsampling, pointwise) is refused naming the node.
+    /// </summary>
+    [Fact]
+    public void TheSwLayerGradsOfATrainingGraphLower()
+    {
+        var o = new ShiftWiseV2Options
+        {
+            InChans = 2, NumClasses = 5, Depths = [1, 1, 0, 1], Dims = [8, 12, 16, 16], KernelSize = [7, 5, 5, 3, 3],
+            Batch = 2, Height = 24, Width = 24, DropPathRate = 0,
+        };
+        var m = ShiftWiseV2.Build(o, "small", DType.F32, new TrainingForm());
+        var g = AutodiffBuilder.Build(m.Graph, ShiftWiseV2.Loss).Graph;
+        var types = g.ValueTypes();
+        int shiftAdds = 0, depthwise = 0, refused = 0;
+        foreach (var n in g.Nodes.Where(n => n.Op is Grad { Of: ShiftAdd or Conv2d }))
+        {
+            var op = (Grad)n.Op;
+            var one = One($"t{shiftAdds + depthwise + refused}", op, n.Inputs.Select(i => types[i]).ToArray());
+            bool dw = op.Of is Conv2d c && c.Groups == types[n.Inputs[0]].Shape[1] && types[n.Inputs[1]].Shape[1] == 1 &&
+                c.Stride.All(s => s == 1) && !op.Wrt.Contains(2);
+            if (op.Of is ShiftAdd || dw)
+            {
+                var plan = CudaCodegen.Lower(one);
+                Assert.NotEmpty(plan.Steps);
+                bool first = op.Of is ShiftAdd ? shiftAdds++ == 0 : depthwise++ == 0;
+                if (first && CudaEmulator.Available)
+                {
+                    double err = EmuCheck.ErrorVsReference(plan, one, new Dictionary<string, Tensor>(), Random(one, 5));
+                    Assert.True(err <= Tol, $"{n.Describe()}: relative L2 {err:E2}");
+                }
+            }
+            else
+            {
+                refused++;
+                var e = Assert.Throws<IrException>(() => CudaCodegen.Lower(one));
+                Assert.Contains("no CUDA lowering for grad of conv2d", e.Message, StringComparison.Ordinal);
+            }
+        }
+        Assert.True(shiftAdds >= 2 && depthwise >= 2 && refused >= 1, $"{shiftAdds} shift_add, {depthwise} depthwise, {refused} other conv grads");
     }
 }
