@@ -82,6 +82,9 @@ public static class CudaCodegen
             case Mean:
                 ReduceLowering.Lower(ctx);
                 break;
+            case Grad:
+                GradLowering.Lower(ctx);
+                break;
             default:
                 throw new IrException($"{ctx.Node.Describe()}: the CUDA target has no kernel for {ctx.Node.Op.Name}; " +
                     "compile with the inference pipeline, which leaves only ops it supports");
