@@ -304,8 +304,10 @@ class ShiftWiseV2(nn.Module):
 
     def __init__(self, in_chans=3, num_classes=1000, depths=(3, 3, 18, 3), dims=(80, 160, 320, 640),
                  width_factor=1.0, kernel_size=(51, 49, 47, 13, 3), ghost_ratio=0.23, N_path=2, N_rep=4, bn=True,
-                 layer_scale_init_value=1e-6, drop_path_rate=0.0, head_init_scale=1.0):
+                 layer_scale_init_value=1e-6, drop_path_rate=0.0, head_init_scale=1.0, stem_stride=4):
         super().__init__()
+        if stem_stride not in (2, 4):
+            raise ValueError("stem_stride must be 4 (two stride-2 stem convs) or 2 (second stem conv stride 1)")
         dims = [int(d * width_factor) for d in dims]
         assert len(depths) == 4 and len(dims) == 4 and len(kernel_size) == 5
         self.dims, self.depths, self.kernel_size = dims, list(depths), list(kernel_size)
@@ -313,7 +315,7 @@ class ShiftWiseV2(nn.Module):
             nn.Conv2d(in_chans, dims[0] // 2, 3, stride=2, padding=1),
             LayerNormChannelsFirst(dims[0] // 2),
             nn.GELU(),
-            nn.Conv2d(dims[0] // 2, dims[0], 3, stride=2, padding=1),
+            nn.Conv2d(dims[0] // 2, dims[0], 3, stride=stem_stride // 2, padding=1),
             LayerNormChannelsFirst(dims[0]))
         self.downsample_layers = nn.ModuleList([stem] + [
             nn.Sequential(nn.Conv2d(dims[i - 1], dims[i], 3, stride=2, padding=1), LayerNormChannelsFirst(dims[i]))
@@ -369,7 +371,8 @@ def build_from_options(opts):
                        dims=opts["dims"], width_factor=opts.get("width_factor", 1.0),
                        kernel_size=opts["kernel_size"], ghost_ratio=opts["ghost_ratio"], N_path=opts["N_path"],
                        N_rep=opts["N_rep"], bn=opts["bn"],
-                       layer_scale_init_value=opts.get("layer_scale_init_value", 1e-6))
+                       layer_scale_init_value=opts.get("layer_scale_init_value", 1e-6),
+                       stem_stride=opts.get("stem_stride", 4))
 
 
 # ----------------------------------------------------------------------------------------------------------------

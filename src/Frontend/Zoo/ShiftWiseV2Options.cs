@@ -122,12 +122,14 @@ public sealed record ShiftWiseV2Options
     public static IReadOnlyList<string> PresetNames { get; } = ["sw-tiny", "sw-small", "sw-base", "sw-large", "sw-v2", "sw-fmnist"];
 
     /// <summary>
-    /// sw-fmnist: a small ShiftWise_v2 for 28×28 grey images (Fashion-MNIST): stem stride 2 so stage 0 sees 14×14,
-    /// one block per stage, widths 24–192, big kernels 13, 9, 5, 3 that cover each stage's plane, 10 classes.
+    /// sw-fmnist: a small ShiftWise_v2 for 28×28 grey images (Fashion-MNIST): the original stem (stride 4, so stage 0
+    /// sees 7×7), one block per stage, widths 24–192, big kernels 7, 5, 3, 3 (each covers its stage's plane), small
+    /// kernel 3, layer scale 0.1 (1e-6 would leave the blocks near identity for most of a short schedule), 10 classes.
+    /// Chosen for time: ~3.9 MFLOP per image, so a training epoch on two cores takes under two minutes.
     /// </summary>
     public static ShiftWiseV2Options FashionMnist { get; } = new()
     {
-        InChans = 1, NumClasses = 10, Height = 28, Width = 28, StemStride = 2, Depths = [1, 1, 1, 1],
-        Dims = [24, 48, 96, 192], KernelSize = [13, 9, 5, 3, 3],
+        InChans = 1, NumClasses = 10, Height = 28, Width = 28, StemStride = 4, Depths = [1, 1, 1, 1],
+        Dims = [24, 48, 96, 192], KernelSize = [7, 5, 3, 3, 3], LayerScaleInit = 0.1,
     };
 }
