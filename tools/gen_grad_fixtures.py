@@ -203,28 +203,6 @@ def directional_check(state, x, labels, grads, rng):
     return (vals[0] - vals[1]) / (2 * h), predicted
 
 
-def write_safetensors(path, tensors):
-    """sw_torch.write_safetensors, but keeping 0-d arrays 0-d (np.ascontiguousarray makes them shape (1,)), so
-    that `loss` is stored with shape []."""
-    codes = {np.dtype(v): k for k, v in sw_torch._ST_DTYPES.items()}
-    header, blobs, offset = {}, [], 0
-    for name in sorted(tensors):
-        arr = np.asarray(tensors[name])
-        data = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes(order="C")
-        header[name] = {"dtype": codes[arr.dtype], "shape": list(arr.shape),
-                        "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)
-    with open(path + ".tmp", "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for blob in blobs:
-            f.write(blob)
-    os.replace(path + ".tmp", path)
-
-
 def save_npy(path, arr):
     with open(path + ".tmp", "wb") as f:
         np.save(f, arr)
@@ -250,13 +228,13 @@ def main():
     loss32, g32, _, _ = train_step(state, x, labels, torch.float32)
 
     os.makedirs(OUT, exist_ok=True)
-    write_safetensors(os.path.join(OUT, "weights.safetensors"), state)
+    sw_torch.write_safetensors(os.path.join(OUT, "weights.safetensors"), state)
     save_npy(os.path.join(OUT, "x.npy"), x)
     save_npy(os.path.join(OUT, "labels.npy"), labels)
     grads_out = {n: g.numpy() for n, g in g64.items()}
     grads_out["loss"] = np.array(loss64.item(), dtype=np.float64)
-    write_safetensors(os.path.join(OUT, "grads.safetensors"), grads_out)
-    write_safetensors(os.path.join(OUT, "running.safetensors"), {k: v.numpy() for k, v in run64.items()})
+    sw_torch.write_safetensors(os.path.join(OUT, "grads.safetensors"), grads_out)
+    sw_torch.write_safetensors(os.path.join(OUT, "running.safetensors"), {k: v.numpy() for k, v in run64.items()})
 
     # ---- report ---------------------------------------------------------------------------------------------
     print(f"loss float64 {loss64.item():.17g}   float32 {loss32.item():.9g}   "

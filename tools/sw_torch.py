@@ -386,9 +386,9 @@ def write_safetensors(path, tensors):
     codes = {np.dtype(v): k for k, v in _ST_DTYPES.items()}
     header, blobs, offset = {}, [], 0
     for name in sorted(tensors):
-        arr = np.ascontiguousarray(tensors[name])
+        arr = np.asarray(tensors[name])  # not ascontiguousarray: it would turn a 0-d array into shape (1,)
         arr = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
-        data = arr.tobytes()
+        data = arr.tobytes(order="C")
         header[name] = {"dtype": codes[arr.dtype], "shape": list(arr.shape),
                         "data_offsets": [offset, offset + len(data)]}
         blobs.append(data)

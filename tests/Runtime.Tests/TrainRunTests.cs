@@ -14,7 +14,7 @@ public sealed class TrainRunTests
     private const string Tiny = """
         {
           "model": { "preset": "sw-fmnist", "dims": [8, 16, 16, 16], "kernel_size": [9, 7, 5, 3, 3], "drop_path": 0.2 },
-          "data": { "hflip": true, "limit_train": 192, "limit_test": 100 },
+          "data": { "hflip": true, "shift": 2, "limit_train": 192, "limit_test": 100 },
           "train": { "epochs": 3, "batch": 16, "accumulate": 2, "lr": 3e-3, "min_lr": 1e-4, "warmup_epochs": 1,
                      "label_smoothing": 0.1, "seed": 7, "eval_batch": 64 },
           "out": "unused"

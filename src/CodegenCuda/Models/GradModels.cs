@@ -99,16 +99,12 @@ public sealed class ShiftAddGradModel : CudaKernelModel
     public long OutPlane => (long)Height * Width;
 }
 
-/// <summary>
-/// The input gradient of a depthwise conv2d (one input channel per group, n output channels per group, stride 1,
-/// any padding and dilation) as a gather: one thread per element of dx sums gy over the n output channels of its
-/// group and the kh×kw taps that read it. No atomics.
-/// </summary>
-public sealed class DwConvGradInputModel : CudaKernelModel
+/// <summary>The geometry both depthwise conv2d gradient kernels share (input, weight, output, padding, dilation).</summary>
+public abstract class DwConvGradModel : CudaKernelModel
 {
-    /// <summary>Builds the model for input <paramref name="x"/> and weight <paramref name="w"/>.</summary>
-    public DwConvGradInputModel(string name, int threads, Conv2d op, Shape x, Shape w)
-        : base(name, "grad_conv2d_dw_input", threads, Math.Max(x.Elements, (long)x[0] * w[0] * op.OutSize(x[2], w[2], 0) * op.OutSize(x[3], w[3], 1)))
+    /// <summary>Reads the geometry of <paramref name="op"/> on input <paramref name="x"/> and weight <paramref name="w"/>.</summary>
+    protected DwConvGradModel(string name, string kind, int threads, Conv2d op, Shape x, Shape w)
+        : base(name, kind, threads, Math.Max(x.Elements, (long)x[0] * w[0] * op.OutSize(x[2], w[2], 0) * op.OutSize(x[3], w[3], 1)))
     {
         (Batch, Channels, Height, Width) = (x[0], x[1], x[2], x[3]);
         (OutChannels, KernelHeight, KernelWidth) = (w[0], w[2], w[3]);
@@ -159,6 +155,20 @@ public sealed class DwConvGradInputModel : CudaKernelModel
 
     /// <summary>Horizontal dilation.</summary>
     public int DilationX { get; }
+}
+
+/// <summary>
+/// The input gradient of a depthwise conv2d (one input channel per group, n output channels per group, stride 1,
+/// any padding and dilation) as a gather: one thread per element of dx sums gy over the n output channels of its
+/// group and the kh×kw taps that read it. No atomics.
+/// </summary>
+public sealed class DwConvGradInputModel : DwConvGradModel
+{
+    /// <summary>Builds the model for input <paramref name="x"/> and weight <paramref name="w"/>.</summary>
+    public DwConvGradInputModel(string name, int threads, Conv2d op, Shape x, Shape w)
+        : base(name, "grad_conv2d_dw_input", threads, op, x, w)
+    {
+    }
 
     /// <summary>Taps per channel.</summary>
     public int Taps => KernelHeight * KernelWidth;
@@ -182,7 +192,7 @@ public sealed class DwConvGradInputModel : CudaKernelModel
 /// (dw[o, u, v] += gy · x at the tap), then the block sums the per-thread partials of every tap by a shared-memory
 /// tree. No atomics: the order of every sum is fixed by the block size, so the result is deterministic.
 /// </summary>
-public sealed class DwConvGradWeightModel : CudaKernelModel
+public sealed class DwConvGradWeightModel : DwConvGradModel
 {
     /// <summary>Most taps kept in registers (7×7).</summary>
     public const int MaxTaps = 49;
@@ -192,14 +202,8 @@ public sealed class DwConvGradWeightModel : CudaKernelModel
 
     /// <summary>Builds the model for input <paramref name="x"/> and weight <paramref name="w"/>.</summary>
     public DwConvGradWeightModel(string name, int threads, Conv2d op, Shape x, Shape w)
-        : base(name, "grad_conv2d_dw_weight", threads, Math.Max(x.Elements, (long)x[0] * w[0] * op.OutSize(x[2], w[2], 0) * op.OutSize(x[3], w[3], 1)))
+        : base(name, "grad_conv2d_dw_weight", threads, op, x, w)
     {
-        (Batch, Channels, Height, Width) = (x[0], x[1], x[2], x[3]);
-        (OutChannels, KernelHeight, KernelWidth) = (w[0], w[2], w[3]);
-        Multiplier = OutChannels / Channels;
-        OutHeight = op.OutSize(Height, KernelHeight, 0);
-        OutWidth = op.OutSize(Width, KernelWidth, 1);
-        (PadY, PadX, DilationY, DilationX) = (op.Padding[0], op.Padding[1], op.Dilation[0], op.Dilation[1]);
         if (Taps > MaxTaps) throw new ArgumentException($"{Taps} taps exceed the {MaxTaps} register accumulators");
         if (SharedBytes(Taps, threads) > MaxSharedBytes) throw new ArgumentException($"{threads} threads x {Taps} taps exceed the shared memory");
     }
@@ -214,48 +218,6 @@ public sealed class DwConvGradWeightModel : CudaKernelModel
         while (t > 32 && SharedBytes(taps, t) > MaxSharedBytes) t /= 2;
         return t;
     }
-
-    /// <summary>N.</summary>
-    public int Batch { get; }
-
-    /// <summary>Input channels.</summary>
-    public int Channels { get; }
-
-    /// <summary>Input height.</summary>
-    public int Height { get; }
-
-    /// <summary>Input width.</summary>
-    public int Width { get; }
-
-    /// <summary>Output channels (= blocks).</summary>
-    public int OutChannels { get; }
-
-    /// <summary>n, output channels per input channel.</summary>
-    public int Multiplier { get; }
-
-    /// <summary>Kernel height.</summary>
-    public int KernelHeight { get; }
-
-    /// <summary>Kernel width.</summary>
-    public int KernelWidth { get; }
-
-    /// <summary>Output height.</summary>
-    public int OutHeight { get; }
-
-    /// <summary>Output width.</summary>
-    public int OutWidth { get; }
-
-    /// <summary>Top padding.</summary>
-    public int PadY { get; }
-
-    /// <summary>Left padding.</summary>
-    public int PadX { get; }
-
-    /// <summary>Vertical dilation.</summary>
-    public int DilationY { get; }
-
-    /// <summary>Horizontal dilation.</summary>
-    public int DilationX { get; }
 
     /// <summary>Taps per channel (accumulators per thread).</summary>
     public int Taps => KernelHeight * KernelWidth;

@@ -26,6 +26,8 @@ public sealed record TrainConfig
     public double Std { get; init; } = 0.3530;
     /// <summary>Random horizontal flips of training images.</summary>
     public bool HFlip { get; init; }
+    /// <summary>Random translations of training images by up to this many pixels each way (0: none); uncovered pixels are background.</summary>
+    public int Shift { get; init; }
     /// <summary>Use only the first N training images (0: all).</summary>
     public int LimitTrain { get; init; }
     /// <summary>Use only the first N test images (0: all).</summary>
@@ -63,7 +65,7 @@ public sealed record TrainConfig
         var m = Model;
         var text = string.Join("|", Preset, m.InChans, m.NumClasses, string.Join(",", m.Depths), string.Join(",", m.Dims),
             string.Join(",", m.KernelSize), F(m.GhostRatio), m.NPath, m.NRep, F(m.WidthFactor), F(m.LayerScaleInit),
-            F(m.DropPathRate), m.Height, m.Width, m.StemStride, m.Bn, F(Mean), F(Std), HFlip, LimitTrain, Batch, Accumulate,
+            F(m.DropPathRate), m.Height, m.Width, m.StemStride, m.Bn, F(Mean), F(Std), HFlip, Shift, LimitTrain, Batch, Accumulate,
             Optimizer, F(Lr), F(MinLr), F(WeightDecay), F(Momentum), F(WarmupEpochs), F(LabelSmoothing), Seed);
         return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)))[..16];
     }
@@ -103,7 +105,7 @@ public sealed record TrainConfig
             var root = r.Object(doc.RootElement, "", ["model", "data", "train", "out"]);
             var model = r.Object(root.Get("model"), "model", ["preset", "in_chans", "num_classes", "image_size", "stem_stride", "depths",
                 "dims", "kernel_size", "ghost_ratio", "n_path", "n_rep", "width_factor", "layer_scale_init", "drop_path", "bn"]);
-            var data = r.Object(root.Get("data"), "data", ["dir", "mean", "std", "hflip", "limit_train", "limit_test"]);
+            var data = r.Object(root.Get("data"), "data", ["dir", "mean", "std", "hflip", "shift", "limit_train", "limit_test"]);
             var train = r.Object(root.Get("train"), "train", ["epochs", "batch", "accumulate", "optimizer", "lr", "min_lr", "weight_decay",
                 "momentum", "warmup_epochs", "label_smoothing", "seed", "eval_batch"]);
             string preset = model.Str("preset") ?? "sw-fmnist";
@@ -117,6 +119,7 @@ public sealed record TrainConfig
                 Mean = data.Num("mean") ?? 0.2860,
                 Std = data.Num("std") ?? 0.3530,
                 HFlip = data.Bool("hflip") ?? false,
+                Shift = data.Int("shift") ?? 0,
                 LimitTrain = data.Int("limit_train") ?? 0,
                 LimitTest = data.Int("limit_test") ?? 0,
                 Epochs = train.Int("epochs") ?? 8,
@@ -163,6 +166,7 @@ public sealed record TrainConfig
                 throw new IrException($"{file}: model: {e.Message}");
             }
             r.Check(cfg.Std > 0, "data.std", $"{cfg.Std} must be > 0");
+            r.Check(cfg.Shift is >= 0 and <= 8, "data.shift", $"{cfg.Shift} must be in [0, 8] pixels");
             r.Check(cfg.LimitTrain >= 0 && cfg.LimitTest >= 0, "data.limit_train", "limits must be >= 0");
             r.Check(cfg.Epochs >= 1, "train.epochs", $"{cfg.Epochs} must be >= 1");
             r.Check(cfg.Batch >= 2, "train.batch", $"{cfg.Batch} must be >= 2 (batch-statistics BatchNorm)");

@@ -106,8 +106,11 @@ public sealed class TrainRun
                 for (int b = 0; b < _cfg.Batch; b++)
                 {
                     int idx = order[s * _cfg.Batch + b];
-                    bool flip = _cfg.HFlip && (Mix(_cfg.Seed, (ulong)step, (ulong)b) & 1) == 1;
-                    Fill(train, idx, x.AsSpan(b * pixels, pixels), flip);
+                    ulong rnd = Mix(_cfg.Seed, (ulong)step, (ulong)b);
+                    bool flip = _cfg.HFlip && (rnd & 1) == 1;
+                    int span = 2 * _cfg.Shift + 1;
+                    int dy = (int)((rnd >> 8) % (ulong)span) - _cfg.Shift, dx = (int)((rnd >> 24) % (ulong)span) - _cfg.Shift;
+                    Fill(train, idx, x.AsSpan(b * pixels, pixels), flip, dy, dx);
                     y[b] = train.Labels.Data[idx];
                 }
                 opt.LearningRate = schedule.At((int)(step / _cfg.Accumulate));
@@ -149,14 +152,24 @@ public sealed class TrainRun
         return new ImageSet(images, labels, set.Classes);
     }
 
-    private void Fill(ImageSet set, int idx, Span<float> dst, bool flip)
+    /// <summary>
+    /// Writes image <paramref name="idx"/> normalised, optionally mirrored and translated by (dy, dx): output pixel
+    /// (i, j) reads source (i − dy, j − dx) of the (mirrored) image, background (pixel 0) outside it.
+    /// </summary>
+    private void Fill(ImageSet set, int idx, Span<float> dst, bool flip, int dy = 0, int dx = 0)
     {
         int h = set.Images.Dims[1], w = set.Images.Dims[2];
         var src = set.Images.Data.AsSpan(idx * h * w, h * w);
         float a = (float)(1 / (255.0 * _cfg.Std)), b = (float)(-_cfg.Mean / _cfg.Std);
         for (int i = 0; i < h; i++)
         {
-            for (int j = 0; j < w; j++) dst[i * w + j] = src[i * w + (flip ? w - 1 - j : j)] * a + b;
+            int si = i - dy;
+            for (int j = 0; j < w; j++)
+            {
+                int sj = j - dx;
+                bool inside = si >= 0 && si < h && sj >= 0 && sj < w;
+                dst[i * w + j] = inside ? src[si * w + (flip ? w - 1 - sj : sj)] * a + b : b;
+            }
         }
     }
 
