@@ -6,7 +6,7 @@ namespace ShiftWise.Frontend.IO;
 /// (a later compile would otherwise read garbage). Same directory, because a rename is only atomic within one file
 /// system.
 /// </summary>
-internal static class AtomicFile
+public static class AtomicFile
 {
     /// <summary>
     /// Runs <paramref name="write"/> against a temporary file and moves it to <paramref name="path"/>.

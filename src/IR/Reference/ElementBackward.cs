@@ -123,12 +123,7 @@ internal static class ElementBackward
         for (long k = 0; k < inner; k++)
         {
             long Idx(int ch) => (o * c + ch) * inner + k;
-            double s = 0;
-            for (int ch = 0; ch < c; ch++) s += x.Data[Idx(ch)];
-            double mean = s / c;
-            double q = 0;
-            for (int ch = 0; ch < c; ch++) q += (x.Data[Idx(ch)] - mean) * (x.Data[Idx(ch)] - mean);
-            double inv = 1 / Math.Sqrt(q / c + ln.Eps);
+            var (mean, inv) = NormKernels.LayerStats(x.Data, Idx, c, ln.Eps);
             double sumD = 0, sumDX = 0;
             for (int ch = 0; ch < c; ch++)
             {

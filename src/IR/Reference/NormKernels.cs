@@ -59,6 +59,17 @@ internal static class NormKernels
         for (long k = 0; k < inner; k++) yield return x.Data[((long)bi * c + ch) * inner + k];
     }
 
+    /// <summary>Mean and 1/√(biased variance + eps) of the c values x[idx(0)], …, x[idx(c−1)] (LayerNorm forward and backward).</summary>
+    public static (double Mean, double Inv) LayerStats(double[] x, Func<int, long> idx, int c, double eps)
+    {
+        double s = 0;
+        for (int ch = 0; ch < c; ch++) s += x[idx(ch)];
+        double mean = s / c;
+        double q = 0;
+        for (int ch = 0; ch < c; ch++) q += (x[idx(ch)] - mean) * (x[idx(ch)] - mean);
+        return (mean, 1 / Math.Sqrt(q / c + eps));
+    }
+
     public static double[] LayerNorm(LayerNorm ln, Arr[] xs)
     {
         var x = xs[0];
@@ -71,12 +82,7 @@ internal static class NormKernels
         for (long k = 0; k < inner; k++)
         {
             long Idx(int ch) => (o * c + ch) * inner + k;
-            double s = 0;
-            for (int ch = 0; ch < c; ch++) s += x.Data[Idx(ch)];
-            double mean = s / c;
-            double q = 0;
-            for (int ch = 0; ch < c; ch++) q += (x.Data[Idx(ch)] - mean) * (x.Data[Idx(ch)] - mean);
-            double inv = 1 / Math.Sqrt(q / c + ln.Eps);
+            var (mean, inv) = NormKernels.LayerStats(x.Data, Idx, c, ln.Eps);
             for (int ch = 0; ch < c; ch++)
             {
                 y[Idx(ch)] = (x.Data[Idx(ch)] - mean) * inv * xs[1].Data[ch] + xs[2].Data[ch];

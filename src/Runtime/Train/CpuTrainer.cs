@@ -15,7 +15,7 @@ namespace ShiftWise.Runtime.Train;
 public sealed class CpuTrainer
 {
     private readonly CpuExecutor _exec;
-    private readonly (string Param, string Value)[] _running;
+    private readonly (float[] Param, string Value)[] _running;
     private readonly Dictionary<string, float[]> _grads = new(StringComparer.Ordinal);
     private readonly Dictionary<string, float[]> _params = new(StringComparer.Ordinal);
     private readonly string _logits;
@@ -47,7 +47,7 @@ public sealed class CpuTrainer
             _grads[p] = new float[_params[p].Length];
         }
         _running = g.Nodes.Where(n => n.Op is BatchNorm { Mode: Mode.Train })
-            .SelectMany(n => new[] { (n.Inputs[3], n.Outputs[1]), (n.Inputs[4], n.Outputs[2]) }).ToArray();
+            .SelectMany(n => new[] { (_exec.Parameter(n.Inputs[3]), n.Outputs[1]), (_exec.Parameter(n.Inputs[4]), n.Outputs[2]) }).ToArray();
     }
 
     /// <summary>The training graph (forward, loss, backward).</summary>
@@ -87,7 +87,7 @@ public sealed class CpuTrainer
         if (_hasStep) _exec.InputBuffer(ShiftWiseV2.Step)[0] = step;
         _exec.RunBound();
         foreach (var (p, v) in Autodiff.Gradients) _exec.OutputBuffer(v).CopyTo(_grads[p]);
-        foreach (var (p, v) in _running) _exec.OutputBuffer(v).CopyTo(_exec.Parameter(p));
+        foreach (var (p, v) in _running) _exec.OutputBuffer(v).CopyTo(p);
         return _exec.OutputBuffer(ShiftWiseV2.Loss)[0];
     }
 

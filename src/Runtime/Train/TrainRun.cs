@@ -92,7 +92,7 @@ public sealed class TrainRun
         var x = new float[_cfg.Batch * pixels];
         var y = new int[_cfg.Batch];
         float scale = 1f / _cfg.Accumulate;
-        var scaled = trainer.Gradients.ToDictionary(kv => kv.Key, kv => new float[kv.Value.Length]);
+        var scaled = trainer.Gradients.ToDictionary(kv => kv.Key, kv => new float[_cfg.Accumulate > 1 ? kv.Value.Length : 0]);
         for (int epoch = start; epoch < _cfg.Epochs; epoch++)
         {
             var order = Shuffle(train.Count, _cfg.Seed, epoch);
@@ -118,12 +118,15 @@ public sealed class TrainRun
                 correct += Correct(trainer.Logits, y, model.NumClasses);
                 lossSum += loss;
                 seen += _cfg.Batch;
-                foreach (var (p, g) in trainer.Gradients)
+                if (_cfg.Accumulate > 1)
                 {
-                    var d = scaled[p];
-                    for (int i = 0; i < g.Length; i++) d[i] = g[i] * scale;
+                    foreach (var (p, g) in trainer.Gradients)
+                    {
+                        var d = scaled[p];
+                        for (int i = 0; i < g.Length; i++) d[i] = g[i] * scale;
+                    }
                 }
-                acc.Accumulate(scaled);
+                acc.Accumulate(_cfg.Accumulate > 1 ? scaled : trainer.Gradients);
                 progress?.Invoke(new TrainProgress(epoch + 1, _cfg.Epochs, s + 1, stepsPerEpoch, lossSum / (s + 1),
                     (double)correct / seen, seen / clock.Elapsed.TotalSeconds, opt.LearningRate));
             }
@@ -286,9 +289,10 @@ public sealed class TrainRun
     {
         var json = System.Text.Json.JsonSerializer.Serialize(new { config = _cfg.Fingerprint(), epochs = Epochs },
             new System.Text.Json.JsonSerializerOptions { WriteIndented = true });
-        var path = Path.Combine(_cfg.Out, MetricsFile);
-        var tmp = path + ".tmp";
-        File.WriteAllText(tmp, json + "\n");
-        File.Move(tmp, path, overwrite: true);
+        AtomicFile.Write(Path.Combine(_cfg.Out, MetricsFile), s =>
+        {
+            using var w = new StreamWriter(s, leaveOpen: true);
+            w.Write(json + "\n");
+        });
     }
 }

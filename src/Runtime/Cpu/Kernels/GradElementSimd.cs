@@ -34,19 +34,6 @@ internal static class GradSimd
         return s;
     }
 
-    /// <summary>Σ g·(x − m).</summary>
-    public static double DotDev(ReadOnlySpan<float> g, ReadOnlySpan<float> x, float m)
-    {
-        var vg = V(g);
-        var vx = V(x[..g.Length]);
-        var vm = Vector256.Create(m);
-        var acc = Vector256<float>.Zero;
-        for (int i = 0; i < vg.Length; i++) acc = Vector256.FusedMultiplyAdd(vg[i], vx[i] - vm, acc);
-        double s = Lanes(acc);
-        for (int i = vg.Length * 8; i < g.Length; i++) s += (double)g[i] * (x[i] - m);
-        return s;
-    }
-
     /// <summary>y = (x − m)·s + b.</summary>
     public static void ShiftScale(ReadOnlySpan<float> x, float m, float s, float b, Span<float> y)
     {
@@ -55,24 +42,6 @@ internal static class GradSimd
         var (vm, vs, vb) = (Vector256.Create(m), Vector256.Create(s), Vector256.Create(b));
         for (int i = 0; i < vy.Length; i++) vy[i] = Vector256.FusedMultiplyAdd(vx[i] - vm, vs, vb);
         for (int i = vy.Length * 8; i < y.Length; i++) y[i] = MathF.FusedMultiplyAdd(x[i] - m, s, b);
-    }
-
-    /// <summary>y = a·g + k·(x − m) + c (the batch-statistics batch-norm gradient of one channel).</summary>
-    public static void AffineDev(ReadOnlySpan<float> g, float a, ReadOnlySpan<float> x, float m, float k, float c,
-        Span<float> y)
-    {
-        var vg = V(g[..y.Length]);
-        var vx = V(x[..y.Length]);
-        var vy = V(y);
-        var (va, vm, vk, vc) = (Vector256.Create(a), Vector256.Create(m), Vector256.Create(k), Vector256.Create(c));
-        for (int i = 0; i < vy.Length; i++)
-        {
-            vy[i] = Vector256.FusedMultiplyAdd(vg[i], va, Vector256.FusedMultiplyAdd(vx[i] - vm, vk, vc));
-        }
-        for (int i = vy.Length * 8; i < y.Length; i++)
-        {
-            y[i] = MathF.FusedMultiplyAdd(g[i], a, MathF.FusedMultiplyAdd(x[i] - m, k, c));
-        }
     }
 
     /// <summary>y = g·f + x·h element-wise with vectors f and h (one row of the GRN gradient).</summary>
