@@ -40,6 +40,8 @@ public sealed class GradConvKernelTests
     [InlineData(7, 12, 9, 9, 18, 3, 1, 1, 1, 3, "parts")]       // grouped
     [InlineData(6, 8, 10, 10, 16, 3, 1, 1, 1, 1, "parts")]      // on two cores: two chunks of samples in a part
     [InlineData(3, 96, 4, 4, 192, 3, 2, 1, 1, 1, "chunks")]     // deep downsample, 2x2 output
+    [InlineData(32, 96, 2, 2, 192, 2, 2, 0, 1, 1, "chunks x32")] // downsample to 1x1 maps: too narrow to split, one GEMM
+    [InlineData(8, 24, 7, 7, 48, 2, 2, 0, 1, 1, "chunks x8")]   // sw-fmnist's first downsample (3x3 maps)
     [InlineData(4, 32, 7, 7, 16, 1, 1, 0, 1, 1, "1x1")]         // pointwise: x and dX used in place
     [InlineData(32, 48, 1, 1, 12, 1, 1, 0, 1, 1, "rows")]       // SE down on a pooled map
     [InlineData(32, 12, 1, 1, 48, 1, 1, 0, 1, 1, "rows")]       // SE up
@@ -48,6 +50,10 @@ public sealed class GradConvKernelTests
     [InlineData(3, 8, 11, 11, 16, 3, 2, 1, 1, 8, "depthwise")]  // depthwise, strided
     [InlineData(2, 6, 13, 12, 12, 5, 1, 4, 2, 6, "depthwise")]  // depthwise, dilated
     [InlineData(2, 4, 9, 9, 8, 3, 1, 4, 1, 4, "depthwise")]     // padding past the kernel: dY rows that read only zeros
+    [InlineData(6, 10, 1, 1, 20, 3, 1, 2, 1, 10, "depthwise pairs x9")]  // SW small conv on a 1x1 map (3x3 output)
+    [InlineData(5, 12, 2, 2, 12, 3, 1, 2, 1, 12, "depthwise pairs x36")] // on a 2x2 map
+    [InlineData(4, 6, 2, 3, 12, 3, 2, 1, 1, 6, "depthwise pairs")]       // strided, tiny
+    [InlineData(3, 8, 7, 7, 16, 3, 1, 1, 1, 8, "depthwise")]             // 7x7: register blocks
     public void Conv2dLarge(int n, int c, int h, int w, int o, int k, int stride, int pad, int dil, int groups, string mode)
     {
         var rng = new Random(n * 100 + c + o);

@@ -70,6 +70,11 @@ public sealed partial class KernelTests
     [InlineData(1, 16, 20, 20, 32, 5, 5, 1, 4, 2, 16)] // depthwise, multiplier 2, dilated
     [InlineData(1, 12, 15, 15, 18, 3, 3, 2, 2, 2, 3)] // grouped, strided, dilated
     [InlineData(3, 12, 9, 9, 12, 3, 3, 1, 1, 1, 1)] // more images than cores
+    [InlineData(32, 96, 2, 2, 192, 2, 2, 2, 0, 1, 1)] // downsample onto 1x1 maps: samples batched into one GEMM
+    [InlineData(5, 24, 7, 7, 48, 2, 2, 2, 0, 1, 1)] // batched, 3x3 maps
+    [InlineData(4, 1, 28, 28, 24, 4, 4, 4, 0, 1, 1)] // grey stem: one input channel, GEMM not direct loops
+    [InlineData(6, 20, 7, 7, 40, 3, 3, 1, 1, 1, 20)] // depthwise on 7x7: flat rows of the padded width
+    [InlineData(3, 16, 1, 1, 16, 3, 3, 1, 2, 1, 16)] // depthwise 1x1 map padded to a 3x3 output
     public void Conv2dLarge(int n, int c, int h, int w, int o, int kh, int kw, int stride, int pad, int dil, int groups)
     {
         var rng = new Random(n * 1000 + c * 10 + kh);

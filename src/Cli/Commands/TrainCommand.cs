@@ -19,9 +19,10 @@ public static class TrainCommand
         var resume = new Option<bool>("--resume") { Description = "Continue from the output directory's checkpoint." };
         var outDir = new Option<string?>("--out") { Description = "Output directory (default: the config's \"out\")." };
         var epochs = new Option<string?>("--epochs") { Description = "Override the number of epochs." };
+        var profile = new Option<bool>("--profile") { Description = "Time every kernel of the training step and print where the time went." };
         var cmd = new Command("train", "Train a model on Fashion-MNIST on the CPU from a JSON recipe.");
         cmd.Arguments.Add(config);
-        foreach (var o in new Option[] { resume, outDir, epochs }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { resume, outDir, epochs, profile }) cmd.Options.Add(o);
         cmd.SetAction(r =>
         {
             var path = r.GetValue(config)!;
@@ -43,16 +44,35 @@ public static class TrainCommand
             {
                 bar.Clear();
                 ctx.Out.WriteLine(msg);
-            });
+            }) { Profiling = r.GetValue(profile) };
             var total = Stopwatch.StartNew();
             run.Run(r.GetValue(resume), default, bar.Update);
             bar.Clear();
             var last = run.Epochs[^1];
             ctx.Out.WriteLine($"final test accuracy {100 * last.TestAccuracy:F2}% after {last.Epoch} epochs; "
                 + $"{total.Elapsed.TotalMinutes:F1} min in this run; weights in {Path.Combine(cfg.Out, TrainRun.WeightsFile)}");
+            if (run.Profiling) WriteProfile(ctx.Out, run.Profile);
             return ExitCodes.Ok;
         });
         return cmd;
+    }
+
+    /// <summary>The profile summed by kernel (op and kernel label), largest first, with each one's share and per-step time.</summary>
+    private static void WriteProfile(TextWriter w, IReadOnlyList<Runtime.Cpu.KernelTime> times)
+    {
+        double total = times.Sum(t => t.Total.TotalSeconds);
+        int steps = times.Count == 0 ? 1 : Math.Max(1, times.Max(t => t.Runs));
+        var rows = times.GroupBy(t => (t.Op, t.Kernel))
+            .Select(g => (g.Key.Op, g.Key.Kernel, Nodes: g.Count(), Seconds: g.Sum(t => t.Total.TotalSeconds)))
+            .OrderByDescending(r => r.Seconds).ToList();
+        w.WriteLine($"profile over {steps} steps ({total:F1} s timed):");
+        w.WriteLine($"{"kernel",-58} {"nodes",5} {"ms/step",9} {"share",6}");
+        foreach (var (op, kernel, nodes, seconds) in rows)
+        {
+            string name = kernel.StartsWith(op, StringComparison.Ordinal) ? kernel : $"{op}: {kernel}";
+            if (name.Length > 58) name = name[..57] + "…";
+            w.WriteLine(FormattableString.Invariant($"{name,-58} {nodes,5} {1000 * seconds / steps,9:F3} {100 * seconds / total,5:F1}%"));
+        }
     }
 
     private static string F(double v) => v.ToString("G4", CultureInfo.InvariantCulture);

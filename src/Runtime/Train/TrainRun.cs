@@ -45,6 +45,15 @@ public sealed class TrainRun
     /// <summary>The epochs finished in this call (and, when resuming, those read from the checkpoint's metrics).</summary>
     public List<EpochResult> Epochs { get; } = [];
 
+    /// <summary>When set before <see cref="Run"/>, every training step's kernels are timed (see <see cref="Profile"/>).</summary>
+    public bool Profiling { get; init; }
+
+    /// <summary>
+    /// With <see cref="Profiling"/>: the time of every node of the training graph over the run, plus three rows for the
+    /// work outside it ("(data)": batch assembly, "(optimizer)": the update, "(eval)": the test passes).
+    /// </summary>
+    public IReadOnlyList<KernelTime> Profile { get; private set; } = [];
+
     /// <summary>
     /// Trains. With <paramref name="resume"/> it continues from the output directory's checkpoint (refusing one from a
     /// different configuration). Cancelling <paramref name="cancel"/> stops between steps, as a killed process would,
@@ -63,6 +72,9 @@ public sealed class TrainRun
         var weights = WeightInit.Draw(trainModel, InitScheme.Original, _cfg.Seed, model.LayerScaleInit);
         var sw = Stopwatch.StartNew();
         var trainer = new CpuTrainer(trainModel.Graph, weights, _log);
+        trainer.Executor.Profile = Profiling;
+        Stopwatch dataTime = new(), optTime = new(), evalTime = new();
+        int profiledSteps = 0;
         _log($"training graph: {trainer.Graph.Nodes.Count} nodes ({trainModel.Graph.Nodes.Count} forward), "
             + $"{trainModel.TrainableCount:N0} parameters, arena {trainer.Executor.Plan.ArenaBytes / (1 << 20)} MiB, bound in {sw.Elapsed.TotalSeconds:F1} s");
         var shapes = trainer.Parameters.ToDictionary(kv => kv.Key, kv => trainModel.Graph.Params.First(p => p.Name == kv.Key).Type.Shape.ToArray());
@@ -103,6 +115,7 @@ public sealed class TrainRun
             {
                 cancel.ThrowIfCancellationRequested();
                 long step = (long)epoch * stepsPerEpoch + s;
+                dataTime.Start();
                 for (int b = 0; b < _cfg.Batch; b++)
                 {
                     int idx = order[s * _cfg.Batch + b];
@@ -113,8 +126,11 @@ public sealed class TrainRun
                     Fill(train, idx, x.AsSpan(b * pixels, pixels), flip, dy, dx);
                     y[b] = train.Labels.Data[idx];
                 }
+                dataTime.Stop();
                 opt.LearningRate = schedule.At((int)(step / _cfg.Accumulate));
                 double loss = trainer.Step(x, y, step);
+                profiledSteps++;
+                optTime.Start();
                 correct += Correct(trainer.Logits, y, model.NumClasses);
                 lossSum += loss;
                 seen += _cfg.Batch;
@@ -127,12 +143,15 @@ public sealed class TrainRun
                     }
                 }
                 acc.Accumulate(_cfg.Accumulate > 1 ? scaled : trainer.Gradients);
+                optTime.Stop();
                 progress?.Invoke(new TrainProgress(epoch + 1, _cfg.Epochs, s + 1, stepsPerEpoch, lossSum / (s + 1),
                     (double)correct / seen, seen / clock.Elapsed.TotalSeconds, opt.LearningRate));
             }
             double trainSeconds = clock.Elapsed.TotalSeconds;
             clock.Restart();
+            evalTime.Start();
             var (testLoss, testAcc) = Evaluate(evalExec, trainer, test, pixels);
+            evalTime.Stop();
             var r = new EpochResult(epoch + 1, lossSum / stepsPerEpoch, (double)correct / seen, testLoss, testAcc, trainSeconds,
                 clock.Elapsed.TotalSeconds, seen / trainSeconds);
             Epochs.Add(r);
@@ -143,6 +162,13 @@ public sealed class TrainRun
                 + $"({r.ImagesPerSecond:F0} images/s) + {r.EvalSeconds:F1} s eval; checkpoint {ckpt}");
         }
         SafeTensors.Write(Path.Combine(_cfg.Out, WeightsFile), trainer.Weights());
+        if (Profiling)
+        {
+            Profile = [.. trainer.Executor.Times(),
+                new KernelTime("(data)", "(data)", "batch assembly", dataTime.Elapsed, profiledSteps),
+                new KernelTime("(optimizer)", "(optimizer)", _cfg.Optimizer, optTime.Elapsed, profiledSteps),
+                new KernelTime("(eval)", "(eval)", "test set", evalTime.Elapsed, profiledSteps)];
+        }
     }
 
     private ImageSet Load(string split, int limit)

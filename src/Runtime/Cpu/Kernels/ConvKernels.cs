@@ -24,7 +24,15 @@ public sealed class Conv2dKernel : CpuKernel
     private const long SmallGemmFlops = 1L << 19;
 
     private readonly Conv2d _op;
-    private readonly bool _depthwise, _pointwise, _hasBias, _unitParallel;
+    /// <summary>The most floats each of the batched mode's two scratch matrices may take (4 MB).</summary>
+    private const long BatchedCap = 1L << 20;
+
+    private readonly bool _depthwise, _pointwise, _hasBias, _unitParallel, _flat, _batched;
+    private readonly int _padLen, _chunk, _outParts;
+    private readonly ConvGeom _geom;
+    private readonly float[] _bcol = [], _bout = [];
+    private readonly Action<int> _bColPart = null!, _bOutPart = null!;
+    private int _b0, _bn;
     private readonly int _n, _c, _h, _w, _o, _cpg, _kh, _kw, _ho, _wo, _groups, _opg, _k, _units, _parts, _colParts;
     private readonly float[][] _col;
     private readonly Action<int> _part, _colPart;
@@ -46,7 +54,8 @@ public sealed class Conv2dKernel : CpuKernel
         _opg = _o / _groups;
         _k = _cpg * _kh * _kw;
         _hasBias = r.InputTypes.Count == 3;
-        _depthwise = _groups == _c && _cpg == 1;
+        // one input channel and one group (a grey-image stem) is an ordinary conv: im2col + GEMM beats direct loops
+        _depthwise = _groups == _c && _cpg == 1 && _groups > 1;
         _pointwise = _kh == 1 && _kw == 1 && _op.Stride.All(s => s == 1) && _op.Padding.All(p => p == 0);
         long plane = (long)_ho * _wo, flops = 2L * _n * _o * plane * _k;
         _part = Part;
@@ -55,12 +64,37 @@ public sealed class Conv2dKernel : CpuKernel
         {
             _parts = Par.Parts(flops, (long)_n * _o);
             // stride 1: each part zero-pads one input plane, so the taps need no bounds tests
-            long padded = _op.Stride.All(s => s == 1) ? (long)(_h + 2 * _op.Padding[0]) * (_w + 2 * _op.Padding[1]) : 0;
-            if (padded > Array.MaxLength) throw KernelCheck.Fail(r, $"padded plane of {padded} floats is too large");
-            _col = Enumerable.Range(0, _parts).Select(_ => new float[padded]).ToArray();
+            bool unit = _op.Stride.All(s => s == 1);
+            int wp = _w + 2 * _op.Padding[1];
+            long padded = unit ? (long)(_h + 2 * _op.Padding[0]) * wp : 0;
+            // planes narrower than a vector with a ragged edge run flat (DirectConv.Flat): the padded plane gets the
+            // zero slack its last vectors read past the end, and an output plane of padded width follows it
+            _flat = unit && DirectConv.UseFlat(_wo);
+            long slack = _flat ? DirectConv.FlatSlack(_kw, _op.Dilation[1]) : 0;
+            long need = padded + slack + (_flat ? DirectConv.FlatOut(_ho, wp) : 0);
+            if (need > Array.MaxLength) throw KernelCheck.Fail(r, $"padded plane of {need} floats is too large");
+            _padLen = (int)(padded + slack);
+            _col = Enumerable.Range(0, _parts).Select(_ => new float[need]).ToArray();
             return;
         }
         _units = _n * _groups;
+        // one group and small planes: a GEMM per sample would be (nearly) matrix-vector work re-reading the weights
+        // for every sample, so chunks of samples go side by side into one GEMM (im2col and the copy-out split)
+        _batched = _groups == 1 && _n > 1 && plane < 64 && _k * plane <= BatchedCap && _o * plane <= BatchedCap;
+        if (_batched)
+        {
+            _geom = ConvGeom.Of(_op, x, w);
+            _chunk = (int)Math.Min(_n, BatchedCap / Math.Max((long)_k * plane, (long)_o * plane));
+            int chunks = (_n + _chunk - 1) / _chunk;
+            _chunk = (_n + chunks - 1) / chunks;
+            _bcol = new float[(long)_k * _chunk * plane];
+            _bout = new float[(long)_o * _chunk * plane];
+            _colParts = Par.Parts((long)_k * _chunk * plane, _k);
+            _outParts = Par.Parts((long)_o * _chunk * plane, _o);
+            (_bColPart, _bOutPart) = (BatchedColPart, BatchedOutPart);
+            _col = [];
+            return;
+        }
         _unitParallel = _units > 1 && 2L * _opg * plane * _k < SmallGemmFlops;
         _parts = _unitParallel ? Par.Parts(flops, _units) : 1;
         _colParts = _unitParallel || _pointwise ? 1 : Par.Parts(_k * plane, _k);
@@ -74,7 +108,7 @@ public sealed class Conv2dKernel : CpuKernel
 
     /// <summary>Depthwise or GEMM, for per-kernel timing tables.</summary>
     public override string Label =>
-        $"{nameof(Conv2dKernel)}[{(_depthwise ? "depthwise" : _pointwise ? "1x1 gemm" : "im2col gemm")}]";
+        $"{nameof(Conv2dKernel)}[{(_depthwise ? "depthwise" : _batched ? "batched gemm" : _pointwise ? "1x1 gemm" : "im2col gemm")}]";
 
     /// <inheritdoc/>
     public override void Run(Buf[] inputs, Buf[] outputs)
@@ -84,6 +118,19 @@ public sealed class Conv2dKernel : CpuKernel
         if (_depthwise || _unitParallel)
         {
             Par.Run(_parts, _part);
+            return;
+        }
+        if (_batched)
+        {
+            int plane = _ho * _wo;
+            for (_b0 = 0; _b0 < _n; _b0 += _chunk)
+            {
+                _bn = Math.Min(_chunk, _n - _b0);
+                int ld = _bn * plane;
+                Par.Run(_colParts, _bColPart);
+                Blas.Sgemm(false, false, _o, ld, _k, 1f, _wt.Span[..(_o * _k)], _k, _bcol, ld, 0f, _bout, ld);
+                Par.Run(_outParts, _bOutPart);
+            }
             return;
         }
         for (_unit = 0; _unit < _units; _unit++)
@@ -102,6 +149,36 @@ public sealed class Conv2dKernel : CpuKernel
         }
         var (s, e) = Par.Range(p, _parts, _units);
         for (int unit = s; unit < e; unit++) Unit(unit, _col[p], true);
+    }
+
+    /// <summary>Batched mode: rows of the chunk's im2col (K × samples·P, sample s at column s·P) for part p.</summary>
+    private void BatchedColPart(int p)
+    {
+        var (r0, r1) = Par.Range(p, _colParts, _k);
+        int plane = _ho * _wo, ld = _bn * plane, per = _c * _h * _w;
+        for (int s = 0; s < _bn; s++)
+        {
+            ConvCols.Im2Col(_geom, _x.Span.Slice((_b0 + s) * per, per), _bcol, ld, s * plane, r0, r1);
+        }
+    }
+
+    /// <summary>Batched mode: output channels of part p copied from the chunk's GEMM result into NCHW, plus bias.</summary>
+    private void BatchedOutPart(int p)
+    {
+        var (o0, o1) = Par.Range(p, _outParts, _o);
+        int plane = _ho * _wo, ld = _bn * plane;
+        var y = _y.Span;
+        for (int o = o0; o < o1; o++)
+        {
+            float bias = _hasBias ? _bias.Span[o] : 0f;
+            for (int s = 0; s < _bn; s++)
+            {
+                var src = _bout.AsSpan(o * ld + s * plane, plane);
+                var dst = y.Slice(((_b0 + s) * _o + o) * plane, plane);
+                if (_hasBias) Simd.Affine(src, 1f, bias, dst);
+                else src.CopyTo(dst);
+            }
+        }
     }
 
     /// <summary>im2col rows of the current unit for part <paramref name="p"/> of the sequential path.</summary>
@@ -182,13 +259,20 @@ public sealed class Conv2dKernel : CpuKernel
         if (s0 == 1 && s1 == 1)
         {
             int hp = _h + 2 * p0, wp = _w + 2 * p1;
-            var padded = _col[p].AsSpan();
+            var padded = _col[p].AsSpan(0, _padLen);
+            var flatOut = _col[p].AsSpan(_padLen);
+            int last = -1;
             for (int bo = s; bo < e; bo++)
             {
                 int b = bo / _o, o = bo % _o, ch = o / _opg;
-                DirectConv.Pad(x.Slice((b * _c + ch) * _h * _w, _h * _w), _h, _w, p0, p1, padded);
-                DirectConv.Stride1(padded, wp, wt.Slice(o * _kh * _kw, _kh * _kw), _kh, _kw, d0, d1,
-                    _hasBias ? _bias.Span[o] : 0f, y.Slice(bo * _ho * _wo, _ho * _wo), _ho, _wo);
+                // the group's outputs are adjacent, so each input plane is padded once per part and group
+                if (b * _c + ch != last) DirectConv.Pad(x.Slice((b * _c + ch) * _h * _w, _h * _w), _h, _w, p0, p1, padded);
+                last = b * _c + ch;
+                var yo = y.Slice(bo * _ho * _wo, _ho * _wo);
+                float bias = _hasBias ? _bias.Span[o] : 0f;
+                var wo = wt.Slice(o * _kh * _kw, _kh * _kw);
+                if (_flat) DirectConv.Flat(padded, wp, wo, _kh, _kw, d0, d1, bias, yo, _ho, _wo, flatOut);
+                else DirectConv.Stride1(padded, wp, wo, _kh, _kw, d0, d1, bias, yo, _ho, _wo);
             }
             return;
         }
@@ -249,6 +333,68 @@ internal static class DirectConv
             row[(pw + w)..].Clear();
         }
         dst.Slice((ph + h) * wp, ph * wp).Clear();
+    }
+
+    /// <summary>Whether <see cref="Flat"/> beats <see cref="Stride1"/>: rows with a scalar tail, and not wide.</summary>
+    public static bool UseFlat(int wo) => wo % 8 != 0 && wo < 64;
+
+    /// <summary>The zero floats <see cref="Flat"/> needs after the padded plane (its last vectors read past it).</summary>
+    public static int FlatSlack(int kw, int d1) => 8 + (kw - 1) * d1;
+
+    /// <summary>The scratch <see cref="Flat"/> writes its padded-width output to: ho·wp rounded up to vectors.</summary>
+    public static int FlatOut(int ho, int wp) => (ho * wp + 7) / 8 * 8;
+
+    /// <summary>
+    /// As <see cref="Stride1"/>, for narrow planes: the output is computed at the padded width wp, so that row i
+    /// column j is flat position t = i·wp + j and every tap reads xp at t + u·d0·wp + v·d1 — one 1-D correlation over
+    /// ⌈ho·wp/8⌉ vectors, four at a time, with no scalar tails; the columns j ≥ wo are dropped when the rows are
+    /// copied out of <paramref name="scratch"/>. xp must be followed by <see cref="FlatSlack"/> readable floats.
+    /// </summary>
+    public static void Flat(ReadOnlySpan<float> xp, int wp, ReadOnlySpan<float> w, int kh, int kw, int d0, int d1,
+        float bias, Span<float> y, int ho, int wo, Span<float> scratch)
+    {
+        if (ho == 0 || wo == 0) return;
+        int n = FlatOut(ho, wp);
+        if ((long)n - 1 + (long)(kh - 1) * d0 * wp + (kw - 1) * d1 >= xp.Length || wo + (kw - 1) * d1 > wp
+            || w.Length < kh * kw || y.Length < ho * wo || scratch.Length < n)
+        {
+            throw new ArgumentException("flat direct convolution operands are too small for the requested output");
+        }
+        ref float x0 = ref MemoryMarshal.GetReference(xp);
+        ref float w0 = ref MemoryMarshal.GetReference(w);
+        ref float s0 = ref MemoryMarshal.GetReference(scratch);
+        var b = Vector256.Create(bias);
+        int t = 0;
+        for (; t + 32 <= n; t += 32)
+        {
+            Vector256<float> a0 = b, a1 = b, a2 = b, a3 = b;
+            for (int u = 0; u < kh; u++)
+            for (int v = 0; v < kw; v++)
+            {
+                var wv = Vector256.Create(Unsafe.Add(ref w0, u * kw + v));
+                nuint at = (nuint)(t + u * d0 * wp + v * d1);
+                a0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref x0, at), wv, a0);
+                a1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref x0, at + 8), wv, a1);
+                a2 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref x0, at + 16), wv, a2);
+                a3 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref x0, at + 24), wv, a3);
+            }
+            a0.StoreUnsafe(ref s0, (nuint)t);
+            a1.StoreUnsafe(ref s0, (nuint)t + 8);
+            a2.StoreUnsafe(ref s0, (nuint)t + 16);
+            a3.StoreUnsafe(ref s0, (nuint)t + 24);
+        }
+        for (; t < n; t += 8)
+        {
+            var a = b;
+            for (int u = 0; u < kh; u++)
+            for (int v = 0; v < kw; v++)
+            {
+                a = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref x0, (nuint)(t + u * d0 * wp + v * d1)),
+                    Vector256.Create(Unsafe.Add(ref w0, u * kw + v)), a);
+            }
+            a.StoreUnsafe(ref s0, (nuint)t);
+        }
+        for (int i = 0; i < ho; i++) scratch.Slice(i * wp, wo).CopyTo(y.Slice(i * wo, wo));
     }
 
     /// <summary>

@@ -82,7 +82,7 @@ public sealed class Conv2dGradKernel : GradKernel
 
     /// <inheritdoc/>
     public override string Label =>
-        $"{nameof(Conv2dGradKernel)}[{(_dw is not null ? "depthwise" : _gemm?.Mode ?? "bias")}]";
+        $"{nameof(Conv2dGradKernel)}[{_dw?.Mode ?? _gemm?.Mode ?? "bias"}]";
 
     /// <inheritdoc/>
     public override void Run(Buf[] inputs, Buf[] outputs)

@@ -8,11 +8,12 @@ namespace ShiftWise.Runtime.Cpu.Kernels;
 /// The x and weight gradients of a depthwise conv2d (one input channel per group, O/G outputs each: the SW small
 /// convs have O/G = n) as direct loops, in two passes with their own partitions:
 /// <list type="bullet">
-/// <item>dX, one (sample, channel) plane per item: with stride one it is the correlation of the group's dY planes,
+/// <item>dX, one (sample, channel) plane per item: on tiny planes (at most 64 (output, input, tap) triples touch the
+/// image: the last stages) a loop over those triples; otherwise with stride one it is the correlation of the group's dY planes,
 /// each zero-padded by (k−1)·d − p, with the flipped filters, computed on the plane rounded up to 4×8 blocks (four
-/// rows of eight outputs in registers across every output channel and tap, no scalar tails) and copied out; with
-/// other strides each tap's rows are added onto the positions they read.</item>
-/// <item>dW, output channels split over the parts: per channel the sum over the batch (in order, in double) of the
+/// rows of eight outputs in registers across every output channel and tap, no scalar tails) and copied out; otherwise
+/// each tap's rows are added onto the positions they read.</item>
+/// <item>dW, output channels split over the parts (tiny planes: the triples again): per channel the sum over the batch (in order, in double) of the
 /// k·k dot products of its dY plane (zero-padded to 4×8 blocks) with the shifted input plane (zero-padded once per
 /// sample and channel), four rows at a time into separate accumulators.</item>
 /// </list>
@@ -20,7 +21,13 @@ namespace ShiftWise.Runtime.Cpu.Kernels;
 internal sealed class DepthwiseConvGrad
 {
     private readonly ConvGeom _g;
+    /// <summary>At most this many (output, input, tap) triples take the triple-list path.</summary>
+    private const int MaxPairs = 64;
+
     private readonly bool _wx, _ww, _unit;
+    // tiny planes (the last stages: 2×2, 1×1 inputs): every (output position, input position, tap) that touches the
+    // image, packed as p | q << 10 | t << 20 (empty when there are more than MaxPairs)
+    private readonly int[] _pairs;
     private readonly int _xParts, _wParts;
     // stride one, dX: output rounded up to (hr, wr) = (4·⌈H/4⌉, 8·⌈W/8⌉), dY planes padded to hp×wp
     private readonly int _hr, _wr, _hp, _wp;
@@ -34,7 +41,8 @@ internal sealed class DepthwiseConvGrad
     public DepthwiseConvGrad(KernelRequest r, ConvGeom g, bool wantX, bool wantW)
     {
         (_g, _wx, _ww) = (g, wantX, wantW);
-        _unit = g.S0 == 1 && g.S1 == 1;
+        _pairs = Pairs(g);
+        _unit = g.S0 == 1 && g.S1 == 1 && _pairs.Length == 0;
         long work = (long)g.N * g.O * g.P * g.Taps;
         _xParts = Par.Parts(work, (long)g.N * g.C);
         _wParts = Par.Parts(work, g.O);
@@ -52,6 +60,28 @@ internal sealed class DepthwiseConvGrad
     }
 
     private static int Round(int v, int m) => (v + m - 1) / m * m;
+
+    /// <summary>The triples of a geometry with at most <see cref="MaxPairs"/> of them, in (tap, output) order; else none.</summary>
+    private static int[] Pairs(in ConvGeom g)
+    {
+        if (g.P > 1023 || g.Plane > 1023 || g.Taps > 1023) return [];
+        var list = new List<int>();
+        for (int t = 0; t < g.Taps; t++)
+        {
+            int u = t / g.Kw, v = t % g.Kw;
+            for (int p = 0; p < g.P; p++)
+            {
+                int yy = p / g.Wo * g.S0 - g.P0 + u * g.D0, xx = p % g.Wo * g.S1 - g.P1 + v * g.D1;
+                if (yy < 0 || yy >= g.H || xx < 0 || xx >= g.W) continue;
+                if (list.Count == MaxPairs) return [];
+                list.Add(p | (yy * g.W + xx) << 10 | t << 20);
+            }
+        }
+        return [.. list];
+    }
+
+    /// <summary>Which schedule runs, for timing tables.</summary>
+    public string Mode => _pairs.Length > 0 ? $"depthwise pairs x{_pairs.Length}" : _unit ? "depthwise" : "depthwise clipped";
 
     public void Run(Buf x, Buf w, Buf dy, Buf? dx, Buf? dw)
     {
@@ -75,6 +105,17 @@ internal sealed class DepthwiseConvGrad
             var plane = dx.Slice(bc * g.Plane, g.Plane);
             var dyc = dy.Slice((b * g.O + c * g.Opg) * g.P, g.Opg * g.P);
             var wc = w.Slice(c * g.Opg * g.Taps, g.Opg * g.Taps);
+            if (_pairs.Length > 0)
+            {
+                plane.Clear();
+                for (int o = 0; o < g.Opg; o++)
+                {
+                    var dyo = dyc.Slice(o * g.P, g.P);
+                    var wo = wc.Slice(o * g.Taps, g.Taps);
+                    foreach (int k in _pairs) plane[k >> 10 & 1023] += dyo[k & 1023] * wo[k >> 20];
+                }
+                continue;
+            }
             if (!_unit)
             {
                 Scatter(g, dyc, wc, plane);
@@ -197,6 +238,11 @@ internal sealed class DepthwiseConvGrad
                 {
                     var dyo = dy.Slice((b * g.O + o) * g.P, g.P);
                     var ao = acc.Slice((o - oa) * g.Taps, g.Taps);
+                    if (_pairs.Length > 0)
+                    {
+                        foreach (int k in _pairs) ao[k >> 20] += (double)dyo[k & 1023] * xc[k >> 10 & 1023];
+                        continue;
+                    }
                     if (!_unit)
                     {
                         StridedDots(g, dyo, xc, ao);

@@ -53,7 +53,10 @@ internal sealed class GemmConvGrad
         if (_rows) return;
         long perSample = (long)g.Opg * g.K * g.P;
         long flops = 2L * g.N * g.Groups * perSample * ((wantX ? 1 : 0) + (wantW ? 1 : 0));
-        _split = g.N > 1 && perSample < SmallGemm && ScratchCapOverride <= 0;
+        // split only when a part's chunk still makes GEMMs of at least 64 columns; narrower ones (small planes: the
+        // downsample convs late in a network) re-read the weights per few samples, and do better as one big GEMM
+        _split = g.N > 1 && perSample < SmallGemm && ScratchCapOverride <= 0
+            && (_pointwise || Math.Min((SmallGemm - 1) / perSample, g.N) * g.P >= 64);
         if (_split)
         {
             _parts = Par.Parts(flops, g.N);
