@@ -31,6 +31,7 @@ public static class SwcApp
         root.Subcommands.Add(GradCommand.Create(ctx));
         root.Subcommands.Add(TrainCommand.Create(ctx));
         root.Subcommands.Add(BenchCommand.Create(ctx));
+        root.Subcommands.Add(TuneCommand.Create(ctx));
         root.Subcommands.Add(DemoCommand.Create(ctx));
         foreach (var v in root.Options.OfType<VersionOption>())
         {

@@ -57,6 +57,58 @@ public static class SwCudaTunables
         };
     }
 
+    /// <summary>Registers a block may use in all (every CUDA arch since sm_50 has 64 K per SM and per block).</summary>
+    public const int RegisterFile = 64 * 1024;
+
+    /// <summary>
+    /// The tuning search space of an SW layer, the default first: the cross at every tile width, rows per thread,
+    /// threads down a column (so tile_h = that × rows per thread) and channels per block, unrolled or not; the
+    /// factorised form at every thread count and power-of-two row block. Pruned before anything is compiled: the
+    /// kernel models reject what breaks a limit (1024 threads, <paramref name="maxShared"/> bytes of shared memory,
+    /// 16 outputs per thread), a block must hold a warp and stay within the register file at an estimate of 32 + 4
+    /// registers per output in flight, and a tile may not be more than twice the plane in either direction.
+    /// </summary>
+    public static List<IReadOnlyDictionary<string, int>> Candidates(SwLayerSpec spec, int maxShared = SwCrossCudaModel.MaxShared)
+    {
+        var def = Defaults(spec);
+        var list = new List<IReadOnlyDictionary<string, int>> { def };
+        int h = spec.Input[2], w = spec.Input[3];
+        foreach (int tw in Values["tile_w"])
+        foreach (int rpt in Values["rows_per_thread"])
+        foreach (int ty in new[] { 1, 2, 4, 8, 16, 32 })
+        foreach (int cpb in new[] { 1, 2, 4, 8, 16 })
+        foreach (int unroll in Values["unroll"])
+        {
+            int th = ty * rpt;
+            if (th > 64 || tw > 2 * Math.Max(8, w) || th > 2 * Math.Max(1, h) || cpb > 2 * spec.Rep) continue;
+            var c = new Dictionary<string, int>(def)
+            {
+                ["lowering"] = 0, ["tile_w"] = tw, ["tile_h"] = th, ["rows_per_thread"] = rpt, ["ch_per_block"] = cpb, ["unroll"] = unroll,
+            };
+            if (Legal(() => new SwCrossCudaModel(spec, c, "probe"), m => (m.Threads, m.SharedBytes, rpt), maxShared)) list.Add(c);
+        }
+        foreach (int threads in Values["fact_threads"])
+        for (int rows = 1; rows <= Math.Max(1, h); rows *= 2)
+        {
+            var c = new Dictionary<string, int>(def) { ["lowering"] = 1, ["fact_threads"] = threads, ["fact_rows"] = rows };
+            if (Legal(() => new SwFactorisedCudaModel(spec, c, "probe"), m => (m.Threads, m.SharedBytes, m.PerThread), maxShared)) list.Add(c);
+        }
+        return list.DistinctBy(c => string.Join(",", c.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => kv.Value))).ToList();
+    }
+
+    private static bool Legal<T>(Func<T> build, Func<T, (int Threads, int Shared, int Outputs)> facts, int maxShared)
+    {
+        try
+        {
+            var (threads, shared, outputs) = facts(build());
+            return threads >= 32 && shared <= maxShared && (long)threads * (32 + 4 * outputs) <= RegisterFile;
+        }
+        catch (IrException)
+        {
+            return false;
+        }
+    }
+
     private static int NextPow2(int v)
     {
         int p = 1;

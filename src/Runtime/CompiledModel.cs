@@ -32,6 +32,12 @@ public sealed class CompiledModel
     /// <summary>The executor bound to the graph.</summary>
     public CpuExecutor Executor { get; }
 
+    /// <summary>The parameters of <see cref="Graph"/> (after folding).</summary>
+    public IReadOnlyDictionary<string, Tensor> Weights { get; private init; } = new Dictionary<string, Tensor>();
+
+    /// <summary>The tuned configurations the SW kernels were bound with (null: defaults, no cache read).</summary>
+    public Tune.CpuTuning? Tuning { get; private init; }
+
     /// <summary>Time in the pass pipeline.</summary>
     public TimeSpan PassTime { get; }
 
@@ -40,15 +46,15 @@ public sealed class CompiledModel
 
     /// <summary>Runs the pipeline and binds a CPU executor.</summary>
     public static CompiledModel ForCpu(LoadedModel m, string pipeline = "inference", PassOptions? options = null,
-        bool generated = true, Action<string>? warn = null)
+        bool generated = true, Action<string>? warn = null, Tune.CpuTuning? tuning = null)
     {
         var sw = Stopwatch.StartNew();
         var ctx = new PassContext(m.Graph, m.Weights);
         var records = new PassManager(Pipelines.Get(pipeline), options).Run(ctx);
         var passTime = sw.Elapsed;
         sw.Restart();
-        var exec = new CpuExecutor(ctx.Graph, ctx.Weights, generated, warn);
-        return new CompiledModel(m, ctx.Graph, records, exec, passTime, sw.Elapsed);
+        var exec = new CpuExecutor(ctx.Graph, ctx.Weights, generated, warn, tuning is null ? null : tuning.For);
+        return new CompiledModel(m, ctx.Graph, records, exec, passTime, sw.Elapsed) { Weights = ctx.Weights, Tuning = tuning };
     }
 
     /// <summary>Runs the model on one input tensor (the graph's single input).</summary>

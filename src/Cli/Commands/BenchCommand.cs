@@ -24,9 +24,10 @@ public static class BenchCommand
         var json = new Option<string?>("--json") { Description = "Also write the result as JSON to this file." };
         var seconds = new Option<string?>("--seconds") { Description = "Minimum measuring time (3)." };
         var top = new Option<string?>("--top") { Description = "Rows of the per-kernel table (15)." };
+        var untuned = new Option<bool>("--untuned") { Description = "Ignore the tuning cache (cost-model defaults)." };
         var cmd = new Command("bench", "Measure images/s of the compiled model and time each kernel.");
         model.AddTo(cmd);
-        foreach (var o in new Option[] { weights, device, seconds, top, graphs, tf32, json }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { weights, device, seconds, top, graphs, tf32, json, untuned }) cmd.Options.Add(o);
         cmd.SetAction(r =>
         {
             var dev = r.GetValue(device);
@@ -39,16 +40,19 @@ public static class BenchCommand
             if (dev == "cuda")
             {
                 BenchCuda(ctx, m, new CudaRunOptions { Graphs = r.GetValue(graphs), Tf32 = r.GetValue(tf32) },
-                    ModelOptions.Dbl(r, seconds) ?? 3, ModelOptions.Int(r, top) ?? 15, r.GetValue(json));
+                    ModelOptions.Dbl(r, seconds) ?? 3, ModelOptions.Int(r, top) ?? 15, r.GetValue(json),
+                    r.GetValue(untuned) ? Runtime.Tune.CudaTuning.Off : Runtime.Tune.CudaTuning.FromCache(ctx.Err.WriteLine));
                 return ExitCodes.Ok;
             }
-            var cm = CompiledModel.ForCpu(m, warn: ctx.Err.WriteLine);
+            var cm = CompiledModel.ForCpu(m, warn: ctx.Err.WriteLine,
+                tuning: r.GetValue(untuned) ? Runtime.Tune.CpuTuning.Off : Runtime.Tune.CpuTuning.FromCache(ctx.Err.WriteLine));
             var x = RunCommand.RandomInput(m.Graph.Inputs[0].Type, 0);
             int batch = x.Shape[0];
             double secs = ModelOptions.Dbl(r, seconds) ?? 3;
             var res = BenchResult.Measure(() => cm.Run(x), minSeconds: secs);
             ctx.Out.WriteLine($"{m.Description}: batch {batch}, {cm.Graph.Nodes.Count} nodes; passes {cm.PassTime.TotalSeconds:F1} s, "
                 + $"kernels bound in {cm.BindTime.TotalSeconds:F1} s");
+            ctx.Out.WriteLine(cm.Tuning!.Summary);
             ctx.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"{res.MedianMs:F2} ms per batch (median of {res.Runs}; min {res.MinMs:F2}, max {res.MaxMs:F2}) = "
                 + $"{batch * 1000 / res.MedianMs:F1} images/s on {Environment.ProcessorCount} threads"));
@@ -87,9 +91,10 @@ public static class BenchCommand
     /// The GPU benchmark: device-resident input, warm-up, then rounds of back-to-back runs timed with CUDA events
     /// (median of rounds), then one profiled run (events around every step) for the per-kernel table.
     /// </summary>
-    private static void BenchCuda(CommandContext ctx, LoadedModel m, CudaRunOptions opts, double secs, int top, string? json)
+    private static void BenchCuda(CommandContext ctx, LoadedModel m, CudaRunOptions opts, double secs, int top, string? json,
+        Runtime.Tune.CudaTuning tuning)
     {
-        using var gm = CudaModel.Compile(m, opts, log: ctx.Err.WriteLine);
+        using var gm = CudaModel.Compile(m, opts, log: ctx.Err.WriteLine, tuning: tuning);
         var info = CudaDevice.Info;
         var x = RunCommand.RandomInput(m.Graph.Inputs[0].Type, 0);
         int batch = x.Shape[0];
@@ -104,6 +109,7 @@ public static class BenchCommand
         ctx.Out.WriteLine($"{m.Description}: batch {batch} on {info.Name} ({info.Arch}, {info.Multiprocessors} SMs), "
             + $"{gm.Plan.Kernels.Count} kernels, {gm.Plan.Steps.Count} steps; passes {gm.PassTime.TotalSeconds:F1} s, "
             + $"compiled and bound in {gm.BindTime.TotalSeconds:F1} s" + (opts.Graphs ? "; CUDA graph replay" : "") + (opts.Tf32 ? "; TF32 GEMMs" : ""));
+        ctx.Out.WriteLine(tuning.Summary);
         double achieved = flops * batch / (ms * 1e-3);
         ctx.Out.WriteLine(FormattableString.Invariant(
             $"{ms:F3} ms per batch (median of 5 rounds of {per}; min {rounds[0]:F3}, max {rounds[^1]:F3}) = {batch * 1000 / ms:F1} images/s, ")

@@ -28,7 +28,7 @@ public static class DemoCommand
             var total = Stopwatch.StartNew();
             var m = ModelSource.Load("sw-tiny", new ModelArgs { ImageSize = size, Seed = 0 }, withWeights: true);
             o.WriteLine($"1. model: {m.Description}: {m.Graph.Nodes.Count} nodes, input {m.Graph.Inputs[0].Type}");
-            var cm = CompiledModel.ForCpu(m, warn: ctx.Err.WriteLine);
+            var cm = CompiledModel.ForCpu(m, warn: ctx.Err.WriteLine, tuning: Runtime.Tune.CpuTuning.FromCache(ctx.Err.WriteLine));
             o.WriteLine($"2. pass pipeline 'inference' ({cm.PassTime.TotalSeconds:F1} s): {m.Graph.Nodes.Count} -> {cm.Graph.Nodes.Count} nodes");
             foreach (var p in cm.Records)
             {
@@ -36,7 +36,7 @@ public static class DemoCommand
             }
             o.WriteLine($"   fused SW layers: {cm.Graph.Nodes.Count(n => n.Op is IR.Ops.FusedShiftWise)}, GEMMs: "
                 + $"{cm.Graph.Nodes.Count(n => n.Op is IR.Ops.Gemm)}, batch norms left: {cm.Graph.Nodes.Count(n => n.Op is IR.Ops.BatchNorm)}");
-            o.WriteLine($"3. compiled for the CPU in {cm.BindTime.TotalSeconds:F1} s (generated SW kernels via Roslyn, cached)");
+            o.WriteLine($"3. compiled for the CPU in {cm.BindTime.TotalSeconds:F1} s (generated SW kernels via Roslyn, cached); {cm.Tuning!.Summary}");
             var x = RunCommand.RandomInput(m.Graph.Inputs[0].Type, 1);
             var y = cm.Run(x);
             o.WriteLine("4. one image:");

@@ -76,22 +76,24 @@ public static class RunCommand
             else if (dev == "cuda")
             {
                 using var gm = ShiftWise.Runtime.Cuda.CudaModel.Compile(m, new ShiftWise.Runtime.Cuda.CudaRunOptions { Tf32 = r.GetValue(tf32) },
-                    log: ctx.Err.WriteLine);
+                    log: ctx.Err.WriteLine, tuning: Runtime.Tune.CudaTuning.FromCache(ctx.Err.WriteLine));
                 var compile = sw.Elapsed;
                 sw.Restart();
                 y = gm.Run(x);
                 ctx.Out.WriteLine($"{m.Description}: input {x.Type}, output {y.Type}, compiled for {ShiftWise.Runtime.Cuda.CudaDevice.Info.Name} "
                     + $"({ShiftWise.Runtime.Cuda.CudaDevice.Info.Arch}) in {compile.TotalSeconds:F2} s ({gm.Plan.Kernels.Count} kernels, "
                     + $"{gm.Plan.Steps.Count} steps), ran in {sw.Elapsed.TotalMilliseconds:F1} ms");
+                ctx.Out.WriteLine(gm.Tuning!.Summary);
             }
             else
             {
-                var cm = CompiledModel.ForCpu(m, warn: ctx.Err.WriteLine);
+                var cm = CompiledModel.ForCpu(m, warn: ctx.Err.WriteLine, tuning: Runtime.Tune.CpuTuning.FromCache(ctx.Err.WriteLine));
                 var compile = sw.Elapsed;
                 sw.Restart();
                 y = cm.Run(x);
                 ctx.Out.WriteLine($"{m.Description}: input {x.Type}, output {y.Type}, compiled for cpu in "
                     + $"{compile.TotalSeconds:F2} s ({cm.Graph.Nodes.Count} nodes), ran in {sw.Elapsed.TotalMilliseconds:F1} ms");
+                ctx.Out.WriteLine(cm.Tuning!.Summary);
             }
             PrintTop(ctx.Out, y, 5);
             if (r.GetValue(output) is { } outPath)

@@ -30,6 +30,12 @@ public sealed record SwLayerSpec(KernelSpec Spec, FusedShiftWise Op, Shape Input
     /// <summary>R, rep channels.</summary>
     public int Rep => Op.Rep.Count;
 
+    /// <summary>
+    /// SHA-256 (hex) over everything that specialises the kernel: the op's attributes (shift tables, kept channels)
+    /// and the input shape; it keys the tuning cache.
+    /// </summary>
+    public string Hash => KernelLowering.SpecHash(Op, Input);
+
     /// <summary>Width of the band: n·k.</summary>
     public int BandWidth => Op.Shift.N * Op.Shift.Small;
 
@@ -109,13 +115,19 @@ public static class KernelLowering
         new(n.Op.Name + "_" + Sanitize(n.Name), n.Op.Name, n, new Dictionary<string, int>(), []);
 
     /// <summary>First 8 hex digits of SHA-256 over everything that specialises the kernel.</summary>
-    private static string Hash8(FusedShiftWise op, Shape x)
+    private static string Hash8(FusedShiftWise op, Shape x) => Sha(SpecText(op, x))[..8];
+
+    /// <summary>SHA-256 (hex) over the kind, the input shape and the attributes of an SW layer.</summary>
+    public static string SpecHash(FusedShiftWise op, Shape x) => Sha("fused_shiftwise\n" + SpecText(op, x));
+
+    private static string SpecText(FusedShiftWise op, Shape x)
     {
         var w = new AttrWriter();
         op.WriteAttrs(w);
-        var text = x + ";" + string.Join(";", w.Items.Select(i => i.Name + "=" + i.Text));
-        return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)))[..8];
+        return x + ";" + string.Join(";", w.Items.Select(i => i.Name + "=" + i.Text));
     }
+
+    private static string Sha(string text) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)));
 
     /// <summary>A name reduced to identifier characters (node names come from model files).</summary>
     public static string Sanitize(string s)

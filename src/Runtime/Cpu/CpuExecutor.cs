@@ -25,9 +25,12 @@ public sealed class CpuExecutor
     private int _profiledRuns;
     private static int _blasWarned;
 
-    /// <summary>Binds the graph. <paramref name="generated"/> false runs SW layers on the managed fallback too.</summary>
+    /// <summary>
+    /// Binds the graph. <paramref name="generated"/> false runs SW layers on the managed fallback too;
+    /// <paramref name="tuned"/> gives an SW spec's tuned configuration (null: the cost model's defaults).
+    /// </summary>
     public CpuExecutor(Graph graph, IReadOnlyDictionary<string, Tensor> weights, bool generated = true,
-        Action<string>? warn = null)
+        Action<string>? warn = null, Func<Passes.Lowering.SwLayerSpec, IReadOnlyDictionary<string, int>?>? tuned = null)
     {
         _graph = graph;
         if (Blas.Warning is { } bw && Interlocked.Exchange(ref _blasWarned, 1) == 0) warn?.Invoke("warning: " + bw);
@@ -59,7 +62,7 @@ public sealed class CpuExecutor
             // the generated kernels use AVX2 and FMA; elsewhere the managed kernels (scalar-safe) run instead
             CpuKernel k = generated && SwLayerKernel.Supported && n.Op is FusedShiftWise
                 && req.Constants.Skip(1).All(c => c is not null)
-                ? new SwLayerKernel(req, warn: warn)
+                ? new SwLayerKernel(req, tuned?.Invoke(Passes.Lowering.KernelLowering.Sw(n, types[n.Inputs[0]].Shape)), warn)
                 : KernelTable.Create(req);
             _steps.Add((n, k, n.Inputs.Select(i => _bufs[i]).ToArray(), n.Outputs.Select(o => _bufs[o]).ToArray()));
             _times[n] = new Stopwatch();

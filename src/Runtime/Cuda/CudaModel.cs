@@ -19,6 +19,12 @@ public sealed class CudaModel : IDisposable
         BindTime = bindTime;
     }
 
+    /// <summary>The parameters of <see cref="Graph"/> (after folding).</summary>
+    public IReadOnlyDictionary<string, Tensor> Weights { get; private init; } = new Dictionary<string, Tensor>();
+
+    /// <summary>The tuned configurations the plan was lowered with (null: defaults).</summary>
+    public Tune.CudaTuning? Tuning { get; private init; }
+
     /// <summary>The model as loaded.</summary>
     public LoadedModel Source { get; }
 
@@ -42,7 +48,7 @@ public sealed class CudaModel : IDisposable
     /// (<see cref="CudaDevice.MissingReason"/>) as an <see cref="IrException"/>, before any work.
     /// </summary>
     public static CudaModel Compile(LoadedModel m, CudaRunOptions? options = null, CudaOptions? codegen = null,
-        Action<string>? log = null)
+        Action<string>? log = null, Tune.CudaTuning? tuning = null)
     {
         if (!CudaDevice.Available) throw new IrException(CudaDevice.MissingReason!);
         if (!NvrtcCompiler.Available) throw new IrException(NvrtcCompiler.MissingReason);
@@ -51,9 +57,11 @@ public sealed class CudaModel : IDisposable
         new PassManager(Pipelines.Get("inference")).Run(ctx);
         var passes = sw.Elapsed;
         sw.Restart();
-        var plan = CudaCodegen.Lower(ctx.Graph, (codegen ?? new CudaOptions()) with { Arch = CudaDevice.Info.Arch });
+        codegen ??= new CudaOptions();
+        if (tuning is not null) codegen = codegen with { Tunables = tuning.Tunables(ctx.Graph) };
+        var plan = CudaCodegen.Lower(ctx.Graph, codegen with { Arch = CudaDevice.Info.Arch });
         var exec = new CudaExecutor(plan, ctx.Graph, ctx.Weights, options, log);
-        return new CudaModel(m, ctx.Graph, plan, exec, passes, sw.Elapsed);
+        return new CudaModel(m, ctx.Graph, plan, exec, passes, sw.Elapsed) { Weights = ctx.Weights, Tuning = tuning };
     }
 
     /// <summary>Runs one input through the model; the output is a fresh host tensor.</summary>

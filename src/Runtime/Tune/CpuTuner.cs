@@ -1,0 +1,140 @@
+using System.Diagnostics;
+using System.Runtime.Intrinsics.X86;
+using Microsoft.CodeAnalysis.CSharp;
+using ShiftWise.IR;
+using ShiftWise.IR.Ops;
+using ShiftWise.Passes.Lowering;
+using ShiftWise.Runtime.Cpu;
+
+namespace ShiftWise.Runtime.Tune;
+
+/// <summary>One row of the tuning table: a kernel spec (and how many nodes share it), default and tuned times.</summary>
+public sealed record TuneRow(string Kernel, int Nodes, double DefaultMs, double TunedMs, IReadOnlyDictionary<string, int> Config,
+    string Source, int Measured, int Candidates);
+
+/// <summary>Where tuning is: kernel k of n, candidate c of m, seconds spent of the budget.</summary>
+public sealed record TuneStatus(int Kernel, int Kernels, string Name, int Candidate, int Candidates, double Seconds, double Budget);
+
+/// <summary>
+/// Tunes the CPU target's SW layer kernels (the only CPU kernels with tunables): for every distinct spec of a graph,
+/// its legal candidates (the factorised lowering, and the cross lowering at every register tile of at most 12
+/// accumulators that fits the plane), searched by <see cref="TuneSearch"/>: each compiled by Roslyn under a timeout
+/// and timed with a stopwatch around the kernel alone on inputs rotated through enough buffers that the timings are
+/// not cache-resident. The budget is shared evenly among the kernels still to tune.
+/// </summary>
+public sealed class CpuTuner(double budgetSeconds, Action<string>? warn = null, Action<TuneStatus>? progress = null)
+{
+    /// <summary>Rotated inputs total at least this many bytes (beyond the last-level caches here).</summary>
+    private const long RotateBytes = 64L << 20;
+
+    /// <summary>The longest one candidate's Roslyn compilation may take.</summary>
+    public TimeSpan CompileTimeout { get; init; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>Timed runs per candidate (the median is kept).</summary>
+    public int Repeats { get; init; } = 7;
+
+    /// <summary>Measure again even when the cache has an entry.</summary>
+    public bool Force { get; init; }
+
+    /// <summary>This CPU: its model name (from /proc/cpuinfo where there is one).</summary>
+    public static string DeviceName { get; } = ReadCpuName();
+
+    /// <summary>The tuning key of an SW spec on this CPU, with this Roslyn, runtime and code generator.</summary>
+    public static TuneKey KeyFor(SwLayerSpec spec)
+    {
+        var isa = (Avx2.IsSupported ? "avx2" : "no-avx2") + (Fma.IsSupported ? "+fma" : "") + $", {Environment.ProcessorCount} threads";
+        var cg = typeof(CodegenCpu.CpuCodegen).Assembly;
+        var codegen = $"{cg.GetName().Version} {cg.ManifestModule.ModuleVersionId:N}";
+        return new TuneKey(spec.Hash, DeviceName, isa, ".NET " + Environment.Version,
+            "roslyn " + typeof(CSharpCompilation).Assembly.GetName().Version, codegen);
+    }
+
+    /// <summary>The cache file of this CPU.</summary>
+    public static string CacheFile => TuningCache.FileFor("cpu", DeviceName);
+
+    /// <summary>The legal configurations of a spec, the default first (pruned before anything is compiled).</summary>
+    public static List<IReadOnlyDictionary<string, int>> Candidates(SwLayerSpec spec)
+    {
+        var def = spec.Spec.Defaults;
+        var list = new List<IReadOnlyDictionary<string, int>> { def };
+        var rows = spec.Spec.Tunables.First(t => t.Name == "row_block").Values;
+        var cols = spec.Spec.Tunables.First(t => t.Name == "col_vectors").Values;
+        // the factorised kernel has no tile: one candidate, the tile tunables left at their defaults
+        list.Add(new Dictionary<string, int>(def) { ["lowering"] = 1 });
+        foreach (int rb in rows)
+        foreach (int cv in cols)
+        {
+            // AVX2 has 16 vector registers: more than 12 accumulators spill; more rows than the plane are wasted
+            if (rb * cv > 12 || rb > Math.Max(1, spec.Input[2])) continue;
+            list.Add(new Dictionary<string, int>(def) { ["lowering"] = 0, ["row_block"] = rb, ["col_vectors"] = cv });
+        }
+        return list.DistinctBy(Text).ToList();
+    }
+
+    /// <summary>A configuration as "k=v, ..." in name order.</summary>
+    public static string Text(IReadOnlyDictionary<string, int> c) =>
+        string.Join(", ", c.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key}={kv.Value}"));
+
+    /// <summary>Tunes every distinct SW spec of a graph bound with its weights; entries go into the cache (saved).</summary>
+    public IReadOnlyList<TuneRow> Tune(Graph g, IReadOnlyDictionary<string, Tensor> weights, TuningCache cache)
+    {
+        var types = g.ValueTypes();
+        return TuneSearch.All(g, KeyFor, cache, Force, budgetSeconds, progress, (node, spec, key, share, report) =>
+        {
+            var req = new KernelRequest(node, node.Inputs.Select(i => types[i]).ToArray(),
+                node.Inputs.Select(i => weights.GetValueOrDefault(i)).ToArray());
+            return TuneOne(spec, req, types[node.Outputs[0]].Shape, key, share, report);
+        });
+    }
+
+    private TuneEntry TuneOne(SwLayerSpec spec, KernelRequest req, Shape yShape, TuneKey key, double seconds,
+        Action<int, int> report)
+    {
+        int sets = (int)Math.Clamp(RotateBytes / Math.Max(1, spec.Input.Elements * 4), 2, 16);
+        var rng = new Random(1);
+        var ins = Enumerable.Range(0, sets).Select(_ => new[]
+        {
+            Buf.Of(Enumerable.Range(0, (int)spec.Input.Elements).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray()),
+        }).ToArray();
+        var outs = new[] { Buf.Of(new float[yShape.Elements]) };
+        var search = new TuneSearch { CompileTimeout = CompileTimeout, Repeats = Repeats };
+        return search.Run(key, spec.Spec.Name, Candidates(spec), seconds, cfg =>
+        {
+            var k = new SwLayerKernel(req, cfg, warn);
+            int next = 0, inner = 0;
+            return new TuneTrial(() =>
+            {
+                // the first sample (the warm-up) sizes the rest: as many back-to-back runs as make about a
+                // millisecond, since a stopwatch cannot time a 10 µs kernel alone; inputs rotate run by run
+                var sw = Stopwatch.StartNew();
+                int n = Math.Max(1, inner);
+                for (int i = 0; i < n; i++) k.Run(ins[next++ % ins.Length], outs);
+                double ms = sw.Elapsed.TotalMilliseconds / n;
+                if (inner == 0) inner = (int)Math.Clamp(Math.Ceiling(1.0 / Math.Max(ms, 1e-4)), 1, 1000);
+                return ms;
+            });
+        }, report);
+    }
+
+    private static string ReadCpuName()
+    {
+        try
+        {
+            if (File.Exists("/proc/cpuinfo"))
+            {
+                foreach (var line in File.ReadLines("/proc/cpuinfo"))
+                {
+                    if (line.StartsWith("model name", StringComparison.Ordinal) && line.IndexOf(':') is int i and > 0)
+                    {
+                        return line[(i + 1)..].Trim();
+                    }
+                }
+            }
+        }
+        catch (IOException)
+        {
+            // fall through to the architecture
+        }
+        return System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture + " CPU";
+    }
+}

@@ -1,0 +1,125 @@
+using ShiftWise.CodegenCuda;
+using ShiftWise.IR;
+using ShiftWise.IR.Ops;
+using ShiftWise.Passes.Lowering;
+using ShiftWise.Runtime.Cuda;
+
+namespace ShiftWise.Runtime.Tune;
+
+/// <summary>
+/// Tunes the CUDA SW layer kernels on GPU 0: for every distinct spec, the candidates of
+/// <see cref="SwCudaTunables.Candidates"/> (pruned against this device's shared memory before compiling), searched by
+/// <see cref="TuneSearch"/>. Each candidate is lowered as a graph of several copies of the layer on separate inputs
+/// (enough copies that they do not fit in the L2 cache together), compiled by NVRTC for this device's arch under
+/// the compile timeout, and timed with CUDA events around the copies back to back: ms per kernel = event time /
+/// copies. Runs only where a GPU is (no test here can run it; <c>tests/Gpu</c> does).
+/// </summary>
+public sealed class CudaTuner(double budgetSeconds, Action<string>? warn = null, Action<TuneStatus>? progress = null)
+{
+    /// <summary>The copies of the layer together take at least this many bytes (beyond any GPU's L2 today).</summary>
+    private const long RotateBytes = 256L << 20;
+
+    /// <summary>The longest one candidate's NVRTC compilation and load may take.</summary>
+    public TimeSpan CompileTimeout { get; init; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>Timed samples per candidate.</summary>
+    public int Repeats { get; init; } = 7;
+
+    /// <summary>Measure again kernels the cache has.</summary>
+    public bool Force { get; init; }
+
+    /// <summary>The key of an SW spec on GPU 0 with this driver, NVRTC and code generator.</summary>
+    public static TuneKey KeyFor(SwLayerSpec spec)
+    {
+        var i = CudaDevice.Info;
+        var (maj, min) = NvrtcCompiler.Version;
+        var cg = typeof(CudaCodegen).Assembly;
+        return new TuneKey(spec.Hash, i.Name, i.Arch, "cuda driver " + i.DriverVersion, $"nvrtc {maj}.{min}",
+            $"{cg.GetName().Version} {cg.ManifestModule.ModuleVersionId:N}");
+    }
+
+    /// <summary>The cache file of GPU 0.</summary>
+    public static string CacheFile => TuningCache.FileFor("cuda", CudaDevice.Info.Name);
+
+    /// <summary>Tunes every distinct SW spec of an optimised graph; entries go into the cache (saved).</summary>
+    public IReadOnlyList<TuneRow> Tune(Graph g, IReadOnlyDictionary<string, Tensor> weights, TuningCache cache)
+    {
+        if (!CudaDevice.Available) throw new IrException(CudaDevice.MissingReason!);
+        var types = g.ValueTypes();
+        return TuneSearch.All(g, KeyFor, cache, Force, budgetSeconds, progress, (node, spec, key, share, report) =>
+        {
+            long bytes = 4 * (spec.Input.Elements + types[node.Outputs[0]].Shape.Elements);
+            int copies = (int)Math.Clamp(RotateBytes / Math.Max(1, bytes), 1, 16);
+            var (mini, w) = Copies(node, types, weights, copies);
+            var rng = new Random(1);
+            var inputs = mini.Inputs.ToDictionary(i => i.Name, i => Tensor.Wrap(i.Type,
+                Enumerable.Range(0, (int)i.Type.Shape.Elements).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray()));
+            var search = new TuneSearch { CompileTimeout = CompileTimeout, Repeats = Repeats };
+            return search.Run(key, spec.Spec.Name, SwCudaTunables.Candidates(spec, CudaDevice.Info.MaxSharedPerBlock), share, cfg =>
+            {
+                var opts = new CudaOptions(CudaDevice.Info.Arch)
+                {
+                    Tunables = mini.Nodes.ToDictionary(n => n.Name, _ => cfg, StringComparer.Ordinal),
+                };
+                var exec = new CudaExecutor(CudaCodegen.Lower(mini, opts), mini, w, log: warn);
+                exec.SetInputs(inputs);
+                return new TuneTrial(() => exec.TimeRuns(1) / copies, exec);
+            }, report);
+        });
+    }
+
+    /// <summary>A graph of <paramref name="copies"/> copies of an SW node, each on its own input, sharing the parameters.</summary>
+    public static (Graph Graph, Dictionary<string, Tensor> Weights) Copies(Node node, IReadOnlyDictionary<string, TensorType> types,
+        IReadOnlyDictionary<string, Tensor> weights, int copies)
+    {
+        var b = new GraphBuilder("tune");
+        var ps = node.Inputs.Skip(1).Select(p => b.Param(p, types[p])).ToArray();
+        var outs = new List<Value>();
+        for (int c = 0; c < copies; c++)
+        {
+            var x = b.Input($"x{c}", types[node.Inputs[0]]);
+            outs.Add(b.Apply(node.Op, $"sw{c}", [x, .. ps])[0]);
+        }
+        b.Output([.. outs]);
+        return (b.Build(), node.Inputs.Skip(1).ToDictionary(p => p, p => weights[p], StringComparer.Ordinal));
+    }
+}
+
+/// <summary>The tuned CUDA configurations of a graph's SW nodes, from GPU 0's tuning cache, and what reports say.</summary>
+public sealed class CudaTuning
+{
+    private readonly TuningCache? _cache;
+
+    private CudaTuning(TuningCache? cache) => _cache = cache;
+
+    /// <summary>Defaults everywhere.</summary>
+    public static CudaTuning Off { get; } = new(null);
+
+    /// <summary>GPU 0's cache file, read now.</summary>
+    public static CudaTuning FromCache(Action<string>? warn = null) => new(TuningCache.Load(CudaTuner.CacheFile, warn));
+
+    /// <summary>After <see cref="Tunables"/>: the line for reports.</summary>
+    public string Summary { get; private set; } = "tuning: off (cost-model defaults)";
+
+    /// <summary>Tunable values per SW node name for the tuned specs (the rest take the defaults).</summary>
+    public IReadOnlyDictionary<string, IReadOnlyDictionary<string, int>> Tunables(Graph g)
+    {
+        var result = new Dictionary<string, IReadOnlyDictionary<string, int>>(StringComparer.Ordinal);
+        if (_cache is null) return result;
+        var types = g.ValueTypes();
+        var tuned = new HashSet<string>(StringComparer.Ordinal);
+        var all = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var n in g.Nodes.Where(n => n.Op is FusedShiftWise))
+        {
+            var spec = KernelLowering.Sw(n, types[n.Inputs[0]].Shape);
+            all.Add(spec.Spec.Name);
+            if (_cache.Find(CudaTuner.KeyFor(spec)) is not { } e) continue;
+            result[n.Name] = e.Best;
+            tuned.Add(spec.Spec.Name);
+        }
+        Summary = tuned.Count == 0
+            ? $"tuning: none of {all.Count} SW kernels tuned on this GPU (cost-model defaults; run swc tune --device cuda)"
+            : $"tuning: {tuned.Count} of {all.Count} SW kernels tuned ({_cache.File}), {all.Count - tuned.Count} on cost-model defaults";
+        return result;
+    }
+}
