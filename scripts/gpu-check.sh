@@ -13,6 +13,8 @@
 # A failed step is reported and the run goes on.
 # Exit: 0 every step passed; 1 a step failed (or the bundle is broken); 2 no GPU here (after checking that the
 # bundle unpacks and swc starts).
+# GPU_CHECK_TUNE=1 instead tunes sw-tiny at batch 128 after the tests (GPU_TUNE_BUDGET_S, default 150) and benchmarks
+# each stage's SW layer tuned and --untuned (RESULTS_DIR/swc-tune.log, swc-layer-s*-{tuned,untuned}.json, summary.txt).
 # Environment: PYTHON (default python3, needs torch for the peer), GPU_CHECK_BUDGET_S, GPU_TESTS_TIMEOUT (150),
 # GPU_TESTS_ARGS (extra runner arguments, e.g. "-class ShiftWise.Gpu.Tests.X"), PEER_COMPILE=0 to skip torch.compile.
 set -uo pipefail
@@ -165,6 +167,36 @@ if [ -f "$tests_dll" ]; then
 else
   say "the bundle has no test assembly $tests_dll"
   failed+=("gpu tests: $(manifest gpu_tests) missing from the bundle")
+fi
+
+# 1b. GPU_CHECK_TUNE=1: tune sw-tiny at batch 128 (issue 9), then each stage's SW layer at batch 128 tuned and untuned;
+#     the cache lives in the results folder; the benchmarks and the peer below are skipped in this mode
+if [ "${GPU_CHECK_TUNE:-0}" = "1" ]; then
+  export SWC_CACHE_DIR="$R/swc-cache"
+  tune_s="${GPU_TUNE_BUDGET_S:-150}"
+  run_step "swc tune sw-tiny batch 128" $((tune_s + 90)) 130 "$R/swc-tune.log" \
+    "${swc[@]}" tune sw-tiny --device cuda --batch 128 --budget "$tune_s"
+  stage=0
+  for shape in "80 56 51" "160 28 49" "320 14 47" "640 7 13"; do
+    read -r c h k <<<"$shape"
+    for mode in tuned untuned; do
+      flag=""; [ "$mode" = untuned ] && flag="--untuned"
+      # shellcheck disable=SC2086
+      run_step "swc bench sw-layer stage $stage $mode" 40 10 "$R/swc-layer-s$stage-$mode.log" \
+        "${swc[@]}" bench sw-layer --channels "$c" --height "$h" --width "$h" --big "$k" --batch 128 --device cuda \
+        --seconds 1 $flag --json "$R/swc-layer-s$stage-$mode.json"
+    done
+    stage=$((stage + 1))
+  done
+  { echo "stage  tuned ms  untuned ms  tuned/untuned speed"
+    for s in 0 1 2 3; do
+      t=$(sed -n 's/.*"ms_per_batch": *\([0-9.]*\).*/\1/p' "$R/swc-layer-s$s-tuned.json" 2>/dev/null | head -n 1)
+      u=$(sed -n 's/.*"ms_per_batch": *\([0-9.]*\).*/\1/p' "$R/swc-layer-s$s-untuned.json" 2>/dev/null | head -n 1)
+      echo "$s  ${t:-?}  ${u:-?}  $(awk -v t="$t" -v u="$u" 'BEGIN { if (t > 0) printf "%.2fx", u / t; else print "?" }')"
+    done; } | tee "$R/summary.txt"
+  say "results in $R ($((SECONDS - start)) s)"
+  [ "${#failed[@]}" -gt 0 ] && { printf '  %s\n' "${failed[@]}"; exit 1; }
+  exit 0
 fi
 
 # 2. swc benchmarks

@@ -66,7 +66,8 @@ public static class SwCudaTunables
     /// factorised form at every thread count and power-of-two row block. Pruned before anything is compiled: the
     /// kernel models reject what breaks a limit (1024 threads, <paramref name="maxShared"/> bytes of shared memory,
     /// 16 outputs per thread), a block must hold a warp and stay within the register file at an estimate of 32 + 4
-    /// registers per output in flight, and a tile may not be more than twice the plane in either direction.
+    /// registers per output in flight, and a tile may not be more than twice the plane in either direction. Ordered by
+    /// how many tunables differ from the default, fewest first.
     /// </summary>
     public static List<IReadOnlyDictionary<string, int>> Candidates(SwLayerSpec spec, int maxShared = SwCrossCudaModel.MaxShared)
     {
@@ -93,7 +94,10 @@ public static class SwCudaTunables
             var c = new Dictionary<string, int>(def) { ["lowering"] = 1, ["fact_threads"] = threads, ["fact_rows"] = rows };
             if (Legal(() => new SwFactorisedCudaModel(spec, c, "probe"), m => (m.Threads, m.SharedBytes, m.PerThread), maxShared)) list.Add(c);
         }
-        return list.DistinctBy(c => string.Join(",", c.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => kv.Value))).ToList();
+        // nearest the default first (fewest tunables changed), so a budget cut keeps the default's neighbourhood
+        return list.DistinctBy(c => string.Join(",", c.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => kv.Value)))
+            .Select((c, i) => (c, i, d: c.Count(kv => def[kv.Key] != kv.Value))).OrderBy(t => t.d).ThenBy(t => t.i)
+            .Select(t => t.c).ToList();
     }
 
     private static bool Legal<T>(Func<T> build, Func<T, (int Threads, int Shared, int Outputs)> facts, int maxShared)

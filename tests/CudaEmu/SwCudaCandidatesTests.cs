@@ -30,6 +30,9 @@ public sealed class SwCudaCandidatesTests
         Assert.Contains(all, c => c["lowering"] == 0);
         Assert.Contains(all, c => c["lowering"] == 1);
         Assert.True(all.Count > 10, $"{all.Count} candidates");
+        var def = all[0];
+        var distance = all.Select(c => c.Count(kv => def[kv.Key] != kv.Value)).ToList();
+        Assert.Equal(distance.Order(), distance); // the default's neighbourhood first
         foreach (var c in all)
         {
             Assert.All(c, kv => Assert.Contains(kv.Value, SwCudaTunables.Values[kv.Key]));

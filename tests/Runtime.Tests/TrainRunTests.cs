@@ -14,7 +14,7 @@ public sealed class TrainRunTests
     private const string Tiny = """
         {
           "model": { "preset": "sw-fmnist", "dims": [8, 16, 16, 16], "kernel_size": [9, 7, 5, 3, 3], "drop_path": 0.2 },
-          "data": { "hflip": true, "shift": 2, "limit_train": 192, "limit_test": 100 },
+          "data": { "hflip": true, "shift": 2, "erase": 0.5, "limit_train": 192, "limit_test": 100 },
           "train": { "epochs": 3, "batch": 16, "accumulate": 2, "lr": 3e-3, "min_lr": 1e-4, "warmup_epochs": 1,
                      "label_smoothing": 0.1, "seed": 7, "eval_batch": 64 },
           "out": "unused"
@@ -79,6 +79,7 @@ public sealed class TrainRunTests
     [InlineData("""{ "model": { "kernel_size": [13, 9, 5, 3, 4] } }""", "tiny.json: model: option --kernel-size")]
     [InlineData("""{ "model": { "in_chans": 3 } }""", "model.in_chans: 3: Fashion-MNIST images have 1 channel")]
     [InlineData("""[1, 2]""", "tiny.json: the file: must be a JSON object")]
+    [InlineData("""{ "data": { "erase": 1.5 } }""", "tiny.json: data.erase: 1.5 must be a probability in [0, 1]")]
     [InlineData("""{ "train": """, "tiny.json: not valid JSON")]
     public void ConfigErrorsNameTheFileAndKey(string json, string phrase)
     {
@@ -94,6 +95,21 @@ public sealed class TrainRunTests
         var cfg = TrainConfig.Load(Path.Combine(dir!.FullName, "samples", "fashion-mnist.json"));
         Assert.Equal(1, cfg.Model.InChans);
         Assert.Equal(10, cfg.Model.NumClasses);
+    }
+
+    [Fact]
+    public void ErasingChangesWhatIsLearnedAndTheFingerprint()
+    {
+        Assert.SkipUnless(FashionMnist.Installed(), "Fashion-MNIST is not installed (Debian's dataset-fashion-mnist)");
+        string a = Dir(), b = Dir();
+        var plain = Config(a) with { Epochs = 1, Erase = 0 };
+        var erased = Config(b) with { Epochs = 1, Erase = 1 };
+        Assert.NotEqual(plain.Fingerprint(), erased.Fingerprint());
+        new TrainRun(plain).Run(false, TestContext.Current.CancellationToken);
+        new TrainRun(erased).Run(false, TestContext.Current.CancellationToken);
+        var wa = SafeTensors.Read(Path.Combine(a, TrainRun.WeightsFile));
+        var wb = SafeTensors.Read(Path.Combine(b, TrainRun.WeightsFile));
+        Assert.Contains(wa.Keys, k => !wa[k].ToDoubles().SequenceEqual(wb[k].ToDoubles()));
     }
 
     [Fact]

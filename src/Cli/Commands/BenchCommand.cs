@@ -79,12 +79,12 @@ public static class BenchCommand
         rows.Add(["total", times.Count.ToString(CultureInfo.InvariantCulture), F(total), "100%"]);
         TextTable.Write(o, rows, rightAligned: [1, 2, 3]);
         o.WriteLine();
-        var k = new List<string[]> { new[] { "node", "kernel", "ms/run" } };
+        var k = new List<string[]> { new[] { "node", "kernel", "ms/run", "min ms" } };
         foreach (var t in times.OrderByDescending(t => t.Total).Take(top))
         {
-            k.Add([t.Node, t.Kernel, F(t.Total.TotalMilliseconds / Math.Max(1, t.Runs))]);
+            k.Add([t.Node, t.Kernel, F3(t.Total.TotalMilliseconds / Math.Max(1, t.Runs)), F3(t.Min.TotalMilliseconds)]);
         }
-        TextTable.Write(o, k, rightAligned: [2], totalRow: false);
+        TextTable.Write(o, k, rightAligned: [2, 3], totalRow: false);
     }
 
     /// <summary>

@@ -63,7 +63,7 @@ public static class CompileCommand
             }
             if (res.Cuda is { } cu)
             {
-                ctx.Out.WriteLine($"wrote {cu.Plan.Kernels.Count} CUDA kernels to {Path.Combine(req.OutDir, "kernels")}");
+                ctx.Out.WriteLine($"wrote {cu.Plan.Kernels.Count} CUDA kernels to {Path.Combine(req.OutDir, "kernels")}; {cu.Tuning}");
                 ctx.Out.WriteLine(cu.Compiled is null
                     ? $"not compiled: {cu.NotCompiledReason}"
                     : $"compiled {cu.Compiled.Count} kernels to PTX for {cu.PtxArch} in {Path.Combine(req.OutDir, "ptx")} "

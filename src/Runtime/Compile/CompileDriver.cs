@@ -26,7 +26,11 @@ public sealed record CompileRequest(string Model, ModelArgs Args, string Pipelin
 
 /// <summary>What the CUDA target produced: the plan, and the NVRTC results (null when NVRTC is absent, with the reason).</summary>
 public sealed record CudaCompileResult(CudaPlan Plan, IReadOnlyList<CompiledKernel>? Compiled, string PtxArch,
-    string? NotCompiledReason, (int Major, int Minor)? NvrtcVersion, TimeSpan Time);
+    string? NotCompiledReason, (int Major, int Minor)? NvrtcVersion, TimeSpan Time)
+{
+    /// <summary>Which SW kernels were lowered with tuned configurations (one line for reports).</summary>
+    public string Tuning { get; init; } = "";
+}
 
 /// <summary>The outcome: the graphs before and after, the pass records, the memory plan, and the files written.</summary>
 public sealed record CompileResult(LoadedModel Source, Graph Optimized, IReadOnlyDictionary<string, Tensor> Weights,
@@ -103,17 +107,26 @@ public static class CompileDriver
             throw new IrException($"--arch '{arch}' is not a CUDA device arch like sm_80 or sm_90");
         }
         var sw = Stopwatch.StartNew();
-        var plan = CudaCodegen.Lower(g, new CudaOptions(arch));
+        // the tuning cache is per device: tuned configurations apply when GPU 0 is the arch compiled for
+        string tuning = "tuning: cost-model defaults (no GPU of this arch here to key the tuning cache by)";
+        var options = new CudaOptions(arch);
+        if (ShiftWise.Runtime.Cuda.CudaDevice.Available && ShiftWise.Runtime.Cuda.CudaDevice.Info.Arch == arch)
+        {
+            var t = Tune.CudaTuning.FromCache(log);
+            options = options with { Tunables = t.Tunables(g) };
+            tuning = t.Summary;
+        }
+        var plan = CudaCodegen.Lower(g, options);
         var ptxArch = "compute_" + arch[3..];
         if (!NvrtcCompiler.Available)
         {
-            return new CudaCompileResult(plan, null, ptxArch, NvrtcCompiler.MissingReason, null, sw.Elapsed);
+            return new CudaCompileResult(plan, null, ptxArch, NvrtcCompiler.MissingReason, null, sw.Elapsed) { Tuning = tuning };
         }
         int done = 0;
         var compiled = CudaKernelCompiler.CompileAll(plan.Kernels, ptxArch,
             progress: c => log?.Invoke($"  nvrtc {Interlocked.Increment(ref done),3}/{plan.Kernels.Count} {c.Kernel.Name} ({c.Outcome.ToString().ToLowerInvariant()})"),
             warn: log);
-        return new CudaCompileResult(plan, compiled, ptxArch, null, NvrtcCompiler.Version, sw.Elapsed);
+        return new CudaCompileResult(plan, compiled, ptxArch, null, NvrtcCompiler.Version, sw.Elapsed) { Tuning = tuning };
     }
 
     /// <summary>The plan's derived tensors (e.g. the SW cross bands), computed from the weights, as float32.</summary>

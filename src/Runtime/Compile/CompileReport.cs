@@ -87,6 +87,7 @@ public static class CompileReport
         sb.Append($"{plan.Kernels.Count} kernel sources in kernels/, {launches.Count} launches and {gemms.Count} GEMM calls "
             + $"(cuBLAS at run time) per run, {plan.Derived.Count} derived tensors, {plan.Scratch.Count} scratch buffers; "
             + "plan.json lists every step.\n\n");
+        sb.Append(cu.Tuning + "\n\n");
         if (cu.Compiled is null)
         {
             sb.Append($"NVRTC: not compiled: {cu.NotCompiledReason}\n");

@@ -7,7 +7,11 @@ using ShiftWise.Runtime.Cpu.Kernels;
 namespace ShiftWise.Runtime.Cpu;
 
 /// <summary>Time spent in one node over the runs of an executor.</summary>
-public sealed record KernelTime(string Node, string Op, string Kernel, TimeSpan Total, int Runs);
+public sealed record KernelTime(string Node, string Op, string Kernel, TimeSpan Total, int Runs)
+{
+    /// <summary>The fastest single run (zero when not recorded): on a shared, noisy machine the steadiest figure.</summary>
+    public TimeSpan Min { get; init; }
+}
 
 /// <summary>
 /// Runs a float32 graph on the CPU: parameters converted once, every activation in one arena laid out by the
@@ -22,6 +26,7 @@ public sealed class CpuExecutor
     private readonly Dictionary<string, Buf> _bufs = new(StringComparer.Ordinal);
     private readonly List<(Node Node, CpuKernel Kernel, Buf[] In, Buf[] Out)> _steps = [];
     private readonly Dictionary<Node, Stopwatch> _times = new(ReferenceEqualityComparer.Instance);
+    private readonly Dictionary<Node, long> _mins = new(ReferenceEqualityComparer.Instance);
     private int _profiledRuns;
     private static int _blasWarned;
 
@@ -98,9 +103,15 @@ public sealed class CpuExecutor
     {
         foreach (var (n, k, ins, outs) in _steps)
         {
+            long before = Profile ? _times[n].ElapsedTicks : 0;
             if (Profile) _times[n].Start();
             k.Run(ins, outs);
-            if (Profile) _times[n].Stop();
+            if (Profile)
+            {
+                _times[n].Stop();
+                long dt = _times[n].ElapsedTicks - before;
+                _mins[n] = _mins.TryGetValue(n, out long m) ? Math.Min(m, dt) : dt;
+            }
         }
         if (Profile) _profiledRuns++;
     }
@@ -131,6 +142,9 @@ public sealed class CpuExecutor
 
     /// <summary>Per-node times accumulated over the runs made while <see cref="Profile"/> was on.</summary>
     public IReadOnlyList<KernelTime> Times() =>
-        _steps.Select(s => new KernelTime(s.Node.Name, s.Node.Op.Name, s.Kernel.Label, _times[s.Node].Elapsed, _profiledRuns))
+        _steps.Select(s => new KernelTime(s.Node.Name, s.Node.Op.Name, s.Kernel.Label, _times[s.Node].Elapsed, _profiledRuns)
+            {
+                Min = TimeSpan.FromSeconds(_mins.GetValueOrDefault(s.Node) / (double)Stopwatch.Frequency),
+            })
             .ToArray();
 }

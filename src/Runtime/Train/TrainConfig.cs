@@ -28,6 +28,11 @@ public sealed record TrainConfig
     public bool HFlip { get; init; }
     /// <summary>Random translations of training images by up to this many pixels each way (0: none); uncovered pixels are background.</summary>
     public int Shift { get; init; }
+    /// <summary>
+    /// Random erasing: the probability that a training image gets one rectangle (2–25% of its area, aspect 0.3–3.3)
+    /// replaced by uniform random pixels (0: none).
+    /// </summary>
+    public double Erase { get; init; }
     /// <summary>Use only the first N training images (0: all).</summary>
     public int LimitTrain { get; init; }
     /// <summary>Use only the first N test images (0: all).</summary>
@@ -66,7 +71,8 @@ public sealed record TrainConfig
         var text = string.Join("|", Preset, m.InChans, m.NumClasses, string.Join(",", m.Depths), string.Join(",", m.Dims),
             string.Join(",", m.KernelSize), F(m.GhostRatio), m.NPath, m.NRep, F(m.WidthFactor), F(m.LayerScaleInit),
             F(m.DropPathRate), m.Height, m.Width, m.StemStride, m.Bn, F(Mean), F(Std), HFlip, Shift, LimitTrain, Batch, Accumulate,
-            Optimizer, F(Lr), F(MinLr), F(WeightDecay), F(Momentum), F(WarmupEpochs), F(LabelSmoothing), Seed);
+            Optimizer, F(Lr), F(MinLr), F(WeightDecay), F(Momentum), F(WarmupEpochs), F(LabelSmoothing), Seed)
+            + (Erase > 0 ? "|erase=" + F(Erase) : "");
         return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)))[..16];
     }
 
@@ -105,7 +111,7 @@ public sealed record TrainConfig
             var root = r.Object(doc.RootElement, "", ["model", "data", "train", "out"]);
             var model = r.Object(root.Get("model"), "model", ["preset", "in_chans", "num_classes", "image_size", "stem_stride", "depths",
                 "dims", "kernel_size", "ghost_ratio", "n_path", "n_rep", "width_factor", "layer_scale_init", "drop_path", "bn"]);
-            var data = r.Object(root.Get("data"), "data", ["dir", "mean", "std", "hflip", "shift", "limit_train", "limit_test"]);
+            var data = r.Object(root.Get("data"), "data", ["dir", "mean", "std", "hflip", "shift", "erase", "limit_train", "limit_test"]);
             var train = r.Object(root.Get("train"), "train", ["epochs", "batch", "accumulate", "optimizer", "lr", "min_lr", "weight_decay",
                 "momentum", "warmup_epochs", "label_smoothing", "seed", "eval_batch"]);
             string preset = model.Str("preset") ?? "sw-fmnist";
@@ -120,6 +126,7 @@ public sealed record TrainConfig
                 Std = data.Num("std") ?? 0.3530,
                 HFlip = data.Bool("hflip") ?? false,
                 Shift = data.Int("shift") ?? 0,
+                Erase = data.Num("erase") ?? 0,
                 LimitTrain = data.Int("limit_train") ?? 0,
                 LimitTest = data.Int("limit_test") ?? 0,
                 Epochs = train.Int("epochs") ?? 8,
@@ -167,6 +174,7 @@ public sealed record TrainConfig
             }
             r.Check(cfg.Std > 0, "data.std", $"{cfg.Std} must be > 0");
             r.Check(cfg.Shift is >= 0 and <= 8, "data.shift", $"{cfg.Shift} must be in [0, 8] pixels");
+            r.Check(cfg.Erase is >= 0 and <= 1, "data.erase", $"{cfg.Erase} must be a probability in [0, 1]");
             r.Check(cfg.LimitTrain >= 0 && cfg.LimitTest >= 0, "data.limit_train", "limits must be >= 0");
             r.Check(cfg.Epochs >= 1, "train.epochs", $"{cfg.Epochs} must be >= 1");
             r.Check(cfg.Batch >= 2, "train.batch", $"{cfg.Batch} must be >= 2 (batch-statistics BatchNorm)");

@@ -124,6 +124,7 @@ public sealed class TrainRun
                     int span = 2 * _cfg.Shift + 1;
                     int dy = (int)((rnd >> 8) % (ulong)span) - _cfg.Shift, dx = (int)((rnd >> 24) % (ulong)span) - _cfg.Shift;
                     Fill(train, idx, x.AsSpan(b * pixels, pixels), flip, dy, dx);
+                    if (_cfg.Erase > 0) Erase(x.AsSpan(b * pixels, pixels), train.Images.Dims[1], train.Images.Dims[2], Mix(_cfg.Seed, (ulong)step, (ulong)b + (1UL << 32)));
                     y[b] = train.Labels.Data[idx];
                 }
                 dataTime.Stop();
@@ -262,6 +263,29 @@ public sealed class TrainRun
             (order[i], order[j]) = (order[j], order[i]);
         }
         return order;
+    }
+
+    /// <summary>
+    /// Random erasing (Zhong et al. 2017) from one 64-bit draw, stretched by SplitMix64: with probability
+    /// <see cref="TrainConfig.Erase"/> a rectangle of 2–25% of the area with aspect 0.3–3.3 (log-uniform) at a
+    /// uniform position gets uniform random pixels, normalised like the image.
+    /// </summary>
+    private void Erase(Span<float> img, int h, int w, ulong rnd)
+    {
+        ulong state = rnd;
+        double U() => (Mix(0, state += 0x9E3779B97F4A7C15UL, 0) >> 11) * (1.0 / (1UL << 53));
+        if (U() >= _cfg.Erase) return;
+        for (int attempt = 0; attempt < 10; attempt++)
+        {
+            double area = (0.02 + 0.23 * U()) * h * w, aspect = Math.Exp(Math.Log(0.3) + (Math.Log(3.3) - Math.Log(0.3)) * U());
+            int eh = (int)Math.Round(Math.Sqrt(area * aspect)), ew = (int)Math.Round(Math.Sqrt(area / aspect));
+            if (eh < 1 || ew < 1 || eh >= h || ew >= w) continue;
+            int top = (int)(U() * (h - eh + 1)), left = (int)(U() * (w - ew + 1));
+            float a = (float)(1 / _cfg.Std), b = (float)(-_cfg.Mean / _cfg.Std);
+            for (int i = top; i < top + eh; i++)
+            for (int j = left; j < left + ew; j++) img[i * w + j] = (float)U() * a + b;
+            return;
+        }
     }
 
     private static ulong Mix(uint seed, ulong a, ulong b)

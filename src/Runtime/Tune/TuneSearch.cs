@@ -18,7 +18,7 @@ public sealed class TuneTrial(Func<double> sample, IDisposable? owner = null) : 
 /// prepared (compiled) under a timeout, warmed up once, then timed <see cref="Repeats"/> times (the median kept);
 /// a candidate whose first sample is three times the best so far is dropped; once the kernel's share of the budget
 /// is spent the rest are recorded as not measured. A winner other than the default is confirmed in alternating runs
-/// against it and kept only if at least 2% faster.
+/// against it and kept only if at least 2% faster both in median and in its fastest sample.
 /// </summary>
 public sealed class TuneSearch
 {
@@ -29,7 +29,7 @@ public sealed class TuneSearch
     public int Repeats { get; init; } = 7;
 
     /// <summary>Alternating rounds of the confirmation.</summary>
-    public int ConfirmRounds { get; init; } = 5;
+    public int ConfirmRounds { get; init; } = 9;
 
     /// <summary>Note of a candidate skipped because the budget was spent.</summary>
     public const string BudgetSpent = "budget spent";
@@ -92,7 +92,8 @@ public sealed class TuneSearch
                     b.Add(trials[bestAt].Sample());
                 }
                 (defMs, best) = (Median(a), Median(b));
-                if (best > 0.98 * defMs) (bestAt, best) = (0, defMs);
+                // both the medians and the fastest samples must agree (a shared machine's bursts move medians)
+                if (best > 0.98 * defMs || b.Min() > 0.98 * a.Min()) (bestAt, best) = (0, defMs);
             }
             else
             {
