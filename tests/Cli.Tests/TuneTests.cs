@@ -42,7 +42,7 @@ public sealed class TuneTests
         Assert.Contains("default ms", o);
         Assert.Matches(@"sw_fused_b7k3g4_c\d+_h12w12_[0-9a-f]{8}", o);
         Assert.Contains("1 kernels; cache written to", o);
-        var file = Assert.Single(Directory.GetFiles(Path.Combine(dir, "tune")));
+        var file = Assert.Single(Directory.GetFiles(Path.Combine(dir, "tune"), "*.json"));
         var entry = Assert.Single(TuningCache.Load(file, w => Assert.Fail(w)).Entries);
         Assert.True(entry.BestMs <= entry.DefaultMs);
 
@@ -77,7 +77,7 @@ public sealed class TuneTests
         var rb = Finish(b);
         Assert.True(ra.Code == 0, ra.Err);
         Assert.True(rb.Code == 0, rb.Err);
-        var files = Directory.GetFiles(Path.Combine(dir, "tune"));
+        var files = Directory.GetFiles(Path.Combine(dir, "tune"), "*.json");
         var file = Assert.Single(files);
         var cache = TuningCache.Load(file, w => Assert.Fail(w));
         Assert.Equal(2, cache.Entries.Count);

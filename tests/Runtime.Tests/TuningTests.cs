@@ -103,7 +103,7 @@ public sealed class TuningTests
         b.Save();
         var both = TuningCache.Load(file, w => Assert.Fail(w));
         Assert.Equal(2, both.Entries.Count);
-        Assert.DoesNotContain(Directory.GetFiles(Path.GetDirectoryName(file)!), f => f.Contains(".tmp") || f.EndsWith(".lock"));
+        Assert.DoesNotContain(Directory.GetFiles(Path.GetDirectoryName(file)!), f => f.Contains(".tmp"));
     }
 
     [Fact]
@@ -121,7 +121,7 @@ public sealed class TuningTests
 
     private static (Graph Graph, IReadOnlyDictionary<string, Tensor> Weights) SmallLayer()
     {
-        var m = ModelSource.Load("sw-layer", new ModelArgs { Channels = 8, Height = 12, Width = 12, Big = 7, Batch = 2, Seed = 3 },
+        var m = ModelSource.Load("sw-layer", new ModelArgs { Channels = 16, Height = 12, Width = 12, Big = 7, Batch = 4, Seed = 3 },
             withWeights: true);
         var cm = CompiledModel.ForCpu(m, tuning: CpuTuning.Off);
         return (cm.Graph, cm.Weights);
@@ -154,11 +154,13 @@ public sealed class TuningTests
         var row = Assert.Single(rows);
         Assert.Equal("tuned", row.Source);
         Assert.True(row.TunedMs <= row.DefaultMs, $"{row.TunedMs} > {row.DefaultMs}");
-        Assert.True(row.Measured >= 2);
+        Assert.True(row.Measured >= 1);
         Assert.NotEmpty(statuses);
         var entry = Assert.Single(TuningCache.Load(cache.File, x => Assert.Fail(x)).Entries);
         Assert.Equal(row.Candidates, entry.Candidates.Count);
         Assert.Equal(entry.Candidates.Count, entry.Times.Count);
+        // every candidate was compiled and timed: a median, or a first sample 3x the best (never the budget)
+        Assert.All(entry.Times, t => Assert.True(t.Ms is > 0 || t.Note!.StartsWith("stopped early", StringComparison.Ordinal), t.Note));
 
         // a second tune reads the cache instead of measuring
         var again = new CpuTuner(30).Tune(g, w, cache);

@@ -19,13 +19,18 @@ public sealed record TuneStatus(int Kernel, int Kernels, string Name, int Candid
 /// Tunes the CPU target's SW layer kernels (the only CPU kernels with tunables): for every distinct spec of a graph,
 /// its legal candidates (the factorised lowering, and the cross lowering at every register tile of at most 12
 /// accumulators that fits the plane), searched by <see cref="TuneSearch"/>: each compiled by Roslyn under a timeout
-/// and timed with a stopwatch around the kernel alone on inputs rotated through enough buffers that the timings are
-/// not cache-resident. The budget is shared evenly among the kernels still to tune.
+/// and timed with a stopwatch around the kernel alone on inputs rotated through 8 MB of buffers (see
+/// <see cref="RotateBytes"/>). The budget is shared evenly among the kernels still to tune.
 /// </summary>
 public sealed class CpuTuner(double budgetSeconds, Action<string>? warn = null, Action<TuneStatus>? progress = null)
 {
-    /// <summary>Rotated inputs total at least this many bytes (beyond the last-level caches here).</summary>
-    private const long RotateBytes = 64L << 20;
+    /// <summary>
+    /// Rotated inputs total at least this many bytes: past the private L1/L2 caches, so no timing is cache-only, but
+    /// within a last-level cache, as in a model where a layer reads what the previous kernel just wrote. Rotating
+    /// through 64 MB measured every kernel memory-bound (sw-tiny stage 0: 2.5 ms alone against 1.05 ms in the model)
+    /// and favoured tiles that were 9% slower in the model.
+    /// </summary>
+    private const long RotateBytes = 8L << 20;
 
     /// <summary>The longest one candidate's Roslyn compilation may take.</summary>
     public TimeSpan CompileTimeout { get; init; } = TimeSpan.FromSeconds(60);
@@ -101,17 +106,18 @@ public sealed class CpuTuner(double budgetSeconds, Action<string>? warn = null, 
         return search.Run(key, spec.Spec.Name, Candidates(spec), seconds, cfg =>
         {
             var k = new SwLayerKernel(req, cfg, warn);
-            int next = 0, inner = 0;
+            int next = 0;
+            // a sample is as many back-to-back runs as make about a millisecond (a stopwatch cannot time a 10 µs
+            // kernel alone), sized by a run after a first, cold one; inputs rotate run by run
+            k.Run(ins[next++ % ins.Length], outs);
+            var sw = Stopwatch.StartNew();
+            k.Run(ins[next++ % ins.Length], outs);
+            int inner = (int)Math.Clamp(Math.Ceiling(1.0 / Math.Max(sw.Elapsed.TotalMilliseconds, 1e-4)), 1, 1000);
             return new TuneTrial(() =>
             {
-                // the first sample (the warm-up) sizes the rest: as many back-to-back runs as make about a
-                // millisecond, since a stopwatch cannot time a 10 µs kernel alone; inputs rotate run by run
-                var sw = Stopwatch.StartNew();
-                int n = Math.Max(1, inner);
-                for (int i = 0; i < n; i++) k.Run(ins[next++ % ins.Length], outs);
-                double ms = sw.Elapsed.TotalMilliseconds / n;
-                if (inner == 0) inner = (int)Math.Clamp(Math.Ceiling(1.0 / Math.Max(ms, 1e-4)), 1, 1000);
-                return ms;
+                sw.Restart();
+                for (int i = 0; i < inner; i++) k.Run(ins[next++ % ins.Length], outs);
+                return sw.Elapsed.TotalMilliseconds / inner;
             });
         }, report);
     }

@@ -109,7 +109,9 @@ public sealed class TuningCache
         {
             try
             {
-                return new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, 1, FileOptions.DeleteOnClose);
+                // the lock file stays: deleting it on close would let a waiter lock the unlinked file while a third
+                // process creates and locks a new one
+                return new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, 1);
             }
             catch (IOException) when (DateTime.UtcNow < until)
             {
