@@ -36,8 +36,7 @@ public static class TuneCommand
             double seconds = ModelOptions.Dbl(r, budget) ?? 120;
             if (!(seconds > 0)) throw new IrException($"option --budget: {seconds} must be > 0");
             var m = ModelSource.Load(r.GetValue(model.Model)!, model.Read(r) with { Weights = r.GetValue(weights) }, withWeights: true);
-            var (graph, folded) = dev == "cuda" ? Optimised(m) : (CompiledModel.ForCpu(m, warn: ctx.Err.WriteLine, tuning: CpuTuning.Off) is var cm
-                ? (cm.Graph, cm.Weights) : default);
+            var (graph, folded) = Optimised(m);
             var file = dev == "cuda" ? CudaTuner.CacheFile : CpuTuner.CacheFile;
             var cache = TuningCache.Load(file, ctx.Err.WriteLine);
             string where = dev == "cuda" ? $"{Runtime.Cuda.CudaDevice.Info.Name} ({Runtime.Cuda.CudaDevice.Info.Arch})"
@@ -69,7 +68,7 @@ public static class TuneCommand
         return cmd;
     }
 
-    /// <summary>The inference pipeline's graph and folded weights (what the CUDA target lowers).</summary>
+    /// <summary>The inference pipeline's graph and folded weights: what both targets bind (the tuner binds one layer at a time).</summary>
     private static (Graph, IReadOnlyDictionary<string, Tensor>) Optimised(LoadedModel m)
     {
         var ctx = new Passes.PassContext(m.Graph, m.Weights);
