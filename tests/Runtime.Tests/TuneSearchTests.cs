@@ -53,8 +53,13 @@ public sealed class TuneSearchTests
         Assert.StartsWith("stopped early", e.Times[2].Note);
         Assert.Equal("failed: ptxas: too many resources", e.Times[3].Note);
         Assert.StartsWith("compile timed out", e.Times[4].Note);
-        Thread.Sleep(1200); // the timed-out preparation finishes in the background and is disposed of
+        // the timed-out preparation finishes in the background and is disposed of when it lands
+        for (int i = 0; i < 200 && (Volatile.Read(ref fake.Created) < 4 || Volatile.Read(ref fake.Disposed) < fake.Created); i++)
+        {
+            Thread.Sleep(50);
+        }
         Assert.Equal(fake.Created, fake.Disposed);
+        Assert.Equal(4, fake.Created);
     }
 
     private static TuneTrial Slow(Fake f)

@@ -8,13 +8,6 @@ using ShiftWise.Runtime.Cpu;
 
 namespace ShiftWise.Runtime.Tune;
 
-/// <summary>One row of the tuning table: a kernel spec (and how many nodes share it), default and tuned times.</summary>
-public sealed record TuneRow(string Kernel, int Nodes, double DefaultMs, double TunedMs, IReadOnlyDictionary<string, int> Config,
-    string Source, int Measured, int Candidates);
-
-/// <summary>Where tuning is: kernel k of n, candidate c of m, seconds spent of the budget.</summary>
-public sealed record TuneStatus(int Kernel, int Kernels, string Name, int Candidate, int Candidates, double Seconds, double Budget);
-
 /// <summary>
 /// Tunes the CPU target's SW layer kernels (the only CPU kernels with tunables): for every distinct spec of a graph,
 /// its legal candidates (the factorised lowering, and the cross lowering at every register tile of at most 12
@@ -69,9 +62,18 @@ public sealed class CpuTuner(double budgetSeconds, Action<string>? warn = null, 
         foreach (int rb in rows)
         foreach (int cv in cols)
         {
-            // AVX2 has 16 vector registers: more than 12 accumulators spill; more rows than the plane are wasted
-            if (rb * cv > 12 || rb > Math.Max(1, spec.Input[2])) continue;
-            list.Add(new Dictionary<string, int>(def) { ["lowering"] = 0, ["row_block"] = rb, ["col_vectors"] = cv });
+            // more rows than the plane are wasted; the kernel model rejects tiles that would spill (> 12 accumulators)
+            if (rb > Math.Max(1, spec.Input[2])) continue;
+            var c = new Dictionary<string, int>(def) { ["lowering"] = 0, ["row_block"] = rb, ["col_vectors"] = cv };
+            try
+            {
+                _ = new CodegenCpu.SwCrossCpuModel(spec, c);
+                list.Add(c);
+            }
+            catch (ArgumentException)
+            {
+                // illegal tile: pruned before compiling
+            }
         }
         return list.DistinctBy(Text).ToList();
     }

@@ -3,6 +3,13 @@ using ShiftWise.Passes.Lowering;
 
 namespace ShiftWise.Runtime.Tune;
 
+/// <summary>One row of the tuning table: a kernel spec (and how many nodes share it), default and tuned times.</summary>
+public sealed record TuneRow(string Kernel, int Nodes, double DefaultMs, double TunedMs, IReadOnlyDictionary<string, int> Config,
+    string Source, int Measured, int Candidates);
+
+/// <summary>Where tuning is: kernel k of n, candidate c of m, seconds spent of the budget.</summary>
+public sealed record TuneStatus(int Kernel, int Kernels, string Name, int Candidate, int Candidates, double Seconds, double Budget);
+
 /// <summary>A candidate ready to time: each call of <see cref="Sample"/> returns one timed sample, ms per kernel run.</summary>
 public sealed class TuneTrial(Func<double> sample, IDisposable? owner = null) : IDisposable
 {
