@@ -13,6 +13,9 @@
 # A failed step is reported and the run goes on.
 # Exit: 0 every step passed; 1 a step failed (or the bundle is broken); 2 no GPU here (after checking that the
 # bundle unpacks and swc starts).
+# Unless GPU_CHECK_EMIT=0, after the tests: swc emit sw-tiny, a CMake + nvcc build of the emitted project, its example
+# against swc run --device cuda (relative L2 <= 1e-5) and a corrupted weights.bin     RESULTS_DIR/emit-*, emit-summary.txt
+# GPU_CHECK_TESTS=0 skips the tests; GPU_CHECK_BENCH=0 stops after the standalone project (tests and the standalone project only).
 # GPU_CHECK_TUNE=1 instead tunes sw-tiny at batch 128 after the tests (GPU_TUNE_BUDGET_S, default 150) and benchmarks
 # each stage's SW layer tuned and --untuned (RESULTS_DIR/swc-tune.log, swc-layer-s*-{tuned,untuned}.json, summary.txt).
 # Environment: PYTHON (default python3, needs torch for the peer), GPU_CHECK_BUDGET_S, GPU_TESTS_TIMEOUT (150),
@@ -157,7 +160,9 @@ final_reserve=25   # kept for the table
 peer_reserve=110   # kept for the eager PyTorch peer and the table
 
 # 1. GPU tests
-if [ -f "$tests_dll" ]; then
+if [ "${GPU_CHECK_TESTS:-1}" = "0" ]; then
+  say "gpu tests skipped (GPU_CHECK_TESTS=0)"
+elif [ -f "$tests_dll" ]; then
   # shellcheck disable=SC2086
   run_step "gpu tests" "${GPU_TESTS_TIMEOUT:-150}" $((peer_reserve + 10 * 15)) "$R/gpu-tests.log" \
     dotnet "$tests_dll" -noColor -trx "$R/gpu-tests.trx" ${GPU_TESTS_ARGS:-}
@@ -167,6 +172,58 @@ if [ -f "$tests_dll" ]; then
 else
   say "the bundle has no test assembly $tests_dll"
   failed+=("gpu tests: $(manifest gpu_tests) missing from the bundle")
+fi
+
+# 1a. the standalone project (issue 10), unless GPU_CHECK_EMIT=0: swc emit sw-tiny at batch 2, a CMake + nvcc build of
+#     it, its example on a seeded input against swc run --device cuda on the same input (relative L2 <= 1e-5), and a
+#     weights.bin with one payload byte changed, which the library must reject      RESULTS_DIR/emit-*.log, emit-summary.txt
+finish() {  # prints the steps and exits 0, or 1 when a step failed
+  echo
+  if [ -f "$R/steps.txt" ]; then
+    say "steps:"; sed 's/^/  /' "$R/steps.txt"
+  fi
+  say "results in $R ($((SECONDS - start)) s)"
+  if [ "${#failed[@]}" -gt 0 ]; then
+    say "${#failed[@]} step(s) failed:"
+    printf '  %s\n' "${failed[@]}"
+    exit 1
+  fi
+  say "all steps passed"
+  exit 0
+}
+rm -f "$R"/emit-*.log "$R"/emit-*.npy "$R"/swc-logits.npy "$R/emit-summary.txt"
+if [ "${GPU_CHECK_EMIT:-1}" = "1" ]; then
+  E="$work/emit" EB="$work/emit-build"
+  if run_step "swc emit sw-tiny batch 2" 120 60 "$R/emit.log" "${swc[@]}" emit sw-tiny --batch 2 --out "$E" \
+     && run_step "cmake + nvcc build of the emitted project" 300 60 "$R/emit-build.log" \
+          bash -c "cmake -S '$E' -B '$EB' -G Ninja -DCMAKE_BUILD_TYPE=Release && cmake --build '$EB' -j $(nproc)"; then
+    "$py" -c "import numpy as np; np.save('$work/emit-x.npy', np.random.default_rng(0).standard_normal((2, 3, 224, 224)).astype(np.float32))"
+    run_step "emitted example" 60 40 "$R/emit-run.log" "$EB/swc_example" "$E/weights.bin" "$work/emit-x.npy" \
+      "$R/emit-logits.npy" --repeat 20
+    run_step "swc run sw-tiny --device cuda" 120 30 "$R/emit-swc-run.log" "${swc[@]}" run sw-tiny --batch 2 --device cuda \
+      --input "$work/emit-x.npy" --output "$R/swc-logits.npy"
+    run_step "emitted vs swc run" 30 10 "$R/emit-compare.log" "$py" "$B/tools/compare_npy.py" "$R/emit-logits.npy" \
+      "$R/swc-logits.npy" --tol 1e-5 --label "emitted example vs swc run --device cuda (sw-tiny, batch 2)"
+    "$py" -c "import sys; b = bytearray(open(sys.argv[1], 'rb').read()); b[-100] ^= 0x55; open(sys.argv[2], 'wb').write(b)" \
+      "$E/weights.bin" "$work/corrupt.bin"
+    "$EB/swc_example" "$work/corrupt.bin" "$work/emit-x.npy" "$work/corrupt-logits.npy" >"$R/emit-corrupt.log" 2>&1
+    rc=$?
+    if [ "$rc" -eq 1 ] && grep -q "checksum does not match" "$R/emit-corrupt.log"; then
+      printf '%s\t%s\n' "corrupted weights.bin rejected" "ok" >>"$R/steps.txt"
+    else
+      printf '%s\t%s\n' "corrupted weights.bin rejected" "failed (exit $rc)" >>"$R/steps.txt"
+      failed+=("corrupted weights.bin: exit $rc, see emit-corrupt.log")
+    fi
+  fi
+  { echo "standalone project (swc emit sw-tiny --batch 2):"
+    sed -n 's/^emitted /  emitted /p' "$R/emit.log" 2>/dev/null
+    grep -h "ms per run" "$R/emit-run.log" 2>/dev/null | sed 's/^/  example: /'
+    sed 's/^/  /' "$R/emit-compare.log" 2>/dev/null
+    sed 's/^/  corrupted weights.bin: /' "$R/emit-corrupt.log" 2>/dev/null; } | tee "$R/emit-summary.txt"
+fi
+if [ "${GPU_CHECK_BENCH:-1}" = "0" ] && [ "${GPU_CHECK_TUNE:-0}" != "1" ]; then
+  cp "$R/emit-summary.txt" "$R/summary.txt" 2>/dev/null
+  finish
 fi
 
 # 1b. GPU_CHECK_TUNE=1: tune sw-tiny at batch 128 (issue 9), then each stage's SW layer at batch 128 tuned and untuned;
@@ -194,9 +251,8 @@ if [ "${GPU_CHECK_TUNE:-0}" = "1" ]; then
       u=$(sed -n 's/.*"ms_per_batch": *\([0-9.]*\).*/\1/p' "$R/swc-layer-s$s-untuned.json" 2>/dev/null | head -n 1)
       echo "$s  ${t:-?}  ${u:-?}  $(awk -v t="$t" -v u="$u" 'BEGIN { if (t > 0) printf "%.2fx", u / t; else print "?" }')"
     done; } | tee "$R/summary.txt"
-  say "results in $R ($((SECONDS - start)) s)"
-  [ "${#failed[@]}" -gt 0 ] && { printf '  %s\n' "${failed[@]}"; exit 1; }
-  exit 0
+  cat "$R/emit-summary.txt" >>"$R/summary.txt" 2>/dev/null
+  finish
 fi
 
 # 2. swc benchmarks
@@ -255,14 +311,5 @@ say "step $((step_no + 1)) (table)"
 COMPILE_NOTE="$compile_note" timeout 20 "$py" "$B/tools/gpu_ratio_table.py" "$R" 2>&1 | tee "$R/summary.txt"
 [ "${PIPESTATUS[0]}" -eq 0 ] || failed+=("table: tools/gpu_ratio_table.py failed")
 
-echo
-if [ -f "$R/steps.txt" ]; then
-  say "steps:"; sed 's/^/  /' "$R/steps.txt"
-fi
-say "results in $R ($((SECONDS - start)) s)"
-if [ "${#failed[@]}" -gt 0 ]; then
-  say "${#failed[@]} step(s) failed:"
-  printf '  %s\n' "${failed[@]}"
-  exit 1
-fi
-say "all steps passed"
+cat "$R/emit-summary.txt" >>"$R/summary.txt" 2>/dev/null
+finish

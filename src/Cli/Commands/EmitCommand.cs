@@ -1,0 +1,49 @@
+using System.CommandLine;
+using ShiftWise.Runtime.Compile;
+
+namespace ShiftWise.Cli.Commands;
+
+/// <summary>swc emit MODEL --out DIR [--weights W] [--arch sm_90] [--batch N]: a standalone C++/CUDA project.</summary>
+public static class EmitCommand
+{
+    /// <summary>Creates the command.</summary>
+    public static Command Create(CommandContext ctx)
+    {
+        var model = new ModelOptions();
+        var weights = new Option<string?>("--weights") { Description = "A .pth or .safetensors checkpoint (default: seeded random weights)." };
+        var outDir = new Option<string>("--out") { Description = "The folder to write (created, or replaced if an earlier emit wrote it).", Required = true };
+        var arch = new Option<string?>("--arch") { Description = "CUDA device arch, e.g. sm_90 (default: GPU 0's, else sm_90)." };
+        var init = new Option<string>("--init") { Description = "Weights without --weights: lively or original.", DefaultValueFactory = _ => "lively" };
+        var seed = new Option<string?>("--seed") { Description = "Seed of the random weights (0)." };
+        var cmd = new Command("emit", "Write a standalone C++/CUDA project for a model: kernels, a host launcher on the CUDA runtime "
+            + "and cuBLAS, a C API, weights.bin, CMakeLists.txt, an example program and a README.");
+        model.AddTo(cmd);
+        foreach (var o in new Option[] { weights, outDir, arch, init, seed }) cmd.Options.Add(o);
+        cmd.SetAction(r =>
+        {
+            var args = model.Read(r) with
+            {
+                Weights = r.GetValue(weights),
+                Init = RunCommand.ParseInit(r.GetValue(init)!),
+                Seed = (uint)(ModelOptions.Int(r, seed) ?? 0),
+            };
+            var req = new EmitRequest(r.GetValue(model.Model)!, args, r.GetValue(outDir)!)
+            {
+                Arch = r.GetValue(arch),
+                Version = PrintVersion.Version,
+            };
+            var res = EmitDriver.Run(req, ctx.Err.WriteLine);
+            var plan = res.Cuda.Plan;
+            long bytes = res.Files.Sum(f => (long)f.Bytes.Length);
+            ctx.Out.WriteLine($"emitted {res.Source.Description} for {plan.Arch} to {res.OutDir}: {res.Files.Count} files, "
+                + $"{bytes / 1e6:F1} MB ({plan.Kernels.Count} kernels, {plan.Steps.Count} steps) in {res.Time.TotalSeconds:F1} s");
+            ctx.Out.WriteLine(res.Cuda.Tuning);
+            ctx.Out.WriteLine(res.Cuda.Compiled is null
+                ? $"kernels not checked: {res.Cuda.NotCompiledReason}"
+                : $"NVRTC compiled all {res.Cuda.Compiled.Count} kernels for {res.Cuda.PtxArch}");
+            ctx.Out.WriteLine($"build: cmake -S {res.OutDir} -B {res.OutDir}/build && cmake --build {res.OutDir}/build -j");
+            return ExitCodes.Ok;
+        });
+        return cmd;
+    }
+}

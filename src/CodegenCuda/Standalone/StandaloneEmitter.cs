@@ -1,0 +1,245 @@
+using System.Globalization;
+using System.Text;
+using System.Text.RegularExpressions;
+using ShiftWise.Codegen;
+using ShiftWise.IR;
+
+namespace ShiftWise.CodegenCuda.Standalone;
+
+/// <summary>One file of an emitted tree: its path relative to the tree's root ('/' separated) and its bytes.</summary>
+public sealed record StandaloneFile(string Path, byte[] Bytes);
+
+/// <summary>
+/// Emits a <see cref="CudaPlan"/> as a self-contained C++/CUDA project: kernels/*.cu (the plan's sources, unchanged),
+/// src/swc_model.cu (a host launcher that runs the steps through the CUDA runtime API and cuBLAS), include/swc_model.h
+/// (the C API), example/swc_example.cpp, CMakeLists.txt, README.md, plan.json and weights.bin (<see cref="WeightsBin"/>).
+/// Renders text and bytes only; deterministic: the same plan and weights give byte-identical files. Names read from a
+/// model (values, parameters, nodes) never reach the generated code: the launcher refers to buffers by offset, to
+/// kernels by their hash-named entry points, and to steps by number; the names live in plan.json and weights.bin.
+/// </summary>
+public static partial class StandaloneEmitter
+{
+    /// <summary>
+    /// The files of the tree, sorted by path. <paramref name="derived"/> holds the plan's derived tensors by name;
+    /// <paramref name="description"/> (e.g. "sw-tiny, batch 2") appears in README.md only, with anything but plain
+    /// characters replaced.
+    /// </summary>
+    public static IReadOnlyList<StandaloneFile> Emit(CudaPlan plan, Graph g, IReadOnlyDictionary<string, Tensor> weights,
+        IReadOnlyDictionary<string, float[]> derived, string description, string version, string tuning = "")
+    {
+        if (plan.Inputs.Count != 1 || plan.Outputs.Count != 1)
+        {
+            throw new IrException($"swc emit supports models with one input and one output; graph {g.Name} has " +
+                $"{plan.Inputs.Count} inputs and {plan.Outputs.Count} outputs");
+        }
+        if (plan.Inputs[0].Type.DType != DType.F32) throw new IrException($"swc emit: the input is {plan.Inputs[0].Type}; the C API takes float32");
+        CheckVersion(version);
+        var types = g.ValueTypes();
+        var input = plan.Inputs[0];
+        var outputType = types[plan.Outputs[0]];
+
+        // weights.bin: the parameters in graph order, then the derived tensors in plan order
+        var tensors = new List<(string, long)>();
+        foreach (var p in g.Params) tensors.Add((p.Name, p.Type.Shape.Elements));
+        foreach (var d in plan.Derived) tensors.Add((d.Name, d.Floats));
+        var (rows, payloadFloats) = WeightsBin.Layout(tensors);
+        var paramAt = new Dictionary<string, long>(StringComparer.Ordinal);
+        var derivedAt = new Dictionary<string, long>(StringComparer.Ordinal);
+        for (int i = 0; i < rows.Count; i++) (i < g.Params.Count ? paramAt : derivedAt)[rows[i].Name] = rows[i].Offset;
+        var planText = CudaPlanJson.Write(plan);
+        var modelId = WeightsBin.ModelId(planText, rows);
+        var bin = WeightsBin.Write(rows, payloadFloats, modelId, r =>
+        {
+            if (paramAt.TryGetValue(r.Name, out var at) && at == r.Offset)
+            {
+                return weights.TryGetValue(r.Name, out var t) ? (float[])t.Cast(DType.F32).Data : throw new IrException($"no weights for parameter '{r.Name}'");
+            }
+            return derived.TryGetValue(r.Name, out var v) ? v : throw new IrException($"derived tensor '{r.Name}' was not computed");
+        });
+
+        // scratch buffers, laid out as the runtime does (64-float steps)
+        var scratchAt = new Dictionary<string, long>(StringComparer.Ordinal);
+        long scratchFloats = 0;
+        foreach (var s in plan.Scratch)
+        {
+            scratchAt[s.Name] = scratchFloats;
+            scratchFloats += (s.Floats + 63) / 64 * 64;
+        }
+        var slots = plan.Memory.Slots.ToDictionary(s => s.Value, s => s.Offset, StringComparer.Ordinal);
+
+        (string Base, long At) Value(string v)
+        {
+            for (int guard = 0; plan.Views.TryGetValue(v, out var of); guard++)
+            {
+                if (guard > 10_000) throw new IrException($"the plan's views of %{v} form a cycle");
+                v = of;
+            }
+            if (v == input.Name) return ("I", 0);
+            if (paramAt.TryGetValue(v, out var p)) return ("W", p);
+            if (slots.TryGetValue(v, out var off))
+            {
+                if (off % 4 != 0) throw new IrException($"value %{v}: arena offset {off} is not a multiple of 4 bytes");
+                return ("A", off / 4);
+            }
+            throw new IrException($"value %{v} has no place in the memory plan");
+        }
+        string Ptr(ArgRef a)
+        {
+            var (b, at) = a.Kind switch
+            {
+                ArgKind.Value => Value(a.Name),
+                ArgKind.Param => paramAt.TryGetValue(a.Name, out var p) ? ("W", p) : throw Missing(a),
+                ArgKind.Derived => derivedAt.TryGetValue(a.Name, out var d) ? ("W", d) : throw Missing(a),
+                ArgKind.Scratch => scratchAt.TryGetValue(a.Name, out var s) ? ("S", s) : throw Missing(a),
+                _ => throw Missing(a),
+            };
+            return Pointer(b, at + a.Offset);
+        }
+
+        // entry declarations, copied from the kernel sources
+        var declarations = new List<string>();
+        var entries = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var k in plan.Kernels)
+        {
+            foreach (var e in k.Entries)
+            {
+                CheckIdentifier(e, $"kernel {k.Name}: entry");
+                if (!entries.Add(e)) throw new IrException($"entry point {e} is defined by two kernels");
+                declarations.Add(Declaration(k, e));
+            }
+        }
+
+        var steps = new List<string>();
+        var maxShared = new SortedDictionary<string, int>(StringComparer.Ordinal);
+        int launches = 0, gemms = 0;
+        for (int i = 0; i < plan.Steps.Count; i++)
+        {
+            switch (plan.Steps[i])
+            {
+                case KernelLaunch l:
+                    if (!entries.Contains(l.Entry)) throw new IrException($"step {i}: kernel entry {l.Entry} is not defined by any kernel");
+                    if (l.Args.Count > 32) throw new IrException($"step {i}: {l.Args.Count} arguments (the launcher passes at most 32)");
+                    steps.Add($"launch(m, {i}, \"{l.Entry}\", (const void*)&{l.Entry}, dim3({l.Grid.X}, {l.Grid.Y}, {l.Grid.Z}), " +
+                        $"dim3({l.Block.X}, {l.Block.Y}, {l.Block.Z}), {l.SharedBytes}u, {{{string.Join(", ", l.Args.Select(Ptr))}}})");
+                    if (l.SharedBytes > 48 * 1024) maxShared[l.Entry] = Math.Max(maxShared.GetValueOrDefault(l.Entry), l.SharedBytes);
+                    launches++;
+                    break;
+                case GemmCall c:
+                    steps.Add($"gemm(m, {i}, {B(c.TransA)}, {B(c.TransB)}, {c.M}, {c.N}, {c.K}, {Bits(c.Alpha)}, {Ptr(c.A)}, {c.Lda}, {c.StrideA}LL, " +
+                        $"{Ptr(c.B)}, {c.Ldb}, {c.StrideB}LL, {Bits(c.Beta)}, {Ptr(c.C)}, {c.Ldc}, {c.StrideC}LL, {c.Batch})");
+                    gemms++;
+                    break;
+                default:
+                    throw new IrException($"step {i}: unknown plan step {plan.Steps[i].GetType().Name}");
+            }
+        }
+        var sharedAttributes = maxShared.Select(kv =>
+            $"cudaFuncSetAttribute((const void*)&{kv.Key}, cudaFuncAttributeMaxDynamicSharedMemorySize, {kv.Value})").ToList();
+
+        string Dims(Shape s) => string.Join(", ", Enumerable.Range(0, s.Rank).Select(d => s[d].ToString(CultureInfo.InvariantCulture)));
+        var idHex = Convert.ToHexStringLower(modelId);
+        var arch = plan.Arch;
+        var model = new Dictionary<string, object>
+        {
+            ["version"] = version,
+            ["input_rank"] = input.Type.Shape.Rank,
+            ["input_shape"] = Dims(input.Type.Shape),
+            ["input_elements"] = input.Type.Shape.Elements,
+            ["output_rank"] = outputType.Shape.Rank,
+            ["output_shape"] = Dims(outputType.Shape),
+            ["output_elements"] = outputType.Shape.Elements,
+            ["weights_format"] = WeightsBin.Format,
+            ["declarations"] = declarations,
+            ["tensor_count"] = rows.Count,
+            ["table_bytes"] = WeightsBin.Table(rows).LongLength,
+            ["payload_bytes"] = payloadFloats * 4,
+            ["model_id_bytes"] = string.Join(", ", modelId.Select(b => $"0x{b:x2}")),
+            ["model_id_hex"] = idHex,
+            ["tensor_rows"] = rows.Select(r => $"{r.Offset}u, {r.Floats}u").ToList(),
+            ["arena_bytes"] = plan.Memory.ArenaBytes,
+            ["scratch_floats"] = scratchFloats,
+            ["scratch_bytes"] = scratchFloats * 4,
+            ["step_count"] = plan.Steps.Count,
+            ["steps"] = steps,
+            ["output_pointer"] = Pointer(Value(plan.Outputs[0]).Base, Value(plan.Outputs[0]).At),
+            ["shared_attributes"] = sharedAttributes,
+            ["cmake_arch"] = CmakeArch(arch),
+            ["kernel_files"] = plan.Kernels.Select(k => "kernels/" + k.FileName).ToList(),
+            ["description"] = Plain(description),
+            ["arch"] = arch,
+            ["kernel_count"] = plan.Kernels.Count,
+            ["launch_count"] = launches,
+            ["gemm_count"] = gemms,
+            ["weights_bytes"] = bin.LongLength,
+            ["tuning"] = tuning.Length == 0 ? "cost-model defaults" : Plain(tuning),
+        };
+
+        var files = new List<StandaloneFile>
+        {
+            Text("CMakeLists.txt", "standalone_CMakeLists.txt.sbn", model),
+            Text("README.md", "standalone_README.md.sbn", model),
+            Text("include/swc_model.h", "standalone_model.h.sbn", model),
+            Text("src/swc_model.cu", "standalone_model.cu.sbn", model),
+            Text("example/swc_example.cpp", "standalone_example.cpp.sbn", model),
+            new("plan.json", Encoding.UTF8.GetBytes(planText)),
+            new("weights.bin", bin),
+        };
+        foreach (var k in plan.Kernels)
+        {
+            CheckIdentifier(k.Name, "kernel name");
+            files.Add(new StandaloneFile("kernels/" + k.FileName, Encoding.UTF8.GetBytes(k.Source)));
+        }
+        return files.OrderBy(f => f.Path, StringComparer.Ordinal).ToArray();
+    }
+
+    /// <summary>The declaration of entry <paramref name="entry"/> as its source defines it (without the body).</summary>
+    public static string Declaration(CudaKernelSource k, string entry)
+    {
+        var m = Regex.Match(k.Source, @"extern ""C"" __global__ void (__launch_bounds__\(\d+(?:, *\d+)?\) )?" + Regex.Escape(entry) + @"\(([^)]*)\)");
+        if (!m.Success) throw new IrException($"kernel {k.Name}: no definition of entry {entry} (extern \"C\" __global__ void {entry}(...)) in its source");
+        var parameters = Regex.Replace(m.Groups[2].Value, @"\s+", " ").Trim();
+        return $"extern \"C\" __global__ void {m.Groups[1].Value}{entry}({parameters})";
+    }
+
+    /// <summary>CMake's form of an arch: sm_90 → 90, sm_90a → 90a.</summary>
+    public static string CmakeArch(string arch)
+    {
+        var m = Regex.Match(arch, "^sm_([0-9]{2,3}[a-z]?)$");
+        return m.Success ? m.Groups[1].Value : throw new IrException($"'{arch}' is not a CUDA device arch like sm_80 or sm_90");
+    }
+
+    private static StandaloneFile Text(string path, string template, object model) =>
+        new(path, Encoding.UTF8.GetBytes(TemplateRenderer.Render(template, model)));
+
+    private static string Pointer(string b, long at) => at == 0 ? b : $"{b} + {at}";
+
+    private static string B(bool b) => b ? "true" : "false";
+
+    private static string Bits(float f) => $"0x{BitConverter.SingleToUInt32Bits(f):x8}u";
+
+    private static IrException Missing(ArgRef a) => new($"the plan refers to {a}, which it does not define");
+
+    /// <summary>Keeps letters, digits and a few marks; anything else (newlines, quotes, markup) becomes '?'.</summary>
+    private static string Plain(string s)
+    {
+        var sb = new StringBuilder();
+        foreach (var c in s.Length > 200 ? s[..200] : s) sb.Append(char.IsAsciiLetterOrDigit(c) || " .,:=_+-/()".Contains(c) ? c : '?');
+        return sb.ToString();
+    }
+
+    private static void CheckVersion(string v)
+    {
+        if (v.Length == 0 || v.Length > 64 || !v.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '-' or '+'))
+        {
+            throw new IrException($"version '{v}' is not a plain version string");
+        }
+    }
+
+    private static void CheckIdentifier(string s, string what)
+    {
+        if (s.Length == 0 || !(char.IsAsciiLetter(s[0]) || s[0] == '_') || !s.All(c => char.IsAsciiLetterOrDigit(c) || c == '_'))
+        {
+            throw new IrException($"{what} '{s}' is not an identifier");
+        }
+    }
+}
