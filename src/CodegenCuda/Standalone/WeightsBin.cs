@@ -154,25 +154,7 @@ public static class WeightsBin
     }
 
     /// <summary>CRC-32 (IEEE 802.3, reflected, as zlib's crc32).</summary>
-    public static uint Crc32(ReadOnlySpan<byte> data)
-    {
-        var table = CrcTable.Value;
-        uint c = 0xFFFFFFFFu;
-        foreach (var b in data) c = table[(c ^ b) & 0xFF] ^ (c >> 8);
-        return c ^ 0xFFFFFFFFu;
-    }
-
-    private static readonly Lazy<uint[]> CrcTable = new(() =>
-    {
-        var t = new uint[256];
-        for (uint n = 0; n < 256; n++)
-        {
-            uint c = n;
-            for (int k = 0; k < 8; k++) c = (c & 1) != 0 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-            t[n] = c;
-        }
-        return t;
-    });
+    public static uint Crc32(ReadOnlySpan<byte> data) => ShiftWise.IR.Crc32.Compute(data);
 
     private static long Align(long b) => (b + Alignment - 1) / Alignment * Alignment;
 }
