@@ -1,12 +1,25 @@
+using System.Security.Cryptography;
+
 namespace ShiftWise.Runtime;
 
 /// <summary>
-/// The one cache directory of the project ($SWC_CACHE_DIR, default ~/.cache/swc) and its atomic writes: compiled C#
-/// kernels (cpu/), NVRTC output (cuda/), and what later issues add. Entries are keyed by content hashes that include
-/// the compiler's version, so a stale entry is never read.
+/// The one cache directory of the project ($SWC_CACHE_DIR, default ~/.cache/swc) and its entries: compiled C#
+/// kernels (cpu/), NVRTC output (cuda/), tuning results (tune/). Entries are keyed by hashes of what produced them
+/// (source, compiler version, options), so a stale entry is never looked up; each entry file also carries the SHA-256
+/// of its own content, checked before use, so a tampered or damaged PTX, CUBIN or assembly is discarded (with a
+/// warning) and rebuilt rather than loaded. Folders are created private to the user (0700); entries are written
+/// through a temporary file and a rename, so concurrent writers and a killed process never leave a partial entry.
 /// </summary>
 public static class SwcCache
 {
+    /// <summary>The first 8 bytes of every entry file.</summary>
+    public static ReadOnlySpan<byte> Magic => "SWCENTRY"u8;
+
+    /// <summary>Magic and SHA-256 before the payload.</summary>
+    public const int HeaderBytes = 8 + 32;
+
+    private const UnixFileMode Private = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
+
     /// <summary>The root directory.</summary>
     public static string Root => Environment.GetEnvironmentVariable("SWC_CACHE_DIR") is { Length: > 0 } d
         ? d
@@ -15,27 +28,103 @@ public static class SwcCache
     /// <summary>The directory of one kind of entry.</summary>
     public static string Dir(string kind) => Path.Combine(Root, kind);
 
-    /// <summary>Writes through a temporary file and a rename; a failure is a warning (the cache is an optimisation).</summary>
-    public static void TryWrite(string file, byte[] bytes, Action<string>? warn)
+    /// <summary>
+    /// Creates <paramref name="dir"/> and every missing folder above it readable, writable and searchable by the user
+    /// alone (0700); folders that exist keep their mode.
+    /// </summary>
+    public static void CreatePrivateDir(string dir)
+    {
+        var full = Path.GetFullPath(dir);
+        if (OperatingSystem.IsWindows())
+        {
+            Directory.CreateDirectory(full);
+            return;
+        }
+        var missing = new Stack<string>();
+        for (var d = full; !string.IsNullOrEmpty(d) && !Directory.Exists(d); d = Path.GetDirectoryName(d)) missing.Push(d);
+        while (missing.TryPop(out var d))
+        {
+            try
+            {
+                Directory.CreateDirectory(d, Private);
+            }
+            catch (IOException) when (Directory.Exists(d))
+            {
+                // another process created it meanwhile
+            }
+        }
+    }
+
+    /// <summary>The bytes of an entry file: magic, the payload's SHA-256, the payload.</summary>
+    public static byte[] Seal(ReadOnlySpan<byte> payload)
+    {
+        var file = new byte[HeaderBytes + payload.Length];
+        Magic.CopyTo(file);
+        SHA256.HashData(payload, file.AsSpan(8, 32));
+        payload.CopyTo(file.AsSpan(HeaderBytes));
+        return file;
+    }
+
+    /// <summary>The payload of an entry file's bytes, or null when the magic or the content hash does not match.</summary>
+    public static byte[]? Unseal(ReadOnlySpan<byte> file)
+    {
+        if (file.Length < HeaderBytes || !file[..8].SequenceEqual(Magic)) return null;
+        Span<byte> hash = stackalloc byte[32];
+        SHA256.HashData(file[HeaderBytes..], hash);
+        return hash.SequenceEqual(file.Slice(8, 32)) ? file[HeaderBytes..].ToArray() : null;
+    }
+
+    /// <summary>
+    /// The payload of entry <paramref name="file"/>: null when it does not exist or cannot be read, and null with a
+    /// warning (the file deleted) when it does not match its content hash.
+    /// </summary>
+    public static byte[]? TryRead(string file, Action<string>? warn)
+    {
+        byte[] bytes;
+        try
+        {
+            if (!File.Exists(file)) return null;
+            bytes = File.ReadAllBytes(file);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            warn?.Invoke($"warning: cannot read the cache entry {file}: {e.Message}");
+            return null;
+        }
+        var payload = Unseal(bytes);
+        if (payload is not null) return payload;
+        warn?.Invoke($"warning: the cache entry {file} does not match its content hash (tampered with or damaged); discarded, rebuilding it");
+        TryDelete(file);
+        return null;
+    }
+
+    /// <summary>Writes a sealed entry through a temporary file and a rename; a failure is a warning (the cache is an optimisation).</summary>
+    public static void TryWrite(string file, byte[] payload, Action<string>? warn)
     {
         var tmp = file + $".tmp{Environment.ProcessId}.{Environment.CurrentManagedThreadId}";
         try
         {
-            Directory.CreateDirectory(Path.GetDirectoryName(file)!);
-            File.WriteAllBytes(tmp, bytes);
+            CreatePrivateDir(Path.GetDirectoryName(file)!);
+            File.WriteAllBytes(tmp, Seal(payload));
             File.Move(tmp, file, overwrite: true);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             warn?.Invoke($"warning: cannot write the cache entry {file}: {e.Message}");
-            try
-            {
-                File.Delete(tmp);
-            }
-            catch (Exception e2) when (e2 is IOException or UnauthorizedAccessException)
-            {
-                // nothing more to do: the temporary file is named after this process and thread
-            }
+            TryDelete(tmp);
+        }
+    }
+
+    /// <summary>Deletes a file if it can (the cache is an optimisation: a file that stays is only a missed hit).</summary>
+    public static void TryDelete(string file)
+    {
+        try
+        {
+            File.Delete(file);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // another process may hold or have replaced it
         }
     }
 }

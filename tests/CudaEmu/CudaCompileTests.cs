@@ -1,9 +1,11 @@
+using System.Text;
 using ShiftWise.CodegenCuda;
 using ShiftWise.Frontend;
 using ShiftWise.IR;
 using ShiftWise.Passes;
 using ShiftWise.Runtime.Compile;
 using ShiftWise.Runtime.Cpu;
+using ShiftWise.Runtime;
 using ShiftWise.Runtime.Cuda;
 using ShiftWise.Tests.Shared;
 
@@ -82,6 +84,30 @@ public sealed class CudaCompileTests
         // another arch or other options are other entries
         Assert.Equal(CacheOutcome.Compiled, CudaKernelCompiler.Compile(k, "compute_90").Outcome);
         Assert.Equal(CacheOutcome.Compiled, CudaKernelCompiler.Compile(k, "compute_80", ["-lineinfo"]).Outcome);
+    }
+
+    [Fact]
+    public void ATamperedCacheEntryIsDiscardedAndRebuiltNotLoaded()
+    {
+        if (!NvrtcCompiler.Available) Assert.Skip(NvrtcCompiler.MissingReason);
+        var k = new CudaKernelSource("swc_tamper_probe", "test",
+            "extern \"C\" __global__ void probe(float* y) { y[threadIdx.x] = 3.0f; }\n// " + Guid.NewGuid(), ["probe"]);
+        var good = CudaKernelCompiler.Compile(k, "compute_80").Output.Image;
+        var file = Path.Combine(CudaKernelCompiler.CacheDir, CudaKernelCompiler.Key(k.Source, "compute_80", []) + ".ptx");
+        var sealedBytes = File.ReadAllBytes(file);
+        Assert.Equal(good, SwcCache.Unseal(sealedBytes));
+        // an attacker's PTX: the same entry with the stored constant changed
+        var text = Encoding.UTF8.GetString(sealedBytes, SwcCache.HeaderBytes, sealedBytes.Length - SwcCache.HeaderBytes);
+        Assert.Contains("1077936128", text);  // the bits of 3.0f
+        var tampered = sealedBytes[..SwcCache.HeaderBytes].Concat(Encoding.UTF8.GetBytes(text.Replace("1077936128", "1088421888", StringComparison.Ordinal))).ToArray();
+        File.WriteAllBytes(file, tampered);
+        CudaKernelCompiler.ForgetLoaded();
+        var warnings = new List<string>();
+        var again = CudaKernelCompiler.Compile(k, "compute_80", warn: warnings.Add);
+        Assert.Equal(CacheOutcome.Compiled, again.Outcome);
+        Assert.Equal(good, again.Output.Image);
+        Assert.Contains(warnings, w => w.Contains("does not match its content hash", StringComparison.Ordinal));
+        Assert.Equal(good, SwcCache.Unseal(File.ReadAllBytes(file)));
     }
 
     [Fact]

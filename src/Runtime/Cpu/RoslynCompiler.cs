@@ -69,19 +69,18 @@ public static class RoslynCompiler
     {
         outcome = CacheOutcome.Disk;
         var file = Path.Combine(CacheDir, key + ".dll");
-        if (File.Exists(file))
+        if (SwcCache.TryRead(file, warn) is { } bytes)
         {
             try
             {
-                var bytes = File.ReadAllBytes(file);
                 var asm = Load(key, bytes);
                 Interlocked.Increment(ref _hits);
                 return asm;
             }
-            catch (Exception e) when (e is BadImageFormatException or IOException or FileLoadException)
+            catch (Exception e) when (e is BadImageFormatException or FileLoadException)
             {
                 warn?.Invoke($"warning: discarding corrupt kernel cache entry {file}: {e.Message}");
-                File.Delete(file);
+                SwcCache.TryDelete(file);
             }
         }
         var image = Compile(source, key);

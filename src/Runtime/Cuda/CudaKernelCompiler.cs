@@ -44,22 +44,11 @@ public static class CudaKernelCompiler
         if (Loaded.TryGetValue(key, out var hit)) return new CompiledKernel(kernel, hit, CacheOutcome.Memory, sw.Elapsed);
         bool cubin = arch.StartsWith("sm_", StringComparison.Ordinal);
         var file = Path.Combine(CacheDir, key + (cubin ? ".cubin" : ".ptx"));
-        if (File.Exists(file))
+        if (SwcCache.TryRead(file, warn) is { Length: > 0 } image)
         {
-            try
-            {
-                var image = File.ReadAllBytes(file);
-                if (image.Length > 0)
-                {
-                    var o = new NvrtcOutput(arch, image, cubin, "");
-                    Loaded[key] = o;
-                    return new CompiledKernel(kernel, o, CacheOutcome.Disk, sw.Elapsed);
-                }
-            }
-            catch (IOException e)
-            {
-                warn?.Invoke($"warning: cannot read the cache entry {file}: {e.Message}");
-            }
+            var o = new NvrtcOutput(arch, image, cubin, "");
+            Loaded[key] = o;
+            return new CompiledKernel(kernel, o, CacheOutcome.Disk, sw.Elapsed);
         }
         var output = NvrtcCompiler.Compile(kernel.Source, kernel.FileName, arch, options);
         SwcCache.TryWrite(file, output.Image, warn);

@@ -82,7 +82,7 @@ public sealed class TuningCache
     /// <summary>Writes the entries added here merged over the file's current valid entries, under a lock.</summary>
     public void Save(TimeSpan? lockTimeout = null)
     {
-        Directory.CreateDirectory(Path.GetDirectoryName(File)!);
+        SwcCache.CreatePrivateDir(Path.GetDirectoryName(File)!);
         using var lk = Lock(File + ".lock", lockTimeout ?? TimeSpan.FromSeconds(60));
         var merged = new Dictionary<string, TuneEntry>(StringComparer.Ordinal);
         foreach (var e in ReadDisk()) merged[e.Key.Key] = e;
