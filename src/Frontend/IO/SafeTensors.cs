@@ -165,6 +165,10 @@ public static class SafeTensors
             n => Fail(label, null, $"truncated: the header claims {headerLen} bytes but only {n} remain"));
         long? dataLength = BoundedReader.Remaining(s);
 
+        if (!System.Text.Unicode.Utf8.IsValid(json))
+        {
+            throw Fail(label, null, "header is not valid UTF-8 text");
+        }
         JsonDocument doc;
         try
         {

@@ -182,7 +182,7 @@ public sealed class AttrReader
     {
         var v = Get(name);
         if (v is not ListValue l) throw Error(v, $"attribute '{name}' of {_op} must be a list of integers");
-        return l.Items.Select(x => checked((int)AsInt(x, name))).ToArray();
+        return l.Items.Select(x => AsInt32(x, name)).ToArray();
     }
 
     /// <summary>A list of equal-length integer rows, flattened; returns the row length.</summary>
@@ -200,7 +200,7 @@ public sealed class AttrReader
                 throw Error(row, $"attribute '{name}' of {_op}: rows have {columns} and {r.Items.Count} entries");
             }
             columns = r.Items.Count;
-            flat.AddRange(r.Items.Select(x => checked((int)AsInt(x, name))));
+            flat.AddRange(r.Items.Select(x => AsInt32(x, name)));
         }
         columns = Math.Max(columns, 0);
         return flat.ToArray();
@@ -223,6 +223,12 @@ public sealed class AttrReader
         }
         _used.Add(name);
         return v;
+    }
+
+    private int AsInt32(AttrValue v, string name)
+    {
+        long x = AsInt(v, name);
+        return x is < int.MinValue or > int.MaxValue ? throw Error(v, $"attribute '{name}' of {_op}: {x} does not fit 32 bits") : (int)x;
     }
 
     private long AsInt(AttrValue v, string name) =>
