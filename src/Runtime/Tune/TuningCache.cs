@@ -132,7 +132,7 @@ public sealed class TuningCache
             if (root["format"]?.GetValue<int>() != Format) throw new FormatException($"format is not {Format}");
             entries = root["entries"] as JsonArray ?? throw new FormatException("no \"entries\" array");
         }
-        catch (Exception e) when (e is JsonException or FormatException or InvalidOperationException or IOException)
+        catch (Exception e) when (e is JsonException or FormatException or InvalidOperationException or IOException or ArgumentException)
         {
             _warn($"warning: ignoring the tuning cache {File}: {e.Message}; it is rewritten after tuning");
             return list;
@@ -143,7 +143,8 @@ public sealed class TuningCache
             {
                 list.Add(FromJson(entries[i] as JsonObject ?? throw new FormatException("not an object")));
             }
-            catch (Exception e) when (e is JsonException or FormatException or InvalidOperationException or KeyNotFoundException)
+            catch (Exception e) when (e is JsonException or FormatException or InvalidOperationException or KeyNotFoundException
+                or ArgumentException)  // a key twice in an object: System.Text.Json.Nodes throws when the object is first read
             {
                 _warn($"warning: ignoring entry {i} of the tuning cache {File}: {e.Message}");
             }
