@@ -84,6 +84,7 @@ public static class ModelSource
             var w = withWeights ? ModelLoader.LoadWeights(g, model) : new Dictionary<string, Tensor>();
             return new LoadedModel(g, w, $"{model} (graph {g.Name})");
         }
+        AgreeWithInput(model, a);
         var ckpt = a.Weights is null ? null : Checkpoint.Read(a.Weights);
         Model m;
         if (model == "sw-layer")
@@ -110,6 +111,33 @@ public static class ModelSource
             source = $"random weights (--init {a.Init.ToString().ToLowerInvariant()}, --seed {a.Seed})";
         }
         return new LoadedModel(m.Graph, weights, $"{model}, {source}");
+    }
+
+    /// <summary>An input file decides the shape; an option that says otherwise is an error, not silently overridden.</summary>
+    private static void AgreeWithInput(string model, ModelArgs a)
+    {
+        var s = a.InputShape;
+        if (s is null || s.Rank != 4) return;
+        void Agree(int? given, long actual, string option)
+        {
+            if (given is int g && g != actual)
+            {
+                throw new IrException($"option {option} {g} disagrees with the --input array of shape {s} ({actual})");
+            }
+        }
+        Agree(a.Batch, s[0], "--batch");
+        if (model == "sw-layer")
+        {
+            Agree(a.Channels, s[1], "--channels");
+            Agree(a.Height, s[2], "--height");
+            Agree(a.Width, s[3], "--width");
+        }
+        else
+        {
+            Agree(a.InChans, s[1], "--in-chans");
+            Agree(a.ImageSize, s[2], "--image-size");
+            Agree(a.ImageSize, s[3], "--image-size");
+        }
     }
 
     private static ShiftWiseV2Options Apply(ShiftWiseV2Options o, ModelArgs a, Checkpoint? ckpt)

@@ -190,6 +190,40 @@ public sealed class GpuTests
     }
 
     [Fact]
+    public void CheckFiniteNamesTheFirstNodeWhoseOutputOverflowsOnTheGpu()
+    {
+        RequireGpu();
+        var m = ModelSource.Load("sw-v2", new ModelArgs
+        {
+            Depths = [1, 1, 1, 1], Dims = [8, 16, 16, 32], KernelSize = [7, 5, 5, 3, 3], ImageSize = 24, NumClasses = 5, Batch = 1,
+        }, withWeights: true);
+        using var gm = CudaModel.Compile(m);
+        var huge = Tensor.F32(m.Graph.Inputs[0].Type.Shape, Enumerable.Repeat(3e38f, (int)m.Graph.Inputs[0].Type.Shape.Elements).ToArray());
+        gm.Run(huge);  // without the check: runs to the end
+        gm.Executor.CheckFinite = true;
+        var e = Assert.Throws<ShiftWise.Runtime.Cpu.NonFiniteException>(() => gm.Run(huge));
+        Assert.Matches(@"--check-finite: node %\S+, output %\S+, holds (NaN|\+Inf|-Inf) at flat index \d+", e.Message);
+        Report("check-finite.md", $"swc run --device cuda --check-finite on an overflowing input: {e.Message}\n");
+        var fine = Random(m.Graph.Inputs[0].Type, 3);
+        gm.Executor.CheckFinite = false;
+        var plain = gm.Run(fine).ToDoubles();
+        gm.Executor.CheckFinite = true;
+        Assert.Equal(plain, gm.Run(fine).ToDoubles());  // checking step by step computes the same
+    }
+
+    [Fact]
+    public void AnAllocationBeyondTheDeviceSaysOutOfDeviceMemory()
+    {
+        RequireGpu();
+        long tooMuch = CudaDevice.Info.TotalMemory * 4;
+        var e = Assert.Throws<CudaException>(() => DeviceBuffer.Alloc(tooMuch, "a test buffer"));
+        Assert.Contains("CUDA_ERROR_OUT_OF_MEMORY: out of device memory", e.Message);
+        Assert.Contains("smaller --batch", e.Message);
+        using var ok = DeviceBuffer.Alloc(1 << 20, "a small buffer");  // the device is still usable
+        Assert.True(ok.Bytes == 1 << 20);
+    }
+
+    [Fact]
     public void TheDeviceIsDescribed()
     {
         RequireGpu();

@@ -31,9 +31,10 @@ public static class GradCommand
         };
         var smoothing = new Option<string?>("--label-smoothing") { Description = "Label smoothing of the cross-entropy (0)." };
         var seed = new Option<string?>("--seed") { Description = "Seed of the random weights when none are given (0)." };
+        var checkFinite = new Option<bool>("--check-finite") { Description = "Check every node of the forward and backward pass for NaN or Inf and stop at the first (cpu)." };
         var cmd = new Command("grad", "The loss and the gradient of every parameter for one batch (BatchNorm in batch-statistics mode, drop path off).");
         model.AddTo(cmd);
-        foreach (var o in new Option[] { weights, input, labels, output, device, smoothing, seed }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { weights, input, labels, output, device, smoothing, seed, checkFinite }) cmd.Options.Add(o);
         cmd.SetAction(r =>
         {
             var dev = r.GetValue(device)!;
@@ -58,6 +59,10 @@ public static class GradCommand
             var sw = Stopwatch.StartNew();
             var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
             double loss;
+            if (dev == "reference" && r.GetValue(checkFinite))
+            {
+                throw new IrException("option --check-finite: checks the float32 kernels of --device cpu; the reference executor computes in float64");
+            }
             if (dev == "reference")
             {
                 ctx.Err.WriteLine($"differentiating {m.Description} on the reference executor ({m.Graph.Nodes.Count} nodes)...");
@@ -74,6 +79,7 @@ public static class GradCommand
             else
             {
                 var t = new CpuTrainer(m.Graph, m.Weights, ctx.Err.WriteLine);
+                t.Executor.CheckFinite = r.GetValue(checkFinite);
                 var xf = x.ToDoubles().Select(v => (float)v).ToArray();
                 loss = t.Step(xf, y, 0);
                 var types = m.Graph.ValueTypes();

@@ -32,10 +32,11 @@ public static class RunCommand
             DefaultValueFactory = _ => "lively",
         };
         var seed = new Option<string?>("--seed") { Description = "Seed of the random weights and input (0)." };
+        var checkFinite = new Option<bool>("--check-finite") { Description = "Check every node's output for NaN or Inf and stop at the first (cpu, cuda)." };
         var tf32 = new Option<bool>("--tf32") { Description = "cuda: let cuBLAS use TF32 tensor cores for the GEMMs (off: fp32)." };
         var cmd = new Command("run", "Run a model once and print the top-5 classes.");
         model.AddTo(cmd);
-        foreach (var o in new Option[] { weights, input, output, device, init, seed, tf32 }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { weights, input, output, device, init, seed, tf32, checkFinite }) cmd.Options.Add(o);
         cmd.SetAction(r =>
         {
             var dev = r.GetValue(device)!;
@@ -67,6 +68,10 @@ public static class RunCommand
             }
             Tensor y;
             var sw = Stopwatch.StartNew();
+            if (dev == "reference" && r.GetValue(checkFinite))
+            {
+                throw new IrException("option --check-finite: checks the float32 kernels of --device cpu or cuda; the reference executor computes in float64");
+            }
             if (dev == "reference")
             {
                 ctx.Err.WriteLine($"running {m.Description} on the reference executor ({m.Graph.Nodes.Count} nodes)...");
@@ -79,6 +84,7 @@ public static class RunCommand
                     log: ctx.Err.WriteLine, tuning: Runtime.Tune.CudaTuning.FromCache(ctx.Err.WriteLine));
                 var compile = sw.Elapsed;
                 sw.Restart();
+                gm.Executor.CheckFinite = r.GetValue(checkFinite);
                 y = gm.Run(x);
                 ctx.Out.WriteLine($"{m.Description}: input {x.Type}, output {y.Type}, compiled for {ShiftWise.Runtime.Cuda.CudaDevice.Info.Name} "
                     + $"({ShiftWise.Runtime.Cuda.CudaDevice.Info.Arch}) in {compile.TotalSeconds:F2} s ({gm.Plan.Kernels.Count} kernels, "
@@ -90,6 +96,7 @@ public static class RunCommand
                 var cm = CompiledModel.ForCpu(m, warn: ctx.Err.WriteLine, tuning: Runtime.Tune.CpuTuning.FromCache(ctx.Err.WriteLine));
                 var compile = sw.Elapsed;
                 sw.Restart();
+                cm.Executor.CheckFinite = r.GetValue(checkFinite);
                 y = cm.Run(x);
                 ctx.Out.WriteLine($"{m.Description}: input {x.Type}, output {y.Type}, compiled for cpu in "
                     + $"{compile.TotalSeconds:F2} s ({cm.Graph.Nodes.Count} nodes), ran in {sw.Elapsed.TotalMilliseconds:F1} ms");

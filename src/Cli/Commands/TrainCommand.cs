@@ -20,9 +20,10 @@ public static class TrainCommand
         var outDir = new Option<string?>("--out") { Description = "Output directory (default: the config's \"out\")." };
         var epochs = new Option<string?>("--epochs") { Description = "Override the number of epochs." };
         var profile = new Option<bool>("--profile") { Description = "Time every kernel of the training step and print where the time went." };
+        var checkFinite = new Option<bool>("--check-finite") { Description = "Check every node of each training and evaluation step for NaN or Inf and stop at the first." };
         var cmd = new Command("train", "Train a model on Fashion-MNIST on the CPU from a JSON recipe.");
         cmd.Arguments.Add(config);
-        foreach (var o in new Option[] { resume, outDir, epochs, profile }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { resume, outDir, epochs, profile, checkFinite }) cmd.Options.Add(o);
         cmd.SetAction(r =>
         {
             var path = r.GetValue(config)!;
@@ -44,7 +45,7 @@ public static class TrainCommand
             {
                 bar.Clear();
                 ctx.Out.WriteLine(msg);
-            }) { Profiling = r.GetValue(profile) };
+            }) { Profiling = r.GetValue(profile), CheckFinite = r.GetValue(checkFinite) };
             var total = Stopwatch.StartNew();
             run.Run(r.GetValue(resume), default, bar.Update);
             bar.Clear();

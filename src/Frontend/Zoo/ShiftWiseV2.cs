@@ -90,6 +90,15 @@ public static class ShiftWiseV2
     public static Model BuildLayer(int channels, int height, int width, int big, int small, int nrep, double ghostRatio,
         int batch, int npath = 2, bool bn = true, DType dtype = DType.F32)
     {
+        // sw-layer's own option names first (the network options below would name --dims and --kernel-size)
+        void Check(bool ok, string option, string what)
+        {
+            if (!ok) throw new IrException($"option {option}: {what}");
+        }
+        Check(channels >= 2, "--channels", $"{channels} must be >= 2 (an SW layer needs at least 2 rep channels)");
+        Check(height >= 1 && width >= 1, height < 1 ? "--height" : "--width", $"the plane {height}x{width} must be at least 1x1");
+        Check(small >= 1 && small % 2 == 1, "--small", $"the small kernel {small} must be odd: the original op misaligns X for even k (SPEC 8.6)");
+        Check(big >= small, "--big", $"the big kernel {big} must be >= the small kernel {small}");
         var o = new ShiftWiseV2Options
         {
             Dims = [channels, channels, channels, channels], KernelSize = [big, big, big, big, small],

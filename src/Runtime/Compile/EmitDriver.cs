@@ -82,6 +82,7 @@ public static class EmitDriver
         var name = Path.GetFileName(outDir);
         var tmp = Path.Combine(parent, $".{name}.tmp{Environment.ProcessId}");
         var old = Path.Combine(parent, $".{name}.old{Environment.ProcessId}");
+        ClearDeadWriters(parent, name, outDir);
         try
         {
             if (Directory.Exists(tmp)) Directory.Delete(tmp, recursive: true);
@@ -112,6 +113,41 @@ public static class EmitDriver
         {
             if (Directory.Exists(tmp)) Directory.Delete(tmp, recursive: true);
             if (Directory.Exists(old)) Directory.Delete(old, recursive: true);
+        }
+    }
+
+    /// <summary>
+    /// Removes what an emit killed midway left beside <paramref name="outDir"/> (its .NAME.tmpPID folder), and puts
+    /// back the previous tree if it was killed between its two renames (.NAME.oldPID with no OUT). Folders of a
+    /// process that is still running are left alone.
+    /// </summary>
+    private static void ClearDeadWriters(string parent, string name, string outDir)
+    {
+        foreach (var d in Directory.EnumerateDirectories(parent, $".{name}.*").Order(StringComparer.Ordinal).ToArray())
+        {
+            var m = System.Text.RegularExpressions.Regex.Match(Path.GetFileName(d), @"\.(tmp|old)([0-9]+)$");
+            if (!m.Success || Path.GetFileName(d) != $".{name}.{m.Groups[1].Value}{m.Groups[2].Value}") continue;
+            int pid = int.Parse(m.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture);
+            if (pid == Environment.ProcessId || Alive(pid)) continue;
+            if (m.Groups[1].Value == "old" && !Directory.Exists(outDir)) Directory.Move(d, outDir);
+            else Directory.Delete(d, recursive: true);
+        }
+    }
+
+    private static bool Alive(int pid)
+    {
+        try
+        {
+            using var p = Process.GetProcessById(pid);
+            return !p.HasExited;
+        }
+        catch (ArgumentException)
+        {
+            return false;
+        }
+        catch (InvalidOperationException)
+        {
+            return false;
         }
     }
 

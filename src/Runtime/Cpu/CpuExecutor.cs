@@ -98,14 +98,33 @@ public sealed class CpuExecutor
     public ReadOnlySpan<float> OutputBuffer(string name) =>
         _graph.Outputs.Contains(name) ? _bufs[name].Span : throw new IrException($"graph '{_graph.Name}' has no output '{name}'");
 
+    /// <summary>
+    /// Checks the inputs and parameters before a run and every node's outputs after it runs, and stops at the first
+    /// NaN or infinity with a <see cref="NonFiniteException"/> naming the node (swc --check-finite).
+    /// </summary>
+    public bool CheckFinite { get; set; }
+
     /// <summary>Runs once on the inputs already in <see cref="InputBuffer"/>.</summary>
     public void RunBound()
     {
+        if (CheckFinite)
+        {
+            foreach (var i in _graph.Inputs) NonFiniteException.Check(_bufs[i.Name].Span, $"the input %{i.Name}", _types[i.Name]);
+            foreach (var p in _graph.Params) NonFiniteException.Check(_bufs[p.Name].Span, $"the parameter %{p.Name}", _types[p.Name]);
+        }
         foreach (var (n, k, ins, outs) in _steps)
         {
             long before = Profile ? _times[n].ElapsedTicks : 0;
             if (Profile) _times[n].Start();
             k.Run(ins, outs);
+            if (CheckFinite)
+            {
+                for (int o = 0; o < outs.Length; o++)
+                {
+                    NonFiniteException.Check(outs[o].Span, $"{n.Describe()}, output %{n.Outputs[o]},", _types[n.Outputs[o]],
+                        "every value before it was finite");
+                }
+            }
             if (Profile)
             {
                 _times[n].Stop();
@@ -147,4 +166,28 @@ public sealed class CpuExecutor
                 Min = TimeSpan.FromSeconds(_mins.GetValueOrDefault(s.Node) / (double)Stopwatch.Frequency),
             })
             .ToArray();
+}
+
+/// <summary>A NaN or an infinity found by --check-finite: where it first appeared.</summary>
+public sealed class NonFiniteException(string message) : IrException(message)
+{
+    /// <summary>Throws when <paramref name="v"/> holds a NaN or an infinity, naming <paramref name="where"/> and the first index.</summary>
+    public static void Check(ReadOnlySpan<float> v, string where, TensorType type, string? after = null)
+    {
+        if (type.DType != DType.F32) return;
+        int first = -1, count = 0;
+        for (int i = 0; i < v.Length; i++)
+        {
+            if (!float.IsFinite(v[i]))
+            {
+                if (first < 0) first = i;
+                count++;
+            }
+        }
+        if (first < 0) return;
+        float x = v[first];
+        var what = float.IsNaN(x) ? "NaN" : x > 0 ? "+Inf" : "-Inf";
+        throw new NonFiniteException($"--check-finite: {where} holds {what} at flat index {first} of {type} " +
+            $"({count} of {v.Length} values are not finite)" + (after is null ? "" : $"; {after}"));
+    }
 }

@@ -116,7 +116,15 @@ public sealed class DeviceBuffer : SafeHandle
     {
         CudaDevice.MakeCurrent();
         var b = new DeviceBuffer { Bytes = Math.Max(4, bytes) };
-        CudaDevice.Check(CudaDriver.MemAlloc(out ulong p, (nuint)b.Bytes), $"cuMemAlloc of {b.Bytes} bytes for {what}");
+        int r = CudaDriver.MemAlloc(out ulong p, (nuint)b.Bytes);
+        if (r == 2)  // CUDA_ERROR_OUT_OF_MEMORY
+        {
+            var info = CudaDevice.Info;
+            throw new CudaException($"cuMemAlloc of {b.Bytes} bytes ({b.Bytes / 1048576.0:F0} MiB) for {what}",
+                $"CUDA_ERROR_OUT_OF_MEMORY: out of device memory on {info.Name} ({info.TotalMemory / 1048576.0:F0} MiB in all); " +
+                "a smaller --batch (or --image-size) needs less");
+        }
+        CudaDevice.Check(r, $"cuMemAlloc of {b.Bytes} bytes for {what}");
         b.SetHandle((IntPtr)(long)p);
         return b;
     }

@@ -31,6 +31,7 @@ public sealed unsafe class CudaExecutor : IDisposable
     private readonly CudaPlan _plan;
     private readonly Dictionary<string, long> _slots;
     private readonly Dictionary<string, TensorType> _types;
+    private readonly Dictionary<string, string[]> _outputsOf;
     private readonly List<CudaHandle> _modules = [];
     private readonly Dictionary<string, IntPtr> _functions = new(StringComparer.Ordinal);
     private readonly List<DeviceBuffer> _buffers = [];
@@ -58,6 +59,7 @@ public sealed unsafe class CudaExecutor : IDisposable
         _slots = plan.Memory.Slots.ToDictionary(s => s.Value, s => s.Offset, StringComparer.Ordinal);
         Options = options ?? new CudaRunOptions();
         _types = g.ValueTypes();
+        _outputsOf = g.Nodes.ToDictionary(n => n.Name, n => n.Outputs.ToArray(), StringComparer.Ordinal);
         var info = CudaDevice.Info;
         CudaDevice.MakeCurrent();
         try
@@ -125,11 +127,39 @@ public sealed unsafe class CudaExecutor : IDisposable
     /// <summary>The NVRTC results (each kernel's CUBIN and where it came from).</summary>
     public IReadOnlyList<CompiledKernel> Kernels { get; } = [];
 
+    /// <summary>
+    /// Runs step by step, reading every node's outputs back after its last step, and stops at the first NaN or
+    /// infinity with a <see cref="Cpu.NonFiniteException"/> naming the node (swc run --device cuda --check-finite).
+    /// </summary>
+    public bool CheckFinite { get; set; }
+
     /// <summary>Copies the inputs in, runs the plan, copies the outputs out.</summary>
     public Dictionary<string, Tensor> Run(IReadOnlyDictionary<string, Tensor> inputs)
     {
         SetInputs(inputs);
-        Enqueue();
+        if (CheckFinite)
+        {
+            foreach (var i in _plan.Inputs)
+            {
+                Cpu.NonFiniteException.Check((float[])inputs[i.Name].Cast(DType.F32).Data, $"the input %{i.Name}", i.Type);
+            }
+            for (int s = 0; s < _steps.Count; s++)
+            {
+                RunStep(s);
+                var node = _plan.Steps[s].Node;
+                if (s + 1 < _steps.Count && _plan.Steps[s + 1].Node == node) continue;
+                Synchronize();
+                foreach (var o in _outputsOf.GetValueOrDefault(node) ?? [])
+                {
+                    var t = ReadValue(o);
+                    Cpu.NonFiniteException.Check((float[])t.Data, $"node %{node}, output %{o},", _types[o], "every value before it was finite");
+                }
+            }
+        }
+        else
+        {
+            Enqueue();
+        }
         Synchronize();
         return ReadOutputs();
     }

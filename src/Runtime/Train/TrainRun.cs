@@ -48,6 +48,9 @@ public sealed class TrainRun
     /// <summary>When set before <see cref="Run"/>, every training step's kernels are timed (see <see cref="Profile"/>).</summary>
     public bool Profiling { get; init; }
 
+    /// <summary>Check every node of each step (training and evaluation) for NaN or Inf and stop at the first.</summary>
+    public bool CheckFinite { get; init; }
+
     /// <summary>
     /// With <see cref="Profiling"/>: the time of every node of the training graph over the run, plus three rows for the
     /// work outside it ("(data)": batch assembly, "(optimizer)": the update, "(eval)": the test passes).
@@ -73,6 +76,7 @@ public sealed class TrainRun
         var sw = Stopwatch.StartNew();
         var trainer = new CpuTrainer(trainModel.Graph, weights, _log);
         trainer.Executor.Profile = Profiling;
+        trainer.Executor.CheckFinite = CheckFinite;
         Stopwatch dataTime = new(), optTime = new(), evalTime = new();
         int profiledSteps = 0;
         _log($"training graph: {trainer.Graph.Nodes.Count} nodes ({trainModel.Graph.Nodes.Count} forward), "
@@ -99,7 +103,7 @@ public sealed class TrainRun
         }
 
         var evalModel = ShiftWiseV2.Build(_cfg.Model with { Batch = Math.Min(_cfg.EvalBatch, test.Count) }, "eval");
-        var evalExec = new CpuExecutor(evalModel.Graph, trainer.Weights(), generated: false, _log);
+        var evalExec = new CpuExecutor(evalModel.Graph, trainer.Weights(), generated: false, _log) { CheckFinite = CheckFinite };
         int pixels = model.Height * model.Width;
         var x = new float[_cfg.Batch * pixels];
         var y = new int[_cfg.Batch];
