@@ -16,12 +16,13 @@ public sealed class CheckFiniteTests
         return (SwcApp.Run(args, o, e), o.ToString(), e.ToString());
     }
 
+    // batch 2: grad keeps BN in batch-statistics mode, which needs more than one value per channel at stage 3 (1x1)
     private static string Input(float fill, int at = -1, float value = 0)
     {
-        var data = Enumerable.Repeat(fill, 3 * 24 * 24).ToArray();
+        var data = Enumerable.Repeat(fill, 2 * 3 * 24 * 24).ToArray();
         if (at >= 0) data[at] = value;
         var path = Path.Combine(Directory.CreateTempSubdirectory("swc-finite-").FullName, "x.npy");
-        Npy.Write(path, Tensor.F32(new Shape(1, 3, 24, 24), data));
+        Npy.Write(path, Tensor.F32(new Shape(2, 3, 24, 24), data));
         return path;
     }
 
@@ -43,9 +44,9 @@ public sealed class CheckFiniteTests
         var nan = Input(0.5f, at: 100, value: float.NaN);
         var (code, _, e) = Swc(["run", .. Small, "--input", nan, "--check-finite"]);
         Assert.Equal(ExitCodes.BadInput, code);
-        Assert.Contains("--check-finite: the input %x holds NaN at flat index 100 of f32[1,3,24,24] (1 of 1728 values are not finite)", e);
+        Assert.Contains("--check-finite: the input %x holds NaN at flat index 100 of f32[2,3,24,24] (1 of 3456 values are not finite)", e);
         var labels = Path.Combine(Path.GetDirectoryName(nan)!, "y.npy");
-        Npy.Write(labels, Tensor.FromDoubles(TensorType.Of(DType.I64, 1), [2]));
+        Npy.Write(labels, Tensor.FromDoubles(TensorType.Of(DType.I64, 2), [2, 0]));
         (code, _, e) = Swc(["grad", .. Small, "--input", nan, "--labels", labels, "--output", Path.Combine(Path.GetDirectoryName(nan)!, "g.safetensors"), "--check-finite"]);
         Assert.Equal(ExitCodes.BadInput, code);
         Assert.Contains("--check-finite: the input %x holds NaN at flat index 100", e);
@@ -59,7 +60,7 @@ public sealed class CheckFiniteTests
     {
         var huge = Input(3e38f);
         var labels = Path.Combine(Path.GetDirectoryName(huge)!, "y.npy");
-        Npy.Write(labels, Tensor.FromDoubles(TensorType.Of(DType.I64, 1), [1]));
+        Npy.Write(labels, Tensor.FromDoubles(TensorType.Of(DType.I64, 2), [1, 4]));
         var (code, _, e) = Swc(["grad", .. Small, "--input", huge, "--labels", labels, "--output", Path.Combine(Path.GetDirectoryName(huge)!, "g.safetensors"), "--check-finite"]);
         Assert.Equal(ExitCodes.BadInput, code);
         Assert.Matches(@"--check-finite: node %\S+ \(\w+\), output %\S+, holds (NaN|\+Inf|-Inf)", e);

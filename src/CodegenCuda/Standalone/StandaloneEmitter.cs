@@ -47,16 +47,6 @@ public static partial class StandaloneEmitter
         var derivedAt = new Dictionary<string, long>(StringComparer.Ordinal);
         for (int i = 0; i < rows.Count; i++) (i < g.Params.Count ? paramAt : derivedAt)[rows[i].Name] = rows[i].Offset;
         var planText = CudaPlanJson.Write(plan);
-        var modelId = WeightsBin.ModelId(planText, rows);
-        var bin = WeightsBin.Write(rows, payloadFloats, modelId, r =>
-        {
-            if (paramAt.TryGetValue(r.Name, out var at) && at == r.Offset)
-            {
-                return weights.TryGetValue(r.Name, out var t) ? (float[])t.Cast(DType.F32).Data : throw new IrException($"no weights for parameter '{r.Name}'");
-            }
-            return derived.TryGetValue(r.Name, out var v) ? v : throw new IrException($"derived tensor '{r.Name}' was not computed");
-        });
-
         // scratch buffers, laid out as the runtime does (64-float steps)
         var scratchAt = new Dictionary<string, long>(StringComparer.Ordinal);
         long scratchFloats = 0;
@@ -135,6 +125,22 @@ public static partial class StandaloneEmitter
         }
         var sharedAttributes = maxShared.Select(kv =>
             $"cudaFuncSetAttribute((const void*)&{kv.Key}, cudaFuncAttributeMaxDynamicSharedMemorySize, {kv.Value})").ToList();
+        // the model id: a hash of everything the launcher bakes in (kernels, steps, layout, shapes), and of no name, so
+        // that the generated code is the same for the same model under other names
+        var idText = new StringBuilder();
+        foreach (var k in plan.Kernels) idText.Append(k.Name).Append('\n').Append(k.Source).Append('\n');
+        foreach (var st in steps) idText.Append(st).Append('\n');
+        idText.Append(input.Type).Append(' ').Append(outputType).Append(' ').Append(plan.Memory.ArenaBytes).Append(' ').Append(scratchFloats);
+        var modelId = WeightsBin.ModelId(idText.ToString(), rows);
+        var bin = WeightsBin.Write(rows, payloadFloats, modelId, r =>
+        {
+            if (paramAt.TryGetValue(r.Name, out var at) && at == r.Offset)
+            {
+                return weights.TryGetValue(r.Name, out var t) ? (float[])t.Cast(DType.F32).Data : throw new IrException($"no weights for parameter '{r.Name}'");
+            }
+            return derived.TryGetValue(r.Name, out var v) ? v : throw new IrException($"derived tensor '{r.Name}' was not computed");
+        });
+
 
         string Dims(Shape s) => string.Join(", ", Enumerable.Range(0, s.Rank).Select(d => s[d].ToString(CultureInfo.InvariantCulture)));
         var idHex = Convert.ToHexStringLower(modelId);
@@ -151,7 +157,6 @@ public static partial class StandaloneEmitter
             ["weights_format"] = WeightsBin.Format,
             ["declarations"] = declarations,
             ["tensor_count"] = rows.Count,
-            ["table_bytes"] = WeightsBin.Table(rows).LongLength,
             ["payload_bytes"] = payloadFloats * 4,
             ["model_id_bytes"] = string.Join(", ", modelId.Select(b => $"0x{b:x2}")),
             ["model_id_hex"] = idHex,
@@ -170,7 +175,7 @@ public static partial class StandaloneEmitter
             ["kernel_count"] = plan.Kernels.Count,
             ["launch_count"] = launches,
             ["gemm_count"] = gemms,
-            ["weights_bytes"] = bin.LongLength,
+            ["payload_mb"] = (payloadFloats * 4 / 1e6).ToString("F1", CultureInfo.InvariantCulture),
             ["tuning"] = tuning.Length == 0 ? "cost-model defaults" : Plain(tuning),
         };
 

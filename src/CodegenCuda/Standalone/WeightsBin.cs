@@ -16,7 +16,7 @@ public sealed record WeightsEntry(string Name, long Offset, long Floats);
 ///  12  u32       tensor count N
 ///  16  u64       table bytes T
 ///  24  u64       payload bytes P (a multiple of 256)
-///  32  u8[16]    model id: the first 16 bytes of SHA-256 over the plan the library was generated from
+///  32  u8[16]    model id: the first 16 bytes of SHA-256 over the kernels, steps, layout and shapes the library bakes in
 ///  48  u32       CRC-32 (IEEE, as zlib) of everything after the 64-byte header: the table, its padding and the payload
 ///  52  u32       CRC-32 of header bytes 0..51
 ///  56  u8[8]     zero
@@ -73,10 +73,10 @@ public static class WeightsBin
         return ms.ToArray();
     }
 
-    /// <summary>The model id: the first 16 bytes of SHA-256 over <paramref name="planText"/> and the table.</summary>
-    public static byte[] ModelId(string planText, IReadOnlyList<WeightsEntry> rows)
+    /// <summary>The model id: the first 16 bytes of SHA-256 over <paramref name="model"/> (what the library bakes in) and the table's offsets and sizes.</summary>
+    public static byte[] ModelId(string model, IReadOnlyList<WeightsEntry> rows)
     {
-        var sb = new StringBuilder(planText);
+        var sb = new StringBuilder(model);
         foreach (var r in rows) sb.Append('\n').Append(r.Offset).Append(' ').Append(r.Floats);
         return SHA256.HashData(Encoding.UTF8.GetBytes(sb.ToString()))[..16];
     }

@@ -76,10 +76,13 @@ public sealed record ShiftWiseV2Options
         }
         Check(InChans >= 1, "--in-chans", $"{InChans} must be >= 1");
         Check(NumClasses >= 1, "--num-classes", $"{NumClasses} must be >= 1");
-        Check(Depths.Count == 4 && Depths.All(d => d >= 0), "--depths", $"needs 4 block counts >= 0, got {L(Depths)}");
+        Check(Depths.Count == 4 && Depths.All(d => d is >= 0 and <= 1000), "--depths", $"needs 4 block counts in [0, 1000], got {L(Depths)}");
+        Check(InChans <= MaxDim && NumClasses <= 1 << 20, InChans > MaxDim ? "--in-chans" : "--num-classes",
+            $"{(InChans > MaxDim ? InChans : NumClasses)} is beyond what a model can hold here");
         Check(Dims.Count == 4, "--dims", $"needs 4 stage widths, got {L(Dims)}");
-        Check(WidthFactor > 0, "--width-factor", $"{WidthFactor} must be > 0");
-        Check(StageDims.All(d => d >= 2), "--dims", $"stage widths {L(StageDims)} (after the width factor) must be >= 2");
+        Check(WidthFactor > 0 && WidthFactor <= 64, "--width-factor", $"{F(WidthFactor)} must be in (0, 64]");
+        Check(Dims.Count != 4 || Dims.All(d => d <= MaxDim), "--dims", $"stage widths {L(Dims)} must be <= {MaxDim}");
+        Check(StageDims.All(d => d >= 2 && d <= MaxDim), "--dims", $"stage widths {L(StageDims)} (after the width factor) must be in [2, {MaxDim}]");
         Check(KernelSize.Count == 5, "--kernel-size", $"needs 4 big kernels then the small kernel, got {L(KernelSize)}");
         Check(SmallKernel >= 1 && SmallKernel % 2 == 1, "--kernel-size",
             $"the small kernel {SmallKernel} must be odd: the original op misaligns X for even k (SPEC 8.6)");
@@ -100,7 +103,14 @@ public sealed record ShiftWiseV2Options
         Check(Batch >= 1, "--batch", $"{Batch} must be >= 1");
         Check(StemStride is 2 or 4, "--stem-stride", $"{StemStride} must be 4 (the original stem) or 2");
         Check(Height >= 1 && Width >= 1, "--image-size", $"{Height}x{Width} must be at least 1x1");
+        Check(Height <= MaxDim && Width <= MaxDim, "--image-size", $"{Height}x{Width} must be at most {MaxDim}x{MaxDim}");
+        Check(Batch <= 1 << 20, "--batch", $"{Batch} must be <= {1 << 20}");
+        Check(KernelSize.Count != 5 || KernelSize.All(k => k <= 1023), "--kernel-size", $"kernels {L(KernelSize)} must be <= 1023");
+        Check(NPath <= 64 && NRep <= 64, NPath > 64 ? "--n-path" : "--n-rep", $"{Math.Max(NPath, NRep)} must be <= 64");
     }
+
+    /// <summary>The largest channel count or image side accepted (sizes beyond it are typos, not models).</summary>
+    public const int MaxDim = 1 << 16;
 
     private static string L(IEnumerable<int> v) => "[" + string.Join(",", v) + "]";
 
