@@ -82,7 +82,8 @@ public sealed record ShiftWiseV2Options
         Check(Dims.Count == 4, "--dims", $"needs 4 stage widths, got {L(Dims)}");
         Check(WidthFactor > 0 && WidthFactor <= 64, "--width-factor", $"{F(WidthFactor)} must be in (0, 64]");
         Check(Dims.Count != 4 || Dims.All(d => d <= MaxDim), "--dims", $"stage widths {L(Dims)} must be <= {MaxDim}");
-        Check(StageDims.All(d => d >= 2 && d <= MaxDim), "--dims", $"stage widths {L(StageDims)} (after the width factor) must be in [2, {MaxDim}]");
+        Check(StageDims.All(d => d >= 2), "--dims", $"stage widths {L(StageDims)} (after the width factor) must be >= 2");
+        Check(StageDims.All(d => d <= MaxDim), "--dims", $"stage widths {L(StageDims)} (after the width factor) must be <= {MaxDim}");
         Check(KernelSize.Count == 5, "--kernel-size", $"needs 4 big kernels then the small kernel, got {L(KernelSize)}");
         Check(SmallKernel >= 1 && SmallKernel % 2 == 1, "--kernel-size",
             $"the small kernel {SmallKernel} must be odd: the original op misaligns X for even k (SPEC 8.6)");
