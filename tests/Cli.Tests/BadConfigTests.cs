@@ -1,15 +1,10 @@
+using static ShiftWise.Cli.Tests.SwcRun;
+
 namespace ShiftWise.Cli.Tests;
 
 /// <summary>Bad configurations are refused with exit code 2 and a message that names the option (README: exit codes).</summary>
 public sealed class BadConfigTests
 {
-    private static (int Code, string Out, string Err) Swc(params string[] args)
-    {
-        var o = new StringWriter();
-        var e = new StringWriter();
-        return (SwcApp.Run(args, o, e), o.ToString(), e.ToString());
-    }
-
     public static TheoryData<string, string> Cases() => new()
     {
         // network options

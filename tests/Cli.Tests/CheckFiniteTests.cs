@@ -1,21 +1,12 @@
 using ShiftWise.Frontend.IO;
 using ShiftWise.IR;
+using static ShiftWise.Cli.Tests.SwcRun;
 
 namespace ShiftWise.Cli.Tests;
 
 /// <summary>--check-finite on run, grad and train: the first NaN or Inf is reported with the node that produced it.</summary>
 public sealed class CheckFiniteTests
 {
-    private static readonly string[] Small =
-        ["sw-v2", "--depths", "1,1,1,1", "--dims", "8,16,16,32", "--kernel-size", "7,5,5,3,3", "--image-size", "24", "--num-classes", "5"];
-
-    private static (int Code, string Out, string Err) Swc(params string[] args)
-    {
-        var o = new StringWriter();
-        var e = new StringWriter();
-        return (SwcApp.Run(args, o, e), o.ToString(), e.ToString());
-    }
-
     // batch 2: grad keeps BN in batch-statistics mode, which needs more than one value per channel at stage 3 (1x1)
     private static string Input(float fill, int at = -1, float value = 0)
     {
@@ -30,27 +21,27 @@ public sealed class CheckFiniteTests
     public void Run_names_the_first_node_whose_output_overflows()
     {
         var huge = Input(3e38f);
-        var (code, _, e) = Swc(["run", .. Small, "--input", huge, "--check-finite"]);
+        var (code, _, e) = Swc(["run", .. SwcRun.SmallSwV2, "--input", huge, "--check-finite"]);
         Assert.Equal(ExitCodes.BadInput, code);
         Assert.Matches(@"--check-finite: node %\S+ \(\w+\), output %\S+, holds (NaN|\+Inf|-Inf) at flat index \d+ of f32\[", e);
         Assert.Contains("every value before it was finite", e);
         // without the flag the run completes (the output is what it is)
-        Assert.Equal(ExitCodes.Ok, Swc(["run", .. Small, "--input", huge]).Code);
+        Assert.Equal(ExitCodes.Ok, Swc(["run", .. SwcRun.SmallSwV2, "--input", huge]).Code);
     }
 
     [Fact]
     public void Run_and_grad_name_a_nan_in_the_input()
     {
         var nan = Input(0.5f, at: 100, value: float.NaN);
-        var (code, _, e) = Swc(["run", .. Small, "--input", nan, "--check-finite"]);
+        var (code, _, e) = Swc(["run", .. SwcRun.SmallSwV2, "--input", nan, "--check-finite"]);
         Assert.Equal(ExitCodes.BadInput, code);
         Assert.Contains("--check-finite: the input %x holds NaN at flat index 100 of f32[2,3,24,24] (1 of 3456 values are not finite)", e);
         var labels = Path.Combine(Path.GetDirectoryName(nan)!, "y.npy");
         Npy.Write(labels, Tensor.FromDoubles(TensorType.Of(DType.I64, 2), [2, 0]));
-        (code, _, e) = Swc(["grad", .. Small, "--input", nan, "--labels", labels, "--output", Path.Combine(Path.GetDirectoryName(nan)!, "g.safetensors"), "--check-finite"]);
+        (code, _, e) = Swc(["grad", .. SwcRun.SmallSwV2, "--input", nan, "--labels", labels, "--output", Path.Combine(Path.GetDirectoryName(nan)!, "g.safetensors"), "--check-finite"]);
         Assert.Equal(ExitCodes.BadInput, code);
         Assert.Contains("--check-finite: the input %x holds NaN at flat index 100", e);
-        (code, _, e) = Swc(["run", .. Small, "--input", nan, "--check-finite", "--device", "reference"]);
+        (code, _, e) = Swc(["run", .. SwcRun.SmallSwV2, "--input", nan, "--check-finite", "--device", "reference"]);
         Assert.Equal(ExitCodes.BadInput, code);
         Assert.Contains("option --check-finite", e);
     }
@@ -61,7 +52,7 @@ public sealed class CheckFiniteTests
         var huge = Input(3e38f);
         var labels = Path.Combine(Path.GetDirectoryName(huge)!, "y.npy");
         Npy.Write(labels, Tensor.FromDoubles(TensorType.Of(DType.I64, 2), [1, 4]));
-        var (code, _, e) = Swc(["grad", .. Small, "--input", huge, "--labels", labels, "--output", Path.Combine(Path.GetDirectoryName(huge)!, "g.safetensors"), "--check-finite"]);
+        var (code, _, e) = Swc(["grad", .. SwcRun.SmallSwV2, "--input", huge, "--labels", labels, "--output", Path.Combine(Path.GetDirectoryName(huge)!, "g.safetensors"), "--check-finite"]);
         Assert.Equal(ExitCodes.BadInput, code);
         Assert.Matches(@"--check-finite: node %\S+ \(\w+\), output %\S+, holds (NaN|\+Inf|-Inf)", e);
         Assert.False(File.Exists(Path.Combine(Path.GetDirectoryName(huge)!, "g.safetensors")));

@@ -1,25 +1,16 @@
 using ShiftWise.CodegenCuda.Standalone;
+using static ShiftWise.Cli.Tests.SwcRun;
 
 namespace ShiftWise.Cli.Tests;
 
 /// <summary>swc emit from the command line: the tree, the weights file, the arch, and the folders it refuses.</summary>
 public sealed class EmitTests
 {
-    private static readonly string[] Small =
-        ["sw-v2", "--depths", "1,1,1,1", "--dims", "8,16,16,32", "--kernel-size", "7,5,5,3,3", "--image-size", "24", "--num-classes", "5"];
-
-    private static (int Code, string Out, string Err) Swc(params string[] args)
-    {
-        var o = new StringWriter();
-        var e = new StringWriter();
-        return (SwcApp.Run(args, o, e), o.ToString(), e.ToString());
-    }
-
     [Fact]
     public void EmitWritesABuildableTreeForTheArchAndBatchAsked()
     {
         var dir = Path.Combine(Directory.CreateTempSubdirectory("swc-emit-").FullName, "model");
-        var (code, o, e) = Swc(["emit", .. Small, "--batch", "3", "--arch", "sm_80", "--out", dir, "--seed", "4"]);
+        var (code, o, e) = Swc(["emit", .. SwcRun.SmallSwV2, "--batch", "3", "--arch", "sm_80", "--out", dir, "--seed", "4"]);
         Assert.True(code == 0, e);
         Assert.Contains($"for sm_80 to {dir}: ", o);
         Assert.Contains("cmake -S " + dir, o);
@@ -29,7 +20,7 @@ public sealed class EmitTests
         Assert.Contains(w.Rows, r => r.Name.EndsWith(".sw_band_h", StringComparison.Ordinal));
         // another seed: other weights, the same plan, so the same sources and model id
         var dir2 = dir + "-seed5";
-        Assert.Equal(0, Swc(["emit", .. Small, "--batch", "3", "--arch", "sm_80", "--out", dir2, "--seed", "5"]).Code);
+        Assert.Equal(0, Swc(["emit", .. SwcRun.SmallSwV2, "--batch", "3", "--arch", "sm_80", "--out", dir2, "--seed", "5"]).Code);
         Assert.Equal(File.ReadAllText(Path.Combine(dir, "src", "swc_model.cu")), File.ReadAllText(Path.Combine(dir2, "src", "swc_model.cu")));
         Assert.NotEqual(File.ReadAllBytes(Path.Combine(dir, "weights.bin")), File.ReadAllBytes(Path.Combine(dir2, "weights.bin")));
     }
@@ -38,14 +29,14 @@ public sealed class EmitTests
     public void EmitRefusesABadArchAndAFolderItDidNotWriteAndLeavesNothingBehind()
     {
         var root = Directory.CreateTempSubdirectory("swc-emit-").FullName;
-        var (code, _, e) = Swc(["emit", .. Small, "--arch", "ampere", "--out", Path.Combine(root, "a")]);
+        var (code, _, e) = Swc(["emit", .. SwcRun.SmallSwV2, "--arch", "ampere", "--out", Path.Combine(root, "a")]);
         Assert.Equal(ExitCodes.BadInput, code);
         Assert.Contains("'ampere' is not a CUDA device arch", e);
         Assert.Empty(Directory.GetFileSystemEntries(root));
         var mine = Path.Combine(root, "mine");
         Directory.CreateDirectory(mine);
         File.WriteAllText(Path.Combine(mine, "CMakeLists.txt"), "project(mine)\n");
-        (code, _, e) = Swc(["emit", .. Small, "--out", mine]);
+        (code, _, e) = Swc(["emit", .. SwcRun.SmallSwV2, "--out", mine]);
         Assert.Equal(ExitCodes.BadInput, code);
         Assert.Contains("is not a tree written by swc emit", e);
         Assert.Equal("project(mine)\n", File.ReadAllText(Path.Combine(mine, "CMakeLists.txt")));

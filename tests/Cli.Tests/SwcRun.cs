@@ -1,0 +1,17 @@
+namespace ShiftWise.Cli.Tests;
+
+/// <summary>swc in this process with captured output, and the small ShiftWise_v2 the command tests use.</summary>
+internal static class SwcRun
+{
+    /// <summary>A small sw-v2 (every stage, 24×24 images, 5 classes): the model name and its options.</summary>
+    public static readonly string[] SmallSwV2 =
+        ["sw-v2", "--depths", "1,1,1,1", "--dims", "8,16,16,32", "--kernel-size", "7,5,5,3,3", "--image-size", "24", "--num-classes", "5"];
+
+    /// <summary>Runs swc with <paramref name="args"/>; the exit code and what it wrote to stdout and stderr.</summary>
+    public static (int Code, string Out, string Err) Swc(params string[] args)
+    {
+        var o = new StringWriter();
+        var e = new StringWriter();
+        return (SwcApp.Run(args, o, e), o.ToString(), e.ToString());
+    }
+}
