@@ -88,4 +88,31 @@ public sealed record CudaPlan(string Graph, string Arch, IReadOnlyList<CudaKerne
 
     /// <summary>The source that holds a kernel.</summary>
     public CudaKernelSource Kernel(string name) => Kernels.First(k => k.Name == name);
+
+    /// <summary>The value that holds <paramref name="v"/>'s data: <paramref name="v"/> followed through <see cref="Views"/>.</summary>
+    public string Root(string v)
+    {
+        for (int guard = 0; Views.TryGetValue(v, out var of); guard++)
+        {
+            if (guard > 10_000) throw new ShiftWise.IR.IrException($"the plan's views of %{v} form a cycle");
+            v = of;
+        }
+        return v;
+    }
+
+    /// <summary>
+    /// Where each scratch buffer starts in one scratch allocation (in floats, each on a 64-float boundary), and the
+    /// allocation's size: the layout every runtime of a plan uses.
+    /// </summary>
+    public (IReadOnlyDictionary<string, long> Offsets, long Floats) ScratchLayout()
+    {
+        var at = new Dictionary<string, long>(StringComparer.Ordinal);
+        long total = 0;
+        foreach (var s in Scratch)
+        {
+            at[s.Name] = total;
+            total += (s.Floats + 63) / 64 * 64;
+        }
+        return (at, total);
+    }
 }

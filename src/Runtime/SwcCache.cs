@@ -75,8 +75,8 @@ public static class SwcCache
     }
 
     /// <summary>
-    /// The payload of entry <paramref name="file"/>: null when it does not exist or cannot be read, and null with a
-    /// warning (the file deleted) when it does not match its content hash.
+    /// The payload of entry <paramref name="file"/>: null when it does not exist, cannot be read or is not a sealed
+    /// entry (an older swc's), and null with a warning (the file deleted) when it does not match its content hash.
     /// </summary>
     public static byte[]? TryRead(string file, Action<string>? warn)
     {
@@ -93,6 +93,9 @@ public static class SwcCache
         }
         var payload = Unseal(bytes);
         if (payload is not null) return payload;
+        // an entry of an older swc (no seal) is a plain miss, rebuilt and overwritten without a word; a sealed entry
+        // whose content no longer matches its hash was changed after it was written: say so
+        if (bytes.Length < HeaderBytes || !bytes.AsSpan(0, 8).SequenceEqual(Magic)) return null;
         warn?.Invoke($"warning: the cache entry {file} does not match its content hash (tampered with or damaged); discarded, rebuilding it");
         TryDelete(file);
         return null;

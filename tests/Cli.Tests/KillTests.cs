@@ -12,11 +12,7 @@ public sealed class KillTests
 {
     private static Process Start(string cacheDir, params string[] args)
     {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true };
-        psi.ArgumentList.Add(typeof(SwcApp).Assembly.Location);
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        psi.Environment["SWC_CACHE_DIR"] = cacheDir;
-        var p = Process.Start(psi)!;
+        var p = SwcRun.Start(cacheDir, args);
         p.OutputDataReceived += (_, _) => { };
         p.ErrorDataReceived += (_, _) => { };
         p.BeginOutputReadLine();

@@ -5,7 +5,7 @@ namespace ShiftWise.Cli.Tests;
 /// <summary>
 /// Model options from the command line, fuzzed: random hostile values for one to three options of swc inspect. Every
 /// run ends with exit 0 (a valid model), 1 (a value that does not parse) or 2 (a value refused with a sentence), never
-/// 70 (an internal error), and within a few seconds.
+/// 70 (an internal error), and none hangs (30 s, against well under a second for a real inspect).
 /// </summary>
 public sealed class OptionFuzzTests(ITestOutputHelper output)
 {
@@ -29,7 +29,7 @@ public sealed class OptionFuzzTests(ITestOutputHelper output)
         var faults = new List<string>();
         var clock = Stopwatch.StartNew();
         int tried = 0;
-        for (; tried < 600 && clock.Elapsed < TimeSpan.FromSeconds(25); tried++)
+        for (; tried < 600 && clock.Elapsed < TimeSpan.FromSeconds(120); tried++)  // the time is only a safety cap
         {
             bool layer = rng.Next(4) == 0;
             var names = layer ? LayerOptions : Options;
@@ -56,7 +56,7 @@ public sealed class OptionFuzzTests(ITestOutputHelper output)
             codes[code] = codes.GetValueOrDefault(code) + 1;
             if (code is not (ExitCodes.Ok or ExitCodes.Usage or ExitCodes.BadInput)) faults.Add($"{string.Join(' ', args)}: exit {code}: {e}");
             else if (code != ExitCodes.Ok && e.ToString().Trim().Length == 0) faults.Add($"{string.Join(' ', args)}: exit {code} with no message");
-            else if (sw.Elapsed > TimeSpan.FromSeconds(10)) faults.Add($"{string.Join(' ', args)}: took {sw.Elapsed.TotalSeconds:F1} s");
+            else if (sw.Elapsed > TimeSpan.FromSeconds(30)) faults.Add($"{string.Join(' ', args)}: took {sw.Elapsed.TotalSeconds:F1} s (a hang)");
         }
         output.WriteLine($"model options: {tried} command lines, exit codes {string.Join(", ", codes.OrderBy(c => c.Key).Select(c => $"{c.Key}: {c.Value}"))}, {faults.Count} faults");
         Assert.True(faults.Count == 0, string.Join("\n", faults.Take(10)));

@@ -1,3 +1,5 @@
+using System.Diagnostics;
+
 namespace ShiftWise.Cli.Tests;
 
 /// <summary>swc in this process with captured output, and the small ShiftWise_v2 the command tests use.</summary>
@@ -13,5 +15,15 @@ internal static class SwcRun
         var o = new StringWriter();
         var e = new StringWriter();
         return (SwcApp.Run(args, o, e), o.ToString(), e.ToString());
+    }
+
+    /// <summary>Starts swc as a child process (stdout and stderr redirected) with its own cache folder.</summary>
+    public static Process Start(string cacheDir, params string[] args)
+    {
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true };
+        psi.ArgumentList.Add(typeof(SwcApp).Assembly.Location);
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        psi.Environment["SWC_CACHE_DIR"] = cacheDir;
+        return Process.Start(psi)!;
     }
 }

@@ -8,14 +8,7 @@ public sealed class TuneTests
 {
     private static readonly string[] Layer = ["sw-layer", "--channels", "8", "--height", "12", "--width", "12", "--batch", "2"];
 
-    private static Process Start(string cacheDir, params string[] args)
-    {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true };
-        psi.ArgumentList.Add(typeof(SwcApp).Assembly.Location);
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        psi.Environment["SWC_CACHE_DIR"] = cacheDir;
-        return Process.Start(psi)!;
-    }
+    private static Process Start(string cacheDir, params string[] args) => SwcRun.Start(cacheDir, args);
 
     private static (int Code, string Out, string Err) Finish(Process p)
     {

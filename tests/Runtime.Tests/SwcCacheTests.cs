@@ -23,6 +23,23 @@ public sealed class SwcCacheTests
     }
 
     [Fact]
+    public void An_older_unsealed_entry_is_a_silent_miss_and_a_changed_sealed_one_a_warned_miss()
+    {
+        var dir = Directory.CreateTempSubdirectory("swc-seal-").FullName;
+        var file = Path.Combine(dir, "entry.bin");
+        var warnings = new List<string>();
+        File.WriteAllBytes(file, [1, 2, 3, 4, 5]);
+        Assert.Null(SwcCache.TryRead(file, warnings.Add));
+        Assert.Empty(warnings);
+        var sealedBytes = SwcCache.Seal([1, 2, 3, 4, 5]);
+        sealedBytes[^1] ^= 1;
+        File.WriteAllBytes(file, sealedBytes);
+        Assert.Null(SwcCache.TryRead(file, warnings.Add));
+        Assert.Contains("does not match its content hash", Assert.Single(warnings));
+        Assert.False(File.Exists(file));
+    }
+
+    [Fact]
     public void A_tampered_compiled_assembly_is_discarded_with_a_warning_and_rebuilt()
     {
         var tag = Guid.NewGuid().ToString("N");

@@ -47,23 +47,12 @@ public static partial class StandaloneEmitter
         var derivedAt = new Dictionary<string, long>(StringComparer.Ordinal);
         for (int i = 0; i < rows.Count; i++) (i < g.Params.Count ? paramAt : derivedAt)[rows[i].Name] = rows[i].Offset;
         var planText = CudaPlanJson.Write(plan);
-        // scratch buffers, laid out as the runtime does (64-float steps)
-        var scratchAt = new Dictionary<string, long>(StringComparer.Ordinal);
-        long scratchFloats = 0;
-        foreach (var s in plan.Scratch)
-        {
-            scratchAt[s.Name] = scratchFloats;
-            scratchFloats += (s.Floats + 63) / 64 * 64;
-        }
+        var (scratchAt, scratchFloats) = plan.ScratchLayout();
         var slots = plan.Memory.Slots.ToDictionary(s => s.Value, s => s.Offset, StringComparer.Ordinal);
 
         (string Base, long At) Value(string v)
         {
-            for (int guard = 0; plan.Views.TryGetValue(v, out var of); guard++)
-            {
-                if (guard > 10_000) throw new IrException($"the plan's views of %{v} form a cycle");
-                v = of;
-            }
+            v = plan.Root(v);
             if (v == input.Name) return ("I", 0);
             if (paramAt.TryGetValue(v, out var p)) return ("W", p);
             if (slots.TryGetValue(v, out var off))

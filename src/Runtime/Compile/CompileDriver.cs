@@ -77,12 +77,12 @@ public static class CompileDriver
         {
             Write("plan.json", p => AtomicText(p, CudaPlanJson.Write(cuda.Plan)));
             Write("derived.safetensors", p => SafeTensors.Write(p, derived!));
-            ReplaceDir(Path.Combine(req.OutDir, "kernels"), cuda.Plan.Kernels.Select(k => (k.FileName, Encoding.UTF8.GetBytes(k.Source))));
+            TreeWriter.Replace(Path.Combine(req.OutDir, "kernels"), cuda.Plan.Kernels.Select(k => (k.FileName, Encoding.UTF8.GetBytes(k.Source))));
             files.AddRange(cuda.Plan.Kernels.Select(k => Path.Combine(req.OutDir, "kernels", k.FileName)));
             var ptxDir = Path.Combine(req.OutDir, "ptx");
             if (cuda.Compiled is not null)
             {
-                ReplaceDir(ptxDir, cuda.Compiled.Select(c => (c.Kernel.Name + ".ptx", c.Output.Image)));
+                TreeWriter.Replace(ptxDir, cuda.Compiled.Select(c => (c.Kernel.Name + ".ptx", c.Output.Image)));
                 files.AddRange(cuda.Compiled.Select(c => Path.Combine(ptxDir, c.Kernel.Name + ".ptx")));
             }
             else if (Directory.Exists(ptxDir))
@@ -134,26 +134,6 @@ public static class CompileDriver
     {
         return Derived.ComputeAll(plan, g, weights).ToDictionary(kv => kv.Key, kv => Tensor.F32(new Shape(kv.Value.Length), kv.Value),
             StringComparer.Ordinal);
-    }
-
-    /// <summary>Fills a fresh temporary folder, then swaps it in for <paramref name="dir"/> (no stale or partial files).</summary>
-    private static void ReplaceDir(string dir, IEnumerable<(string Name, byte[] Bytes)> files)
-    {
-        var tmp = dir + $".tmp{Environment.ProcessId}";
-        var old = dir + $".old{Environment.ProcessId}";
-        try
-        {
-            if (Directory.Exists(tmp)) Directory.Delete(tmp, recursive: true);
-            Directory.CreateDirectory(tmp);
-            foreach (var (name, bytes) in files) File.WriteAllBytes(Path.Combine(tmp, name), bytes);
-            if (Directory.Exists(dir)) Directory.Move(dir, old);
-            Directory.Move(tmp, dir);
-        }
-        finally
-        {
-            if (Directory.Exists(tmp)) Directory.Delete(tmp, recursive: true);
-            if (Directory.Exists(old)) Directory.Delete(old, recursive: true);
-        }
     }
 
     /// <summary>Writes text through a temporary file in the same folder and a rename.</summary>

@@ -51,7 +51,7 @@ public static class EmitDriver
         var derived = Derived.ComputeAll(cuda.Plan, ctx.Graph, weights);
         var files = StandaloneEmitter.Emit(cuda.Plan, ctx.Graph, weights, derived,
             $"{src.Description}, input {Shape(cuda.Plan.Inputs[0].Type.Shape)}", req.Version, cuda.Tuning);
-        WriteTree(outDir, files);
+        TreeWriter.Replace(outDir, files.Select(f => (f.Path, f.Bytes)));
         return new EmitResult(src, cuda, files, outDir, sw.Elapsed);
     }
 
@@ -71,83 +71,6 @@ public static class EmitDriver
         {
             throw new IrException($"--out {outDir} exists and is not a tree written by swc emit (its CMakeLists.txt does not start " +
                 $"with '{Marker.Trim()}'); it is left alone: choose another folder or remove it");
-        }
-    }
-
-    /// <summary>Writes every file into a fresh folder beside <paramref name="outDir"/>, then swaps it in.</summary>
-    public static void WriteTree(string outDir, IReadOnlyList<StandaloneFile> files)
-    {
-        var parent = Path.GetDirectoryName(outDir) ?? throw new IrException($"--out {outDir} has no parent folder");
-        Directory.CreateDirectory(parent);
-        var name = Path.GetFileName(outDir);
-        var tmp = Path.Combine(parent, $".{name}.tmp{Environment.ProcessId}");
-        var old = Path.Combine(parent, $".{name}.old{Environment.ProcessId}");
-        ClearDeadWriters(parent, name, outDir);
-        try
-        {
-            if (Directory.Exists(tmp)) Directory.Delete(tmp, recursive: true);
-            Directory.CreateDirectory(tmp);
-            foreach (var f in files)
-            {
-                if (f.Path.Split('/').Any(p => p is "" or "." or ".."))
-                {
-                    throw new IrException($"emitted file path '{f.Path}' is not a plain relative path");
-                }
-                var path = Path.Combine(tmp, f.Path.Replace('/', Path.DirectorySeparatorChar));
-                Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-                using (var s = new FileStream(path, FileMode.CreateNew, FileAccess.Write))
-                {
-                    s.Write(f.Bytes);
-                    s.Flush(flushToDisk: true);
-                }
-            }
-            if (Directory.Exists(outDir)) Directory.Move(outDir, old);
-            Directory.Move(tmp, outDir);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            if (!Directory.Exists(outDir) && Directory.Exists(old)) Directory.Move(old, outDir);
-            throw new IrException($"cannot write the emitted tree to {outDir}: {e.Message}", e);
-        }
-        finally
-        {
-            if (Directory.Exists(tmp)) Directory.Delete(tmp, recursive: true);
-            if (Directory.Exists(old)) Directory.Delete(old, recursive: true);
-        }
-    }
-
-    /// <summary>
-    /// Removes what an emit killed midway left beside <paramref name="outDir"/> (its .NAME.tmpPID folder), and puts
-    /// back the previous tree if it was killed between its two renames (.NAME.oldPID with no OUT). Folders of a
-    /// process that is still running are left alone.
-    /// </summary>
-    private static void ClearDeadWriters(string parent, string name, string outDir)
-    {
-        foreach (var d in Directory.EnumerateDirectories(parent, $".{name}.*").Order(StringComparer.Ordinal).ToArray())
-        {
-            var m = System.Text.RegularExpressions.Regex.Match(Path.GetFileName(d), @"\.(tmp|old)([0-9]+)$");
-            if (!m.Success || Path.GetFileName(d) != $".{name}.{m.Groups[1].Value}{m.Groups[2].Value}") continue;
-            int pid = int.Parse(m.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture);
-            if (pid == Environment.ProcessId || Alive(pid)) continue;
-            if (m.Groups[1].Value == "old" && !Directory.Exists(outDir)) Directory.Move(d, outDir);
-            else Directory.Delete(d, recursive: true);
-        }
-    }
-
-    private static bool Alive(int pid)
-    {
-        try
-        {
-            using var p = Process.GetProcessById(pid);
-            return !p.HasExited;
-        }
-        catch (ArgumentException)
-        {
-            return false;
-        }
-        catch (InvalidOperationException)
-        {
-            return false;
         }
     }
 

@@ -97,15 +97,9 @@ public sealed unsafe class CudaExecutor : IDisposable
             }
             _arena = Track(DeviceBuffer.Alloc(plan.Memory.ArenaBytes, "the activation arena"));
             _arena.Fill(0x7FC00000); // NaN: a read of a value nobody wrote shows in the output
-            long scratchFloats = 0;
-            foreach (var s in plan.Scratch) scratchFloats += (s.Floats + 63) / 64 * 64;
+            var (scratchAt, scratchFloats) = plan.ScratchLayout();
             var scratch = Track(DeviceBuffer.Alloc(scratchFloats * 4, "scratch buffers"));
-            long at = 0;
-            foreach (var s in plan.Scratch)
-            {
-                _scratch[s.Name] = (scratch.Ptr + (ulong)(at * 4), s.Floats);
-                at += (s.Floats + 63) / 64 * 64;
-            }
+            foreach (var s in plan.Scratch) _scratch[s.Name] = (scratch.Ptr + (ulong)(scratchAt[s.Name] * 4), s.Floats);
             _streamHandle = CudaHandle.Stream();
             _stream = _streamHandle.Raw;
             _cublasHandle = CudaHandle.Cublas();
@@ -129,7 +123,7 @@ public sealed unsafe class CudaExecutor : IDisposable
 
     /// <summary>
     /// Runs step by step, reading every node's outputs back after its last step, and stops at the first NaN or
-    /// infinity with a <see cref="Cpu.NonFiniteException"/> naming the node (swc run --device cuda --check-finite).
+    /// infinity with a <see cref="NonFiniteException"/> naming the node (swc run --device cuda --check-finite).
     /// </summary>
     public bool CheckFinite { get; set; }
 
@@ -141,7 +135,7 @@ public sealed unsafe class CudaExecutor : IDisposable
         {
             foreach (var i in _plan.Inputs)
             {
-                Cpu.NonFiniteException.Check((float[])inputs[i.Name].Cast(DType.F32).Data, $"the input %{i.Name}", i.Type);
+                NonFiniteException.Check((float[])inputs[i.Name].Cast(DType.F32).Data, $"the input %{i.Name}", i.Type);
             }
             for (int s = 0; s < _steps.Count; s++)
             {
@@ -152,7 +146,7 @@ public sealed unsafe class CudaExecutor : IDisposable
                 foreach (var o in _outputsOf.GetValueOrDefault(node) ?? [])
                 {
                     var t = ReadValue(o);
-                    Cpu.NonFiniteException.Check((float[])t.Data, $"node %{node}, output %{o},", _types[o], "every value before it was finite");
+                    NonFiniteException.Check((float[])t.Data, $"node %{node}, output %{o},", _types[o], "every value before it was finite");
                 }
             }
         }
@@ -377,11 +371,7 @@ public sealed unsafe class CudaExecutor : IDisposable
     /// <summary>A value's device address and float offset: through the views, then an input, a parameter or the arena.</summary>
     private (ulong Base, long Offset) Value(string v)
     {
-        for (int guard = 0; _plan.Views.TryGetValue(v, out var of); guard++)
-        {
-            if (guard > 10_000) throw new IrException($"the plan's views of %{v} form a cycle");
-            v = of;
-        }
+        v = _plan.Root(v);
         if (_inputs.TryGetValue(v, out var ib)) return (ib.Ptr, 0);
         if (_params.TryGetValue(v, out var pb)) return (pb.Ptr, 0);
         return _slots.TryGetValue(v, out long offset)
