@@ -1,11 +1,22 @@
 #!/usr/bin/env bash
-# Runs every test project of the solution and prints the summary line "N passed, N failed, N skipped" last,
-# summed from the TRX results (dotnet test's own output is not a summary CI reads).
+# Runs every test project of the solution and prints the summary line "N passed, N failed, N skipped" last, summed from
+# the TRX results (dotnet test's own output is not a summary CI reads), after one line per skipped test with its reason.
+# With CI=true a skipped test that is not on tests/ci-allowed-skips.txt counts as failed (scripts/test-summary.py).
 # Extra arguments go to dotnet test (e.g. --filter "FullyQualifiedName~Parser").
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 export DOTNET_NOLOGO=1 DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
+if ! command -v python3 >/dev/null; then
+  echo "python3 is not on PATH (scripts/test-summary.py reads the test results; install Debian's python3)"
+  echo "0 passed, 1 failed, 0 skipped"
+  exit 1
+fi
+# The tests never read a developer's cache: each test gets its own folder (tests/Shared/IsolatedCache.cs); this one
+# catches anything that reads the environment directly, and is removed afterwards.
+SWC_CACHE_DIR="$(mktemp -d "${TMPDIR:-/tmp}/swc-test-cache.XXXXXX")"
+export SWC_CACHE_DIR
+trap 'rm -rf "$SWC_CACHE_DIR"' EXIT
 results="$root/TestResults"
 rm -rf "$results"
 rc=0
@@ -19,19 +30,6 @@ if dotnet build ShiftWise.Compiler.sln -c Release -nologo -v q; then
 else
   rc=$?
 fi
-passed=0 failed=0 skipped=0
-shopt -s nullglob
-trx=("$results"/*.trx)
-for f in "${trx[@]}"; do
-  counters="$(grep -o '<Counters [^>]*>' "$f" | head -n 1)"
-  get() { echo "$counters" | sed -n "s/.* $1=\"\([0-9]*\)\".*/\1/p"; }
-  passed=$((passed + $(get passed)))
-  failed=$((failed + $(get failed) + $(get error) + $(get timeout) + $(get aborted)))
-  skipped=$((skipped + $(get total) - $(get executed)))
-done
-if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
-  failed=1   # the build or a test host broke before any result was written: count it, never report green
-  echo "dotnet test exited with $rc without a failed test in the results (build error or crashed test host)" >&2
-fi
-echo "${passed} passed, ${failed} failed, ${skipped} skipped"
-[ "$rc" -eq 0 ] && [ "$failed" -eq 0 ]
+ci=()
+[ "${CI:-}" = "true" ] && ci=(--ci)
+python3 scripts/test-summary.py "$results" tests/ci-allowed-skips.txt "${ci[@]}" --exit-code "$rc"

@@ -20,10 +20,32 @@ public static class SwcCache
 
     private const UnixFileMode Private = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
 
-    /// <summary>The root directory.</summary>
-    public static string Root => Environment.GetEnvironmentVariable("SWC_CACHE_DIR") is { Length: > 0 } d
-        ? d
-        : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "swc");
+    // A root set for one flow of work (and the tasks and threads it starts), over SWC_CACHE_DIR: lets a host that runs
+    // independent jobs in one process, such as the test runner, give each its own cache without touching the
+    // process-wide environment that parallel jobs share.
+    private static readonly AsyncLocal<string?> ScopedRoot = new();
+
+    /// <summary>The root directory: <see cref="UseRoot"/>'s while one is in effect, else $SWC_CACHE_DIR, else ~/.cache/swc.</summary>
+    public static string Root => ScopedRoot.Value
+        ?? (Environment.GetEnvironmentVariable("SWC_CACHE_DIR") is { Length: > 0 } d
+            ? d
+            : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "swc"));
+
+    /// <summary>
+    /// Makes <paramref name="dir"/> the root for the calling flow of work (async-local: the tasks and threads it starts
+    /// see it, other flows do not) until the result is disposed, when the previous root returns.
+    /// </summary>
+    public static IDisposable UseRoot(string dir)
+    {
+        var previous = ScopedRoot.Value;
+        ScopedRoot.Value = Path.GetFullPath(dir);
+        return new Restore(() => ScopedRoot.Value = previous);
+    }
+
+    private sealed class Restore(Action undo) : IDisposable
+    {
+        public void Dispose() => undo();
+    }
 
     /// <summary>The directory of one kind of entry.</summary>
     public static string Dir(string kind) => Path.Combine(Root, kind);

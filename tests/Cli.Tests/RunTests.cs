@@ -115,18 +115,8 @@ public sealed class ProcessTests
     [Fact]
     public void AnUnusableBlasChoiceGivesOneWarningAndTheManagedGemm()
     {
-        var psi = new System.Diagnostics.ProcessStartInfo("dotnet")
-        {
-            RedirectStandardError = true,
-            RedirectStandardOutput = true,
-        };
-        psi.ArgumentList.Add(typeof(SwcApp).Assembly.Location);
-        foreach (var a in new[] { "run", "sw-layer", "--channels", "8", "--height", "9", "--width", "9", "--big", "7" })
-        {
-            psi.ArgumentList.Add(a);
-        }
-        psi.Environment["SWC_BLAS"] = "no-such-blas";
-        using var p = System.Diagnostics.Process.Start(psi)!;
+        using var p = SwcRun.Start(Runtime.SwcCache.Root, new Dictionary<string, string> { ["SWC_BLAS"] = "no-such-blas" },
+            "run", "sw-layer", "--channels", "8", "--height", "9", "--width", "9", "--big", "7");
         string err = p.StandardError.ReadToEnd(), output = p.StandardOutput.ReadToEnd();
         Assert.True(p.WaitForExit(120_000));
         Assert.Equal(0, p.ExitCode);
@@ -139,19 +129,8 @@ public sealed class ProcessTests
     public void WithoutNvrtcCompileForCudaStillWritesTheSourcesAndSaysTheyWereNotCompiled()
     {
         var dir = Directory.CreateTempSubdirectory("swc-nonvrtc-").FullName;
-        var psi = new System.Diagnostics.ProcessStartInfo("dotnet")
-        {
-            RedirectStandardError = true,
-            RedirectStandardOutput = true,
-        };
-        psi.ArgumentList.Add(typeof(SwcApp).Assembly.Location);
-        foreach (var a in new[] { "compile", "sw-layer", "--channels", "8", "--height", "9", "--width", "9", "--big", "7",
-            "--target", "cuda", "--out", dir })
-        {
-            psi.ArgumentList.Add(a);
-        }
-        psi.Environment["SWC_DISABLE"] = "nvrtc";
-        using var p = System.Diagnostics.Process.Start(psi)!;
+        using var p = SwcRun.Start(Runtime.SwcCache.Root, new Dictionary<string, string> { ["SWC_DISABLE"] = "nvrtc" },
+            "compile", "sw-layer", "--channels", "8", "--height", "9", "--width", "9", "--big", "7", "--target", "cuda", "--out", dir);
         string err = p.StandardError.ReadToEnd(), output = p.StandardOutput.ReadToEnd();
         Assert.True(p.WaitForExit(120_000));
         Assert.True(p.ExitCode == 0, err);

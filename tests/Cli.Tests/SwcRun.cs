@@ -18,12 +18,16 @@ internal static class SwcRun
     }
 
     /// <summary>Starts swc as a child process (stdout and stderr redirected) with its own cache folder.</summary>
-    public static Process Start(string cacheDir, params string[] args)
+    public static Process Start(string cacheDir, params string[] args) => Start(cacheDir, new Dictionary<string, string>(), args);
+
+    /// <summary>As <see cref="Start(string, string[])"/>, with more environment variables set for the child.</summary>
+    public static Process Start(string cacheDir, IReadOnlyDictionary<string, string> env, params string[] args)
     {
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true };
         psi.ArgumentList.Add(typeof(SwcApp).Assembly.Location);
         foreach (var a in args) psi.ArgumentList.Add(a);
         psi.Environment["SWC_CACHE_DIR"] = cacheDir;
+        foreach (var (k, v) in env) psi.Environment[k] = v;
         return Process.Start(psi)!;
     }
 }

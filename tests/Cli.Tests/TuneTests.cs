@@ -94,7 +94,7 @@ public sealed class TuneTests
     [Fact]
     public void CudaWithoutAGpuSaysWhyInOneSentence()
     {
-        if (Runtime.Cuda.CudaDevice.Available) Assert.Skip("a GPU is present: tests/Gpu tunes on it");
+        if (Runtime.Cuda.CudaDevice.Available) Assert.Skip("a GPU is present: this test checks the message swc tune gives without one");
         var e = new StringWriter();
         Assert.NotEqual(0, SwcApp.Run(["tune", .. Layer, "--device", "cuda"], new StringWriter(), e));
         Assert.Contains(Runtime.Cuda.CudaDevice.MissingReason!, e.ToString());

@@ -13,7 +13,7 @@ namespace ShiftWise.Runtime.Tests;
 /// </summary>
 public sealed class SwLayerKernelTests
 {
-    private static (Node Node, KernelRequest Req, Graph Graph, Dictionary<string, Tensor> W) Layer(int seed)
+    internal static (Node Node, KernelRequest Req, Graph Graph, Dictionary<string, Tensor> W) Layer(int seed)
     {
         var (g, w) = SwLayers.Layer(seed);
         var node = g.Nodes[0];
@@ -76,10 +76,18 @@ public sealed class SwLayerKernelTests
         }
     }
 
+    private static double RelL2(float[] a, double[] b) =>
+        IR.Analysis.Error.RelL2(a.Select(v => (double)v).ToArray(), b);
+}
+
+/// <summary>The generated kernel's disk cache: the test empties the in-memory cache (ForgetLoaded), so it runs alone.</summary>
+[Collection(ShiftWise.Tests.ProcessState.Name)]
+public sealed class SwLayerKernelCacheTests
+{
     [Fact]
     public void SourcesAreDeterministicAndTheDiskCacheIsUsed()
     {
-        var (node, req, _, _) = Layer(3);
+        var (node, req, _, _) = SwLayerKernelTests.Layer(3);
         var spec = KernelLowering.Sw(node, req.InputTypes[0].Shape);
         var a = ShiftWise.CodegenCpu.CpuCodegen.SwCross(spec).Source;
         var b = ShiftWise.CodegenCpu.CpuCodegen.SwCross(KernelLowering.Sw(node, req.InputTypes[0].Shape)).Source;
@@ -88,10 +96,8 @@ public sealed class SwLayerKernelTests
         Assert.Matches(@"^sw_fused_b\d+k\dg\d_c\d+_h\d+w\d+_[0-9a-f]{8}$", spec.Spec.Name);
 
         var dir = Directory.CreateTempSubdirectory("swc-cache-").FullName;
-        var old = Environment.GetEnvironmentVariable("SWC_CACHE_DIR");
-        try
+        using (SwcCache.UseRoot(dir))
         {
-            Environment.SetEnvironmentVariable("SWC_CACHE_DIR", dir);
             RoslynCompiler.ForgetLoaded();
             Assert.Equal(CacheOutcome.Compiled, new SwLayerKernel(req).Cache);
             var file = Path.Combine(dir, "cpu", RoslynCompiler.Key(a) + ".dll");
@@ -100,12 +106,5 @@ public sealed class SwLayerKernelTests
             RoslynCompiler.ForgetLoaded();
             Assert.Equal(CacheOutcome.Disk, new SwLayerKernel(req).Cache);
         }
-        finally
-        {
-            Environment.SetEnvironmentVariable("SWC_CACHE_DIR", old);
-        }
     }
-
-    private static double RelL2(float[] a, double[] b) =>
-        IR.Analysis.Error.RelL2(a.Select(v => (double)v).ToArray(), b);
 }

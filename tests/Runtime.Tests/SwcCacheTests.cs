@@ -2,7 +2,11 @@ using ShiftWise.Runtime.Cpu;
 
 namespace ShiftWise.Runtime.Tests;
 
-/// <summary>The cache's entries carry their content hash; tampered entries are rebuilt; folders are private; writers race safely.</summary>
+/// <summary>
+/// The cache's entries carry their content hash; tampered entries are rebuilt; folders are private; writers race safely.
+/// Some tests empty the process's in-memory kernel cache (ForgetLoaded), so the class runs alone.
+/// </summary>
+[Collection(ShiftWise.Tests.ProcessState.Name)]
 public sealed class SwcCacheTests
 {
     [Fact]
@@ -70,7 +74,6 @@ public sealed class SwcCacheTests
         if (OperatingSystem.IsWindows())
         {
             Assert.Skip("Unix file modes");
-            return;
         }
         var root = Directory.CreateTempSubdirectory("swc-private-").FullName;
         var dir = Path.Combine(root, "a", "b");

@@ -4,6 +4,7 @@ using System.Reflection;
 using System.Security.Cryptography;
 using System.Text;
 using ShiftWise.CodegenCuda;
+using ShiftWise.Runtime;
 
 namespace ShiftWise.CudaEmu;
 
@@ -59,11 +60,8 @@ public static class CudaEmulator
     /// <summary>The shim header's text.</summary>
     public static string Shim => ShimText.Value;
 
-    /// <summary>Where compiled modules are cached: $SWC_CACHE_DIR/emu, default ~/.cache/swc/emu.</summary>
-    public static string CacheDir =>
-        Path.Combine(Environment.GetEnvironmentVariable("SWC_CACHE_DIR") is { Length: > 0 } d
-            ? d
-            : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "swc"), "emu");
+    /// <summary>Where compiled modules are cached: the emu folder of the project's cache (<see cref="SwcCache.Root"/>).</summary>
+    public static string CacheDir => SwcCache.Dir("emu");
 
     /// <summary>Compiles <paramref name="kernel"/> or takes it from a cache; the module is shared, stays loaded.</summary>
     public static EmuModule Compile(CudaKernelSource kernel) => Compile(kernel, out _);
