@@ -75,6 +75,8 @@ def main():
             else:
                 failed += 1
                 failures.append(f"{name}: {outcome}")
+    skipped_ok.sort()
+    skipped_bad.sort()
     for name, why in skipped_ok:
         print(f"skipped: {name}: {why}")
     for name, why in skipped_bad:
