@@ -121,6 +121,22 @@ public sealed class OptimTests
         var copy = p.ToDictionary(kv => kv.Key, kv => (float[])kv.Value.Clone());
         RunSteps(kind, resumed, copy, 3, 5);
         foreach (var (name, want) in straight) Assert.Equal(want, copy[name]); // exact float equality
+        AssertEveryElementMoved(p, copy, "steps 4-5 after the resume");
+    }
+
+    /// <summary>
+    /// Each element of every parameter in <paramref name="after"/> differs from <paramref name="before"/>: the
+    /// fixtures' gradients are random normals, never zero, so a step of either optimizer moves every element (an
+    /// equality above would hold just as well if no step moved anything).
+    /// </summary>
+    private static void AssertEveryElementMoved(Dictionary<string, float[]> before, Dictionary<string, float[]> after,
+        string when)
+    {
+        foreach (var (name, b) in before)
+        {
+            int same = b.Zip(after[name]).Count(x => x.First == x.Second);
+            Assert.True(same == 0, $"{same} of {b.Length} elements of {name} did not move in {when}");
+        }
     }
 
     [Fact]
@@ -158,7 +174,9 @@ public sealed class OptimTests
                 Assert.Equal(micro == 3, acc.Accumulate(g));
                 if (micro < 3) Assert.Equal(reference["conv.weight"], p["conv.weight"]); // no step yet
             }
+            var old = reference.ToDictionary(kv => kv.Key, kv => (float[])kv.Value.Clone());
             refOpt.Step(reference, sum);
+            AssertEveryElementMoved(old, p, $"round {round + 1}");
             foreach (var (name, want) in reference) Assert.Equal(want, p[name]);
             Assert.All(acc.Sums.Values, s => Assert.All(s, x => Assert.Equal(0f, x)));
             Assert.Equal(0, acc.Pending);

@@ -1,3 +1,5 @@
+using System.Globalization;
+
 namespace ShiftWise.Frontend.IO;
 
 /// <summary>
@@ -8,6 +10,14 @@ namespace ShiftWise.Frontend.IO;
 /// </summary>
 public static class AtomicFile
 {
+    /// <summary>The fault-injection hook's variable (see <see cref="WriteContent"/>).</summary>
+    private const string PauseVariable = "SWC_TEST_PAUSE_WRITE";
+
+    /// <summary>Long enough for the test to see the pause and kill; bounded, so that an orphan still ends.</summary>
+    private static readonly TimeSpan TestPause = TimeSpan.FromMinutes(10);
+
+    private static int _writesOfPausedName;
+
     /// <summary>
     /// Runs <paramref name="write"/> against a temporary file and moves it to <paramref name="path"/>.
     /// </summary>
@@ -21,7 +31,7 @@ public static class AtomicFile
         {
             using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16))
             {
-                write(fs);
+                WriteContent(fs, full, write);
                 // Flush to disk before the rename, or a power cut could leave the new name pointing at empty data.
                 fs.Flush(flushToDisk: true);
             }
@@ -32,6 +42,42 @@ public static class AtomicFile
             TryDelete(tmp);
             throw;
         }
+    }
+
+    /// <summary>
+    /// Fault-injection hook for tests/Cli.Tests/KillResumeTests.cs, which must kill swc while a checkpoint is half
+    /// written, deterministically rather than by a lucky race: with SWC_TEST_PAUSE_WRITE="NAME:N" the N-th write of a
+    /// file named NAME in this process puts the first half of its bytes in the temporary file (flushed), says so on
+    /// stderr and sleeps <see cref="TestPause"/> before writing the rest. The bytes, the flush and the rename are
+    /// those of every other write, so the file written is the same; with the variable unset (everywhere but that
+    /// test) the content is written straight through.
+    /// </summary>
+    private static void WriteContent(FileStream fs, string full, Action<Stream> write)
+    {
+        if (Environment.GetEnvironmentVariable(PauseVariable) is not { Length: > 0 } spec || !PausesHere(spec, full))
+        {
+            write(fs);
+            return;
+        }
+        using var buffer = new MemoryStream();
+        write(buffer);
+        var bytes = buffer.GetBuffer().AsSpan(0, (int)buffer.Length);
+        int half = bytes.Length / 2;
+        fs.Write(bytes[..half]);
+        fs.Flush();
+        Console.Error.WriteLine($"{PauseVariable}: {fs.Name}: {half} of {bytes.Length} bytes written, pausing");
+        Thread.Sleep(TestPause);
+        fs.Write(bytes[half..]);
+    }
+
+    private static bool PausesHere(string spec, string full)
+    {
+        int colon = spec.LastIndexOf(':');
+        if (colon <= 0 || !int.TryParse(spec.AsSpan(colon + 1), CultureInfo.InvariantCulture, out int n) || n < 1)
+        {
+            throw new ArgumentException($"{PauseVariable}='{spec}' is not NAME:N (N >= 1)");
+        }
+        return spec[..colon] == Path.GetFileName(full) && Interlocked.Increment(ref _writesOfPausedName) == n;
     }
 
     private static void TryDelete(string tmp)
