@@ -141,13 +141,9 @@ public sealed class KillResumeTests
 
         public Child(string cacheDir, string? pause, params string[] args)
         {
-            var psi = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true };
-            psi.ArgumentList.Add(typeof(SwcApp).Assembly.Location);
-            foreach (var a in args) psi.ArgumentList.Add(a);
-            psi.Environment["SWC_CACHE_DIR"] = cacheDir;
-            if (pause is null) psi.Environment.Remove(PauseVariable);
-            else psi.Environment[PauseVariable] = pause;
-            _p = Process.Start(psi)!;
+            // the test process never sets the pause variable itself, so a child without one inherits none
+            var env = pause is null ? new Dictionary<string, string>() : new Dictionary<string, string> { [PauseVariable] = pause };
+            _p = SwcRun.Start(cacheDir, env, args);
             _p.OutputDataReceived += (_, e) => Receive(e.Data);
             _p.ErrorDataReceived += (_, e) => Receive(e.Data);
             _p.BeginOutputReadLine();
