@@ -37,7 +37,29 @@ public sealed class TuneTests
         Assert.Contains("1 kernels; cache written to", o);
         var file = Assert.Single(Directory.GetFiles(Path.Combine(dir, "tune"), "*.json"));
         var entry = Assert.Single(TuningCache.Load(file, w => Assert.Fail(w)).Entries);
-        Assert.True(entry.BestMs <= entry.DefaultMs);
+        // what the search decided, as recorded: one row per candidate, the default first; the pick is the default or
+        // the fastest measured candidate; a kept default has one time for both; a taken winner beat the default's
+        // confirmed time by 2%; with the default fastest no confirmation ran, so its time is its search median
+        static string Cfg(IReadOnlyDictionary<string, int> c) =>
+            string.Join(",", c.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key}={kv.Value}"));
+        Assert.Equal(entry.Candidates.Select(Cfg), entry.Times.Select(t => Cfg(t.Config)));
+        Assert.Equal(Cfg(entry.Candidates[0]), Cfg(entry.Default));
+        var fastest = entry.Times.Where(t => t.Ms is not null).MinBy(t => t.Ms!.Value)!;
+        if (Cfg(entry.Best) == Cfg(entry.Default))
+        {
+            Assert.Equal(entry.DefaultMs, entry.BestMs);
+        }
+        else
+        {
+            Assert.Equal(Cfg(fastest.Config), Cfg(entry.Best));
+            Assert.True(entry.BestMs <= 0.98 * entry.DefaultMs,
+                $"picked at {entry.BestMs} ms, default {entry.DefaultMs} ms");
+        }
+        if (ReferenceEquals(fastest, entry.Times[0]))
+        {
+            Assert.Equal(Cfg(entry.Default), Cfg(entry.Best));
+            Assert.Equal(entry.Times[0].Ms, entry.DefaultMs);
+        }
 
         (code, o, e) = Swc(dir, ["bench", .. Layer, "--big", "7", "--seconds", "0.2"]);
         Assert.True(code == 0, e);
