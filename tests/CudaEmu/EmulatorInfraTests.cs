@@ -219,7 +219,9 @@ public sealed class EmulatorInfraTests
         var m = CudaEmulator.Compile(Faults);
         using var y = EmuBuffer.Alloc(32);
         var saved = m.Watchdog;
-        m.Watchdog = TimeSpan.FromMilliseconds(300);
+        // the threads reach their waits within milliseconds; 3 s leaves a loaded machine 10x and more before the
+        // watchdog looks, so the message always sees every thread at its wait
+        m.Watchdog = TimeSpan.FromSeconds(3);
         try
         {
             var e = Assert.Throws<EmuException>(() => m.Launch("deadlock", new Dim3(1), new Dim3(32), 0, y.Ptr));

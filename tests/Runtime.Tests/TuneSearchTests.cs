@@ -34,14 +34,17 @@ public sealed class TuneSearchTests
     {
         var fake = new Fake();
         var started = new List<int>();
-        var e = new TuneSearch { CompileTimeout = TimeSpan.FromMilliseconds(300), Repeats = 3 }.Run(Key, "k",
+        // the slow candidate's compile waits for a gate opened only after the search, so it times out whatever the
+        // machine's speed; the others return at once, far inside the 5 s limit
+        using var gate = new ManualResetEventSlim(false);
+        var e = new TuneSearch { CompileTimeout = TimeSpan.FromSeconds(5), Repeats = 3 }.Run(Key, "k",
             [C(0), C(1), C(2), C(3), C(4)], 60, c => c["id"] switch
             {
                 0 => fake.Trial(10),
                 1 => fake.Trial(5),
                 2 => fake.Trial(40), // 8x the best so far: dropped after its first sample
                 3 => throw new IrException("ptxas: too many resources"),
-                _ => Slow(fake),
+                _ => Slow(fake, gate),
             }, (i, n) => started.Add(i));
         Assert.Equal(1, e.Best["id"]);
         Assert.Equal(5, e.BestMs);
@@ -53,8 +56,10 @@ public sealed class TuneSearchTests
         Assert.StartsWith("stopped early", e.Times[2].Note);
         Assert.Equal("failed: ptxas: too many resources", e.Times[3].Note);
         Assert.StartsWith("compile timed out", e.Times[4].Note);
+        Assert.Equal(3, Volatile.Read(ref fake.Created));  // the slow one has not landed yet
+        gate.Set();
         // the timed-out preparation finishes in the background and is disposed of when it lands
-        for (int i = 0; i < 200 && (Volatile.Read(ref fake.Created) < 4 || Volatile.Read(ref fake.Disposed) < fake.Created); i++)
+        for (int i = 0; i < 1200 && (Volatile.Read(ref fake.Created) < 4 || Volatile.Read(ref fake.Disposed) < fake.Created); i++)
         {
             Thread.Sleep(50);
         }
@@ -83,9 +88,9 @@ public sealed class TuneSearchTests
         Assert.Equal(3 * 4 + (fastest == 0 ? 0 : 2 * 9), samples);
     }
 
-    private static TuneTrial Slow(Fake f)
+    private static TuneTrial Slow(Fake f, ManualResetEventSlim gate)
     {
-        Thread.Sleep(1000);
+        gate.Wait(TimeSpan.FromMinutes(5));
         return f.Trial(1);
     }
 
