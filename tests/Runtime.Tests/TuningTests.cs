@@ -1,3 +1,4 @@
+using ShiftWise.CodegenCpu;
 using ShiftWise.Frontend;
 using ShiftWise.IR;
 using ShiftWise.IR.Ops;
@@ -7,7 +8,10 @@ using Xunit;
 
 namespace ShiftWise.Runtime.Tests;
 
-/// <summary>The tuning cache (keys, corruption, merging) and the CPU tuner on a small SW layer.</summary>
+/// <summary>
+/// The tuning cache (keys, corruption, merging), the CPU tuner on a small SW layer, and what an executor binds for a
+/// cache entry.
+/// </summary>
 public sealed class TuningTests
 {
     private static readonly TuneKey Base = new("spec", "device", "cc", "driver", "compiler", "codegen");
@@ -176,6 +180,93 @@ public sealed class TuningTests
         var b = plain.Run(x)[g.Outputs[0]].ToDoubles();
         double num = a.Zip(b).Sum(p => (p.First - p.Second) * (p.First - p.Second)), den = b.Sum(v => v * v);
         Assert.True(Math.Sqrt(num / den) <= 1e-5, $"{Math.Sqrt(num / den):e2}");
+    }
+
+    /// <summary>
+    /// Binds the small layer through <see cref="CompiledModel.ForCpu"/> (as swc run and bench do) with a cache that
+    /// holds <paramref name="best"/> under <paramref name="key"/> (nothing when null); the SW node's kernel and spec.
+    /// </summary>
+    private static (Cpu.SwLayerKernel Kernel, SwLayerSpec Spec) BindWith(Func<SwLayerSpec, TuneKey>? key,
+        IReadOnlyDictionary<string, int>? best)
+    {
+        var args = new ModelArgs { Channels = 16, Height = 12, Width = 12, Big = 7, Batch = 4, Seed = 3 };
+        var m = ModelSource.Load("sw-layer", args, withWeights: true);
+        var plain = CompiledModel.ForCpu(m, tuning: CpuTuning.Off);
+        var node = plain.Graph.Nodes.Single(n => n.Op is FusedShiftWise);
+        var spec = KernelLowering.Sw(node, plain.Graph.ValueTypes()[node.Inputs[0]].Shape);
+        var cache = TuningCache.Load(TempFile());
+        if (key is not null && best is not null)
+        {
+            var def = spec.Spec.Defaults;
+            cache.Put(new TuneEntry(key(spec), spec.Spec.Name, best, 1.0, def, 2.0, [def, best],
+                [new TuneTime(def, 2.0), new TuneTime(best, 1.0)]));
+            cache.Save();
+        }
+        var cm = CompiledModel.ForCpu(m, tuning: CpuTuning.From(TuningCache.Load(cache.File, w => Assert.Fail(w))));
+        return (Assert.IsType<Cpu.SwLayerKernel>(cm.Executor.KernelOf(node.Name)), spec);
+    }
+
+    /// <summary>What a spec renders to: the default cross, a cross with another tile, the factorised form.</summary>
+    private static (string Default, IReadOnlyDictionary<string, int> Tile, string Tiled, string Factorised) Sources(
+        SwLayerSpec spec)
+    {
+        var def = spec.Spec.Defaults;
+        // the cost model's pick for a 12x12 plane: the cross with 3 rows x 2 vectors; 1 x 1 is the other extreme
+        Assert.Equal(0, def["lowering"]);
+        var tile = new Dictionary<string, int>(def) { ["row_block"] = 1, ["col_vectors"] = 1 };
+        Assert.Contains(CpuTuner.Candidates(spec), c => CpuTuner.Text(c) == CpuTuner.Text(tile));
+        var tiled = CpuCodegen.SwCross(spec, tile).Source;
+        var dflt = CpuCodegen.SwCross(spec).Source;
+        Assert.NotEqual(dflt, tiled);
+        return (dflt, tile, tiled, CpuCodegen.SwFactorised(spec).Source);
+    }
+
+    private static void RequireGeneratedKernels()
+    {
+        if (!Cpu.SwLayerKernel.Supported)
+        {
+            Assert.Skip("no AVX2 and FMA here: SW layers run on the managed kernels, which have no tunables");
+        }
+    }
+
+    [Fact]
+    public void AnEntryForTheOtherLoweringBindsTheFactorisedKernel()
+    {
+        RequireGeneratedKernels();
+        var (_, spec) = BindWith(null, null);
+        var best = new Dictionary<string, int>(spec.Spec.Defaults) { ["lowering"] = 1 };
+        var (k, _) = BindWith(CpuTuner.KeyFor, best);
+        Assert.Equal("factorised", k.Lowering);
+        Assert.Equal(spec.Spec.Name + "_f", k.Label);
+        Assert.Equal(Sources(spec).Factorised, k.Source.Source);
+    }
+
+    [Fact]
+    public void AnEntryWithAnotherTileBindsTheCrossKernelOfThatTile()
+    {
+        RequireGeneratedKernels();
+        var (_, spec) = BindWith(null, null);
+        var src = Sources(spec);
+        var (k, _) = BindWith(CpuTuner.KeyFor, src.Tile);
+        Assert.Equal("cross", k.Lowering);
+        Assert.Equal(spec.Spec.Name, k.Label);
+        Assert.Equal(src.Tiled, k.Source.Source);
+    }
+
+    [Fact]
+    public void WithoutAnEntryForThisKeyTheDefaultsAreBound()
+    {
+        RequireGeneratedKernels();
+        var (none, spec) = BindWith(null, null);
+        var src = Sources(spec);
+        Assert.Equal("cross", none.Lowering);
+        Assert.Equal(src.Default, none.Source.Source);
+        // an entry measured elsewhere (another code generator, another CPU) is not this machine's: defaults again
+        var factorised = new Dictionary<string, int>(spec.Spec.Defaults) { ["lowering"] = 1 };
+        var (other, _) = BindWith(s => CpuTuner.KeyFor(s) with { Codegen = "another build" }, factorised);
+        Assert.Equal(src.Default, other.Source.Source);
+        var (elsewhere, _) = BindWith(s => CpuTuner.KeyFor(s) with { Device = "another CPU" }, src.Tile);
+        Assert.Equal(src.Default, elsewhere.Source.Source);
     }
 
     [Fact]

@@ -80,6 +80,9 @@ public sealed class CpuExecutor
     /// <summary>The activation memory plan.</summary>
     public MemoryPlan Plan { get; }
 
+    /// <summary>The kernel bound to a node (null for a view, which runs none): which SW kernel and tile were chosen.</summary>
+    public CpuKernel? KernelOf(string node) => _steps.FirstOrDefault(s => s.Node.Name == node).Kernel;
+
     /// <summary>Whether per-node times are recorded (a little overhead per node).</summary>
     public bool Profile { get; set; }
 
