@@ -15,25 +15,24 @@ namespace ShiftWise.Cli.Tests;
 /// Tuning-cache entries with configurations the cost model would not pick, written where swc looks for them
 /// ($SWC_CACHE_DIR/tune), decide the kernels: the one the CPU executor binds for run and bench, and the CUDA sources
 /// swc compile --target cuda writes when GPU 0 is the arch compiled for. Without an entry (or without that GPU) the
-/// defaults are written. SWC_CACHE_DIR is process-wide, hence the collection.
+/// defaults are written. Each test points its own cache root (async-local) at a new folder.
 /// </summary>
-[Collection("ProcessState")]
 public sealed class TunedCompileTests
 {
-    /// <summary>Points SWC_CACHE_DIR at a new empty folder until disposed.</summary>
+    /// <summary>Makes a new empty folder this test's cache root (SwcCache.UseRoot: this test only) until disposed.</summary>
     private sealed class CacheDir : IDisposable
     {
-        private readonly string? _old = Environment.GetEnvironmentVariable("SWC_CACHE_DIR");
+        private readonly IDisposable _scope;
 
         public CacheDir()
         {
             Folder = Directory.CreateTempSubdirectory("swc-tuned-").FullName;
-            Environment.SetEnvironmentVariable("SWC_CACHE_DIR", Folder);
+            _scope = SwcCache.UseRoot(Folder);
         }
 
         public string Folder { get; }
 
-        public void Dispose() => Environment.SetEnvironmentVariable("SWC_CACHE_DIR", _old);
+        public void Dispose() => _scope.Dispose();
     }
 
     private static TuneEntry Entry(TuneKey key, SwLayerSpec spec, IReadOnlyDictionary<string, int> def,
