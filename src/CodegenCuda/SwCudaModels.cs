@@ -100,12 +100,20 @@ public static class SwCudaTunables
             .Select(t => t.c).ToList();
     }
 
+    /// <summary>
+    /// The limits a candidate's block must keep beyond those its kernel model enforces: at least a warp of threads,
+    /// at most <paramref name="maxShared"/> bytes of shared memory, and the register file at 32 + 4 registers per
+    /// output in flight per thread.
+    /// </summary>
+    public static bool WithinLimits(int threads, int sharedBytes, int outputs, int maxShared) =>
+        threads >= 32 && sharedBytes <= maxShared && (long)threads * (32 + 4 * outputs) <= RegisterFile;
+
     private static bool Legal<T>(Func<T> build, Func<T, (int Threads, int Shared, int Outputs)> facts, int maxShared)
     {
         try
         {
             var (threads, shared, outputs) = facts(build());
-            return threads >= 32 && shared <= maxShared && (long)threads * (32 + 4 * outputs) <= RegisterFile;
+            return WithinLimits(threads, shared, outputs, maxShared);
         }
         catch (IrException)
         {

@@ -39,7 +39,7 @@ public static class BenchCommand
             var m = ModelSource.Load(r.GetValue(model.Model)!, model.Read(r) with { Weights = r.GetValue(weights) }, withWeights: true);
             if (dev == "cuda")
             {
-                BenchCuda(ctx, m, new CudaRunOptions { Graphs = r.GetValue(graphs), Tf32 = r.GetValue(tf32) },
+                BenchCuda(ctx, m, CudaRunOptionsOf(r),
                     ModelOptions.Dbl(r, seconds) ?? 3, ModelOptions.Int(r, top) ?? 15, r.GetValue(json),
                     r.GetValue(untuned) ? Runtime.Tune.CudaTuning.Off : Runtime.Tune.CudaTuning.FromCache(ctx.Err.WriteLine));
                 return ExitCodes.Ok;
@@ -64,6 +64,10 @@ public static class BenchCommand
         });
         return cmd;
     }
+
+    /// <summary>How a parsed <c>swc bench</c> runs on the GPU (the executor's options): --cuda-graph and --tf32.</summary>
+    public static CudaRunOptions CudaRunOptionsOf(ParseResult r) =>
+        new() { Graphs = r.GetValue<bool>("--cuda-graph"), Tf32 = r.GetValue<bool>("--tf32") };
 
     /// <summary>Per-op totals and the slowest kernels, in ms per run.</summary>
     public static void PrintKernels(TextWriter o, CompiledModel cm, int top)

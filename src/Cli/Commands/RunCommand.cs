@@ -80,7 +80,7 @@ public static class RunCommand
             }
             else if (dev == "cuda")
             {
-                using var gm = ShiftWise.Runtime.Cuda.CudaModel.Compile(m, new ShiftWise.Runtime.Cuda.CudaRunOptions { Tf32 = r.GetValue(tf32) },
+                using var gm = ShiftWise.Runtime.Cuda.CudaModel.Compile(m, CudaRunOptionsOf(r),
                     log: ctx.Err.WriteLine, tuning: Runtime.Tune.CudaTuning.FromCache(ctx.Err.WriteLine));
                 var compile = sw.Elapsed;
                 sw.Restart();
@@ -112,6 +112,9 @@ public static class RunCommand
         });
         return cmd;
     }
+
+    /// <summary>How a parsed <c>swc run</c> runs on the GPU (the executor's options): --tf32.</summary>
+    public static ShiftWise.Runtime.Cuda.CudaRunOptions CudaRunOptionsOf(ParseResult r) => new() { Tf32 = r.GetValue<bool>("--tf32") };
 
     /// <summary>The --init value.</summary>
     public static InitScheme ParseInit(string v) => v switch

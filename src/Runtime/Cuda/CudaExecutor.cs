@@ -105,7 +105,7 @@ public sealed unsafe class CudaExecutor : IDisposable
             _cublasHandle = CudaHandle.Cublas();
             _cublas = _cublasHandle.Raw;
             CudaDevice.Check(CublasApi.SetStream(_cublas, _stream), "cublasSetStream");
-            CudaDevice.Check(CublasApi.SetMathMode(_cublas, Options.Tf32 ? CublasApi.MathTf32 : CublasApi.MathDefault), "cublasSetMathMode");
+            CudaDevice.Check(CublasApi.SetMathMode(_cublas, CublasMathMode(Options)), "cublasSetMathMode");
             foreach (var step in plan.Steps) _steps.Add(Bind(step));
         }
         catch
@@ -117,6 +117,18 @@ public sealed unsafe class CudaExecutor : IDisposable
 
     /// <summary>The options.</summary>
     public CudaRunOptions Options { get; }
+
+    /// <summary>
+    /// The <c>cublasMath_t</c> the executor sets on its cuBLAS handle: CUBLAS_TF32_TENSOR_OP_MATH with
+    /// <see cref="CudaRunOptions.Tf32"/>, else CUBLAS_DEFAULT_MATH (full fp32).
+    /// </summary>
+    public static int CublasMathMode(CudaRunOptions options) => options.Tf32 ? CublasApi.MathTf32 : CublasApi.MathDefault;
+
+    /// <summary>
+    /// Whether <see cref="Enqueue"/> replays the CUDA graph (capturing it first) after <paramref name="eagerRuns"/>
+    /// eager runs: with <see cref="CudaRunOptions.Graphs"/>, from the third run on; never without.
+    /// </summary>
+    public static bool ReplaysGraph(CudaRunOptions options, int eagerRuns) => options.Graphs && eagerRuns >= 2;
 
     /// <summary>The NVRTC results (each kernel's CUBIN and where it came from).</summary>
     public IReadOnlyList<CompiledKernel> Kernels { get; } = [];
@@ -173,7 +185,7 @@ public sealed unsafe class CudaExecutor : IDisposable
     public void Enqueue()
     {
         CudaDevice.MakeCurrent();
-        if (Options.Graphs && _eagerRuns >= 2)
+        if (ReplaysGraph(Options, _eagerRuns))
         {
             if (_graphExec is null) Capture();
             CudaDevice.Check(CudaDriver.GraphLaunch(_graphExec!.Raw, _stream), "cuGraphLaunch");
@@ -315,14 +327,15 @@ public sealed unsafe class CudaExecutor : IDisposable
             }
             case GemmCall c:
             {
-                ulong a = Resolve(c.A), b = Resolve(c.B), cc = Resolve(c.C);
+                var s = SgemmStridedBatchedArgs.Of(c);
+                ulong a = Resolve(s.A), b = Resolve(s.B), cc = Resolve(s.C);
                 var scalars = (float*)NativeMemory.Alloc(8);
                 _native.Add((IntPtr)scalars);
-                scalars[0] = c.Alpha;
-                scalars[1] = c.Beta;
-                var what = $"cublasSgemmStridedBatched for %{c.Node} (m {c.M}, n {c.N}, k {c.K}, batch {c.Batch})";
-                return () => CublasCheck(CublasApi.SgemmStridedBatched(_cublas, c.TransA ? 1 : 0, c.TransB ? 1 : 0, c.M, c.N, c.K,
-                    scalars, a, c.Lda, c.StrideA, b, c.Ldb, c.StrideB, scalars + 1, cc, c.Ldc, c.StrideC, c.Batch), what);
+                scalars[0] = s.Alpha;
+                scalars[1] = s.Beta;
+                var what = $"cublasSgemmStridedBatched for %{c.Node} (m {s.M}, n {s.N}, k {s.K}, batch {s.BatchCount})";
+                return () => CublasCheck(CublasApi.SgemmStridedBatched(_cublas, s.TransA, s.TransB, s.M, s.N, s.K,
+                    scalars, a, s.Lda, s.StrideA, b, s.Ldb, s.StrideB, scalars + 1, cc, s.Ldc, s.StrideC, s.BatchCount), what);
             }
             default:
                 throw new IrException($"unknown plan step {step.GetType().Name}");

@@ -12,7 +12,8 @@ namespace ShiftWise.Runtime.Tune;
 /// <see cref="TuneSearch"/>. Each candidate is lowered as a graph of several copies of the layer on separate inputs
 /// (enough copies that they do not fit in the L2 cache together), compiled by NVRTC for this device's arch under
 /// the compile timeout, and timed with CUDA events around the copies back to back: ms per kernel = event time /
-/// copies. Runs only where a GPU is (no test here can run it; <c>tests/Gpu</c> does).
+/// copies. Timing needs a GPU (<c>tests/Gpu</c>); everything above the driver also runs behind a fake
+/// <see cref="CudaTuneDevice"/> (<c>tests/CudaEmu</c>).
 /// </summary>
 public sealed class CudaTuner(double budgetSeconds, Action<string>? warn = null, Action<TuneStatus>? progress = null)
 {
@@ -45,28 +46,42 @@ public sealed class CudaTuner(double budgetSeconds, Action<string>? warn = null,
     public IReadOnlyList<TuneRow> Tune(Graph g, IReadOnlyDictionary<string, Tensor> weights, TuningCache cache)
     {
         if (!CudaDevice.Available) throw new IrException(CudaDevice.MissingReason!);
+        return Tune(g, weights, cache, CudaTuneDevice.Gpu0(warn));
+    }
+
+    /// <summary>
+    /// The same with the device behind <paramref name="device"/>: which specs are tuned, the copies, the candidates,
+    /// the budget and the cache are this code; the device only names the key, binds a lowered plan and times it.
+    /// </summary>
+    public IReadOnlyList<TuneRow> Tune(Graph g, IReadOnlyDictionary<string, Tensor> weights, TuningCache cache,
+        CudaTuneDevice device)
+    {
         var types = g.ValueTypes();
-        return TuneSearch.All(g, KeyFor, cache, Force, budgetSeconds, progress, (node, spec, key, share, report) =>
+        return TuneSearch.All(g, device.KeyFor, cache, Force, budgetSeconds, progress, (node, spec, key, share, report) =>
         {
-            long bytes = 4 * (spec.Input.Elements + types[node.Outputs[0]].Shape.Elements);
-            int copies = (int)Math.Clamp(RotateBytes / Math.Max(1, bytes), 1, 16);
+            int copies = CopiesFor(4 * (spec.Input.Elements + types[node.Outputs[0]].Shape.Elements));
             var (mini, w) = Copies(node, types, weights, copies);
             var rng = new Random(1);
             var inputs = mini.Inputs.ToDictionary(i => i.Name, i => Tensor.Wrap(i.Type,
                 Enumerable.Range(0, (int)i.Type.Shape.Elements).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray()));
             var search = new TuneSearch { CompileTimeout = CompileTimeout, Repeats = Repeats };
-            return search.Run(key, spec.Spec.Name, SwCudaTunables.Candidates(spec, CudaDevice.Info.MaxSharedPerBlock), share, cfg =>
+            return search.Run(key, spec.Spec.Name, SwCudaTunables.Candidates(spec, device.MaxSharedPerBlock), share, cfg =>
             {
-                var opts = new CudaOptions(CudaDevice.Info.Arch)
+                var opts = new CudaOptions(device.Arch)
                 {
                     Tunables = mini.Nodes.ToDictionary(n => n.Name, _ => cfg, StringComparer.Ordinal),
                 };
-                var exec = new CudaExecutor(CudaCodegen.Lower(mini, opts), mini, w, log: warn);
-                exec.SetInputs(inputs);
-                return new TuneTrial(() => exec.TimeRuns(1) / copies, exec);
+                var run = device.Bind(CudaCodegen.Lower(mini, opts), mini, w, inputs);
+                return new TuneTrial(() => run.Sample() / copies, run);
             }, report);
         });
     }
+
+    /// <summary>
+    /// Copies of a layer whose input and output take <paramref name="bytes"/> together: enough that all of them
+    /// take at least 256 MiB (beyond any GPU's L2 today), at least 1 and at most 16.
+    /// </summary>
+    public static int CopiesFor(long bytes) => (int)Math.Clamp(RotateBytes / Math.Max(1, bytes), 1, 16);
 
     /// <summary>A graph of <paramref name="copies"/> copies of an SW node, each on its own input, sharing the parameters.</summary>
     public static (Graph Graph, Dictionary<string, Tensor> Weights) Copies(Node node, IReadOnlyDictionary<string, TensorType> types,
@@ -83,6 +98,23 @@ public sealed class CudaTuner(double budgetSeconds, Action<string>? warn = null,
         b.Output([.. outs]);
         return (b.Build(), node.Inputs.Skip(1).ToDictionary(p => p, p => weights[p], StringComparer.Ordinal));
     }
+}
+
+/// <summary>
+/// What <see cref="CudaTuner"/> needs of a device: its arch and static shared memory per block, the tuning key of a
+/// spec on it, and a bound plan ready to time (each sample: ms for one run of the whole plan).
+/// </summary>
+public sealed record CudaTuneDevice(string Arch, int MaxSharedPerBlock, Func<SwLayerSpec, TuneKey> KeyFor,
+    Func<CudaPlan, Graph, IReadOnlyDictionary<string, Tensor>, IReadOnlyDictionary<string, Tensor>, TuneTrial> Bind)
+{
+    /// <summary>GPU 0: NVRTC, the executor, CUDA events around one run.</summary>
+    public static CudaTuneDevice Gpu0(Action<string>? warn) => new(CudaDevice.Info.Arch, CudaDevice.Info.MaxSharedPerBlock,
+        CudaTuner.KeyFor, (plan, g, w, inputs) =>
+        {
+            var exec = new CudaExecutor(plan, g, w, log: warn);
+            exec.SetInputs(inputs);
+            return new TuneTrial(() => exec.TimeRuns(1), exec);
+        });
 }
 
 /// <summary>The tuned CUDA configurations of a graph's SW nodes, from GPU 0's tuning cache, and what reports say.</summary>

@@ -3,14 +3,16 @@ using System.Runtime.InteropServices;
 using ShiftWise.CodegenCuda;
 using ShiftWise.IR;
 using ShiftWise.IR.Ops;
+using ShiftWise.Runtime.Cuda;
 
 namespace ShiftWise.CudaEmu;
 
 /// <summary>
-/// Runs a <see cref="CudaPlan"/> in emulation: kernels through <see cref="CudaEmulator"/>, GEMM calls through a
-/// plain reference GEMM (not cuBLAS), every buffer guarded. After each step it checks the guards of every buffer,
-/// that the arena changed only inside the step's value arguments, and that parameters and derived tensors did not
-/// change, so a kernel that writes where it should not fails at its own step.
+/// Runs a <see cref="CudaPlan"/> in emulation: kernels through <see cref="CudaEmulator"/>, GEMM calls as the argument
+/// list the runtime passes to cuBLAS (<see cref="SgemmStridedBatchedArgs"/>) run by <see cref="CublasInterpreter"/>
+/// (cuBLAS's documented semantics, not cuBLAS), every buffer guarded. After each step it checks the guards of every
+/// buffer, that the arena changed only inside the step's value arguments, and that parameters and derived tensors did
+/// not change, so a kernel that writes where it should not fails at its own step.
 /// </summary>
 public static class EmuPlanRunner
 {
@@ -49,11 +51,12 @@ public static class EmuPlanRunner
                         break;
                     }
                     case GemmCall c:
-                        Gemm(c, mem);
-                        log?.Invoke($"{what}: emulated GEMM (reference, not cuBLAS) {(c.TransA ? 'T' : 'N')}" +
-                            $"{(c.TransB ? 'T' : 'N')} M={c.M} N={c.N} K={c.K} batch={c.Batch} alpha={c.Alpha} " +
-                            $"beta={c.Beta}: {watch.Elapsed.TotalMilliseconds:F1} ms");
+                    {
+                        var call = Gemm(c, mem);
+                        log?.Invoke($"{what}: emulated GEMM (reference, not cuBLAS): {call} interpreted: " +
+                            $"{watch.Elapsed.TotalMilliseconds:F1} ms");
                         break;
+                    }
                     default:
                         throw new EmuException($"unknown plan step {step.GetType().Name}");
                 }
@@ -67,67 +70,18 @@ public static class EmuPlanRunner
         return g.Outputs.ToDictionary(o => o, mem.Output, StringComparer.Ordinal);
     }
 
-    private static unsafe void Gemm(GemmCall c, PlanMemory mem)
+    // the argument list the runtime passes to cuBLAS for the step, interpreted by cuBLAS's documented semantics
+    private static unsafe string Gemm(GemmCall c, PlanMemory mem)
     {
-        var (a, aFloats) = mem.Region(c.A);
-        var (b, bFloats) = mem.Region(c.B);
-        var (cc, cFloats) = mem.Region(c.C);
-        ReferenceGemm(c, (float*)a, aFloats, (float*)b, bFloats, (float*)cc, cFloats);
-    }
-
-    /// <summary>
-    /// cuBLAS's strided-batched SGEMM, column-major, accumulated in double:
-    /// C_i[r + c·Ldc] = Alpha·Σ_k opA(r,k)·opB(k,c) + Beta·C_i[r + c·Ldc]; C is not read when Beta is 0, as in
-    /// cuBLAS. The floats available behind each pointer bound every index: a call that would pass them throws.
-    /// </summary>
-    internal static unsafe void ReferenceGemm(GemmCall c, float* a, long aFloats, float* b, long bFloats, float* cp,
-        long cFloats)
-    {
-        if (c.M < 0 || c.N < 0 || c.K < 0 || c.Batch < 0) throw new EmuException($"GEMM with negative sizes: {c}");
-        if (c.M == 0 || c.N == 0 || c.Batch == 0) return;
-        int aRows = c.TransA ? c.K : c.M, aCols = c.TransA ? c.M : c.K;
-        int bRows = c.TransB ? c.N : c.K, bCols = c.TransB ? c.K : c.N;
-        if (c.K > 0)
-        {
-            Bounds("A", aRows, aCols, c.Lda, c.StrideA, c.Batch, aFloats);
-            Bounds("B", bRows, bCols, c.Ldb, c.StrideB, c.Batch, bFloats);
-        }
-        Bounds("C", c.M, c.N, c.Ldc, c.StrideC, c.Batch, cFloats);
-        long aP = (long)a, bP = (long)b, cP = (long)cp;  // pointers cannot be captured by the lambda
-        Parallel.For(0, (long)c.Batch * c.N, job =>
-        {
-            long i = job / c.N;
-            int col = (int)(job % c.N);
-            float* A = (float*)aP + i * c.StrideA, B = (float*)bP + i * c.StrideB, C = (float*)cP + i * c.StrideC;
-            for (int r = 0; r < c.M; r++)
-            {
-                double acc = 0;
-                for (int k = 0; k < c.K; k++)
-                {
-                    double x = c.TransA ? A[k + (long)r * c.Lda] : A[r + (long)k * c.Lda];
-                    double y = c.TransB ? B[col + (long)k * c.Ldb] : B[k + (long)col * c.Ldb];
-                    acc += x * y;
-                }
-                long at = r + (long)col * c.Ldc;
-                double v = c.Alpha * acc;
-                if (c.Beta != 0) v += c.Beta * (double)C[at];
-                C[at] = (float)v;
-            }
-        });
-    }
-
-    private static void Bounds(string name, int rows, int cols, int ld, long stride, int batch, long available)
-    {
-        if (ld < Math.Max(1, rows))
-        {
-            throw new EmuException($"GEMM: ld{name.ToLowerInvariant()} {ld} < {rows} rows of {name}");
-        }
-        long last = (batch - 1) * stride + (cols - 1) * (long)ld + rows - 1;
-        if (stride < 0 || last >= available)
-        {
-            throw new EmuException($"GEMM: {name} ({rows}x{cols}, ld {ld}, stride {stride}, batch {batch}) " +
-                $"reaches float {last}, but only {available} floats are behind its pointer");
-        }
+        var s = SgemmStridedBatchedArgs.Of(c);
+        var (a, aFloats) = mem.Region(s.A);
+        var (b, bFloats) = mem.Region(s.B);
+        var (cc, cFloats) = mem.Region(s.C);
+        var status = CublasInterpreter.Run(s, (float*)a, aFloats, (float*)b, bFloats, (float*)cc, cFloats);
+        if (status.Code != 0) throw new EmuException($"cublasSgemmStridedBatched returned {status}");
+        return $"cublasSgemmStridedBatched(transa {s.TransA}, transb {s.TransB}, m {s.M}, n {s.N}, k {s.K}, " +
+            $"alpha {s.Alpha}, lda {s.Lda}, strideA {s.StrideA}, ldb {s.Ldb}, strideB {s.StrideB}, beta {s.Beta}, " +
+            $"ldc {s.Ldc}, strideC {s.StrideC}, batchCount {s.BatchCount})";
     }
 
     /// <summary>All buffers of one run: inputs, parameters, derived tensors, scratch, and the arena.</summary>
