@@ -51,13 +51,8 @@ public sealed class CudaOptionTests
     public async Task With_the_driver_disabled_the_reason_is_the_same_sentence_on_any_machine(string command)
     {
         // a child process, so SWC_DISABLE (read once per process) affects nothing else; a GPU machine gives the same
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true };
-        psi.ArgumentList.Add(typeof(SwcApp).Assembly.Location);
-        string[] args = [command, .. Layer, "--device", "cuda", "--tf32"];
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        psi.Environment["SWC_CACHE_DIR"] = Directory.CreateTempSubdirectory("swc-cuda-opt-").FullName;
-        psi.Environment["SWC_DISABLE"] = "cuda";
-        using var p = Process.Start(psi)!;
+        using var p = SwcRun.Start(Runtime.SwcCache.Root, new Dictionary<string, string> { ["SWC_DISABLE"] = "cuda" },
+            [command, .. Layer, "--device", "cuda", "--tf32"]);
         var ct = TestContext.Current.CancellationToken;
         var err = p.StandardError.ReadToEndAsync(ct);
         string o = await p.StandardOutput.ReadToEndAsync(ct);

@@ -4,6 +4,7 @@ using ShiftWise.IR;
 using ShiftWise.IR.Ops;
 using ShiftWise.Passes.Lowering;
 using ShiftWise.Runtime;
+using ShiftWise.Runtime.Compile;
 using ShiftWise.Runtime.Cpu;
 using ShiftWise.Runtime.Cuda;
 using ShiftWise.Runtime.Tune;
@@ -151,6 +152,67 @@ public sealed class TunedCompileTests
         (code, _, e) = Swc(["compile", .. SmallSwV2, "--target", "cuda", "--arch", other, "--out", otherDir]);
         Assert.True(code == 0, e);
         AssertSameKernels(Expected(g, new CudaOptions(other)), Compiled(otherDir).Kernels);
+    }
+
+    /// <summary>
+    /// The compile driver's CUDA path (what swc compile --target cuda runs) with a stand-in device's tuning: the same
+    /// lookup GPU 0's cache gets, keyed by a device that is not here, so it runs without a GPU.
+    /// </summary>
+    [Fact]
+    public void CompileForCudaWritesTheKernelsOfTheTuningItIsGiven()
+    {
+        using var dir = new CacheDir();
+        var args = new ModelArgs
+        {
+            Depths = [1, 1, 1, 1], Dims = [8, 16, 16, 32], KernelSize = [7, 5, 5, 3, 3], ImageSize = 24, NumClasses = 5,
+        };
+        CompileResult Compile(string outDir, CudaTuning? tuning) => CompileDriver.Run(
+            new CompileRequest("sw-v2", args, "inference", outDir) { Target = "cuda", Arch = "sm_90", CudaTuning = tuning });
+
+        var plain = Out();
+        Compile(plain, null);
+        var (defaults, g) = Compiled(plain);
+        AssertSameKernels(Expected(g, new CudaOptions("sm_90")), defaults);
+
+        // a stand-in H100's entries: the first SW layer factorised, the others a cross with another tile
+        const string device = "stand-in H100";
+        TuneKey KeyFor(SwLayerSpec spec) => new(spec.Hash, device, "sm_90", "cuda driver 13000", "nvrtc 13.0", "codegen");
+        var cache = TuningCache.Load(TuningCache.FileFor("cuda", device));
+        var sw = SwNodes(g);
+        Assert.Equal(4, sw.Length);
+        var chosen = new Dictionary<string, IReadOnlyDictionary<string, int>>(StringComparer.Ordinal);
+        for (int i = 0; i < sw.Length; i++)
+        {
+            var spec = sw[i].Spec;
+            var def = SwCudaTunables.Defaults(spec);
+            var cands = SwCudaTunables.Candidates(spec, 227 * 1024);
+            var best = i == 0
+                ? cands.First(c => c["lowering"] == 1)
+                : cands.First(c => c["lowering"] == 0 && (c["tile_w"] != def["tile_w"] || c["tile_h"] != def["tile_h"]));
+            chosen[sw[i].Node.Name] = best;
+            cache.Put(Entry(KeyFor(spec), spec, def, best));
+        }
+        cache.Save();
+
+        var tunedDir = Out();
+        var r = Compile(tunedDir, CudaTuning.From(TuningCache.Load(cache.File), KeyFor));
+        var (tuned, _) = Compiled(tunedDir);
+        AssertSameKernels(Expected(g, new CudaOptions("sm_90") { Tunables = chosen }), tuned);
+        Assert.Contains(tuned.Keys, f => f.StartsWith("sw_fact_", StringComparison.Ordinal));
+        foreach (var (node, spec) in sw.Skip(1))
+        {
+            var t = chosen[node.Name];
+            var s = spec.Op.Shift;
+            var shape = $"b{s.Big}k{s.Small}g{s.NRep}_c{spec.Input[1]}_h{spec.Input[2]}w{spec.Input[3]}";
+            var src = tuned.Single(kv => kv.Key.StartsWith("sw_cross_" + shape, StringComparison.Ordinal)).Value;
+            Assert.Contains($"Tile {t["tile_h"]}x{t["tile_w"]},", src);
+        }
+        Assert.StartsWith("tuning: 4 of 4 SW kernels tuned", r.Cuda!.Tuning, StringComparison.Ordinal);
+
+        // another device's key finds none of these entries: the defaults again
+        var otherDir = Out();
+        Compile(otherDir, CudaTuning.From(TuningCache.Load(cache.File), spec => KeyFor(spec) with { Device = "another GPU" }));
+        AssertSameKernels(defaults, Compiled(otherDir).Kernels);
     }
 
     [Fact]

@@ -22,6 +22,12 @@ public sealed record CompileRequest(string Model, ModelArgs Args, string Pipelin
 
     /// <summary>The CUDA device arch (sm_NN); PTX is compiled for its virtual arch compute_NN.</summary>
     public string Arch { get; init; } = "sm_90";
+
+    /// <summary>
+    /// The tuned configurations the CUDA target lowers with; null (swc compile): GPU 0's tuning cache when GPU 0 is the
+    /// arch compiled for, else the cost-model defaults.
+    /// </summary>
+    public Tune.CudaTuning? CudaTuning { get; init; }
 }
 
 /// <summary>What the CUDA target produced: the plan, and the NVRTC results (null when NVRTC is absent, with the reason).</summary>
@@ -60,7 +66,7 @@ public static class CompileDriver
         var weights = ctx.Graph.Params.ToDictionary(p => p.Name, p => ctx.Weights[p.Name], StringComparer.Ordinal);
         var g = ctx.Graph with { WeightsFile = "weights.safetensors" };
         // everything that can fail runs before the first file is written
-        var cuda = req.Target == "cuda" ? Cuda(ctx.Graph, req.Arch, log) : null;
+        var cuda = req.Target == "cuda" ? Cuda(ctx.Graph, req.Arch, log, req.CudaTuning) : null;
         var derived = cuda is null ? null : DerivedTensors(cuda.Plan, ctx.Graph, weights);
         sw.Stop();
         Directory.CreateDirectory(req.OutDir);
@@ -100,7 +106,7 @@ public static class CompileDriver
     /// Lowers the graph for CUDA and, when NVRTC is present, compiles every kernel to PTX for the arch's virtual arch
     /// (in parallel, through the kernel cache).
     /// </summary>
-    public static CudaCompileResult Cuda(Graph g, string arch, Action<string>? log = null)
+    public static CudaCompileResult Cuda(Graph g, string arch, Action<string>? log = null, Tune.CudaTuning? tuning = null)
     {
         if (!System.Text.RegularExpressions.Regex.IsMatch(arch, "^sm_[0-9]{2,3}[a-z]?$"))
         {
@@ -108,25 +114,27 @@ public static class CompileDriver
         }
         var sw = Stopwatch.StartNew();
         // the tuning cache is per device: tuned configurations apply when GPU 0 is the arch compiled for
-        string tuning = "tuning: cost-model defaults (no GPU of this arch here to key the tuning cache by)";
+        string summary = "tuning: cost-model defaults (no GPU of this arch here to key the tuning cache by)";
         var options = new CudaOptions(arch);
-        if (ShiftWise.Runtime.Cuda.CudaDevice.Available && ShiftWise.Runtime.Cuda.CudaDevice.Info.Arch == arch)
+        tuning ??= ShiftWise.Runtime.Cuda.CudaDevice.Available && ShiftWise.Runtime.Cuda.CudaDevice.Info.Arch == arch
+            ? Tune.CudaTuning.FromCache(log)
+            : null;
+        if (tuning is not null)
         {
-            var t = Tune.CudaTuning.FromCache(log);
-            options = options with { Tunables = t.Tunables(g) };
-            tuning = t.Summary;
+            options = options with { Tunables = tuning.Tunables(g) };
+            summary = tuning.Summary;
         }
         var plan = CudaCodegen.Lower(g, options);
         var ptxArch = "compute_" + arch[3..];
         if (!NvrtcCompiler.Available)
         {
-            return new CudaCompileResult(plan, null, ptxArch, NvrtcCompiler.MissingReason, null, sw.Elapsed) { Tuning = tuning };
+            return new CudaCompileResult(plan, null, ptxArch, NvrtcCompiler.MissingReason, null, sw.Elapsed) { Tuning = summary };
         }
         int done = 0;
         var compiled = CudaKernelCompiler.CompileAll(plan.Kernels, ptxArch,
             progress: c => log?.Invoke($"  nvrtc {Interlocked.Increment(ref done),3}/{plan.Kernels.Count} {c.Kernel.Name} ({c.Outcome.ToString().ToLowerInvariant()})"),
             warn: log);
-        return new CudaCompileResult(plan, compiled, ptxArch, null, NvrtcCompiler.Version, sw.Elapsed) { Tuning = tuning };
+        return new CudaCompileResult(plan, compiled, ptxArch, null, NvrtcCompiler.Version, sw.Elapsed) { Tuning = summary };
     }
 
     /// <summary>The plan's derived tensors (e.g. the SW cross bands), computed from the weights, as float32.</summary>

@@ -121,14 +121,25 @@ public sealed record CudaTuneDevice(string Arch, int MaxSharedPerBlock, Func<SwL
 public sealed class CudaTuning
 {
     private readonly TuningCache? _cache;
+    private readonly Func<SwLayerSpec, TuneKey> _keyFor;
 
-    private CudaTuning(TuningCache? cache) => _cache = cache;
+    private CudaTuning(TuningCache? cache, Func<SwLayerSpec, TuneKey> keyFor)
+    {
+        _cache = cache;
+        _keyFor = keyFor;
+    }
 
     /// <summary>Defaults everywhere.</summary>
-    public static CudaTuning Off { get; } = new(null);
+    public static CudaTuning Off { get; } = new(null, CudaTuner.KeyFor);
 
     /// <summary>GPU 0's cache file, read now.</summary>
-    public static CudaTuning FromCache(Action<string>? warn = null) => new(TuningCache.Load(CudaTuner.CacheFile, warn));
+    public static CudaTuning FromCache(Action<string>? warn = null) => new(TuningCache.Load(CudaTuner.CacheFile, warn), CudaTuner.KeyFor);
+
+    /// <summary>
+    /// The entries of <paramref name="cache"/> under the keys <paramref name="keyFor"/> gives: another device's, or a
+    /// stand-in device's where no GPU is (the compile driver's tests).
+    /// </summary>
+    public static CudaTuning From(TuningCache cache, Func<SwLayerSpec, TuneKey> keyFor) => new(cache, keyFor);
 
     /// <summary>After <see cref="Tunables"/>: the line for reports.</summary>
     public string Summary { get; private set; } = "tuning: off (cost-model defaults)";
@@ -145,7 +156,7 @@ public sealed class CudaTuning
         {
             var spec = KernelLowering.Sw(n, types[n.Inputs[0]].Shape);
             all.Add(spec.Spec.Name);
-            if (_cache.Find(CudaTuner.KeyFor(spec)) is not { } e) continue;
+            if (_cache.Find(_keyFor(spec)) is not { } e) continue;
             result[n.Name] = e.Best;
             tuned.Add(spec.Spec.Name);
         }
