@@ -94,6 +94,45 @@ public sealed class TunedCompileTests
             .Select(n => (n, KernelLowering.Sw(n, types[n.Inputs[0]].Shape))).ToArray();
     }
 
+    /// <summary>
+    /// Puts an entry for every SW spec into <paramref name="cache"/> (saved) under <paramref name="keyFor"/>'s keys: the
+    /// first layer tuned to the factorised form, the others to a cross with another tile than the default's.
+    /// </summary>
+    private static Dictionary<string, IReadOnlyDictionary<string, int>> PutOtherConfigurations(TuningCache cache,
+        (Node Node, SwLayerSpec Spec)[] sw, int maxShared, Func<SwLayerSpec, TuneKey> keyFor)
+    {
+        var chosen = new Dictionary<string, IReadOnlyDictionary<string, int>>(StringComparer.Ordinal);
+        for (int i = 0; i < sw.Length; i++)
+        {
+            var spec = sw[i].Spec;
+            var def = SwCudaTunables.Defaults(spec);
+            Assert.Equal(0, def["lowering"]);
+            var cands = SwCudaTunables.Candidates(spec, maxShared);
+            var best = i == 0
+                ? cands.First(c => c["lowering"] == 1)
+                : cands.First(c => c["lowering"] == 0 && (c["tile_w"] != def["tile_w"] || c["tile_h"] != def["tile_h"]));
+            chosen[sw[i].Node.Name] = best;
+            cache.Put(Entry(keyFor(spec), spec, def, best));
+        }
+        cache.Save();
+        return chosen;
+    }
+
+    /// <summary>What those configurations look like in the sources: the factorised kernel, and each cross kernel's tile.</summary>
+    private static void AssertTheConfigurationsShow(Dictionary<string, string> kernels, (Node Node, SwLayerSpec Spec)[] sw,
+        Dictionary<string, IReadOnlyDictionary<string, int>> chosen)
+    {
+        Assert.Contains(kernels.Keys, f => f.StartsWith("sw_fact_", StringComparison.Ordinal));
+        foreach (var (node, spec) in sw.Skip(1))
+        {
+            var t = chosen[node.Name];
+            var s = spec.Op.Shift;
+            var shape = $"b{s.Big}k{s.Small}g{s.NRep}_c{spec.Input[1]}_h{spec.Input[2]}w{spec.Input[3]}";
+            var src = kernels.Single(kv => kv.Key.StartsWith("sw_cross_" + shape, StringComparison.Ordinal)).Value;
+            Assert.Contains($"Tile {t["tile_h"]}x{t["tile_w"]},", src);
+        }
+    }
+
     [Fact]
     public void CompileForCudaWritesTheKernelsOfThisGpusCacheEntries()
     {
@@ -113,37 +152,13 @@ public sealed class TunedCompileTests
         // the first SW layer tuned to the factorised form, the others to a cross with another tile
         var sw = SwNodes(g);
         Assert.Equal(4, sw.Length);
-        var cache = TuningCache.Load(CudaTuner.CacheFile);
-        var chosen = new Dictionary<string, IReadOnlyDictionary<string, int>>(StringComparer.Ordinal);
-        for (int i = 0; i < sw.Length; i++)
-        {
-            var spec = sw[i].Spec;
-            var def = SwCudaTunables.Defaults(spec);
-            var cands = SwCudaTunables.Candidates(spec, CudaDevice.Info.MaxSharedPerBlock);
-            Assert.Equal(0, def["lowering"]);
-            var best = i == 0
-                ? cands.First(c => c["lowering"] == 1)
-                : cands.First(c => c["lowering"] == 0
-                    && (c["tile_w"] != def["tile_w"] || c["tile_h"] != def["tile_h"]));
-            chosen[sw[i].Node.Name] = best;
-            cache.Put(Entry(CudaTuner.KeyFor(spec), spec, def, best));
-        }
-        cache.Save();
+        var chosen = PutOtherConfigurations(TuningCache.Load(CudaTuner.CacheFile), sw, CudaDevice.Info.MaxSharedPerBlock, CudaTuner.KeyFor);
         var tunedDir = Out();
         (code, o, e) = Swc(["compile", .. SmallSwV2, "--target", "cuda", "--arch", arch, "--out", tunedDir]);
         Assert.True(code == 0, e);
         var (tuned, _) = Compiled(tunedDir);
         AssertSameKernels(Expected(g, new CudaOptions(arch) { Tunables = chosen }), tuned);
-        // what those configurations look like in the sources: the factorised kernel, and each cross kernel's tile
-        Assert.Contains(tuned.Keys, f => f.StartsWith("sw_fact_", StringComparison.Ordinal));
-        foreach (var (node, spec) in sw.Skip(1))
-        {
-            var t = chosen[node.Name];
-            var s = spec.Op.Shift;
-            var shape = $"b{s.Big}k{s.Small}g{s.NRep}_c{spec.Input[1]}_h{spec.Input[2]}w{spec.Input[3]}";
-            var src = tuned.Single(kv => kv.Key.StartsWith("sw_cross_" + shape, StringComparison.Ordinal)).Value;
-            Assert.Contains($"Tile {t["tile_h"]}x{t["tile_w"]},", src);
-        }
+        AssertTheConfigurationsShow(tuned, sw, chosen);
         Assert.NotEqual(defaults.Keys.Order(StringComparer.Ordinal), tuned.Keys.Order(StringComparer.Ordinal));
 
         // compiled for another arch than GPU 0's, the same cache does not apply
@@ -180,33 +195,13 @@ public sealed class TunedCompileTests
         var cache = TuningCache.Load(TuningCache.FileFor("cuda", device));
         var sw = SwNodes(g);
         Assert.Equal(4, sw.Length);
-        var chosen = new Dictionary<string, IReadOnlyDictionary<string, int>>(StringComparer.Ordinal);
-        for (int i = 0; i < sw.Length; i++)
-        {
-            var spec = sw[i].Spec;
-            var def = SwCudaTunables.Defaults(spec);
-            var cands = SwCudaTunables.Candidates(spec, 227 * 1024);
-            var best = i == 0
-                ? cands.First(c => c["lowering"] == 1)
-                : cands.First(c => c["lowering"] == 0 && (c["tile_w"] != def["tile_w"] || c["tile_h"] != def["tile_h"]));
-            chosen[sw[i].Node.Name] = best;
-            cache.Put(Entry(KeyFor(spec), spec, def, best));
-        }
-        cache.Save();
+        var chosen = PutOtherConfigurations(cache, sw, 227 * 1024, KeyFor);
 
         var tunedDir = Out();
         var r = Compile(tunedDir, CudaTuning.From(TuningCache.Load(cache.File), KeyFor));
         var (tuned, _) = Compiled(tunedDir);
         AssertSameKernels(Expected(g, new CudaOptions("sm_90") { Tunables = chosen }), tuned);
-        Assert.Contains(tuned.Keys, f => f.StartsWith("sw_fact_", StringComparison.Ordinal));
-        foreach (var (node, spec) in sw.Skip(1))
-        {
-            var t = chosen[node.Name];
-            var s = spec.Op.Shift;
-            var shape = $"b{s.Big}k{s.Small}g{s.NRep}_c{spec.Input[1]}_h{spec.Input[2]}w{spec.Input[3]}";
-            var src = tuned.Single(kv => kv.Key.StartsWith("sw_cross_" + shape, StringComparison.Ordinal)).Value;
-            Assert.Contains($"Tile {t["tile_h"]}x{t["tile_w"]},", src);
-        }
+        AssertTheConfigurationsShow(tuned, sw, chosen);
         Assert.StartsWith("tuning: 4 of 4 SW kernels tuned", r.Cuda!.Tuning, StringComparison.Ordinal);
 
         // another device's key finds none of these entries: the defaults again
