@@ -9,6 +9,7 @@ using ShiftWise.Runtime.Cpu;
 using ShiftWise.Runtime.Cuda;
 using ShiftWise.Runtime.Tune;
 using static ShiftWise.Cli.Tests.SwcRun;
+using static ShiftWise.Tests.TunedKernels;
 
 namespace ShiftWise.Cli.Tests;
 
@@ -36,10 +37,6 @@ public sealed class TunedCompileTests
         public void Dispose() => _scope.Dispose();
     }
 
-    private static TuneEntry Entry(TuneKey key, SwLayerSpec spec, IReadOnlyDictionary<string, int> def,
-        IReadOnlyDictionary<string, int> best) =>
-        new(key, spec.Spec.Name, best, 1.0, def, 2.0, [def, best], [new TuneTime(def, 2.0), new TuneTime(best, 1.0)]);
-
     private static string Out() => Directory.CreateTempSubdirectory("swc-tuned-out-").FullName;
 
     [Fact]
@@ -65,108 +62,6 @@ public sealed class TunedCompileTests
         var k = Assert.IsType<SwLayerKernel>(after.Executor.KernelOf(node.Name));
         Assert.Equal("factorised", k.Lowering);
         Assert.Equal(CodegenCpu.CpuCodegen.SwFactorised(spec).Source, k.Source.Source);
-    }
-
-    /// <summary>The files under OUT/kernels by name, and the optimised graph compile wrote.</summary>
-    private static (Dictionary<string, string> Kernels, Graph Graph) Compiled(string dir)
-    {
-        var kernels = Directory.GetFiles(Path.Combine(dir, "kernels"))
-            .ToDictionary(f => Path.GetFileName(f), File.ReadAllText, StringComparer.Ordinal);
-        return (kernels, ModelLoader.LoadGraph(Path.Combine(dir, "model.swir")));
-    }
-
-    private static Dictionary<string, string> Expected(Graph g, CudaOptions options) =>
-        CudaCodegen.Lower(g, options).Kernels.ToDictionary(k => k.FileName, k => k.Source, StringComparer.Ordinal);
-
-    private static void AssertSameKernels(Dictionary<string, string> expected, Dictionary<string, string> actual)
-    {
-        Assert.Equal(expected.Keys.Order(StringComparer.Ordinal), actual.Keys.Order(StringComparer.Ordinal));
-        foreach (var (name, src) in expected)
-        {
-            Assert.True(src == actual[name], $"kernels/{name} is not the expected source");
-        }
-    }
-
-    private static (Node Node, SwLayerSpec Spec)[] SwNodes(Graph g)
-    {
-        var types = g.ValueTypes();
-        return g.Nodes.Where(n => n.Op is FusedShiftWise)
-            .Select(n => (n, KernelLowering.Sw(n, types[n.Inputs[0]].Shape))).ToArray();
-    }
-
-    /// <summary>
-    /// Puts an entry for every SW spec into <paramref name="cache"/> (saved) under <paramref name="keyFor"/>'s keys: the
-    /// first layer tuned to the factorised form, the others to a cross with another tile than the default's.
-    /// </summary>
-    private static Dictionary<string, IReadOnlyDictionary<string, int>> PutOtherConfigurations(TuningCache cache,
-        (Node Node, SwLayerSpec Spec)[] sw, int maxShared, Func<SwLayerSpec, TuneKey> keyFor)
-    {
-        var chosen = new Dictionary<string, IReadOnlyDictionary<string, int>>(StringComparer.Ordinal);
-        for (int i = 0; i < sw.Length; i++)
-        {
-            var spec = sw[i].Spec;
-            var def = SwCudaTunables.Defaults(spec);
-            Assert.Equal(0, def["lowering"]);
-            var cands = SwCudaTunables.Candidates(spec, maxShared);
-            var best = i == 0
-                ? cands.First(c => c["lowering"] == 1)
-                : cands.First(c => c["lowering"] == 0 && (c["tile_w"] != def["tile_w"] || c["tile_h"] != def["tile_h"]));
-            chosen[sw[i].Node.Name] = best;
-            cache.Put(Entry(keyFor(spec), spec, def, best));
-        }
-        cache.Save();
-        return chosen;
-    }
-
-    /// <summary>What those configurations look like in the sources: the factorised kernel, and each cross kernel's tile.</summary>
-    private static void AssertTheConfigurationsShow(Dictionary<string, string> kernels, (Node Node, SwLayerSpec Spec)[] sw,
-        Dictionary<string, IReadOnlyDictionary<string, int>> chosen)
-    {
-        Assert.Contains(kernels.Keys, f => f.StartsWith("sw_fact_", StringComparison.Ordinal));
-        foreach (var (node, spec) in sw.Skip(1))
-        {
-            var t = chosen[node.Name];
-            var s = spec.Op.Shift;
-            var shape = $"b{s.Big}k{s.Small}g{s.NRep}_c{spec.Input[1]}_h{spec.Input[2]}w{spec.Input[3]}";
-            var src = kernels.Single(kv => kv.Key.StartsWith("sw_cross_" + shape, StringComparison.Ordinal)).Value;
-            Assert.Contains($"Tile {t["tile_h"]}x{t["tile_w"]},", src);
-        }
-    }
-
-    [Fact]
-    public void CompileForCudaWritesTheKernelsOfThisGpusCacheEntries()
-    {
-        if (!CudaDevice.Available)
-        {
-            Assert.Skip($"no GPU: compile --target cuda keys the tuning cache by GPU 0 ({CudaDevice.MissingReason})");
-        }
-        using var dir = new CacheDir();
-        var arch = CudaDevice.Info.Arch;
-        var plain = Out();
-        var (code, o, e) = Swc(["compile", .. SmallSwV2, "--target", "cuda", "--arch", arch, "--out", plain]);
-        Assert.True(code == 0, e);
-        var (defaults, g) = Compiled(plain);
-        AssertSameKernels(Expected(g, new CudaOptions(arch)), defaults);
-        Assert.Contains("none of 4 SW kernels tuned on this GPU", o);
-
-        // the first SW layer tuned to the factorised form, the others to a cross with another tile
-        var sw = SwNodes(g);
-        Assert.Equal(4, sw.Length);
-        var chosen = PutOtherConfigurations(TuningCache.Load(CudaTuner.CacheFile), sw, CudaDevice.Info.MaxSharedPerBlock, CudaTuner.KeyFor);
-        var tunedDir = Out();
-        (code, o, e) = Swc(["compile", .. SmallSwV2, "--target", "cuda", "--arch", arch, "--out", tunedDir]);
-        Assert.True(code == 0, e);
-        var (tuned, _) = Compiled(tunedDir);
-        AssertSameKernels(Expected(g, new CudaOptions(arch) { Tunables = chosen }), tuned);
-        AssertTheConfigurationsShow(tuned, sw, chosen);
-        Assert.NotEqual(defaults.Keys.Order(StringComparer.Ordinal), tuned.Keys.Order(StringComparer.Ordinal));
-
-        // compiled for another arch than GPU 0's, the same cache does not apply
-        var other = arch == "sm_90" ? "sm_80" : "sm_90";
-        var otherDir = Out();
-        (code, _, e) = Swc(["compile", .. SmallSwV2, "--target", "cuda", "--arch", other, "--out", otherDir]);
-        Assert.True(code == 0, e);
-        AssertSameKernels(Expected(g, new CudaOptions(other)), Compiled(otherDir).Kernels);
     }
 
     /// <summary>
@@ -213,7 +108,7 @@ public sealed class TunedCompileTests
     [Fact]
     public void CompileForCudaWithoutAGpuWritesTheDefaultsWhateverTheCacheHolds()
     {
-        if (CudaDevice.Available) Assert.Skip("a GPU is present: the test above covers its cache");
+        if (CudaDevice.Available) Assert.Skip("a GPU is present: tests/Gpu (TunedCompileGpuTests) checks compile with its cache there");
         using var dir = new CacheDir();
         var first = Out();
         var (code, _, e) = Swc(["compile", .. SmallSwV2, "--target", "cuda", "--arch", "sm_90", "--out", first]);
