@@ -104,6 +104,7 @@ public sealed class GradConvKernelTests
     public void Conv2dRandom(int seed)
     {
         var rng = new Random(1000 + seed);
+        int ran = 0;
         for (int i = 0; i < 30; i++)
         {
             int kind = i % 3;
@@ -129,7 +130,10 @@ public sealed class GradConvKernelTests
             var wrt = new[] { 0, 1, 2 }.Where(_ => rng.Next(3) > 0).DefaultIfEmpty(rng.Next(3)).ToArray();
             bool bias = rng.Next(2) == 0 || wrt.Contains(2);
             GradMatches($"conv2d {op}", rng, op, bias ? xs : xs[..2], bias ? wrt : wrt.Where(j => j < 2).DefaultIfEmpty(0).ToArray());
+            ran++;
         }
+        // draws Infer refuses are redrawn, not checked: most must be valid (26-28 of 30 here), or the test checks little
+        Assert.True(ran >= 20, $"only {ran} of 30 random convolutions were valid");
     }
 
     [Fact]

@@ -381,8 +381,7 @@ public sealed partial class KernelTests
         {
             if (Rejected.ContainsKey(name)) continue;
             Assert.True(samples.TryGetValue(name, out var sample), $"no coverage sample for op '{name}'");
-            var kernel = Create(sample.Op, sample.Inputs.Select(t => t.Type).ToArray());
-            Assert.NotNull(kernel);
+            Create(sample.Op, sample.Inputs.Select(t => t.Type).ToArray());  // throws when no kernel takes the op
             Matches($"coverage {name}", sample.Op, sample.Inputs);
         }
     }
