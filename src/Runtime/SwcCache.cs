@@ -1,4 +1,5 @@
 using System.Security.Cryptography;
+using ShiftWise.Frontend.IO;
 
 namespace ShiftWise.Runtime;
 
@@ -124,19 +125,25 @@ public static class SwcCache
     }
 
     /// <summary>Writes a sealed entry through a temporary file and a rename; a failure is a warning (the cache is an optimisation).</summary>
+    /// <remarks>
+    /// Differs from the other atomic writes on purpose in two ways. Threads and processes race to write the same
+    /// entry (the same key, so the same bytes): each writes its own temporary and renames it over the entry, and a
+    /// rename that fails because another writer or a reader holds the file (Windows) is a warning, not an error, as
+    /// is any other I/O failure. And the temporary is not flushed to disk: a power cut that tears an entry is caught
+    /// by its content hash on the next read (<see cref="TryRead"/>) and costs one rebuild, so the flush would only
+    /// slow down every compile that fills the cache.
+    /// </remarks>
     public static void TryWrite(string file, byte[] payload, Action<string>? warn)
     {
-        var tmp = file + $".tmp{Environment.ProcessId}.{Environment.CurrentManagedThreadId}";
         try
         {
             CreatePrivateDir(Path.GetDirectoryName(file)!);
-            File.WriteAllBytes(tmp, Seal(payload));
-            File.Move(tmp, file, overwrite: true);
+            // AtomicFile deletes its temporary when the write or the rename fails
+            AtomicFile.WriteBytes(file, Seal(payload), flushToDisk: false);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             warn?.Invoke($"warning: cannot write the cache entry {file}: {e.Message}");
-            TryDelete(tmp);
         }
     }
 

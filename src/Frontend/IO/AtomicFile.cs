@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Text;
 
 namespace ShiftWise.Frontend.IO;
 
@@ -6,7 +7,9 @@ namespace ShiftWise.Frontend.IO;
 /// Replaces a file all at once: the content goes to a temporary file in the same directory, which is then renamed
 /// over the target. A crash or an exception mid-write therefore never leaves a half-written weights file behind
 /// (a later compile would otherwise read garbage). Same directory, because a rename is only atomic within one file
-/// system.
+/// system. This is the project's one file writer of that kind: weights, checkpoints, compile outputs, the tuning
+/// cache and the kernel cache entries all go through it, and <see cref="WriteNew"/> is the step a folder swap
+/// (TreeWriter) uses for the files of the folder it swaps in.
 /// </summary>
 public static class AtomicFile
 {
@@ -16,25 +19,27 @@ public static class AtomicFile
     /// <summary>Long enough for the test to see the pause and kill; bounded, so that an orphan still ends.</summary>
     private static readonly TimeSpan TestPause = TimeSpan.FromMinutes(10);
 
+    // File.WriteAllText's encoding: UTF-8 without a byte-order mark.
+    private static readonly UTF8Encoding Utf8 = new(encoderShouldEmitUTF8Identifier: false);
+
     private static int _writesOfPausedName;
 
     /// <summary>
-    /// Runs <paramref name="write"/> against a temporary file and moves it to <paramref name="path"/>.
+    /// Runs <paramref name="write"/> against a temporary file and moves it to <paramref name="path"/>. The temporary is
+    /// flushed to disk before the rename unless <paramref name="flushToDisk"/> is false, which is only for files whose
+    /// reader checks what it reads, so that a lost or torn file costs a rebuild, not data (the kernel cache's sealed
+    /// entries, see SwcCache.TryWrite).
     /// </summary>
-    public static void Write(string path, Action<Stream> write)
+    public static void Write(string path, Action<Stream> write, bool flushToDisk = true)
     {
         string full = Path.GetFullPath(path);
         string dir = Path.GetDirectoryName(full) ?? throw new IOException($"{path} has no parent directory");
-        // A dot prefix hides the temporary from casual listings; the random part lets two writers coexist.
+        // A dot prefix hides the temporary from casual listings; the random part lets two writers of the same file,
+        // threads or processes, coexist: each renames its own complete file, and the last rename wins.
         string tmp = Path.Combine(dir, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
         try
         {
-            using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16))
-            {
-                WriteContent(fs, full, write);
-                // Flush to disk before the rename, or a power cut could leave the new name pointing at empty data.
-                fs.Flush(flushToDisk: true);
-            }
+            Create(tmp, full, write, flushToDisk);
             File.Move(tmp, full, overwrite: true);
         }
         catch
@@ -42,6 +47,34 @@ public static class AtomicFile
             TryDelete(tmp);
             throw;
         }
+    }
+
+    /// <summary>Writes <paramref name="bytes"/> as the whole content of <paramref name="path"/>, atomically.</summary>
+    public static void WriteBytes(string path, byte[] bytes, bool flushToDisk = true) =>
+        Write(path, s => s.Write(bytes), flushToDisk);
+
+    /// <summary>Writes <paramref name="text"/> as UTF-8 without a byte-order mark, atomically.</summary>
+    public static void WriteText(string path, string text) => WriteBytes(path, Utf8.GetBytes(text));
+
+    /// <summary>
+    /// Creates <paramref name="path"/>, which must not exist yet (an IOException if it does), runs
+    /// <paramref name="write"/> on it and flushes it to disk. No rename: this is the first half of
+    /// <see cref="Write"/>, and the whole of writing a file into a staging folder that is swapped in afterwards
+    /// (TreeWriter), where the folder swap is what makes the files appear at once.
+    /// </summary>
+    public static void WriteNew(string path, Action<Stream> write) =>
+        Create(path, Path.GetFullPath(path), write, flushToDisk: true);
+
+    /// <summary>
+    /// Creates <paramref name="file"/> and writes it; <paramref name="target"/> is the name the test hook matches
+    /// (the file the caller means, not its temporary).
+    /// </summary>
+    private static void Create(string file, string target, Action<Stream> write, bool flushToDisk)
+    {
+        using var fs = new FileStream(file, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16);
+        WriteContent(fs, target, write);
+        // Flush to disk before the rename, or a power cut could leave the new name pointing at empty data.
+        if (flushToDisk) fs.Flush(flushToDisk: true);
     }
 
     /// <summary>

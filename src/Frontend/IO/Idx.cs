@@ -83,7 +83,7 @@ public static class Idx
         bytes[3] = (byte)a.Dims.Length;
         for (int i = 0; i < a.Dims.Length; i++) BinaryPrimitives.WriteUInt32BigEndian(bytes.AsSpan(4 + 4 * i), (uint)a.Dims[i]);
         a.Data.CopyTo(bytes, 4 + 4 * a.Dims.Length);
-        AtomicFile.Write(path, s => s.Write(bytes));
+        AtomicFile.WriteBytes(path, bytes);
     }
 }
 

@@ -6,7 +6,6 @@ using ShiftWise.Frontend.IO;
 using ShiftWise.IR;
 using ShiftWise.IR.Text;
 using ShiftWise.Passes;
-using ShiftWise.Runtime.Cpu;
 using ShiftWise.Runtime.Cuda;
 
 namespace ShiftWise.Runtime.Compile;
@@ -78,10 +77,10 @@ public static class CompileDriver
             files.Add(path);
         }
         Write("weights.safetensors", p => SafeTensors.Write(p, weights));
-        Write("model.swir", p => AtomicText(p, SwirPrinter.Print(g)));
+        Write("model.swir", p => AtomicFile.WriteText(p, SwirPrinter.Print(g)));
         if (cuda is not null)
         {
-            Write("plan.json", p => AtomicText(p, CudaPlanJson.Write(cuda.Plan)));
+            Write("plan.json", p => AtomicFile.WriteText(p, CudaPlanJson.Write(cuda.Plan)));
             Write("derived.safetensors", p => SafeTensors.Write(p, derived!));
             TreeWriter.Replace(Path.Combine(req.OutDir, "kernels"), cuda.Plan.Kernels.Select(k => (k.FileName, Encoding.UTF8.GetBytes(k.Source))));
             files.AddRange(cuda.Plan.Kernels.Select(k => Path.Combine(req.OutDir, "kernels", k.FileName)));
@@ -97,7 +96,7 @@ public static class CompileDriver
             }
         }
         var result = new CompileResult(src, g, weights, records, plan, files, sw.Elapsed) { Cuda = cuda };
-        Write("report.md", p => AtomicText(p, CompileReport.Markdown(req, result)));
+        Write("report.md", p => AtomicFile.WriteText(p, CompileReport.Markdown(req, result)));
         if (Directory.Exists(dumpDir)) files.AddRange(Directory.GetFiles(dumpDir).Order());
         return result with { Files = files };
     }
@@ -142,20 +141,5 @@ public static class CompileDriver
     {
         return Derived.ComputeAll(plan, g, weights).ToDictionary(kv => kv.Key, kv => Tensor.F32(new Shape(kv.Value.Length), kv.Value),
             StringComparer.Ordinal);
-    }
-
-    /// <summary>Writes text through a temporary file in the same folder and a rename.</summary>
-    public static void AtomicText(string path, string text)
-    {
-        var tmp = path + $".tmp{Environment.ProcessId}";
-        try
-        {
-            File.WriteAllText(tmp, text);
-            File.Move(tmp, path, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(tmp)) File.Delete(tmp);
-        }
     }
 }

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using ShiftWise.Frontend.IO;
 using ShiftWise.IR;
 
 namespace ShiftWise.Runtime.Compile;
@@ -31,11 +32,9 @@ public static class TreeWriter
                 }
                 var path = Path.Combine(tmp, f.Path.Replace('/', Path.DirectorySeparatorChar));
                 Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-                using (var s = new FileStream(path, FileMode.CreateNew, FileAccess.Write))
-                {
-                    s.Write(f.Bytes);
-                    s.Flush(flushToDisk: true);
-                }
+                // no temporary and rename per file: the folder is new, and the swap below makes it appear at once; a
+                // path listed twice fails here (the file exists) rather than the later bytes silently winning
+                AtomicFile.WriteNew(path, s => s.Write(f.Bytes));
             }
             if (Directory.Exists(outDir)) Directory.Move(outDir, old);
             Directory.Move(tmp, outDir);

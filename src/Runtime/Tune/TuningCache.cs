@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using ShiftWise.Frontend.IO;
 
 namespace ShiftWise.Runtime.Tune;
 
@@ -93,13 +94,12 @@ public sealed class TuningCache
             ["format"] = Format,
             ["entries"] = new JsonArray(merged.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => (JsonNode)ToJson(kv.Value)).ToArray()),
         };
-        var tmp = $"{File}.tmp{Environment.ProcessId}";
-        System.IO.File.WriteAllText(tmp, root.ToJsonString(new JsonSerializerOptions
+        // written whole under the lock: a reader without the lock sees the previous file or this one, never a part
+        AtomicFile.WriteText(File, root.ToJsonString(new JsonSerializerOptions
         {
             WriteIndented = true,
             Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
         }) + "\n");
-        System.IO.File.Move(tmp, File, overwrite: true);
     }
 
     private static FileStream Lock(string path, TimeSpan timeout)
