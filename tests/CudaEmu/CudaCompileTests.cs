@@ -4,7 +4,6 @@ using ShiftWise.Frontend;
 using ShiftWise.IR;
 using ShiftWise.Passes;
 using ShiftWise.Runtime.Compile;
-using ShiftWise.Runtime.Cpu;
 using ShiftWise.Runtime;
 using ShiftWise.Runtime.Cuda;
 using ShiftWise.Tests.Shared;

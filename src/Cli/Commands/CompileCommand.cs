@@ -1,5 +1,6 @@
 using System.CommandLine;
 using ShiftWise.Passes;
+using ShiftWise.Runtime;
 using ShiftWise.Runtime.Compile;
 
 namespace ShiftWise.Cli.Commands;
@@ -67,7 +68,7 @@ public static class CompileCommand
                 ctx.Out.WriteLine(cu.Compiled is null
                     ? $"not compiled: {cu.NotCompiledReason}"
                     : $"compiled {cu.Compiled.Count} kernels to PTX for {cu.PtxArch} in {Path.Combine(req.OutDir, "ptx")} "
-                      + $"({cu.Compiled.Count(c => c.Outcome != ShiftWise.Runtime.Cpu.CacheOutcome.Compiled)} from the cache)");
+                      + $"({cu.Compiled.Count(c => c.Outcome != CacheOutcome.Compiled)} from the cache)");
             }
             return ExitCodes.Ok;
         });

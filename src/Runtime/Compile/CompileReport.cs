@@ -4,7 +4,6 @@ using ShiftWise.CodegenCuda;
 using ShiftWise.IR;
 using ShiftWise.IR.Analysis;
 using ShiftWise.IR.Ops;
-using ShiftWise.Runtime.Cpu;
 using ShiftWise.Runtime.Cuda;
 
 namespace ShiftWise.Runtime.Compile;

@@ -9,17 +9,6 @@ using ShiftWise.IR;
 
 namespace ShiftWise.Runtime.Cpu;
 
-/// <summary>Where a compiled kernel came from.</summary>
-public enum CacheOutcome
-{
-    /// <summary>Already loaded in this process.</summary>
-    Memory,
-    /// <summary>Loaded from the disk cache (Roslyn skipped).</summary>
-    Disk,
-    /// <summary>Compiled by Roslyn now (and written to the cache).</summary>
-    Compiled,
-}
-
 /// <summary>
 /// Compiles rendered C# in memory with Roslyn (optimised, unsafe allowed) into a collectible load context, and caches
 /// the assembly on disk by a hash of the source, the Roslyn version and the runtime version, so a second run skips

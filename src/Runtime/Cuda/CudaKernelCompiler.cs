@@ -4,7 +4,6 @@ using System.Security.Cryptography;
 using System.Text;
 using ShiftWise.CodegenCuda;
 using ShiftWise.IR;
-using ShiftWise.Runtime.Cpu;
 
 namespace ShiftWise.Runtime.Cuda;
 
