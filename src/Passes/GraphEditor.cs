@@ -18,7 +18,6 @@ public sealed class GraphEditor
     private readonly Dictionary<Node, List<Node>> _replacements = new(ReferenceEqualityComparer.Instance);
     private readonly HashSet<Node> _removed = new(ReferenceEqualityComparer.Instance);
     private readonly List<ValueDecl> _newParams = [];
-    private readonly HashSet<string> _removedParams = new(StringComparer.Ordinal);
     private readonly HashSet<string> _names;
     private readonly Dictionary<string, TensorType> _pending = new(StringComparer.Ordinal); // types of values made here
     private readonly Dictionary<string, TensorType> _types;
@@ -93,9 +92,6 @@ public sealed class GraphEditor
     /// <summary>Removes a node.</summary>
     public void Remove(Node n) => _removed.Add(n);
 
-    /// <summary>Removes a parameter (and its weights) from the graph.</summary>
-    public void RemoveParam(string name) => _removedParams.Add(name);
-
     /// <summary>True when a node is already removed or replaced by this editor.</summary>
     public bool Touched(Node n) => _removed.Contains(n) || _replacements.ContainsKey(n);
 
@@ -121,7 +117,7 @@ public sealed class GraphEditor
     /// <summary>Applies the edits to the context; true when anything changed.</summary>
     public bool Commit()
     {
-        if (_replacements.Count == 0 && _removed.Count == 0 && _newParams.Count == 0 && _removedParams.Count == 0)
+        if (_replacements.Count == 0 && _removed.Count == 0 && _newParams.Count == 0)
         {
             return false;
         }
@@ -131,8 +127,7 @@ public sealed class GraphEditor
             if (_replacements.TryGetValue(n, out var with)) nodes.AddRange(with);
             else if (!_removed.Contains(n)) nodes.Add(n);
         }
-        var pars = Graph.Params.Where(p => !_removedParams.Contains(p.Name)).Concat(_newParams).ToArray();
-        foreach (var p in _removedParams) _ctx.Weights.Remove(p);
+        var pars = Graph.Params.Concat(_newParams).ToArray();
         _ctx.Graph = Graph with { Params = pars, Nodes = nodes.ToArray() };
         return true;
     }

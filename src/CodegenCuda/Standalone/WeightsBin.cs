@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.IO.Hashing;
 using System.Security.Cryptography;
 using System.Text;
 using ShiftWise.IR;
@@ -105,8 +106,8 @@ public static class WeightsBin
             var dst = span.Slice((int)(tableEnd + r.Offset * 4), v.Length * 4);
             for (int i = 0; i < v.Length; i++) BinaryPrimitives.WriteSingleLittleEndian(dst[(i * 4)..], v[i]);
         }
-        BinaryPrimitives.WriteUInt32LittleEndian(span[48..], Crc32.Compute(span[HeaderBytes..]));
-        BinaryPrimitives.WriteUInt32LittleEndian(span[52..], Crc32.Compute(span[..52]));
+        BinaryPrimitives.WriteUInt32LittleEndian(span[48..], Crc32.HashToUInt32(span[HeaderBytes..]));
+        BinaryPrimitives.WriteUInt32LittleEndian(span[52..], Crc32.HashToUInt32(span[..52]));
         return file;
     }
 
@@ -122,7 +123,7 @@ public static class WeightsBin
         }
         uint version = BinaryPrimitives.ReadUInt32LittleEndian(file[8..]);
         if (version != Format) throw new IrException($"{what} has format version {version}; this reader knows {Format}");
-        if (BinaryPrimitives.ReadUInt32LittleEndian(file[52..]) != Crc32.Compute(file[..52])) throw new IrException($"{what}: the header checksum does not match (the file is corrupt)");
+        if (BinaryPrimitives.ReadUInt32LittleEndian(file[52..]) != Crc32.HashToUInt32(file[..52])) throw new IrException($"{what}: the header checksum does not match (the file is corrupt)");
         uint count = BinaryPrimitives.ReadUInt32LittleEndian(file[12..]);
         ulong tableBytes = BinaryPrimitives.ReadUInt64LittleEndian(file[16..]);
         ulong payloadBytes = BinaryPrimitives.ReadUInt64LittleEndian(file[24..]);
@@ -135,7 +136,7 @@ public static class WeightsBin
         {
             throw new IrException($"{what} is {file.Length} bytes; its header says {payloadOffset + (long)payloadBytes} (truncated or padded)");
         }
-        if (BinaryPrimitives.ReadUInt32LittleEndian(file[48..]) != Crc32.Compute(file[HeaderBytes..])) throw new IrException($"{what}: the checksum does not match (the file is corrupt)");
+        if (BinaryPrimitives.ReadUInt32LittleEndian(file[48..]) != Crc32.HashToUInt32(file[HeaderBytes..])) throw new IrException($"{what}: the checksum does not match (the file is corrupt)");
         var rows = new List<WeightsEntry>();
         var t = file.Slice(HeaderBytes, (int)tableBytes);
         for (uint i = 0; i < count; i++)

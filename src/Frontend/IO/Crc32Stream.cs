@@ -1,14 +1,16 @@
+using System.IO.Hashing;
+
 namespace ShiftWise.Frontend.IO;
 
 /// <summary>
 /// A read-only wrapper that computes the zip CRC-32 (polynomial 0xEDB88320) of everything read through it and,
 /// when the inner stream ends, compares it with the checksum the archive recorded. ZipArchive in .NET 10 does not
 /// check entry checksums, so without this a flipped bit in a weight would load silently, whereas torch's own
-/// reader refuses the file. (<see cref="ShiftWise.IR.Crc32"/>: a few GB/s, well below the cost of the read itself.)
+/// reader refuses the file. (<see cref="Crc32"/> is System.IO.Hashing's, far cheaper than the read itself.)
 /// </summary>
 internal sealed class Crc32Stream(Stream inner, uint expected, Func<uint, Exception> mismatch) : Stream
 {
-    private uint _crc = 0xFFFFFFFF;
+    private readonly Crc32 _crc = new();
     private bool _checked;
 
     /// <inheritdoc/>
@@ -39,12 +41,12 @@ internal sealed class Crc32Stream(Stream inner, uint expected, Func<uint, Except
         int got = inner.Read(buffer);
         if (got > 0)
         {
-            _crc = ShiftWise.IR.Crc32.Update(_crc, buffer[..got]);
+            _crc.Append(buffer[..got]);
         }
         else if (buffer.Length > 0 && !_checked)
         {
             _checked = true;
-            uint actual = _crc ^ 0xFFFFFFFF;
+            uint actual = _crc.GetCurrentHashAsUInt32();
             if (actual != expected)
             {
                 throw mismatch(actual);

@@ -2,7 +2,6 @@ using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
 using ShiftWise.IR;
-using ShiftWise.IR.Analysis;
 using ShiftWise.IR.Ops;
 
 namespace ShiftWise.Passes.Lowering;
@@ -11,21 +10,20 @@ namespace ShiftWise.Passes.Lowering;
 public sealed record Tunable(string Name, IReadOnlyList<int> Values, int Default);
 
 /// <summary>
-/// What one kernel computes, specialised: the node, its kind, the constants baked into generated code, and the
-/// tunables with their legal ranges. Shared by the CPU and CUDA targets, which render the same specs.
+/// One specialised kernel: its name (unique per specialisation) and its tunables with their legal ranges. Shared by
+/// the CPU and CUDA targets, which render the same specs.
 /// </summary>
-public sealed record KernelSpec(string Name, string Kind, Node Node, IReadOnlyDictionary<string, int> Constants,
-    IReadOnlyList<Tunable> Tunables)
+public sealed record KernelSpec(string Name, IReadOnlyList<Tunable> Tunables)
 {
     /// <summary>The default value of every tunable.</summary>
     public IReadOnlyDictionary<string, int> Defaults => Tunables.ToDictionary(t => t.Name, t => t.Default);
 }
 
 /// <summary>
-/// The specialised SW layer: a <see cref="FusedShiftWise"/> node on a known input shape, with the cost estimate of
-/// each lowering (the target chooses; the tuner measures).
+/// The specialised SW layer: a <see cref="FusedShiftWise"/> node on a known input shape (the target chooses the
+/// lowering; the tuner measures).
 /// </summary>
-public sealed record SwLayerSpec(KernelSpec Spec, FusedShiftWise Op, Shape Input, IReadOnlyList<SwLowering> Estimates)
+public sealed record SwLayerSpec(KernelSpec Spec, FusedShiftWise Op, Shape Input)
 {
     /// <summary>R, rep channels.</summary>
     public int Rep => Op.Rep.Count;
@@ -64,19 +62,9 @@ public sealed record SwLayerSpec(KernelSpec Spec, FusedShiftWise Op, Shape Input
     }
 }
 
-/// <summary>Lowers an optimised graph to kernel specs, one per node.</summary>
+/// <summary>The spec of an SW layer (the one kernel with tunables) and the hash that keys its tuning.</summary>
 public static class KernelLowering
 {
-    /// <summary>Lowering choices for an SW layer.</summary>
-    public static readonly IReadOnlyList<string> SwLowerings = ["cross", "factorised"];
-
-    /// <summary>The spec of every node, in order.</summary>
-    public static IReadOnlyList<KernelSpec> Lower(Graph g)
-    {
-        var types = g.ValueTypes();
-        return g.Nodes.Select(n => n.Op is FusedShiftWise ? Sw(n, types[n.Inputs[0]].Shape).Spec : Generic(n)).ToArray();
-    }
-
     /// <summary>
     /// The SW layer spec. Tunables (CPU): lowering (0 cross, 1 factorised), rows and 8-wide column vectors per
     /// register tile (at most 12 accumulators: AVX2 has 16 vector registers), threads.
@@ -94,25 +82,16 @@ public static class KernelLowering
         int cv = Math.Min(4, vc);
         int rb = Math.Min(cv >= 4 ? 2 : 3, Math.Max(1, x[2]));
         int lowering = 0; // the cross: dense FMAs beat the gather's loads on CPUs (PERFORMANCE.md); tuning may flip it
-        var constants = new SortedDictionary<string, int>(StringComparer.Ordinal)
-        {
-            ["batch"] = x[0], ["channels"] = x[1], ["height"] = x[2], ["width"] = x[3], ["rep"] = op.Rep.Count,
-            ["ghost"] = op.Ghost.Count, ["big"] = s.Big, ["small"] = s.Small, ["n"] = s.N, ["nrep"] = s.NRep,
-            ["subs"] = op.Subs.Count, ["band_width"] = s.N * s.Small, ["mu"] = s.Big / 2,
-        };
         var name = string.Create(CultureInfo.InvariantCulture,
             $"sw_fused_b{s.Big}k{s.Small}g{s.NRep}_c{x[1]}_h{x[2]}w{x[3]}_{Hash8(op, x)}");
-        var spec = new KernelSpec(name, "fused_shiftwise", n, constants,
+        var spec = new KernelSpec(name,
         [
             new Tunable("lowering", [0, 1], lowering),
             new Tunable("row_block", rbs, rb),
             new Tunable("col_vectors", cvs, cv),
         ]);
-        return new SwLayerSpec(spec, op, x, Cost.SwLowerings(op, x));
+        return new SwLayerSpec(spec, op, x);
     }
-
-    private static KernelSpec Generic(Node n) =>
-        new(n.Op.Name + "_" + Sanitize(n.Name), n.Op.Name, n, new Dictionary<string, int>(), []);
 
     /// <summary>First 8 hex digits of SHA-256 over everything that specialises the kernel.</summary>
     private static string Hash8(FusedShiftWise op, Shape x) => Sha(SpecText(op, x))[..8];
@@ -128,12 +107,4 @@ public static class KernelLowering
     }
 
     private static string Sha(string text) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)));
-
-    /// <summary>A name reduced to identifier characters (node names come from model files).</summary>
-    public static string Sanitize(string s)
-    {
-        var sb = new StringBuilder();
-        foreach (var c in s) sb.Append(char.IsAsciiLetterOrDigit(c) ? c : '_');
-        return sb.Length > 40 ? sb.ToString(0, 40) : sb.ToString();
-    }
 }

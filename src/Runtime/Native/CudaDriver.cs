@@ -45,9 +45,6 @@ internal static unsafe partial class CudaDriver
     [LibraryImport(Lib, EntryPoint = "cuCtxSetCurrent")]
     public static partial int CtxSetCurrent(IntPtr ctx);
 
-    [LibraryImport(Lib, EntryPoint = "cuCtxSynchronize")]
-    public static partial int CtxSynchronize();
-
     [LibraryImport(Lib, EntryPoint = "cuModuleLoadData")]
     public static partial int ModuleLoadData(out IntPtr module, byte* image);
 
@@ -56,9 +53,6 @@ internal static unsafe partial class CudaDriver
 
     [LibraryImport(Lib, EntryPoint = "cuModuleGetFunction")]
     public static partial int ModuleGetFunction(out IntPtr function, IntPtr module, byte* name);
-
-    [LibraryImport(Lib, EntryPoint = "cuFuncGetAttribute")]
-    public static partial int FuncGetAttribute(out int value, int attribute, IntPtr function);
 
     [LibraryImport(Lib, EntryPoint = "cuLaunchKernel")]
     public static partial int LaunchKernel(IntPtr function, uint gx, uint gy, uint gz, uint bx, uint by, uint bz,
@@ -76,20 +70,8 @@ internal static unsafe partial class CudaDriver
     [LibraryImport(Lib, EntryPoint = "cuMemcpyDtoH_v2")]
     public static partial int MemcpyDtoH(void* dst, ulong src, nuint bytes);
 
-    [LibraryImport(Lib, EntryPoint = "cuMemcpyHtoDAsync_v2")]
-    public static partial int MemcpyHtoDAsync(ulong dst, void* src, nuint bytes, IntPtr stream);
-
-    [LibraryImport(Lib, EntryPoint = "cuMemcpyDtoHAsync_v2")]
-    public static partial int MemcpyDtoHAsync(void* dst, ulong src, nuint bytes, IntPtr stream);
-
     [LibraryImport(Lib, EntryPoint = "cuMemsetD32_v2")]
     public static partial int MemsetD32(ulong dst, uint value, nuint count);
-
-    [LibraryImport(Lib, EntryPoint = "cuMemAllocHost_v2")]
-    public static partial int MemAllocHost(out IntPtr ptr, nuint bytes);
-
-    [LibraryImport(Lib, EntryPoint = "cuMemFreeHost")]
-    public static partial int MemFreeHost(IntPtr ptr);
 
     [LibraryImport(Lib, EntryPoint = "cuStreamCreate")]
     public static partial int StreamCreate(out IntPtr stream, uint flags);
@@ -134,7 +116,6 @@ internal static unsafe partial class CudaDriver
     public static partial int GraphDestroy(IntPtr graph);
 
     // device attributes (CUdevice_attribute)
-    public const int AttrMaxThreadsPerBlock = 1;
     public const int AttrMaxSharedPerBlock = 8;
     public const int AttrClockRateKhz = 13;
     public const int AttrMultiprocessors = 16;
@@ -142,12 +123,6 @@ internal static unsafe partial class CudaDriver
     public const int AttrBusWidthBits = 37;
     public const int AttrCcMajor = 75;
     public const int AttrCcMinor = 76;
-    public const int AttrMaxSharedPerBlockOptin = 97;
-
-    // function attributes (CUfunction_attribute)
-    public const int FuncSharedBytes = 1;
-    public const int FuncLocalBytes = 3;
-    public const int FuncRegisters = 4;
 }
 
 /// <summary>cuBLAS (v2 API): handle, stream, math mode, strided-batched SGEMM.</summary>
@@ -166,17 +141,11 @@ internal static unsafe partial class CublasApi
     [LibraryImport(Lib, EntryPoint = "cublasDestroy_v2")]
     public static partial int Destroy(IntPtr handle);
 
-    [LibraryImport(Lib, EntryPoint = "cublasGetVersion_v2")]
-    public static partial int GetVersion(IntPtr handle, out int version);
-
     [LibraryImport(Lib, EntryPoint = "cublasSetStream_v2")]
     public static partial int SetStream(IntPtr handle, IntPtr stream);
 
     [LibraryImport(Lib, EntryPoint = "cublasSetMathMode")]
     public static partial int SetMathMode(IntPtr handle, int mode);
-
-    [LibraryImport(Lib, EntryPoint = "cublasSetWorkspace_v2")]
-    public static partial int SetWorkspace(IntPtr handle, ulong workspace, nuint bytes);
 
     [LibraryImport(Lib, EntryPoint = "cublasSgemmStridedBatched")]
     public static partial int SgemmStridedBatched(IntPtr handle, int transa, int transb, int m, int n, int k,

@@ -28,9 +28,6 @@ internal static unsafe partial class OpenBlas
         CblasSgemm(RowMajor, transA ? Trans : NoTrans, transB ? Trans : NoTrans, m, n, k, alpha, a, lda, b, ldb,
             beta, c, ldc);
 
-    /// <summary>OpenBLAS's thread count, or null when this build does not export the query.</summary>
-    public static int? Threads => Library.Exports("openblas_get_num_threads") ? GetNumThreads() : null;
-
     /// <summary>Sets OpenBLAS's thread count where the build exports the setter; returns whether it did.</summary>
     public static bool TrySetThreads(int threads)
     {
@@ -45,7 +42,4 @@ internal static unsafe partial class OpenBlas
 
     [LibraryImport(Lib, EntryPoint = "openblas_set_num_threads")]
     private static partial void SetNumThreads(int threads);
-
-    [LibraryImport(Lib, EntryPoint = "openblas_get_num_threads")]
-    private static partial int GetNumThreads();
 }
