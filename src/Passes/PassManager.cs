@@ -75,9 +75,8 @@ public sealed class PassManager
             {
                 Directory.CreateDirectory(dir);
                 var file = Path.Combine(dir, $"{(i + 1).ToString("D3", CultureInfo.InvariantCulture)}_{p.Name}.swir");
-                var tmp = $"{file}.tmp{Environment.ProcessId}";
-                File.WriteAllText(tmp, SwirPrinter.Print(ctx.Graph with { WeightsFile = null }));
-                File.Move(tmp, file, overwrite: true);  // a killed compile leaves no half-written dump
+                // a killed compile leaves no half-written dump
+                AtomicFile.WriteText(file, SwirPrinter.Print(ctx.Graph with { WeightsFile = null }));
             }
         }
         return records;

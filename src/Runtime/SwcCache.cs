@@ -1,3 +1,4 @@
+using ShiftWise.IR;
 using System.Security.Cryptography;
 using ShiftWise.Frontend.IO;
 

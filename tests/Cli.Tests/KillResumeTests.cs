@@ -1,3 +1,4 @@
+using ShiftWise.IR;
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;

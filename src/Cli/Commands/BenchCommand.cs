@@ -172,7 +172,7 @@ public static class BenchCommand
             ["ms_by_kind"] = kinds,
         };
         var text = System.Text.Json.JsonSerializer.Serialize(o, new System.Text.Json.JsonSerializerOptions { WriteIndented = true });
-        ShiftWise.Frontend.IO.AtomicFile.WriteText(path, text + "\n");
+        ShiftWise.IR.AtomicFile.WriteText(path, text + "\n");
     }
 
     private static string F3(double v) => v.ToString("F3", CultureInfo.InvariantCulture);

@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text;
 
-namespace ShiftWise.Frontend.IO;
+namespace ShiftWise.IR;
 
 /// <summary>
 /// Replaces a file all at once: the content goes to a temporary file in the same directory, which is then renamed
