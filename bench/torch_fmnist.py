@@ -5,7 +5,7 @@
     /usr/bin/python3 bench/torch_fmnist.py [CONFIG] [--threads 2] [--epochs E] [--json OUT]
                                           [--subset N] [--set train.lr=3e-3 --set model.dims=[16,32,64,128] ...]
 
-The model is tools/sw_torch.py's ShiftWiseV2 (pure PyTorch, same layer as the C# model). Recipe, exactly:
+The model is tools/fixtures/sw_torch.py's ShiftWiseV2 (pure PyTorch, same layer as the C# model). Recipe, exactly:
   * data: the idx.gz files read here (magic numbers checked), x = (pixel/255 - mean) / std, NCHW float32;
     optional random horizontal flip per sample (data.hflip);
   * every epoch: a permutation of the training set from a torch.Generator seeded once with train.seed, batches of
@@ -36,7 +36,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tools"))
+sys.path.insert(0, os.path.join(ROOT, "tools", "fixtures"))
 import sw_torch  # noqa: E402
 
 

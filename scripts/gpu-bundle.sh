@@ -7,7 +7,8 @@
 # bundle/gpu-tests/  framework-dependent Release publish of the GPU test project (an xunit v3 executable);
 #                    GPU_TESTS_PROJECT=path/to/X.csproj substitutes another (default tests/Gpu/ShiftWise.Gpu.Tests.csproj)
 # bundle/dotnet/     the local .NET install's `dotnet` host, host/fxr/<ver>/ and shared/Microsoft.NETCore.App/<ver>/
-# bundle/tools/      tools/*.py (the PyTorch peer and sw_torch.py)
+# bundle/tools/      tools/*.py, tools/fixtures/*.py, tools/gpu/*.py in the same layout (the PyTorch peer in gpu/
+#                    imports fixtures/sw_torch.py)
 # bundle/gpu-check.sh, bundle/MANIFEST (versions, commit, the test assembly's name)
 #
 # The test publish's code-coverage collector is left out and files both publishes share are stored once (hard
@@ -54,7 +55,7 @@ out="$(cd "$(dirname "$out")" && pwd)/$(basename "$out")"
 tmp="$(mktemp -d "$(dirname "$out")/.swc-gpu-bundle.XXXXXX")" || die "cannot make a temporary folder beside $out"
 trap 'rm -rf "$tmp"' EXIT
 b="$tmp/bundle"
-mkdir -p "$b/dotnet/host/fxr" "$b/dotnet/shared/Microsoft.NETCore.App" "$b/tools"
+mkdir -p "$b/dotnet/host/fxr" "$b/dotnet/shared/Microsoft.NETCore.App" "$b/tools/fixtures" "$b/tools/gpu"
 
 publish() {  # project, destination
   local log="$tmp/publish-$(basename "$2").log"
@@ -104,7 +105,9 @@ for f in LICENSE.txt ThirdPartyNotices.txt; do
   [ -f "$dotnet_dir/$f" ] && cp -p "$dotnet_dir/$f" "$b/dotnet/"
 done
 
-cp -p tools/*.py "$b/tools/" || die "copying tools/*.py failed"
+for d in . fixtures gpu; do
+  cp -p tools/$d/*.py "$b/tools/$d/" || die "copying tools/$d/*.py failed"
+done
 cp -p scripts/gpu-check.sh "$b/" || die "copying scripts/gpu-check.sh failed"
 chmod +x "$b/gpu-check.sh"
 

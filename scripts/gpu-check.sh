@@ -43,7 +43,7 @@ trap 'rm -rf "$work"' EXIT
 trap 'exit 143' TERM INT HUP
 tar -xzf "$bundle_tgz" -C "$work" || die "the bundle $bundle_tgz does not unpack (tar -xzf failed)"
 B="$work/bundle"
-for f in MANIFEST swc/swc.dll dotnet/dotnet tools/bench_torch_peer.py; do
+for f in MANIFEST swc/swc.dll dotnet/dotnet tools/gpu/bench_torch_peer.py; do
   [ -e "$B/$f" ] || die "the bundle has no bundle/$f: not a bundle made by scripts/gpu-bundle.sh"
 done
 cp "$B/MANIFEST" "$R/MANIFEST"
@@ -202,7 +202,7 @@ if [ "${GPU_CHECK_EMIT:-1}" = "1" ]; then
       "$R/emit-logits.npy" --repeat 20
     run_step "swc run sw-tiny --device cuda" 120 30 "$R/emit-swc-run.log" "${swc[@]}" run sw-tiny --batch 2 --device cuda \
       --input "$work/emit-x.npy" --output "$R/swc-logits.npy"
-    run_step "emitted vs swc run" 30 10 "$R/emit-compare.log" "$py" "$B/tools/compare_npy.py" "$R/emit-logits.npy" \
+    run_step "emitted vs swc run" 30 10 "$R/emit-compare.log" "$py" "$B/tools/gpu/compare_npy.py" "$R/emit-logits.npy" \
       "$R/swc-logits.npy" --tol 1e-5 --label "emitted example vs swc run --device cuda (sw-tiny, batch 2)"
     "$py" -c "import sys; b = bytearray(open(sys.argv[1], 'rb').read()); b[-100] ^= 0x55; open(sys.argv[2], 'wb').write(b)" \
       "$E/weights.bin" "$work/corrupt.bin"
@@ -280,7 +280,7 @@ done
 # 3. the PyTorch peer: eager, then compiled with what time is left (its JSON is rewritten after every
 #    measurement, so a compile cut short by its timeout keeps what it finished)
 run_step "pytorch peer (eager)" 150 "$final_reserve" "$R/torch.log" \
-  env PYTHONUNBUFFERED=1 "$py" "$B/tools/bench_torch_peer.py" --device cuda --out "$R/torch.json" \
+  env PYTHONUNBUFFERED=1 "$py" "$B/tools/gpu/bench_torch_peer.py" --device cuda --out "$R/torch.json" \
   && expect_json "pytorch peer (eager)" "$R/torch.json"
 compile_note=""
 if [ "${PEER_COMPILE:-1}" = "0" ]; then
@@ -291,7 +291,7 @@ else
   t=$(( $(remaining) - final_reserve ))
   say "step $((step_no + 1)) (pytorch peer, torch.compile), timeout ${t}s"
   step_no=$((step_no + 1))
-  timeout -k 5 "$t" env PYTHONUNBUFFERED=1 "$py" "$B/tools/bench_torch_peer.py" --device cuda --compile \
+  timeout -k 5 "$t" env PYTHONUNBUFFERED=1 "$py" "$B/tools/gpu/bench_torch_peer.py" --device cuda --compile \
     --only-compiled --out "$R/torch-compiled.json" 2>&1 | tee "$R/torch-compiled.log"
   rc=${PIPESTATUS[0]}
   if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
@@ -308,8 +308,8 @@ fi
 
 # 4. the table
 say "step $((step_no + 1)) (table)"
-COMPILE_NOTE="$compile_note" timeout 20 "$py" "$B/tools/gpu_ratio_table.py" "$R" 2>&1 | tee "$R/summary.txt"
-[ "${PIPESTATUS[0]}" -eq 0 ] || failed+=("table: tools/gpu_ratio_table.py failed")
+COMPILE_NOTE="$compile_note" timeout 20 "$py" "$B/tools/gpu/gpu_ratio_table.py" "$R" 2>&1 | tee "$R/summary.txt"
+[ "${PIPESTATUS[0]}" -eq 0 ] || failed+=("table: tools/gpu/gpu_ratio_table.py failed")
 
 cat "$R/emit-summary.txt" >>"$R/summary.txt" 2>/dev/null
 finish

@@ -6,7 +6,7 @@ Run it in your own PyTorch environment (any torch >= 1.10 with numpy; nothing el
     python3 tools/export_pytorch.py CHECKPOINT.pth OUT_DIR [--model sw-tiny|sw-small|sw-base|sw-large]
                                     [--kernel-size 51,49,47,13,3] [--n-rep 4] [--ghost-ratio 0.23]
                                     [--unsafe-load]
-    python3 tools/export_pytorch.py --self-test      (needs tools/sw_torch.py beside this file)
+    python3 tools/export_pytorch.py --self-test      (needs tools/fixtures/sw_torch.py)
 
 Input: a torch.save() file, either the official training layout {'model': state_dict, ...} (also
 {'state_dict': ...}) or a bare state_dict; a DDP 'module.' prefix is stripped. It is loaded on the CPU with
@@ -303,7 +303,7 @@ def read_safetensors(path):
 def self_test():
     """Round trip through sw_torch: checkpoint -> export -> model.json + safetensors -> identical outputs."""
     import tempfile
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures"))
     import sw_torch
 
     def randomised(**kw):
@@ -403,7 +403,7 @@ def main(argv=None):
     ap.add_argument("--n-rep", type=int, default=4, help="N_rep used in training (default %(default)s)")
     ap.add_argument("--ghost-ratio", type=float, default=0.23, help="default %(default)s")
     ap.add_argument("--unsafe-load", action="store_true", help="full unpickling (trusted files only)")
-    ap.add_argument("--self-test", action="store_true", help="round-trip test with tools/sw_torch.py")
+    ap.add_argument("--self-test", action="store_true", help="round-trip test with tools/fixtures/sw_torch.py")
     args = ap.parse_args(argv)
     if args.self_test:
         self_test()

@@ -3,7 +3,7 @@ using ShiftWise.Frontend.IO;
 namespace ShiftWise.Cli.Tests;
 
 /// <summary>
-/// swc run with PyTorch checkpoints made by tools/gen_cli_checkpoints.py (torch.save of the pure-PyTorch model):
+/// swc run with PyTorch checkpoints made by tools/fixtures/gen_cli_checkpoints.py (torch.save of the pure-PyTorch model):
 /// the official layout, a merged checkpoint, and the failures a user meets.
 /// </summary>
 public sealed class CheckpointTests

@@ -6,7 +6,7 @@ using ShiftWise.IR;
 namespace ShiftWise.Cli.Tests;
 
 /// <summary>
-/// Fixtures/grad (tools/gen_grad_fixtures.py) loaded the way `swc grad` loads it: the training form of the sw-v2 the
+/// Fixtures/grad (tools/fixtures/gen_grad_fixtures.py) loaded the way `swc grad` loads it: the training form of the sw-v2 the
 /// fixture describes (batch statistics, drop path off, no label smoothing), its float32 weights, input and labels,
 /// and PyTorch's float64 results. Used where `swc grad` prints nothing to compare (the running statistics) and for
 /// the reference executor run wholly in float64.

@@ -6,7 +6,7 @@ using ShiftWise.IR.Reference;
 namespace ShiftWise.Cli.Tests;
 
 /// <summary>
-/// swc grad against PyTorch autograd (Fixtures/grad, from tools/gen_grad_fixtures.py: a small ShiftWise_v2 with random
+/// swc grad against PyTorch autograd (Fixtures/grad, from tools/fixtures/gen_grad_fixtures.py: a small ShiftWise_v2 with random
 /// weights and about 30% zero sub-kernels, BN with batch statistics, float64 gradients), relative L2 per parameter.
 /// Sixteen gradients are analytically zero (the SW BN biases and GRN betas feed a batch-statistics BN that removes
 /// any per-channel constant): float64 gives ~1e-16 and float32 round-off, so for those the absolute error is bounded

@@ -42,6 +42,36 @@ public static class KernelCases
     /// <summary>Every case, by label.</summary>
     public static IReadOnlyDictionary<string, KernelCase> All { get; } = Build();
 
+    /// <summary>
+    /// Ops with no case here because other tests cover their CUDA lowering, and which. With the ops of
+    /// <see cref="All"/> and <see cref="Refused"/> they must account for every op of the shared op catalogue
+    /// (<see cref="CudaOpCoverageTests"/>).
+    /// </summary>
+    public static IReadOnlyDictionary<string, string> CoveredElsewhere { get; } = new Dictionary<string, string>
+    {
+        ["fused_shiftwise"] = "both SW lowerings: SwCudaCompileTests and SwCudaEmuTests over tests/Shared/SwLayers.cs",
+        ["grad"] = "the SW layer's backward (shift_add, depthwise conv2d): GradCudaEmuTests; other grads are refused",
+        ["reshape"] = "an alias of its input, no kernel: PlanRunnerTests",
+    };
+
+    /// <summary>
+    /// Ops the CUDA target has no kernel for, and why none is needed; lowering the catalogue sample of each must be
+    /// refused naming the node and the op.
+    /// </summary>
+    public static IReadOnlyDictionary<string, string> Refused { get; } = new Dictionary<string, string>
+    {
+        ["shift_add"] = "FuseShiftWise folds the SW layer's shift_add into fused_shiftwise",
+        ["sw_cross"] = "FuseShiftWise folds it into fused_shiftwise",
+        ["channel_select"] = "the SW layer's channel selections: FuseShiftWise folds them into fused_shiftwise",
+        ["concat"] = "the SW layer's ghost concat: FuseShiftWise folds it into fused_shiftwise",
+        ["permute"] = "FuseEpilogues reads the permutes around a linear layer as the gemm's strides",
+        ["batch_norm"] = "FoldBatchNorm folds eval batch norms into convs, linears or a scale_bias; train mode trains",
+        ["linear"] = "FuseEpilogues makes every linear layer a gemm",
+        ["softmax"] = "no model of the zoo uses it; the loss's softmax is inside cross_entropy",
+        ["cross_entropy"] = "the training loss: training runs on the CPU target",
+        ["drop_path"] = "train mode trains (CPU); eval mode, an alias of its input, FuseEpilogues folds into a gemm",
+    };
+
     /// <summary>Labels for a theory.</summary>
     public static TheoryData<string> Labels()
     {

@@ -8,7 +8,7 @@ namespace ShiftWise.Frontend.Tests;
 
 /// <summary>
 /// A small ShiftWise_v2 through the reference executor against logits computed by PyTorch
-/// (tools/gen_sw_v2_golden.py with the pure-PyTorch SW layer of tools/sw_torch.py): random float32-exact weights,
+/// (tools/fixtures/gen_sw_v2_golden.py with the pure-PyTorch SW layer of tools/fixtures/sw_torch.py): random float32-exact weights,
 /// non-trivial BN statistics, about 30% of the 3×3 sub-kernels zero. Both sides compute in float64, so the bound
 /// is relative L2 ≤ 1e-6 (the issue's; observed differences are at the 1e-14 level).
 /// </summary>

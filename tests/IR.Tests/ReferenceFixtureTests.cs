@@ -5,7 +5,7 @@ using ShiftWise.IR.Reference;
 namespace ShiftWise.IR.Tests;
 
 /// <summary>
-/// The reference executor against golden float64 outputs computed by PyTorch (tools/gen_reference_fixtures.py;
+/// The reference executor against golden float64 outputs computed by PyTorch (tools/fixtures/gen_reference_fixtures.py;
 /// ShiftAdd there is a literal scatter loop, here a gather). Tolerance: relative L2 ≤ 1e-12, since both sides
 /// compute in float64 and differ only in summation order.
 /// </summary>

@@ -6,7 +6,7 @@ namespace ShiftWise.Runtime.Tests;
 
 /// <summary>
 /// The training-recipe pieces against PyTorch 1.13: AdamW and SGD trajectories, the LR schedule, label-smoothed
-/// cross-entropy (fixtures from tools/gen_optim_fixtures.py), plus resume, the no-decay rule and accumulation.
+/// cross-entropy (fixtures from tools/fixtures/gen_optim_fixtures.py), plus resume, the no-decay rule and accumulation.
 /// </summary>
 public sealed class OptimTests
 {

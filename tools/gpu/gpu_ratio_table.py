@@ -4,7 +4,7 @@
     gpu_ratio_table.py RESULTS_DIR [--gpu-name NAME] [--sm-count N] [--sm-mhz MHZ] [--note TEXT]
 
 Reads RESULTS_DIR/swc-tiny-b{1,32,128}[-graph].json and swc-layer-s{0..3}.json (written by `swc bench --json`:
-images_per_s, ms_per_batch, batch, flops_per_image), torch.json and torch-compiled.json (tools/bench_torch_peer.py).
+images_per_s, ms_per_batch, batch, flops_per_image), torch.json and torch-compiled.json (tools/gpu/bench_torch_peer.py).
 Prints sw-tiny images/s ours vs PyTorch (eager and torch.compile), the SW layer's ms per call ours vs PyTorch per
 stage, and the SW layer's achieved TFLOP/s (flops_per_image x batch / time) against the FP32 peak
 SMs x 128 FP32 lanes x 2 FLOP per FMA x max SM clock. Also writes RESULTS_DIR/ratios.json. Missing numbers print as

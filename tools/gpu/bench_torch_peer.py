@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """The PyTorch peer of the GPU benchmarks: sw-tiny and its SW layer in eager PyTorch (and torch.compile).
 
-The model is tools/sw_torch.py's ShiftWise_v2 (the original network, written from the spec) with the SW layer's
+The model is tools/fixtures/sw_torch.py's ShiftWise_v2 (the original network, written from the spec) with the SW layer's
 shift-add as index operations (zero padding + torch.gather), PyTorch's own conv/linear/norm kernels and no custom
 kernel. Eval mode, fp32, TF32 off for cuBLAS and cuDNN, cudnn.benchmark on, torch.no_grad(). Weights are the
 original's initialisation drawn from --seed (values do not matter for speed). The SW layers' index tables
@@ -29,7 +29,7 @@ import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
 import sw_torch  # noqa: E402
 
 # sw-tiny (src/Frontend/Zoo/ShiftWiseV2Options.cs: the sw-tiny preset is the defaults)
