@@ -4,7 +4,7 @@ using ShiftWise.IR;
 
 namespace ShiftWise.Cli;
 
-/// <summary>Exit codes of swc (documented in the README).</summary>
+/// <summary>Exit codes of swc (documented in docs/commands.md).</summary>
 public static class ExitCodes
 {
     /// <summary>Success.</summary>

@@ -2,7 +2,7 @@ using static ShiftWise.Cli.Tests.SwcRun;
 
 namespace ShiftWise.Cli.Tests;
 
-/// <summary>Bad configurations are refused with exit code 2 and a message that names the option (README: exit codes).</summary>
+/// <summary>Bad configurations are refused with exit code 2 and a message that names the option (docs/commands.md: exit codes).</summary>
 public sealed class BadConfigTests
 {
     public static TheoryData<string, string> Cases() => new()
