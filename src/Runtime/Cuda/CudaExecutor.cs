@@ -16,17 +16,15 @@ public sealed record CudaRunOptions
     public bool Graphs { get; init; }
 }
 
-/// <summary>The time of one step of a profiled run.</summary>
-public sealed record StepTime(PlanStep Step, string Kind, double Ms);
-
 /// <summary>
-/// Runs a <see cref="CudaPlan"/> on device 0: every kernel compiled by NVRTC to CUBIN for the device's own arch (through
-/// the kernel cache) and loaded once; weights and derived tensors uploaded once; all activations in one arena laid out
-/// by the memory plan; scratch buffers in a second allocation; the steps launched in order on one stream, GEMMs through
-/// cuBLAS; optionally captured once as a CUDA graph and replayed. Outputs are copied to fresh host tensors, so a later
-/// run never overwrites what an earlier one returned.
+/// Runs a <see cref="CudaPlan"/> on device 0: every kernel compiled by NVRTC to CUBIN for the device's own arch
+/// (through the kernel cache) and loaded once; weights and derived tensors uploaded once; all activations in one arena
+/// laid out by the memory plan; scratch buffers in a second allocation; the steps launched in order on one stream,
+/// GEMMs through cuBLAS; optionally captured once as a CUDA graph and replayed (CudaExecutor.Graphs.cs). Outputs are
+/// copied to fresh host tensors, so a later run never overwrites what an earlier one returned. Event timing lives in
+/// CudaExecutor.Timing.cs.
 /// </summary>
-public sealed unsafe class CudaExecutor : IDisposable
+public sealed unsafe partial class CudaExecutor : IDisposable
 {
     private readonly CudaPlan _plan;
     private readonly Dictionary<string, long> _slots;
@@ -46,14 +44,11 @@ public sealed unsafe class CudaExecutor : IDisposable
     private readonly CudaHandle? _cublasHandle;
     private readonly IntPtr _stream;
     private readonly IntPtr _cublas;
-    private CudaHandle? _graph;
-    private CudaHandle? _graphExec;
-    private int _eagerRuns;
     private bool _disposed;
 
     /// <summary>Compiles, loads and uploads everything the plan needs.</summary>
-    public CudaExecutor(CudaPlan plan, Graph g, IReadOnlyDictionary<string, Tensor> weights, CudaRunOptions? options = null,
-        Action<string>? log = null)
+    public CudaExecutor(CudaPlan plan, Graph g, IReadOnlyDictionary<string, Tensor> weights,
+        CudaRunOptions? options = null, Action<string>? log = null)
     {
         _plan = plan;
         _slots = plan.Memory.Slots.ToDictionary(s => s.Value, s => s.Offset, StringComparer.Ordinal);
@@ -64,7 +59,10 @@ public sealed unsafe class CudaExecutor : IDisposable
         CudaDevice.MakeCurrent();
         try
         {
-            if (!CublasApi.Library.Found) throw new IrException(CublasApi.Library.Missing("The plan's GEMMs cannot run."));
+            if (!CublasApi.Library.Found)
+            {
+                throw new IrException(CublasApi.Library.Missing("The plan's GEMMs cannot run."));
+            }
             var compiled = CudaKernelCompiler.CompileAll(plan.Kernels, info.Arch, warn: log);
             Kernels = compiled;
             foreach (var c in compiled)
@@ -76,13 +74,19 @@ public sealed unsafe class CudaExecutor : IDisposable
                 {
                     var name = Encoding.UTF8.GetBytes(e + "\0");
                     IntPtr f;
-                    fixed (byte* n = name) CudaDevice.Check(CudaDriver.ModuleGetFunction(out f, mod, n), $"cuModuleGetFunction {e}");
+                    fixed (byte* n = name)
+                    {
+                        CudaDevice.Check(CudaDriver.ModuleGetFunction(out f, mod, n), $"cuModuleGetFunction {e}");
+                    }
                     _functions[e] = f;
                 }
             }
             foreach (var p in g.Params)
             {
-                if (!weights.TryGetValue(p.Name, out var t)) throw new IrException($"no weights for parameter '{p.Name}'");
+                if (!weights.TryGetValue(p.Name, out var t))
+                {
+                    throw new IrException($"no weights for parameter '{p.Name}'");
+                }
                 _params[p.Name] = Upload(t, "parameter " + p.Name);
             }
             foreach (var (name, v) in Derived.ComputeAll(plan, g, weights))
@@ -122,13 +126,8 @@ public sealed unsafe class CudaExecutor : IDisposable
     /// The <c>cublasMath_t</c> the executor sets on its cuBLAS handle: CUBLAS_TF32_TENSOR_OP_MATH with
     /// <see cref="CudaRunOptions.Tf32"/>, else CUBLAS_DEFAULT_MATH (full fp32).
     /// </summary>
-    public static int CublasMathMode(CudaRunOptions options) => options.Tf32 ? CublasApi.MathTf32 : CublasApi.MathDefault;
-
-    /// <summary>
-    /// Whether <see cref="Enqueue"/> replays the CUDA graph (capturing it first) after <paramref name="eagerRuns"/>
-    /// eager runs: with <see cref="CudaRunOptions.Graphs"/>, from the third run on; never without.
-    /// </summary>
-    public static bool ReplaysGraph(CudaRunOptions options, int eagerRuns) => options.Graphs && eagerRuns >= 2;
+    public static int CublasMathMode(CudaRunOptions options) =>
+        options.Tf32 ? CublasApi.MathTf32 : CublasApi.MathDefault;
 
     /// <summary>The NVRTC results (each kernel's CUBIN and where it came from).</summary>
     public IReadOnlyList<CompiledKernel> Kernels { get; } = [];
@@ -158,7 +157,8 @@ public sealed unsafe class CudaExecutor : IDisposable
                 foreach (var o in _outputsOf.GetValueOrDefault(node) ?? [])
                 {
                     var t = ReadValue(o);
-                    NonFiniteException.Check((float[])t.Data, $"node %{node}, output %{o},", _types[o], "every value before it was finite");
+                    NonFiniteException.Check((float[])t.Data, $"node %{node}, output %{o},", _types[o],
+                        "every value before it was finite");
                 }
             }
         }
@@ -175,55 +175,66 @@ public sealed unsafe class CudaExecutor : IDisposable
     {
         foreach (var i in _plan.Inputs)
         {
-            if (!inputs.TryGetValue(i.Name, out var t)) throw new IrException($"no value given for input '{i.Name}' ({i.Type})");
-            if (!t.Shape.Equals(i.Type.Shape)) throw new IrException($"input '{i.Name}' has shape {t.Shape}, the plan was compiled for {i.Type.Shape}");
+            if (!inputs.TryGetValue(i.Name, out var t))
+            {
+                throw new IrException($"no value given for input '{i.Name}' ({i.Type})");
+            }
+            if (!t.Shape.Equals(i.Type.Shape))
+            {
+                throw new IrException(
+                    $"input '{i.Name}' has shape {t.Shape}, the plan was compiled for {i.Type.Shape}");
+            }
             _inputs[i.Name].Upload((float[])t.Cast(DType.F32).Data);
         }
-    }
-
-    /// <summary>Enqueues one run on the stream: the CUDA graph when enabled (captured on the third call), else each step.</summary>
-    public void Enqueue()
-    {
-        CudaDevice.MakeCurrent();
-        if (ReplaysGraph(Options, _eagerRuns))
-        {
-            if (_graphExec is null) Capture();
-            CudaDevice.Check(CudaDriver.GraphLaunch(_graphExec!.Raw, _stream), "cuGraphLaunch");
-            return;
-        }
-        foreach (var s in _steps) s();
-        _eagerRuns++;
     }
 
     /// <summary>The number of steps of the plan.</summary>
     public int StepCount => _steps.Count;
 
-    /// <summary>Enqueues step <paramref name="i"/> alone (for checking a plan step by step against a reference).</summary>
+    /// <summary>
+    /// Enqueues step <paramref name="i"/> alone (for checking a plan step by step against a reference).
+    /// </summary>
     public void RunStep(int i)
     {
         CudaDevice.MakeCurrent();
         _steps[i]();
     }
 
-    /// <summary>Copies any value of the graph out (after <see cref="Synchronize"/>; arena slots are reused, so only a value still live holds its data).</summary>
+    /// <summary>
+    /// Copies any value of the graph out (after <see cref="Synchronize"/>; arena slots are reused, so only a value
+    /// still live holds its data).
+    /// </summary>
     public Tensor ReadValue(string v)
     {
         var t = _types[v];
         var data = new float[t.Shape.Elements];
         var (buf, off) = Value(v);
         CudaDevice.MakeCurrent();
-        fixed (float* p = data) CudaDevice.Check(CudaDriver.MemcpyDtoH(p, buf + (ulong)(off * 4), (nuint)(data.Length * 4L)), "cuMemcpyDtoH of " + v);
+        fixed (float* p = data)
+        {
+            CudaDevice.Check(CudaDriver.MemcpyDtoH(p, buf + (ulong)(off * 4), (nuint)(data.Length * 4L)),
+                "cuMemcpyDtoH of " + v);
+        }
         return Tensor.Wrap(new TensorType(DType.F32, t.Shape), data);
     }
 
-    /// <summary>Overwrites a value of the graph on the device (a step-by-step check feeds each step exact inputs).</summary>
+    /// <summary>
+    /// Overwrites a value of the graph on the device (a step-by-step check feeds each step exact inputs).
+    /// </summary>
     public void WriteValue(string v, Tensor t)
     {
-        if (!t.Shape.Equals(_types[v].Shape)) throw new IrException($"value %{v} has shape {_types[v].Shape}, got {t.Shape}");
+        if (!t.Shape.Equals(_types[v].Shape))
+        {
+            throw new IrException($"value %{v} has shape {_types[v].Shape}, got {t.Shape}");
+        }
         var data = (float[])t.Cast(DType.F32).Data;
         var (buf, off) = Value(v);
         CudaDevice.MakeCurrent();
-        fixed (float* p = data) CudaDevice.Check(CudaDriver.MemcpyHtoD(buf + (ulong)(off * 4), p, (nuint)(data.Length * 4L)), "cuMemcpyHtoD of " + v);
+        fixed (float* p = data)
+        {
+            CudaDevice.Check(CudaDriver.MemcpyHtoD(buf + (ulong)(off * 4), p, (nuint)(data.Length * 4L)),
+                "cuMemcpyHtoD of " + v);
+        }
     }
 
     /// <summary>Waits for the stream.</summary>
@@ -241,76 +252,16 @@ public sealed unsafe class CudaExecutor : IDisposable
         return result;
     }
 
-    /// <summary>One eager run with an event before and after every step; the time of each step.</summary>
-    public IReadOnlyList<StepTime> Profile()
-    {
-        CudaDevice.MakeCurrent();
-        var handles = new List<CudaHandle>();
-        try
-        {
-            for (int i = 0; i <= _steps.Count; i++) handles.Add(CudaHandle.Event());
-            var events = handles.Select(h => h.Raw).ToArray();
-            for (int i = 0; i < _steps.Count; i++)
-            {
-                CudaDevice.Check(CudaDriver.EventRecord(events[i], _stream), "cuEventRecord");
-                _steps[i]();
-            }
-            CudaDevice.Check(CudaDriver.EventRecord(events[^1], _stream), "cuEventRecord");
-            CudaDevice.Check(CudaDriver.EventSynchronize(events[^1]), "cuEventSynchronize");
-            var kinds = _plan.Kernels.ToDictionary(k => k.Name, k => k.Kind, StringComparer.Ordinal);
-            var times = new List<StepTime>();
-            for (int i = 0; i < _steps.Count; i++)
-            {
-                CudaDevice.Check(CudaDriver.EventElapsedTime(out float ms, events[i], events[i + 1]), "cuEventElapsedTime");
-                var step = _plan.Steps[i];
-                times.Add(new StepTime(step, step is KernelLaunch l ? kinds[l.Kernel] : "gemm (cuBLAS)", ms));
-            }
-            return times;
-        }
-        finally
-        {
-            foreach (var h in handles) h.Dispose();
-        }
-    }
-
-    /// <summary>Milliseconds per run over <paramref name="runs"/> runs back to back, timed with events on the stream.</summary>
-    public double TimeRuns(int runs)
-    {
-        CudaDevice.MakeCurrent();
-        using var ea = CudaHandle.Event();
-        using var eb = CudaHandle.Event();
-        CudaDevice.Check(CudaDriver.EventRecord(ea.Raw, _stream), "cuEventRecord");
-        for (int i = 0; i < runs; i++) Enqueue();
-        CudaDevice.Check(CudaDriver.EventRecord(eb.Raw, _stream), "cuEventRecord");
-        CudaDevice.Check(CudaDriver.EventSynchronize(eb.Raw), "cuEventSynchronize (a kernel of the plan failed)");
-        CudaDevice.Check(CudaDriver.EventElapsedTime(out float ms, ea.Raw, eb.Raw), "cuEventElapsedTime");
-        return ms / runs;
-    }
-
-    private void Capture()
-    {
-        Synchronize();
-        CudaDevice.Check(CudaDriver.StreamBeginCapture(_stream, 1), "cuStreamBeginCapture");
-        try
-        {
-            foreach (var s in _steps) s();
-        }
-        finally
-        {
-            int r = CudaDriver.StreamEndCapture(_stream, out var g);
-            if (g != IntPtr.Zero) _graph = CudaHandle.Graph(g);
-            CudaDevice.Check(r, "cuStreamEndCapture");
-        }
-        _graphExec = CudaHandle.GraphExec(_graph!);
-    }
-
     private Action Bind(PlanStep step)
     {
         switch (step)
         {
             case KernelLaunch l:
             {
-                if (!_functions.TryGetValue(l.Entry, out var f)) throw new IrException($"plan step for %{l.Node}: no kernel entry {l.Entry}");
+                if (!_functions.TryGetValue(l.Entry, out var f))
+                {
+                    throw new IrException($"plan step for %{l.Node}: no kernel entry {l.Entry}");
+                }
                 int n = l.Args.Count;
                 var vals = (ulong*)NativeMemory.Alloc((nuint)Math.Max(1, n) * 8);
                 _native.Add((IntPtr)vals);
@@ -335,7 +286,8 @@ public sealed unsafe class CudaExecutor : IDisposable
                 scalars[1] = s.Beta;
                 var what = $"cublasSgemmStridedBatched for %{c.Node} (m {s.M}, n {s.N}, k {s.K}, batch {s.BatchCount})";
                 return () => CublasCheck(CublasApi.SgemmStridedBatched(_cublas, s.TransA, s.TransB, s.M, s.N, s.K,
-                    scalars, a, s.Lda, s.StrideA, b, s.Ldb, s.StrideB, scalars + 1, cc, s.Ldc, s.StrideC, s.BatchCount), what);
+                    scalars, a, s.Lda, s.StrideA, b, s.Ldb, s.StrideB, scalars + 1, cc, s.Ldc, s.StrideC,
+                    s.BatchCount), what);
             }
             default:
                 throw new IrException($"unknown plan step {step.GetType().Name}");
@@ -381,7 +333,9 @@ public sealed unsafe class CudaExecutor : IDisposable
 
     private static IrException Missing(ArgRef a) => new($"the plan refers to {a}, which it does not define");
 
-    /// <summary>A value's device address and float offset: through the views, then an input, a parameter or the arena.</summary>
+    /// <summary>
+    /// A value's device address and float offset: through the views, then an input, a parameter or the arena.
+    /// </summary>
     private (ulong Base, long Offset) Value(string v)
     {
         v = _plan.Root(v);

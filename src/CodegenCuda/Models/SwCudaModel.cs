@@ -1,0 +1,54 @@
+using ShiftWise.Passes.Lowering;
+
+namespace ShiftWise.CodegenCuda;
+
+/// <summary>What both CUDA SW kernels know of their layer: the node's shape, channel lists and small kernel.</summary>
+public abstract class SwCudaModel
+{
+    /// <summary>
+    /// Takes the facts of <paramref name="spec"/>; <paramref name="name"/> is the kernel's entry point.
+    /// </summary>
+    protected SwCudaModel(SwLayerSpec spec, string name)
+    {
+        Name = name;
+        Batch = spec.Input[0];
+        Channels = spec.Input[1];
+        Height = spec.Input[2];
+        Width = spec.Input[3];
+        Rep = spec.Rep;
+        Ghost = spec.Op.Ghost.Count;
+        Small = spec.Op.Shift.Small;
+        RepList = string.Join(", ", spec.Op.Rep);
+        GhostList = string.Join(", ", spec.Op.Ghost);
+    }
+
+    /// <summary>Kernel name (the entry point).</summary>
+    public string Name { get; }
+
+    /// <summary>N.</summary>
+    public int Batch { get; }
+
+    /// <summary>Input channels C.</summary>
+    public int Channels { get; }
+
+    /// <summary>H.</summary>
+    public int Height { get; }
+
+    /// <summary>W.</summary>
+    public int Width { get; }
+
+    /// <summary>R, rep channels.</summary>
+    public int Rep { get; }
+
+    /// <summary>G, ghost channels.</summary>
+    public int Ghost { get; }
+
+    /// <summary>k.</summary>
+    public int Small { get; }
+
+    /// <summary>Input channel of each rep channel.</summary>
+    public string RepList { get; }
+
+    /// <summary>Input channel of each ghost channel.</summary>
+    public string GhostList { get; }
+}
