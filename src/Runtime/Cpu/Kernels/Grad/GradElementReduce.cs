@@ -6,8 +6,8 @@ using ShiftWise.IR.Ops;
 namespace ShiftWise.Runtime.Cpu.Kernels;
 
 /// <summary>
-/// softmax: gx = y·(g − Σ g·y) along the axis, from the forward output. A contiguous axis works row by row (the dot
-/// in float lanes added in double); otherwise blocks of positions with the axis in the outer loop and per-part
+/// softmax: gx = y·(g − Σ g·y) along the axis, from the forward output. A contiguous axis works row by row (the
+/// dot in float lanes added in double); otherwise blocks of positions with the axis in the outer loop and per-part
 /// scratch for the block's dot products, as the forward does.
 /// </summary>
 internal sealed class SoftmaxGradKernel : ElementGradKernel
@@ -56,7 +56,10 @@ internal sealed class SoftmaxGradKernel : ElementGradKernel
             int at = o * _c * _inner + k0;
             var dot = _dot[p].AsSpan(0, len);
             dot.Clear();
-            for (int c = 0; c < _c; c++) GradSimd.MulAddTo(g.Slice(at + c * _inner, len), y.Slice(at + c * _inner, len), dot);
+            for (int c = 0; c < _c; c++)
+            {
+                GradSimd.MulAddTo(g.Slice(at + c * _inner, len), y.Slice(at + c * _inner, len), dot);
+            }
             for (int c = 0; c < _c; c++)
             {
                 int ci = at + c * _inner;
@@ -67,9 +70,9 @@ internal sealed class SoftmaxGradKernel : ElementGradKernel
 }
 
 /// <summary>
-/// cross_entropy: ∂loss/∂z = g·(p − (1−ε)·onehot − ε/k)/n per row (g the loss gradient, one for the seed), with p
-/// the max-shifted softmax of the row (sum in double). Labels are checked as the forward checks them; they get no
-/// gradient. Split over rows when there are enough.
+/// cross_entropy: ∂loss/∂z = g·(p − (1−ε)·onehot − ε/k)/n per row (g the loss gradient, one for the
+/// seed), with p the max-shifted softmax of the row (sum in double). Labels are checked as the forward checks them;
+/// they get no gradient. Split over rows when there are enough.
 /// </summary>
 internal sealed class CrossEntropyGradKernel : ElementGradKernel
 {
@@ -83,7 +86,10 @@ internal sealed class CrossEntropyGradKernel : ElementGradKernel
     {
         _smoothing = ((CrossEntropy)Op.Of).LabelSmoothing;
         (_n, _k) = (InputTypes[0].Shape[0], InputTypes[0].Shape[1]);
-        if (_k >= 1 << 24) throw KernelCheck.Fail(r, $"{_k} classes: labels as float cannot represent every class index");
+        if (_k >= 1 << 24)
+        {
+            throw KernelCheck.Fail(r, $"{_k} classes: labels as float cannot represent every class index");
+        }
         _parts = Par.Parts((long)_n * _k * 16, _n);
         _part = Part;
     }

@@ -54,7 +54,8 @@ internal sealed class ChannelSelectGradKernel : ElementGradKernel
     }
 }
 
-/// <summary>concat: each wanted input's gradient is its slice of the output gradient, block copies per (outer, input).</summary>
+/// <summary>concat: each wanted input's gradient is its slice of the output gradient, block copies per (outer,
+/// input).</summary>
 internal sealed class ConcatGradKernel : ElementGradKernel
 {
     private readonly int[] _wanted, _block, _offset;

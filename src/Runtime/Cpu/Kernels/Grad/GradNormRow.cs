@@ -5,11 +5,11 @@ using ShiftWise.IR.Ops;
 namespace ShiftWise.Runtime.Cpu.Kernels;
 
 /// <summary>
-/// layer_norm: per position, x̂ = (x − mean)·inv and gx = inv·(g·w − mean(g·w) − x̂·mean(g·w·x̂)); gw = Σ g·x̂ and
-/// gb = Σ g over positions. The per-position statistics and gx are formed in double lanes: over few channels the
-/// gradient is a small difference of its terms (two channels leave it about eps/var of them), which float32 would
-/// lose. A contiguous axis (channels_last) works row by row; channels_first on NCHW works on blocks of positions
-/// with the channels in the outer loop, as the forward. The weight and bias sums go through
+/// layer_norm: per position, x̂ = (x − mean)·inv and gx = inv·(g·w − mean(g·w) − x̂·mean(g·w·x̂)); gw =
+/// Σ g·x̂ and gb = Σ g over positions. The per-position statistics and gx are formed in double lanes: over few
+/// channels the gradient is a small difference of its terms (two channels leave it about eps/var of them), which
+/// float32 would lose. A contiguous axis (channels_last) works row by row; channels_first on NCHW works on blocks of
+/// positions with the channels in the outer loop, as the forward. The weight and bias sums go through
 /// <see cref="ColumnSums"/> (float partials per row chunk or per block, added in a fixed order in double), so no
 /// result depends on the partitioning.
 /// </summary>
@@ -90,7 +90,8 @@ internal sealed class LayerNormGradKernel : ElementGradKernel
         if (_gx is { } gx) GradSimd.LayerNormRow(x, g, w, mean, inv, sd / _c, sdx / _c, gx.Span.Slice(row * _c, _c));
     }
 
-    /// <summary>One block of positions of one outer index, eight at a time (two double vectors); the channel stride is inner.</summary>
+    /// <summary>One block of positions of one outer index, eight at a time (two double vectors); the channel stride is
+    /// inner.</summary>
     private void Strided(int p, int item)
     {
         int o = item / _blocks, k0 = item % _blocks * Block, len = Math.Min(Block, _inner - k0);
@@ -190,9 +191,10 @@ internal sealed class LayerNormGradKernel : ElementGradKernel
             {
                 var (xl, xh) = Vector256.Widen(vx[i]);
                 var (gl, gh) = Vector256.Widen(vg[i]);
-                var lo = vi[2 * i] * Vector256.FusedMultiplyAdd(-(xl - vm[2 * i]) * vi[2 * i], vdx[2 * i], gl * wc - vd[2 * i]);
-                var hi = vi[2 * i + 1]
-                    * Vector256.FusedMultiplyAdd(-(xh - vm[2 * i + 1]) * vi[2 * i + 1], vdx[2 * i + 1], gh * wc - vd[2 * i + 1]);
+                var lo = vi[2 * i]
+                    * Vector256.FusedMultiplyAdd(-(xl - vm[2 * i]) * vi[2 * i], vdx[2 * i], gl * wc - vd[2 * i]);
+                var hi = vi[2 * i + 1] * Vector256.FusedMultiplyAdd(-(xh - vm[2 * i + 1]) * vi[2 * i + 1],
+                    vdx[2 * i + 1], gh * wc - vd[2 * i + 1]);
                 vy[i] = Vector256.Narrow(lo, hi);
             }
             for (int i = tail; i < len; i++)
@@ -206,8 +208,8 @@ internal sealed class LayerNormGradKernel : ElementGradKernel
 /// <summary>
 /// grn on NHWC, split over samples. Per sample one pass of column sums over the rows (Σx², Σg·x, Σg: float blocks
 /// of 64 rows added in double), then per channel G = √Σx², D = mean G + eps, a = γ·Σg·x and
-/// gx = g·(γ·G/D + 1) + x·(a/D − Σa·G/(C·D²))/G (the second term absent where G = 0); the γ and β sums are kept
-/// per sample and added in sample order.
+/// gx = g·(γ·G/D + 1) + x·(a/D − Σa·G/(C·D²))/G (the second term absent where G = 0); the γ and β sums are
+/// kept per sample and added in sample order.
 /// </summary>
 internal sealed class GrnGradKernel : ElementGradKernel
 {

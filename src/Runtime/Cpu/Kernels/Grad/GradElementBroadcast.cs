@@ -148,7 +148,8 @@ internal sealed class BroadcastGrad
         Par.Run(_parts, _part);
     }
 
-    /// <summary>Output row and O offset of X's unit <paramref name="q"/> (index over the dims where X advances).</summary>
+    /// <summary>Output row and O offset of X's unit <paramref name="q"/> (index over the dims where X
+    /// advances).</summary>
     private (long Row, long O) Unit(int q)
     {
         long row = 0, o = 0;

@@ -151,7 +151,8 @@ public static class Pth
     {
         var roots = entries.Keys
             .Where(n => n.EndsWith(PickleName, StringComparison.Ordinal)
-                && n.IndexOf('/', StringComparison.Ordinal) == n.Length - PickleName.Length && n.Length > PickleName.Length)
+                && n.IndexOf('/', StringComparison.Ordinal) == n.Length - PickleName.Length
+                && n.Length > PickleName.Length)
             .Select(n => n[..^PickleName.Length])
             .Order(StringComparer.Ordinal)
             .ToList();

@@ -9,13 +9,13 @@ namespace ShiftWise.Runtime.Cpu.Kernels;
 /// convs have O/G = n) as direct loops, in two passes with their own partitions:
 /// <list type="bullet">
 /// <item>dX, one (sample, channel) plane per item: on tiny planes (at most 64 (output, input, tap) triples touch the
-/// image: the last stages) a loop over those triples; otherwise with stride one it is the correlation of the group's dY planes,
-/// each zero-padded by (k−1)·d − p, with the flipped filters, computed on the plane rounded up to 4×8 blocks (four
-/// rows of eight outputs in registers across every output channel and tap, no scalar tails) and copied out; otherwise
-/// each tap's rows are added onto the positions they read.</item>
-/// <item>dW, output channels split over the parts (tiny planes: the triples again): per channel the sum over the batch (in order, in double) of the
-/// k·k dot products of its dY plane (zero-padded to 4×8 blocks) with the shifted input plane (zero-padded once per
-/// sample and channel), four rows at a time into separate accumulators.</item>
+/// image: the last stages) a loop over those triples; otherwise with stride one it is the correlation of the group's dY
+/// planes, each zero-padded by (k−1)·d − p, with the flipped filters, computed on the plane rounded up to 4×8
+/// blocks (four rows of eight outputs in registers across every output channel and tap, no scalar tails) and copied
+/// out; otherwise each tap's rows are added onto the positions they read.</item>
+/// <item>dW, output channels split over the parts (tiny planes: the triples again): per channel the sum over the batch
+/// (in order, in double) of the k·k dot products of its dY plane (zero-padded to 4×8 blocks) with the shifted input
+/// plane (zero-padded once per sample and channel), four rows at a time into separate accumulators.</item>
 /// </list>
 /// </summary>
 internal sealed class DepthwiseConvGrad
@@ -61,7 +61,8 @@ internal sealed class DepthwiseConvGrad
 
     private static int Round(int v, int m) => (v + m - 1) / m * m;
 
-    /// <summary>The triples of a geometry with at most <see cref="MaxPairs"/> of them, in (tap, output) order; else none.</summary>
+    /// <summary>The triples of a geometry with at most <see cref="MaxPairs"/> of them, in (tap, output) order; else
+    /// none.</summary>
     private static int[] Pairs(in ConvGeom g)
     {
         if (g.P > 1023 || g.Plane > 1023 || g.Taps > 1023) return [];
@@ -81,7 +82,8 @@ internal sealed class DepthwiseConvGrad
     }
 
     /// <summary>Which schedule runs, for timing tables.</summary>
-    public string Mode => _pairs.Length > 0 ? $"depthwise pairs x{_pairs.Length}" : _unit ? "depthwise" : "depthwise clipped";
+    public string Mode =>
+        _pairs.Length > 0 ? $"depthwise pairs x{_pairs.Length}" : _unit ? "depthwise" : "depthwise clipped";
 
     public void Run(Buf x, Buf w, Buf dy, Buf? dx, Buf? dw)
     {
@@ -131,7 +133,8 @@ internal sealed class DepthwiseConvGrad
     }
 
     /// <summary>dst(r, c) = src(r − qy, c − qx) on an hp×wp plane, zero where that falls outside src.</summary>
-    internal static void Shifted(ReadOnlySpan<float> src, int sh, int sw, int qy, int qx, Span<float> dst, int hp, int wp)
+    internal static void Shifted(ReadOnlySpan<float> src, int sh, int sw, int qy, int qx, Span<float> dst, int hp,
+        int wp)
     {
         int c0 = Math.Clamp(qx, 0, wp), c1 = Math.Clamp(sw + qx, c0, wp);
         for (int rr = 0; rr < hp; rr++)
@@ -150,8 +153,8 @@ internal sealed class DepthwiseConvGrad
     }
 
     /// <summary>
-    /// out(i, j) = Σ_o Σ_{u,v} pad_o(i + u·d0, j + v·d1) · w_o(kh−1−u, kw−1−v) over an hr×wr plane (hr a multiple
-    /// of 4, wr of 8): blocks of four rows by eight columns, four independent accumulators across every output
+    /// out(i, j) = Σ_o Σ_{u,v} pad_o(i + u·d0, j + v·d1) · w_o(kh−1−u, kw−1−v) over an hr×wr plane (hr a
+    /// multiple of 4, wr of 8): blocks of four rows by eight columns, four independent accumulators across every output
     /// channel and tap. The planes of <paramref name="pads"/> are <paramref name="stride"/> apart, rows of wp.
     /// </summary>
     private static void Flipped(ReadOnlySpan<float> pads, int planes, int stride, int wp, ReadOnlySpan<float> w,
@@ -194,7 +197,8 @@ internal sealed class DepthwiseConvGrad
         }
     }
 
-    /// <summary>Any stride: the plane cleared, then each output channel's taps added onto the positions they read.</summary>
+    /// <summary>Any stride: the plane cleared, then each output channel's taps added onto the positions they
+    /// read.</summary>
     private static void Scatter(in ConvGeom g, ReadOnlySpan<float> dyc, ReadOnlySpan<float> wc, Span<float> dx)
     {
         dx.Clear();
@@ -211,7 +215,10 @@ internal sealed class DepthwiseConvGrad
                 if (yy < 0 || yy >= g.H) continue;
                 var src = dyc.Slice(o * g.P + i * g.Wo, g.Wo);
                 var dst = dx.Slice(yy * g.W, g.W);
-                for (int j = jlo; j < jhi; j++) dst[j * g.S1 + off] = MathF.FusedMultiplyAdd(wv, src[j], dst[j * g.S1 + off]);
+                for (int j = jlo; j < jhi; j++)
+                {
+                    dst[j * g.S1 + off] = MathF.FusedMultiplyAdd(wv, src[j], dst[j * g.S1 + off]);
+                }
             }
         }
     }
@@ -283,10 +290,14 @@ internal sealed class DepthwiseConvGrad
                 for (int j = 0; j < dw; j += 8)
                 {
                     nuint dj = dr + (nuint)j, xj = xr + (nuint)j;
-                    a0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref d0, dj), Vector256.LoadUnsafe(ref x0, xj), a0);
-                    a1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref d0, dj + e1), Vector256.LoadUnsafe(ref x0, xj + x1), a1);
-                    a2 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref d0, dj + 2 * e1), Vector256.LoadUnsafe(ref x0, xj + 2 * x1), a2);
-                    a3 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref d0, dj + 3 * e1), Vector256.LoadUnsafe(ref x0, xj + 3 * x1), a3);
+                    a0 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref d0, dj),
+                        Vector256.LoadUnsafe(ref x0, xj), a0);
+                    a1 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref d0, dj + e1),
+                        Vector256.LoadUnsafe(ref x0, xj + x1), a1);
+                    a2 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref d0, dj + 2 * e1),
+                        Vector256.LoadUnsafe(ref x0, xj + 2 * x1), a2);
+                    a3 = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref d0, dj + 3 * e1),
+                        Vector256.LoadUnsafe(ref x0, xj + 3 * x1), a3);
                 }
             }
             acc[u * g.Kw + v] += Vector256.Sum((a0 + a1) + (a2 + a3));

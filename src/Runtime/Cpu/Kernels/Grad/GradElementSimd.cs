@@ -147,7 +147,8 @@ internal static class GradSimd
         return (s, d);
     }
 
-    /// <summary>y = a·g + k·(x − m) + c, formed in double (the batch-statistics batch-norm gradient of one channel).</summary>
+    /// <summary>y = a·g + k·(x − m) + c, formed in double (the batch-statistics batch-norm gradient of one
+    /// channel).</summary>
     public static void AffineDevD(ReadOnlySpan<float> g, double a, ReadOnlySpan<float> x, double m, double k, double c,
         Span<float> y)
     {
@@ -167,8 +168,9 @@ internal static class GradSimd
     }
 
     /// <summary>
-    /// One layer-norm row with x̂ = (x − mean)·inv and d = g·w: returns Σd and Σd·x̂ in double, and adds g·x̂ and g
-    /// into the float partials <paramref name="gwp"/> and <paramref name="gbp"/> when <paramref name="partials"/>.
+    /// One layer-norm row with x̂ = (x − mean)·inv and d = g·w: returns Σd and Σd·x̂ in double, and adds
+    /// g·x̂ and g into the float partials <paramref name="gwp"/> and <paramref name="gbp"/> when
+    /// <paramref name="partials"/>.
     /// </summary>
     public static (double D, double DX) LayerNormSums(ReadOnlySpan<float> x, ReadOnlySpan<float> g,
         ReadOnlySpan<float> w, double mean, double inv, Span<float> gwp, Span<float> gbp, bool partials)
@@ -214,7 +216,8 @@ internal static class GradSimd
         var vg = V(g[..gx.Length]);
         var vw = V(w[..gx.Length]);
         var vy = V(gx);
-        var (vm, vi, vd, vdx) = (Vector256.Create(mean), Vector256.Create(inv), Vector256.Create(mD), Vector256.Create(mDX));
+        var (vm, vi, vd, vdx) =
+            (Vector256.Create(mean), Vector256.Create(inv), Vector256.Create(mD), Vector256.Create(mDX));
         for (int i = 0; i < vy.Length; i++)
         {
             var (xl, xh) = Vector256.Widen(vx[i]);

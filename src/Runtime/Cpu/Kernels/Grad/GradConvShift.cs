@@ -35,8 +35,10 @@ public sealed class ShiftAddGradKernel : GradKernel
         if (Seeds) _ones = ConvGradKernels.Ones(_batch * _s.Rep * _h * _w);
         int g2 = 2 * _s.NRep;
         var sh = Enumerable.Range(0, _s.PadHV.Count).Where(i => i % g2 < _s.NRep).Select(i => _s.PadHV[i]).ToArray();
-        var sv = Enumerable.Range(0, _s.PadHV.Count).Where(i => i % g2 >= _s.NRep).Select(i => _s.PadHV[i]).Append(-e).ToArray();
-        int hmin = Math.Min(0, sh.Min()), hmax = Math.Max(0, sh.Max()), vmin = Math.Min(0, sv.Min()), vmax = Math.Max(0, sv.Max());
+        var sv = Enumerable.Range(0, _s.PadHV.Count).Where(i => i % g2 >= _s.NRep).Select(i => _s.PadHV[i])
+            .Append(-e).ToArray();
+        int hmin = Math.Min(0, sh.Min()), hmax = Math.Max(0, sh.Max());
+        int vmin = Math.Min(0, sv.Min()), vmax = Math.Max(0, sv.Max());
         // the accumulator: hin rows of L; the window column jj lies at off + jj
         (_off, _l) = (-hmin, -hmin + _win + hmax);
         long area = (long)_hin * _l;

@@ -45,7 +45,8 @@ internal abstract class ElementGradKernel : GradKernel
     /// <inheritdoc/>
     public override string Label => $"{GetType().Name}[{Op.Of.Name}]";
 
-    /// <summary>The gradient of output 0: the given one, a single one for the seed, null when it does not reach the loss.</summary>
+    /// <summary>The gradient of output 0: the given one, a single one for the seed, null when it does not reach the
+    /// loss.</summary>
     protected Buf? G0(Buf[] inputs) => Seeds ? Buf.Of(_one) : Gy(inputs, 0);
 
     /// <summary>The gradient of the only output of a single-output op (its grad node always has one).</summary>
@@ -114,7 +115,8 @@ internal sealed class UnaryGradKernel : ElementGradKernel
         switch (kind)
         {
             case UnaryKind.Gelu:
-                var cdf = Vector256.Create(0.5f) * (Vector256<float>.One + Activations.Erf(v * Vector256.Create(InvSqrt2)));
+                var cdf = Vector256.Create(0.5f)
+                    * (Vector256<float>.One + Activations.Erf(v * Vector256.Create(InvSqrt2)));
                 var pdf = Activations.Exp(v * v * Vector256.Create(-0.5f)) * Vector256.Create(InvSqrt2Pi);
                 return Vector256.FusedMultiplyAdd(v, pdf, cdf);
             case UnaryKind.Relu:
@@ -174,7 +176,8 @@ internal sealed class ReshapeGradKernel(KernelRequest r) : ElementGradKernel(r)
     public override void Run(Buf[] inputs, Buf[] outputs) => Dy(inputs).Span.CopyTo(Gx(outputs, 0)!.Value.Span);
 }
 
-/// <summary>permute: the output gradient permuted back, by the forward <see cref="PermuteKernel"/> with the inverse permutation.</summary>
+/// <summary>permute: the output gradient permuted back, by the forward <see cref="PermuteKernel"/> with the inverse
+/// permutation.</summary>
 internal sealed class PermuteGradKernel : ElementGradKernel
 {
     private readonly PermuteKernel _inverse;

@@ -6,10 +6,11 @@ namespace ShiftWise.Runtime.Cpu.Kernels;
 /// <summary>
 /// batch_norm over an (N, C, inner) view, split over channels; each channel's rows stay in cache through its
 /// passes. Per channel: the statistics (batch mean and biased variance from x in train mode, as
-/// <see cref="BatchStats"/> but in double lanes; the running statistics in eval mode), then Σg and Σg·(x − mean) in
-/// double, giving gw = inv·Σg·(x − mean) and gb = Σg, then gx = w·inv·g (eval) or
-/// w·inv·(g − Σg/count − x̂·Σg·x̂/count) (train) in one fused pass, formed in double. Running mean and variance get zero gradient;
-/// a nonzero gradient for the updated running statistics (train outputs 1, 2) is refused, as the rule refuses it.
+/// <see cref="BatchStats"/> but in double lanes; the running statistics in eval mode), then Σg and Σg·(x − mean)
+/// in double, giving gw = inv·Σg·(x − mean) and gb = Σg, then gx = w·inv·g (eval) or
+/// w·inv·(g − Σg/count − x̂·Σg·x̂/count) (train) in one fused pass, formed in double. Running mean and
+/// variance get zero gradient; a nonzero gradient for the updated running statistics (train outputs 1, 2) is refused,
+/// as the rule refuses it.
 /// </summary>
 internal sealed class BatchNormGradKernel : ElementGradKernel
 {
@@ -93,13 +94,16 @@ internal sealed class BatchNormGradKernel : ElementGradKernel
             if (_gx is not { } gxb) continue;
             var gx = gxb.Span;
             double a = _w.Span[ch] * inv;
-            // eval: gx = a·g; train: gx = a·g + k·(x − mean) + c with k = −a·inv²·Σg(x − mean)/count, c = −a·Σg/count,
-            // in double: with few values per channel the result is a small difference of these terms
+            // eval: gx = a·g; train: gx = a·g + k·(x − mean) + c with k = −a·inv²·Σg(x − mean)/count, c =
+            // −a·Σg/count, in double: with few values per channel the result is a small difference of these terms
             var (k, c) = _train ? (-a * inv * inv * sumGD / count, -a * sumG / count) : (0.0, 0.0);
             for (int b = 0; b < _n; b++)
             {
                 int at = (b * _c + ch) * _inner;
-                if (_train) GradSimd.AffineDevD(g.Slice(at, _inner), a, x.Slice(at, _inner), mean, k, c, gx.Slice(at, _inner));
+                if (_train)
+                {
+                    GradSimd.AffineDevD(g.Slice(at, _inner), a, x.Slice(at, _inner), mean, k, c, gx.Slice(at, _inner));
+                }
                 else Simd.MulScalar(g.Slice(at, _inner), (float)a, gx.Slice(at, _inner));
             }
         }

@@ -18,7 +18,8 @@ namespace ShiftWise.Runtime.Cpu.Kernels;
 /// </summary>
 internal sealed class GemmConvGrad
 {
-    /// <summary>Below this m·n·k neither GEMM backend threads (OpenBLAS: 2¹⁸; the managed one forks at 2²¹ flops).</summary>
+    /// <summary>Below this m·n·k neither GEMM backend threads (OpenBLAS: 2¹⁸; the managed one forks at 2²¹
+    /// flops).</summary>
     private const long SmallGemm = 1L << 18;
 
     /// <summary>
@@ -90,7 +91,8 @@ internal sealed class GemmConvGrad
         Enumerable.Range(0, sets).Select(_ => new float[floats]).ToArray();
 
     /// <summary>Which schedule runs, for timing tables.</summary>
-    public string Mode => _rows ? "1x1 rows" : $"{(_pointwise ? "1x1" : "im2col")} {(_split ? "parts" : "chunks")} x{_chunk}";
+    public string Mode =>
+        _rows ? "1x1 rows" : $"{(_pointwise ? "1x1" : "im2col")} {(_split ? "parts" : "chunks")} x{_chunk}";
 
     public void Run(Buf x, Buf w, Buf dy, Buf? dx, Buf? dw)
     {
@@ -119,7 +121,8 @@ internal sealed class GemmConvGrad
         }
     }
 
-    /// <summary>1×1 maps: per group, dW_g = dY_gᵀ·x_g and dX_g = dY_g·W_g over the batch rows (strided by O and C).</summary>
+    /// <summary>1×1 maps: per group, dW_g = dY_gᵀ·x_g and dX_g = dY_g·W_g over the batch rows (strided by O and
+    /// C).</summary>
     private void Rows()
     {
         var g = _g;
@@ -140,7 +143,8 @@ internal sealed class GemmConvGrad
         }
     }
 
-    /// <summary>Part <paramref name="p"/> of the split mode: its samples, chunk by chunk, into its own partial dW.</summary>
+    /// <summary>Part <paramref name="p"/> of the split mode: its samples, chunk by chunk, into its own partial
+    /// dW.</summary>
     private void Part(int p)
     {
         var (s, e) = Par.Range(p, _parts, _g.N);
@@ -181,7 +185,10 @@ internal sealed class GemmConvGrad
             {
                 if (!prepared)
                 {
-                    for (int s = 0; s < n; s++) ConvCols.Im2Col(g, SampleX(b0 + s, grp), _col[set], ld, s * g.P, 0, g.K);
+                    for (int s = 0; s < n; s++)
+                    {
+                        ConvCols.Im2Col(g, SampleX(b0 + s, grp), _col[set], ld, s * g.P, 0, g.K);
+                    }
                 }
                 col = _col[set];
             }
