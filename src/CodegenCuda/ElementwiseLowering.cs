@@ -48,9 +48,8 @@ internal static class ElementwiseLowering
         string kind = sb is null ? act : "scale_bias";
         string prefix = $"{kind}_{total}" + (sb is null ? "" : $"_c{channels}i{inner}");
         var name = ctx.AddKernel(prefix, "pointwise", "pointwise.cu.sbn", n =>
-            new PointwiseModel(n, "pointwise", threads,
-            total, act, inPlace: false, hasPreBias: false, hasAffine: sb is not null, hasResidual: false, channels,
-            inner, sig));
+            new PointwiseModel(n, "pointwise", threads, total, act, inPlace: false, hasPreBias: false,
+                hasAffine: sb is not null, hasResidual: false, channels, inner, sig));
         ctx.Launch(name, LoweringSupport.Grid(ctx, total, threads), new Dim3(threads), 0, sig.Args);
     }
 

@@ -47,9 +47,8 @@ internal static class GemmLowering
         if (residual is not null) sig.In("res", residual);
         string prefix = $"gemm_epilogue_{total}_o{o}" + (op.OutNchw ? $"p{inner}" : "");
         var name = ctx.AddKernel(prefix, "gemm_epilogue", "pointwise.cu.sbn", n =>
-            new PointwiseModel(n, "gemm_epilogue",
-            threads, total, act, inPlace: true, hasPreBias: bias is not null, hasAffine: false,
-            hasResidual: residual is not null, o, inner, sig));
+            new PointwiseModel(n, "gemm_epilogue", threads, total, act, inPlace: true, hasPreBias: bias is not null,
+                hasAffine: false, hasResidual: residual is not null, o, inner, sig));
         ctx.Launch(name, LoweringSupport.Grid(ctx, total, threads), new Dim3(threads), 0, sig.Args);
     }
 }

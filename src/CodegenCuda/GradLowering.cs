@@ -30,7 +30,7 @@ internal static class GradLowering
                 throw Unsupported(ctx, op, op.Of is Conv2d
                     ? "only the grad of a depthwise conv2d (one input channel per group, stride 1) has a CUDA kernel"
                     : "the CUDA target lowers only the grads of shift_add and depthwise conv2d (the SW layer's "
-                    + "backward)");
+                        + "backward)");
         }
     }
 

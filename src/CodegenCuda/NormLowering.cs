@@ -78,9 +78,8 @@ internal static class NormLowering
         }
         string kind = x is null ? "gemm_grn" : "grn";
         GrnModel Model(string n, KernelSignature st, KernelSignature sc, KernelSignature ap) =>
-            new(n, kind, threads, batch,
-            positions, channels, channelsFirst, eps, x is null, act, bias is not null, beta is not null,
-            residual is not null, st, sc, ap);
+            new(n, kind, threads, batch, positions, channels, channelsFirst, eps, x is null, act, bias is not null,
+                beta is not null, residual is not null, st, sc, ap);
         var sums = ctx.Scratch("grn_sums", Model("probe", new(), new(), new()).PartialFloats);
         var factor = ctx.Scratch("grn_factor", (long)batch * channels);
         var stats = new KernelSignature().Out("sumsq", sums);

@@ -30,9 +30,8 @@ public static class GemmMapping
         {
             int rows = Int(k == 0 ? 0 : x.Elements / k, "rows");
             return new GemmCall("", TransA: true, TransB: false, M: o, N: rows, K: k, A: wArg, Lda: Math.Max(1, k),
-                StrideA: 0,
-                B: xArg, Ldb: Math.Max(1, k), StrideB: 0, C: y, Ldc: Math.Max(1, o), StrideC: 0, Batch: 1, Alpha: 1f,
-                Beta: 0f);
+                StrideA: 0, B: xArg, Ldb: Math.Max(1, k), StrideB: 0, C: y, Ldc: Math.Max(1, o), StrideC: 0, Batch: 1,
+                Alpha: 1f, Beta: 0f);
         }
         int batch = x[0];
         int hw = Int(op.InNchw ? (long)x[2] * x[3] : (long)x[1] * x[2], "positions per image");
@@ -40,19 +39,16 @@ public static class GemmMapping
         if (!op.OutNchw)
         {
             return new GemmCall("", TransA: true, TransB: true, M: o, N: hw, K: k, A: wArg, Lda: Math.Max(1, k),
-                StrideA: 0,
-                B: xArg, Ldb: Math.Max(1, hw), StrideB: xs, C: y, Ldc: Math.Max(1, o), StrideC: ys, Batch: batch,
-                Alpha: 1f, Beta: 0f);
+                StrideA: 0, B: xArg, Ldb: Math.Max(1, hw), StrideB: xs, C: y, Ldc: Math.Max(1, o), StrideC: ys,
+                Batch: batch, Alpha: 1f, Beta: 0f);
         }
         return op.InNchw
             ? new GemmCall("", TransA: false, TransB: false, M: hw, N: o, K: k, A: xArg, Lda: Math.Max(1, hw),
-                StrideA: xs,
-                B: wArg, Ldb: Math.Max(1, k), StrideB: 0, C: y, Ldc: Math.Max(1, hw), StrideC: ys, Batch: batch,
-                Alpha: 1f, Beta: 0f)
+                StrideA: xs, B: wArg, Ldb: Math.Max(1, k), StrideB: 0, C: y, Ldc: Math.Max(1, hw), StrideC: ys,
+                Batch: batch, Alpha: 1f, Beta: 0f)
             : new GemmCall("", TransA: true, TransB: false, M: hw, N: o, K: k, A: xArg, Lda: Math.Max(1, k),
-                StrideA: xs,
-                B: wArg, Ldb: Math.Max(1, k), StrideB: 0, C: y, Ldc: Math.Max(1, hw), StrideC: ys, Batch: batch,
-                Alpha: 1f, Beta: 0f);
+                StrideA: xs, B: wArg, Ldb: Math.Max(1, k), StrideB: 0, C: y, Ldc: Math.Max(1, hw), StrideC: ys,
+                Batch: batch, Alpha: 1f, Beta: 0f);
     }
 
     private static int Int(long v, string what) =>

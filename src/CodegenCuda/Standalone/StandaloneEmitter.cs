@@ -26,8 +26,8 @@ public static partial class StandaloneEmitter
     /// characters replaced.
     /// </summary>
     public static IReadOnlyList<StandaloneFile> Emit(CudaPlan plan, Graph g,
-        IReadOnlyDictionary<string, Tensor> weights,
-        IReadOnlyDictionary<string, float[]> derived, string description, string version, string tuning = "")
+        IReadOnlyDictionary<string, Tensor> weights, IReadOnlyDictionary<string, float[]> derived, string description,
+        string version, string tuning = "")
     {
         if (plan.Inputs.Count != 1 || plan.Outputs.Count != 1)
         {

@@ -25,7 +25,7 @@ public static class Backward
         var gs = gradOutputs.Select((t, i) => t is null ? null : t.Shape.Equals(outputs[i].Shape)
             ? t.ToDoubles()
             : throw new IrException($"{op.Name}: gradient of output {i} has shape {t.Shape}, the output "
-            + $"{outputs[i].Shape}")).ToArray();
+                + $"{outputs[i].Shape}")).ToArray();
         double[]?[] g = op switch
         {
             Conv2d or ShiftAdd or SwCross or FusedShiftWise or Gemm or Linear => ConvBackward.Vjp(op, xs, ys, gs),

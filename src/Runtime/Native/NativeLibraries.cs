@@ -39,7 +39,7 @@ public sealed record NativeLoad(NativeLibrarySpec Spec, IntPtr Handle, string? L
     /// </summary>
     public string Missing(string consequence) => Disabled
         ? $"{Spec.Display} is disabled by SWC_DISABLE={Environment.GetEnvironmentVariable("SWC_DISABLE")}. "
-        + $"{consequence}"
+            + $"{consequence}"
         : $"{Spec.Display} ({Spec.Names[0]}) was not found; install {Spec.Install}. {consequence}";
 }
 

@@ -74,11 +74,10 @@ public sealed record TrainConfig
     {
         var m = Model;
         var text = string.Join("|", Preset, m.InChans, m.NumClasses, string.Join(",", m.Depths),
-            string.Join(",", m.Dims),
-            string.Join(",", m.KernelSize), F(m.GhostRatio), m.NPath, m.NRep, F(m.WidthFactor), F(m.LayerScaleInit),
-            F(m.DropPathRate), m.Height, m.Width, m.StemStride, m.Bn, F(Mean), F(Std), HFlip, Shift, LimitTrain, Batch,
-            Accumulate,
-            Optimizer, F(Lr), F(MinLr), F(WeightDecay), F(Momentum), F(WarmupEpochs), F(LabelSmoothing), Seed)
+            string.Join(",", m.Dims), string.Join(",", m.KernelSize), F(m.GhostRatio), m.NPath, m.NRep,
+            F(m.WidthFactor), F(m.LayerScaleInit), F(m.DropPathRate), m.Height, m.Width, m.StemStride, m.Bn,
+            F(Mean), F(Std), HFlip, Shift, LimitTrain, Batch, Accumulate, Optimizer, F(Lr), F(MinLr), F(WeightDecay),
+            F(Momentum), F(WarmupEpochs), F(LabelSmoothing), Seed)
             + (Erase > 0 ? "|erase=" + F(Erase) : "");
         return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)))[..16];
     }
@@ -118,9 +117,8 @@ public sealed record TrainConfig
             var r = new Reader(file);
             var root = r.Object(doc.RootElement, "", ["model", "data", "train", "out"]);
             var model = r.Object(root.Get("model"), "model", ["preset", "in_chans", "num_classes", "image_size",
-                "stem_stride", "depths",
-                "dims", "kernel_size", "ghost_ratio", "n_path", "n_rep", "width_factor", "layer_scale_init",
-                "drop_path", "bn"]);
+                "stem_stride", "depths", "dims", "kernel_size", "ghost_ratio", "n_path", "n_rep", "width_factor",
+                "layer_scale_init", "drop_path", "bn"]);
             var data = r.Object(root.Get("data"), "data", ["dir", "mean", "std", "hflip", "shift", "erase",
                 "limit_train", "limit_test"]);
             var train = r.Object(root.Get("train"), "train", ["epochs", "batch", "accumulate", "optimizer", "lr",
@@ -249,22 +247,22 @@ public sealed record TrainConfig
 
         public double? Num(string k) => Get(k) is { } v
             ? v.ValueKind == JsonValueKind.Number && v.TryGetDouble(out var d) && double.IsFinite(d) ? d
-            : throw r.Error(Key(k), "must be a number")
+                : throw r.Error(Key(k), "must be a number")
             : null;
 
         public int? Int(string k) => Get(k) is { } v
             ? v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out var i) ? i
-            : throw r.Error(Key(k), "must be an integer")
+                : throw r.Error(Key(k), "must be an integer")
             : null;
 
         public bool? Bool(string k) => Get(k) is { } v
             ? v.ValueKind is JsonValueKind.True or JsonValueKind.False ? v.GetBoolean()
-            : throw r.Error(Key(k), "must be true or false")
+                : throw r.Error(Key(k), "must be true or false")
             : null;
 
         public int[]? Ints(string k) => Get(k) is { } v
             ? v.ValueKind == JsonValueKind.Array && v.EnumerateArray()
-            .All(x => x.ValueKind == JsonValueKind.Number && x.TryGetInt32(out _))
+                .All(x => x.ValueKind == JsonValueKind.Number && x.TryGetInt32(out _))
                 ? v.EnumerateArray().Select(x => x.GetInt32()).ToArray()
                 : throw r.Error(Key(k), "must be a list of integers")
             : null;

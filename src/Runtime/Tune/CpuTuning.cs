@@ -45,7 +45,7 @@ public sealed class CpuTuning
             return _tuned.Count == 0
                 ? $"tuning: none of {n} SW kernels tuned on this CPU (cost-model defaults; run swc tune)"
                 : $"tuning: {_tuned.Count} of {n} SW kernels tuned ({_cache.File}), {_defaults.Count} on cost-model "
-                + $"defaults";
+                    + $"defaults";
         }
     }
 }

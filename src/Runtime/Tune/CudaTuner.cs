@@ -170,9 +170,9 @@ public sealed class CudaTuning
         }
         Summary = tuned.Count == 0
             ? $"tuning: none of {all.Count} SW kernels tuned on this GPU (cost-model defaults; run swc tune --device "
-            + $"cuda)"
+                + $"cuda)"
             : $"tuning: {tuned.Count} of {all.Count} SW kernels tuned ({_cache.File}), {all.Count - tuned.Count} on "
-            + $"cost-model defaults";
+                + $"cost-model defaults";
         return result;
     }
 }
