@@ -7,7 +7,9 @@ using ShiftWise.IR;
 
 namespace ShiftWise.Cli;
 
-/// <summary>The MODEL argument and the options that shape a preset, shared by every command that takes a model.</summary>
+/// <summary>
+/// The MODEL argument and the options that shape a preset, shared by every command that takes a model.
+/// </summary>
 public sealed class ModelOptions
 {
     /// <summary>MODEL: a preset or a .swir file.</summary>
@@ -17,17 +19,41 @@ public sealed class ModelOptions
     };
 
     private readonly Option<string?> _inChans = new("--in-chans") { Description = "Input image channels." };
-    private readonly Option<string?> _numClasses = new("--num-classes") { Description = "Classes of the head (default: the checkpoint's head, else 1000)." };
+    private readonly Option<string?> _numClasses = new("--num-classes")
+    {
+        Description = "Classes of the head (default: the checkpoint's head, else 1000).",
+    };
     private readonly Option<string?> _depths = new("--depths") { Description = "Blocks per stage, e.g. 3,3,18,3." };
     private readonly Option<string?> _dims = new("--dims") { Description = "Channels per stage, e.g. 80,160,320,640." };
-    private readonly Option<string?> _kernel = new("--kernel-size") { Description = "Big kernel per stage, then the small kernel, e.g. 51,49,47,13,3." };
-    private readonly Option<string?> _ghost = new("--ghost-ratio") { Description = "Fraction of channels an SW layer passes through (0.23)." };
-    private readonly Option<string?> _nPath = new("--n-path") { Description = "Parallel small convs per SW layer (2)." };
+    private readonly Option<string?> _kernel = new("--kernel-size")
+    {
+        Description = "Big kernel per stage, then the small kernel, e.g. 51,49,47,13,3.",
+    };
+    private readonly Option<string?> _ghost = new("--ghost-ratio")
+    {
+        Description = "Fraction of channels an SW layer passes through (0.23).",
+    };
+    private readonly Option<string?> _nPath = new("--n-path")
+    {
+        Description = "Parallel small convs per SW layer (2).",
+    };
     private readonly Option<string?> _nRep = new("--n-rep") { Description = "Shift replicas per SW layer (4)." };
-    private readonly Option<string?> _width = new("--width-factor") { Description = "Multiplies every stage width (1)." };
-    private readonly Option<string?> _layerScale = new("--layer-scale-init") { Description = "Layer-scale init; <= 0 removes layer scale (1e-6)." };
-    private readonly Option<string?> _stemStride = new("--stem-stride") { Description = "Total stride of the stem: 4 (the original) or 2 (small images, e.g. 28x28)." };
-    private readonly Option<string?> _dropPath = new("--drop-path") { Description = "Maximum stochastic-depth rate, linear over the blocks (training only; 0)." };
+    private readonly Option<string?> _width = new("--width-factor")
+    {
+        Description = "Multiplies every stage width (1).",
+    };
+    private readonly Option<string?> _layerScale = new("--layer-scale-init")
+    {
+        Description = "Layer-scale init; <= 0 removes layer scale (1e-6).",
+    };
+    private readonly Option<string?> _stemStride = new("--stem-stride")
+    {
+        Description = "Total stride of the stem: 4 (the original) or 2 (small images, e.g. 28x28).",
+    };
+    private readonly Option<string?> _dropPath = new("--drop-path")
+    {
+        Description = "Maximum stochastic-depth rate, linear over the blocks (training only; 0).",
+    };
     private readonly Option<bool> _noBn = new("--no-bn") { Description = "SW layers without their three batch norms." };
     private readonly Option<string?> _batch = new("--batch") { Description = "Batch size (1)." };
     private readonly Option<string?> _imageSize = new("--image-size") { Description = "Input height and width (224)." };
@@ -43,7 +69,8 @@ public sealed class ModelOptions
         cmd.Arguments.Add(Model);
         foreach (var o in new Option[]
                  {
-                     _inChans, _numClasses, _depths, _dims, _kernel, _ghost, _nPath, _nRep, _width, _layerScale, _stemStride, _dropPath, _noBn,
+                     _inChans, _numClasses, _depths, _dims, _kernel, _ghost, _nPath, _nRep, _width, _layerScale,
+                         _stemStride, _dropPath, _noBn,
                      _batch, _imageSize, _channels, _height, _widthPx, _big, _small,
                  })
         {

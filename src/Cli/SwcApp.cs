@@ -39,7 +39,12 @@ public static class SwcApp
             v.Action = new PrintVersion(ctx.Out); // the default prints the entry assembly's, wrong when hosted
         }
         var parse = root.Parse(args);
-        var config = new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false };
+        var config = new InvocationConfiguration
+        {
+            Output = stdout,
+            Error = stderr,
+            EnableDefaultExceptionHandler = false,
+        };
         try
         {
             return parse.Invoke(config);

@@ -21,7 +21,7 @@ public static class CpuCodegen
     public static CpuKernelSource SwCross(SwLayerSpec spec, IReadOnlyDictionary<string, int>? tunables = null)
     {
         var m = new SwCrossCpuModel(spec, tunables);
-        return new CpuKernelSource(m.Name, "ShiftWise.Generated." + m.ClassName, TemplateRenderer.Render("sw_cross.cs.sbn", m),
-            m.ScratchFloats);
+        return new CpuKernelSource(m.Name, "ShiftWise.Generated." + m.ClassName,
+            TemplateRenderer.Render("sw_cross.cs.sbn", m), m.ScratchFloats);
     }
 }

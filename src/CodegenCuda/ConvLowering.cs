@@ -26,11 +26,13 @@ internal static class ConvLowering
         int perGroup = w[0] / op.Groups;
         if (channels is not (1 or 2 or 4 or 8) || perGroup % channels != 0)
         {
-            throw new IrException($"{ctx.Node.Describe()}: tunable channels = {channels} must be 1, 2, 4 or 8 and divide " +
+            throw new IrException($"{ctx.Node.Describe()}: tunable channels = {channels} must be 1, 2, 4 or 8 and "
+                + $"divide " +
                 $"the {perGroup} output channels of a group");
         }
         if (ctx.OutType(0).Shape.Elements == 0) return;
-        string prefix = $"conv2d_c{x[1]}h{x[2]}w{x[3]}_o{w[0]}k{w[2]}x{w[3]}s{op.Stride[0]}" + (op.Groups > 1 ? $"g{op.Groups}" : "");
+        string prefix = $"conv2d_c{x[1]}h{x[2]}w{x[3]}_o{w[0]}k{w[2]}x{w[3]}s{op.Stride[0]}"
+            + (op.Groups > 1 ? $"g{op.Groups}" : "");
         ConvModel Model(string n) => new(n, threads, op, x, w, hasBias, channels);
         var name = ctx.AddKernel(prefix, "conv2d", "conv2d.cu.sbn", n => Model(n));
         var args = new List<ArgRef> { ctx.Out(), ctx.In(0), ctx.In(1) };

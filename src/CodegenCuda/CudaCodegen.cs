@@ -15,11 +15,15 @@ public sealed record CudaOptions(string Arch = "sm_90")
     public IReadOnlyDictionary<string, IReadOnlyDictionary<string, int>> Tunables { get; init; } =
         new Dictionary<string, IReadOnlyDictionary<string, int>>();
 
-    /// <summary>Applied to every rendered view-model before rendering (tests use it to break a template on purpose).</summary>
+    /// <summary>
+    /// Applied to every rendered view-model before rendering (tests use it to break a template on purpose).
+    /// </summary>
     public Action<object>? MutateModel { get; init; }
 }
 
-/// <summary>Lowers an optimised graph to a <see cref="CudaPlan"/>: one or more kernels or GEMM calls per node.</summary>
+/// <summary>
+/// Lowers an optimised graph to a <see cref="CudaPlan"/>: one or more kernels or GEMM calls per node.
+/// </summary>
 public static class CudaCodegen
 {
     /// <summary>Lowers every node; a node the CUDA target cannot run is an error that names it.</summary>
@@ -44,8 +48,8 @@ public static class CudaCodegen
         var memory = MemoryPlan.Of(g);
         var views = new SortedDictionary<string, string>(memory.Aliases.ToDictionary(), StringComparer.Ordinal);
         foreach (var (v, of) in state.Views) views.TryAdd(v, of);
-        return new CudaPlan(g.Name, options.Arch, state.Kernels.Values.OrderBy(k => k.Name, StringComparer.Ordinal).ToArray(),
-            state.Steps, state.Derived, state.Scratch, memory)
+        return new CudaPlan(g.Name, options.Arch, state.Kernels.Values.OrderBy(k => k.Name, StringComparer.Ordinal)
+            .ToArray(), state.Steps, state.Derived, state.Scratch, memory)
         {
             Inputs = g.Inputs.ToArray(),
             Outputs = g.Outputs.ToArray(),
@@ -149,7 +153,11 @@ public sealed class NodeLowering
         {
             foreach (var (k, v) in t)
             {
-                if (!d.ContainsKey(k)) throw new IrException($"{Node.Describe()} has no tunable '{k}' (it has {string.Join(", ", d.Keys)})");
+                if (!d.ContainsKey(k))
+                {
+                    throw new IrException(
+                        $"{Node.Describe()} has no tunable '{k}' (it has {string.Join(", ", d.Keys)})");
+                }
                 d[k] = v;
             }
         }
@@ -183,11 +191,17 @@ public sealed class NodeLowering
         return name;
     }
 
-    /// <summary>Adds a launch of <paramref name="entry"/> (default: the kernel's own name) of kernel <paramref name="kernel"/>.</summary>
-    public void Launch(string kernel, Dim3 grid, Dim3 block, int sharedBytes, IReadOnlyList<ArgRef> args, string? entry = null)
+    /// <summary>
+    /// Adds a launch of <paramref name="entry"/> (default: the kernel's own name) of kernel <paramref name="kernel"/>.
+    /// </summary>
+    public void Launch(string kernel, Dim3 grid, Dim3 block, int sharedBytes, IReadOnlyList<ArgRef> args,
+        string? entry = null)
     {
         if (block.Count > 1024) throw new IrException($"kernel {kernel}: a block of {block} exceeds 1024 threads");
-        if (grid.Y > 65535 || grid.Z > 65535) throw new IrException($"kernel {kernel}: grid {grid} exceeds 65535 in y or z");
+        if (grid.Y > 65535 || grid.Z > 65535)
+        {
+            throw new IrException($"kernel {kernel}: grid {grid} exceeds 65535 in y or z");
+        }
         _state.Steps.Add(new KernelLaunch(Node.Name, kernel, entry ?? kernel, grid, block, sharedBytes, args));
     }
 
@@ -202,7 +216,9 @@ public sealed class NodeLowering
         return new ArgRef(ArgKind.Scratch, name);
     }
 
-    /// <summary>A tensor computed once from this node's parameters by <paramref name="recipe"/> (see <see cref="Derived"/>).</summary>
+    /// <summary>
+    /// A tensor computed once from this node's parameters by <paramref name="recipe"/> (see <see cref="Derived"/>).
+    /// </summary>
     public ArgRef Derived(string recipe, long floats)
     {
         var name = Node.Name + "." + recipe;
@@ -213,10 +229,14 @@ public sealed class NodeLowering
     /// <summary>The output is the input under another shape: no kernel, the runtime aliases the buffer.</summary>
     public void Alias()
     {
-        if (Node.Inputs.Count < 1 || Node.Outputs.Count != 1) throw new IrException($"{Node.Describe()} cannot be an alias");
+        if (Node.Inputs.Count < 1 || Node.Outputs.Count != 1)
+        {
+            throw new IrException($"{Node.Describe()} cannot be an alias");
+        }
         _state.Views.Add((Node.Outputs[0], Node.Inputs[0]));
     }
 
     private static bool IsIdentifier(string s) =>
-        s.Length > 0 && (char.IsAsciiLetter(s[0]) || s[0] == '_') && s.All(c => char.IsAsciiLetterOrDigit(c) || c == '_');
+        s.Length > 0 && (char.IsAsciiLetter(s[0]) || s[0] == '_')
+            && s.All(c => char.IsAsciiLetterOrDigit(c) || c == '_');
 }

@@ -5,7 +5,9 @@ namespace ShiftWise.CodegenCuda;
 /// <summary>Where a pointer argument of a launch or a GEMM points.</summary>
 public enum ArgKind
 {
-    /// <summary>An activation of the graph (a graph input, or a value that lives in the arena; aliases resolved by the runtime).</summary>
+    /// <summary>
+    /// An activation of the graph (a graph input, or a value that lives in the arena; aliases resolved by the runtime).
+    /// </summary>
     Value,
     /// <summary>A parameter of the graph, uploaded once.</summary>
     Param,
@@ -19,7 +21,8 @@ public enum ArgKind
 public sealed record ArgRef(ArgKind Kind, string Name, long Offset = 0)
 {
     /// <summary>Short form for plan.json and messages: value:%x, param:@w, derived:..., scratch:....</summary>
-    public override string ToString() => $"{Kind.ToString().ToLowerInvariant()}:{Name}" + (Offset != 0 ? $"+{Offset}" : "");
+    public override string ToString() => $"{Kind.ToString().ToLowerInvariant()}:{Name}"
+        + (Offset != 0 ? $"+{Offset}" : "");
 }
 
 /// <summary>A CUDA launch dimension.</summary>
@@ -89,7 +92,9 @@ public sealed record CudaPlan(string Graph, string Arch, IReadOnlyList<CudaKerne
     /// <summary>The source that holds a kernel.</summary>
     public CudaKernelSource Kernel(string name) => Kernels.First(k => k.Name == name);
 
-    /// <summary>The value that holds <paramref name="v"/>'s data: <paramref name="v"/> followed through <see cref="Views"/>.</summary>
+    /// <summary>
+    /// The value that holds <paramref name="v"/>'s data: <paramref name="v"/> followed through <see cref="Views"/>.
+    /// </summary>
     public string Root(string v)
     {
         for (int guard = 0; Views.TryGetValue(v, out var of); guard++)

@@ -16,27 +16,35 @@ public static class Derived
     public const string SwBandV = "sw_band_v";
 
     /// <summary>
-    /// Every derived tensor of <paramref name="plan"/> from the graph's weights, by name; checks that each recipe's node
-    /// exists, reads only parameters, and gives the planned size.
+    /// Every derived tensor of <paramref name="plan"/> from the graph's weights, by name; checks that each recipe's
+    /// node exists, reads only parameters, and gives the planned size.
     /// </summary>
-    public static Dictionary<string, float[]> ComputeAll(CudaPlan plan, Graph g, IReadOnlyDictionary<string, Tensor> weights)
+    public static Dictionary<string, float[]> ComputeAll(CudaPlan plan, Graph g,
+        IReadOnlyDictionary<string, Tensor> weights)
     {
         var nodes = g.Nodes.ToDictionary(n => n.Name, StringComparer.Ordinal);
         var result = new Dictionary<string, float[]>(StringComparer.Ordinal);
         foreach (var d in plan.Derived)
         {
-            var node = nodes.GetValueOrDefault(d.Node) ?? throw new IrException($"derived {d.Name}: the graph has no node %{d.Node}");
+            var node = nodes.GetValueOrDefault(d.Node)
+                ?? throw new IrException($"derived {d.Name}: the graph has no node %{d.Node}");
             Tensor Input(int i) => weights.TryGetValue(node.Inputs[i], out var t)
                 ? t
                 : throw new IrException($"derived {d.Name}: input {i} of {node.Describe()} is not a parameter");
             var data = Compute(d.Recipe, node, Input);
-            if (data.Length != d.Floats) throw new IrException($"derived {d.Name}: {data.Length} floats computed, {d.Floats} planned");
+            if (data.Length != d.Floats)
+            {
+                throw new IrException($"derived {d.Name}: {data.Length} floats computed, {d.Floats} planned");
+            }
             result[d.Name] = data;
         }
         return result;
     }
 
-    /// <summary>Computes <paramref name="recipe"/> for <paramref name="node"/>, reading its inputs through <paramref name="input"/>.</summary>
+    /// <summary>
+    /// Computes <paramref name="recipe"/> for <paramref name="node"/>, reading its inputs through
+    /// <paramref name="input"/>.
+    /// </summary>
     public static float[] Compute(string recipe, Node node, Func<int, Tensor> input)
     {
         switch (recipe)

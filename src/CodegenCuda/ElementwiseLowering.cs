@@ -47,8 +47,9 @@ internal static class ElementwiseLowering
         }
         string kind = sb is null ? act : "scale_bias";
         string prefix = $"{kind}_{total}" + (sb is null ? "" : $"_c{channels}i{inner}");
-        var name = ctx.AddKernel(prefix, "pointwise", "pointwise.cu.sbn", n => new PointwiseModel(n, "pointwise", threads,
-            total, act, inPlace: false, hasPreBias: false, hasAffine: sb is not null, hasResidual: false, channels, inner, sig));
+        var name = ctx.AddKernel(prefix, "pointwise", "pointwise.cu.sbn", n =>
+            new PointwiseModel(n, "pointwise", threads, total, act, inPlace: false, hasPreBias: false,
+                hasAffine: sb is not null, hasResidual: false, channels, inner, sig));
         ctx.Launch(name, LoweringSupport.Grid(ctx, total, threads), new Dim3(threads), 0, sig.Args);
     }
 
@@ -60,8 +61,9 @@ internal static class ElementwiseLowering
         string op = b.Kind == BinaryKind.Add ? "+" : "*";
         string word = b.Kind == BinaryKind.Add ? "add" : "mul";
         var (sa, sb) = (ctx.InType(0).Shape, ctx.InType(1).Shape);
-        var name = ctx.AddKernel($"{word}_{LoweringSupport.Tag(sa)}_{LoweringSupport.Tag(sb)}", "binary", "binary.cu.sbn",
-            n => new BinaryModel(n, threads, op, sa, sb, outShape));
-        ctx.Launch(name, LoweringSupport.Grid(ctx, total, threads), new Dim3(threads), 0, [ctx.Out(), ctx.In(0), ctx.In(1)]);
+        var name = ctx.AddKernel($"{word}_{LoweringSupport.Tag(sa)}_{LoweringSupport.Tag(sb)}", "binary",
+            "binary.cu.sbn", n => new BinaryModel(n, threads, op, sa, sb, outShape));
+        ctx.Launch(name, LoweringSupport.Grid(ctx, total, threads), new Dim3(threads), 0,
+            [ctx.Out(), ctx.In(0), ctx.In(1)]);
     }
 }

@@ -20,7 +20,10 @@ internal static class GemmLowering
         int threads = LoweringSupport.Tunables(ctx)["block"];
         var (x, w, y) = (ctx.InType(0).Shape, ctx.InType(1).Shape, ctx.OutType(0).Shape);
         if (y.Elements == 0) return;
-        if (w[1] == 0) throw new IrException($"{ctx.Node.Describe()}: a GEMM over zero input features is not supported");
+        if (w[1] == 0)
+        {
+            throw new IrException($"{ctx.Node.Describe()}: a GEMM over zero input features is not supported");
+        }
         ctx.Gemm(GemmMapping.Map(op, x, w, ctx.In(0), ctx.In(1), ctx.Out()));
         var s = op.Slots;
         ArgRef? bias = op.HasBias ? ctx.In(s.Bias) : null;
@@ -43,9 +46,9 @@ internal static class GemmLowering
         if (bias is not null) sig.In("pre_bias", bias);
         if (residual is not null) sig.In("res", residual);
         string prefix = $"gemm_epilogue_{total}_o{o}" + (op.OutNchw ? $"p{inner}" : "");
-        var name = ctx.AddKernel(prefix, "gemm_epilogue", "pointwise.cu.sbn", n => new PointwiseModel(n, "gemm_epilogue",
-            threads, total, act, inPlace: true, hasPreBias: bias is not null, hasAffine: false,
-            hasResidual: residual is not null, o, inner, sig));
+        var name = ctx.AddKernel(prefix, "gemm_epilogue", "pointwise.cu.sbn", n =>
+            new PointwiseModel(n, "gemm_epilogue", threads, total, act, inPlace: true, hasPreBias: bias is not null,
+                hasAffine: false, hasResidual: residual is not null, o, inner, sig));
         ctx.Launch(name, LoweringSupport.Grid(ctx, total, threads), new Dim3(threads), 0, sig.Args);
     }
 }

@@ -29,12 +29,14 @@ internal static class GradLowering
             default:
                 throw Unsupported(ctx, op, op.Of is Conv2d
                     ? "only the grad of a depthwise conv2d (one input channel per group, stride 1) has a CUDA kernel"
-                    : "the CUDA target lowers only the grads of shift_add and depthwise conv2d (the SW layer's backward)");
+                    : "the CUDA target lowers only the grads of shift_add and depthwise conv2d (the SW layer's "
+                        + "backward)");
         }
     }
 
     private static IrException Unsupported(NodeLowering ctx, Grad op, string why) =>
-        new($"{ctx.Node.Describe()}: no CUDA lowering for grad of {op.Of.Name}: {why}; run the backward graph on the CPU target");
+        new($"{ctx.Node.Describe()}: no CUDA lowering for grad of {op.Of.Name}: {why}; run the backward graph on the "
+            + $"CPU target");
 
     private static bool IsDepthwise(NodeLowering ctx, Conv2d c)
     {
@@ -44,7 +46,10 @@ internal static class GradLowering
 
     private static void RequireDy(NodeLowering ctx, Grad op)
     {
-        if (op.OutGrads.Count == 0) throw Unsupported(ctx, op, "dy=[] (seeding from a one-element output) has no CUDA kernel");
+        if (op.OutGrads.Count == 0)
+        {
+            throw Unsupported(ctx, op, "dy=[] (seeding from a one-element output) has no CUDA kernel");
+        }
     }
 
     private static void ShiftAdd(NodeLowering ctx, Grad op, ShiftAdd s)
@@ -81,7 +86,8 @@ internal static class GradLowering
         int taps = w[2] * w[3];
         if (taps > DwConvGradWeightModel.MaxTaps && op.Wrt.Contains(1))
         {
-            throw Unsupported(ctx, op, $"the weight gradient keeps its {taps} taps in registers, at most {DwConvGradWeightModel.MaxTaps}");
+            throw Unsupported(ctx, op,
+                $"the weight gradient keeps its {taps} taps in registers, at most {DwConvGradWeightModel.MaxTaps}");
         }
         var t = LoweringSupport.Tunables(ctx, new Dictionary<string, int>
         {
@@ -92,12 +98,14 @@ internal static class GradLowering
         if (wthreads < 32 || wthreads > 1024 || (wthreads & (wthreads - 1)) != 0 ||
             DwConvGradWeightModel.SharedBytes(taps, wthreads) > DwConvGradWeightModel.MaxSharedBytes)
         {
-            throw new IrException($"{ctx.Node.Describe()}: tunable wblock = {wthreads} must be a power of two in [32, 1024] " +
+            throw new IrException($"{ctx.Node.Describe()}: tunable wblock = {wthreads} must be a power of two in [32, "
+                + $"1024] " +
                 $"whose reduction of {taps} taps fits {DwConvGradWeightModel.MaxSharedBytes} bytes of shared memory");
         }
         // grad inputs: x, w[, bias], y, gy
         int gy = op.ForwardInputs(ctx.Node.Inputs.Count) + 1;
-        string dil = c.Dilation[0] * c.Dilation[1] > 1 ? string.Create(CultureInfo.InvariantCulture, $"d{c.Dilation[0]}x{c.Dilation[1]}") : "";
+        string dil = c.Dilation[0] * c.Dilation[1] > 1 ? string.Create(CultureInfo.InvariantCulture,
+            $"d{c.Dilation[0]}x{c.Dilation[1]}") : "";
         string shape = string.Create(CultureInfo.InvariantCulture,
             $"c{x[1]}h{x[2]}w{x[3]}_o{w[0]}k{w[2]}x{w[3]}p{c.Padding[0]}x{c.Padding[1]}") + dil;
         for (int j = 0; j < op.Wrt.Count; j++)
@@ -106,14 +114,16 @@ internal static class GradLowering
             if (op.Wrt[j] == 0)
             {
                 DwConvGradInputModel Model(string n) => new(n, threads, c, x, w);
-                var name = ctx.AddKernel("grad_conv2d_dw_input_" + shape, "grad_conv2d_dw_input", "grad_conv2d_dw_input.cu.sbn", n => Model(n));
+                var name = ctx.AddKernel("grad_conv2d_dw_input_" + shape, "grad_conv2d_dw_input",
+                    "grad_conv2d_dw_input.cu.sbn", n => Model(n));
                 ctx.Launch(name, LoweringSupport.Grid(ctx, Model(name).Work, threads), new Dim3(threads), 0,
                     [ctx.Out(j), ctx.In(1), ctx.In(gy)]);
             }
             else
             {
                 DwConvGradWeightModel Model(string n) => new(n, wthreads, c, x, w);
-                var name = ctx.AddKernel("grad_conv2d_dw_weight_" + shape, "grad_conv2d_dw_weight", "grad_conv2d_dw_weight.cu.sbn", n => Model(n));
+                var name = ctx.AddKernel("grad_conv2d_dw_weight_" + shape, "grad_conv2d_dw_weight",
+                    "grad_conv2d_dw_weight.cu.sbn", n => Model(n));
                 ctx.Launch(name, new Dim3(w[0]), new Dim3(wthreads), 0, [ctx.Out(j), ctx.In(0), ctx.In(gy)]);
             }
         }

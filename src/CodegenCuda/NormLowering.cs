@@ -22,8 +22,8 @@ internal static class NormLowering
             {
                 var x = ctx.InType(0).Shape;
                 var beta = ctx.Node.Inputs.Count == 3 ? ctx.In(2) : null;
-                Grn(ctx, LoweringSupport.Tunables(ctx)["block"], new GrnLayout(x[0], (long)x[1] * x[2], x[3], false), grn.Eps, ctx.In(0), "none", null,
-                    ctx.In(1), beta, null);
+                Grn(ctx, LoweringSupport.Tunables(ctx)["block"], new GrnLayout(x[0], (long)x[1] * x[2], x[3], false),
+                    grn.Eps, ctx.In(0), "none", null, ctx.In(1), beta, null);
                 break;
             }
             default:
@@ -41,21 +41,23 @@ internal static class NormLowering
         int axis = ln.Axis(x.Rank), c = x[axis];
         long inner = x.Strides()[axis], outer = x.Elements == 0 ? 0 : x.Elements / ((long)c * inner);
         bool wide = inner > 1 && (outer * inner + 31) / 32 < FewBlocks && c >= 64;
-        int threads = LoweringSupport.Tunables(ctx, new Dictionary<string, int> { ["block"] = wide ? 1024 : LoweringSupport.DefaultBlock })["block"];
+        int threads = LoweringSupport.Tunables(ctx, new Dictionary<string, int> { ["block"] = wide ? 1024
+            : LoweringSupport.DefaultBlock })["block"];
         if (x.Elements == 0) return;
         var args = new[] { ctx.Out(), ctx.In(0), ctx.In(1), ctx.In(2) };
         if (inner == 1)
         {
             // the normalised axis is the innermost: rows of C whatever the declared layout
             LayerNormLastModel Model(string n) => new(n, threads, outer, c, ln.Eps);
-            var name = ctx.AddKernel($"layer_norm_last_c{c}_r{outer}", "layer_norm", "layer_norm_last.cu.sbn", n => Model(n));
+            var name = ctx.AddKernel($"layer_norm_last_c{c}_r{outer}", "layer_norm", "layer_norm_last.cu.sbn", n =>
+                Model(n));
             ctx.Launch(name, LoweringSupport.Grid(ctx, Model(name).Blocks, 1), new Dim3(threads), 0, args);
         }
         else
         {
             LayerNormFirstModel Model(string n) => new(n, threads, outer, c, inner, ln.Eps);
-            var name = ctx.AddKernel($"layer_norm_first_c{c}_p{inner}_n{outer}", "layer_norm", "layer_norm_first.cu.sbn",
-                n => Model(n));
+            var name = ctx.AddKernel($"layer_norm_first_c{c}_p{inner}_n{outer}", "layer_norm",
+                "layer_norm_first.cu.sbn", n => Model(n));
             ctx.Launch(name, LoweringSupport.Grid(ctx, Model(name).Blocks, 1), new Dim3(threads), 0, args);
         }
     }
@@ -75,9 +77,9 @@ internal static class NormLowering
             throw new IrException($"{ctx.Node.Describe()}: bias and activation are applied only in place");
         }
         string kind = x is null ? "gemm_grn" : "grn";
-        GrnModel Model(string n, KernelSignature st, KernelSignature sc, KernelSignature ap) => new(n, kind, threads, batch,
-            positions, channels, channelsFirst, eps, x is null, act, bias is not null, beta is not null, residual is not null,
-            st, sc, ap);
+        GrnModel Model(string n, KernelSignature st, KernelSignature sc, KernelSignature ap) =>
+            new(n, kind, threads, batch, positions, channels, channelsFirst, eps, x is null, act, bias is not null,
+                beta is not null, residual is not null, st, sc, ap);
         var sums = ctx.Scratch("grn_sums", Model("probe", new(), new(), new()).PartialFloats);
         var factor = ctx.Scratch("grn_factor", (long)batch * channels);
         var stats = new KernelSignature().Out("sumsq", sums);
@@ -97,7 +99,8 @@ internal static class NormLowering
         var block = new Dim3(threads);
         if (channelsFirst)
         {
-            ctx.Launch(name, LoweringSupport.Grid(ctx, (long)batch * channels, threads / 32), block, 0, stats.Args, entries[0]);
+            ctx.Launch(name, LoweringSupport.Grid(ctx, (long)batch * channels, threads / 32), block, 0, stats.Args,
+                entries[0]);
         }
         else
         {

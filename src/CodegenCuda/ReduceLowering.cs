@@ -3,7 +3,9 @@ using ShiftWise.IR.Ops;
 
 namespace ShiftWise.CodegenCuda;
 
-/// <summary>CUDA lowering of mean over trailing contiguous axes (global average pooling is axes [2,3] of NCHW).</summary>
+/// <summary>
+/// CUDA lowering of mean over trailing contiguous axes (global average pooling is axes [2,3] of NCHW).
+/// </summary>
 internal static class ReduceLowering
 {
     /// <summary>Adds the node's kernels and steps.</summary>
@@ -13,13 +15,15 @@ internal static class ReduceLowering
         var m = (Mean)ctx.Node.Op;
         var x = ctx.InType(0).Shape;
         var (rows, count) = Split(x, m.Axes) ?? throw new IrException(
-            $"{ctx.Node.Describe()}: the CUDA target averages only over trailing axes (e.g. [2,3] of NCHW), not over axes {m.Axes} of {x}");
+            $"{ctx.Node.Describe()}: the CUDA target averages only over trailing axes (e.g. [2,3] of NCHW), not over "
+                + $"axes {m.Axes} of {x}");
         int threads = LoweringSupport.Tunables(ctx)["block"];
         if (rows == 0) return;
         if (count == 0) throw new IrException($"{ctx.Node.Describe()}: cannot average over an empty axis of {x}");
         MeanModel Model(string n) => new(n, threads, rows, count);
         var name = ctx.AddKernel($"mean_{rows}x{count}", "mean", "mean.cu.sbn", n => Model(n));
-        ctx.Launch(name, LoweringSupport.Grid(ctx, Model(name).Blocks, 1), new Dim3(threads), 0, [ctx.Out(), ctx.In(0)]);
+        ctx.Launch(name, LoweringSupport.Grid(ctx, Model(name).Blocks, 1), new Dim3(threads), 0,
+            [ctx.Out(), ctx.In(0)]);
     }
 
     /// <summary>

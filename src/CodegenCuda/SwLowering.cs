@@ -20,7 +20,8 @@ internal static class SwLowering
         {
             if (!SwCudaTunables.Values[k].Contains(v))
             {
-                throw new IrException($"{ctx.Node.Describe()}: tunable {k} = {v} is not one of {string.Join(", ", SwCudaTunables.Values[k])}");
+                throw new IrException($"{ctx.Node.Describe()}: tunable {k} = {v} is not one of "
+                    + $"{string.Join(", ", SwCudaTunables.Values[k])}");
             }
         }
         var s = spec.Op.Shift;
@@ -29,16 +30,19 @@ internal static class SwLowering
         bool cross = t["lowering"] == 0;
         if (cross && !(ctx.IsParam(1) && ctx.IsParam(2)))
         {
-            throw new IrException($"{ctx.Node.Describe()}: the cross lowering needs the sub-kernels and scales as parameters " +
+            throw new IrException($"{ctx.Node.Describe()}: the cross lowering needs the sub-kernels and scales as "
+                + $"parameters " +
                 "(they are collapsed once); use lowering=1");
         }
         if (cross)
         {
             var m = new SwCrossCudaModel(spec, t, "probe");
-            var name = ctx.AddKernel("sw_cross_" + shape, "fused_shiftwise", "sw_cross.cu.sbn", n => new SwCrossCudaModel(spec, t, n));
+            var name = ctx.AddKernel("sw_cross_" + shape, "fused_shiftwise", "sw_cross.cu.sbn", n =>
+                new SwCrossCudaModel(spec, t, n));
             long band = (long)spec.Rep * s.Small * spec.BandWidth;
             ctx.Launch(name, m.Grid, m.Block, 0,
-                [ctx.Out(), ctx.In(0), ctx.Derived(Derived.SwBandH, band), ctx.Derived(Derived.SwBandV, band), ctx.In(3), ctx.In(4)]);
+                [ctx.Out(), ctx.In(0), ctx.Derived(Derived.SwBandH, band), ctx.Derived(Derived.SwBandV, band),
+                    ctx.In(3), ctx.In(4)]);
         }
         else
         {

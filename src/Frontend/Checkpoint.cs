@@ -11,7 +11,9 @@ namespace ShiftWise.Frontend;
 public sealed partial record Checkpoint(IReadOnlyDictionary<string, Tensor> Tensors, int? InChans, int? NumClasses,
     int? NPath)
 {
-    /// <summary>Reads a checkpoint; `num_batches_tracked` entries are dropped, merged `LoRA.weight` become `LoRAs.0.weight`.</summary>
+    /// <summary>
+    /// Reads a checkpoint; `num_batches_tracked` entries are dropped, merged `LoRA.weight` become `LoRAs.0.weight`.
+    /// </summary>
     public static Checkpoint Read(string path)
     {
         if (!File.Exists(path)) throw new IrException($"{path}: no such file");
@@ -34,7 +36,8 @@ public sealed partial record Checkpoint(IReadOnlyDictionary<string, Tensor> Tens
             .Select(m => int.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture) + 1)
             .DefaultIfEmpty(0).Max();
         int? nPath = merged ? 1 : paths > 0 ? paths : null;
-        int? inChans = t.TryGetValue("downsample_layers.0.0.weight", out var stem) && stem.Shape.Rank == 4 ? stem.Shape[1] : null;
+        int? inChans = t.TryGetValue("downsample_layers.0.0.weight", out var stem) && stem.Shape.Rank == 4
+            ? stem.Shape[1] : null;
         int? classes = t.TryGetValue("head.weight", out var head) && head.Shape.Rank == 2 ? head.Shape[0] : null;
         return new Checkpoint(t, inChans, classes, nPath);
     }

@@ -46,7 +46,8 @@ public static class ModelLoader
         foreach (var p in g.Params)
         {
             if (!w.TryGetValue(p.Name, out var t)) problems.Add($"missing '{p.Name}' ({p.Type})");
-            else if (!t.Shape.Equals(p.Type.Shape)) problems.Add($"'{p.Name}' has shape {t.Shape}, expected {p.Type.Shape}");
+            else if (!t.Shape.Equals(p.Type.Shape)) problems.Add($"'{p.Name}' has shape {t.Shape}, expected "
+                + $"{p.Type.Shape}");
         }
         foreach (var name in w.Keys.Where(k => !declared.ContainsKey(k)).Order(StringComparer.Ordinal))
         {

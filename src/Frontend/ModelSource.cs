@@ -62,10 +62,14 @@ public sealed record ModelArgs
     public Shape? InputShape { get; init; }
 }
 
-/// <summary>A model ready to run: its graph, its weights (empty when not requested) and a one-line description.</summary>
+/// <summary>
+/// A model ready to run: its graph, its weights (empty when not requested) and a one-line description.
+/// </summary>
 public sealed record LoadedModel(Graph Graph, IReadOnlyDictionary<string, Tensor> Weights, string Description);
 
-/// <summary>Resolves a MODEL argument (a preset name or a .swir file) and its options into a graph and weights.</summary>
+/// <summary>
+/// Resolves a MODEL argument (a preset name or a .swir file) and its options into a graph and weights.
+/// </summary>
 public static class ModelSource
 {
     /// <summary>Every MODEL name besides .swir files.</summary>
@@ -74,9 +78,11 @@ public static class ModelSource
     /// <summary>Loads the model; draws or reads weights only when <paramref name="withWeights"/>.</summary>
     public static LoadedModel Load(string model, ModelArgs a, bool withWeights)
     {
-        if (a.Training is not null && (model == "sw-layer" || model.EndsWith(".swir", StringComparison.OrdinalIgnoreCase)))
+        if (a.Training is not null && (model == "sw-layer" || model.EndsWith(".swir",
+            StringComparison.OrdinalIgnoreCase)))
         {
-            throw new IrException($"'{model}': training graphs are built for the ShiftWise_v2 presets ({string.Join(", ", ShiftWiseV2Options.PresetNames)})");
+            throw new IrException($"'{model}': training graphs are built for the ShiftWise_v2 presets "
+                + $"({string.Join(", ", ShiftWiseV2Options.PresetNames)})");
         }
         if (model.EndsWith(".swir", StringComparison.OrdinalIgnoreCase))
         {
@@ -94,7 +100,8 @@ public static class ModelSource
         else
         {
             var preset = ShiftWiseV2Options.Preset(model)
-                ?? throw new IrException($"unknown model '{model}': expected a .swir file or one of {string.Join(", ", Names)}");
+                ?? throw new IrException($"unknown model '{model}': expected a .swir file or one of "
+                + $"{string.Join(", ", Names)}");
             m = ShiftWiseV2.Build(Apply(preset, a, ckpt), model.Replace('-', '_'), training: a.Training);
         }
         IReadOnlyDictionary<string, Tensor> weights = new Dictionary<string, Tensor>();
@@ -113,7 +120,9 @@ public static class ModelSource
         return new LoadedModel(m.Graph, weights, $"{model}, {source}");
     }
 
-    /// <summary>An input file decides the shape; an option that says otherwise is an error, not silently overridden.</summary>
+    /// <summary>
+    /// An input file decides the shape; an option that says otherwise is an error, not silently overridden.
+    /// </summary>
     private static void AgreeWithInput(string model, ModelArgs a)
     {
         var s = a.InputShape;

@@ -1,6 +1,8 @@
 namespace ShiftWise.IR;
 
-/// <summary>Base of every error the compiler raises on bad input; the CLI prints its message and exits non-zero.</summary>
+/// <summary>
+/// Base of every error the compiler raises on bad input; the CLI prints its message and exits non-zero.
+/// </summary>
 public class IrException : Exception
 {
     /// <summary>Creates the exception.</summary>

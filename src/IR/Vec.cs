@@ -27,7 +27,8 @@ public readonly struct Vec<T> : IEquatable<Vec<T>>, IReadOnlyList<T>
 
     /// <inheritdoc/>
     public bool Equals(Vec<T> other) =>
-        Count == other.Count && (Count == 0 || _items!.AsSpan().SequenceEqual(other._items, EqualityComparer<T>.Default));
+        Count == other.Count
+        && (Count == 0 || _items!.AsSpan().SequenceEqual(other._items, EqualityComparer<T>.Default));
 
     /// <inheritdoc/>
     public override bool Equals(object? obj) => obj is Vec<T> v && Equals(v);

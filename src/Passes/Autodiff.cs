@@ -7,7 +7,8 @@ namespace ShiftWise.Passes;
 /// <param name="Graph">Forward outputs first (the loss is output 0), then one gradient output per parameter.</param>
 /// <param name="Gradients">Parameter name to the value holding its gradient, in parameter order.</param>
 /// <param name="Unreached">Parameters asked for that the loss does not depend on (their gradient is zero).</param>
-public sealed record AutodiffResult(Graph Graph, IReadOnlyDictionary<string, string> Gradients, IReadOnlyList<string> Unreached);
+public sealed record AutodiffResult(Graph Graph, IReadOnlyDictionary<string, string> Gradients,
+    IReadOnlyList<string> Unreached);
 
 /// <summary>
 /// Reverse-mode autodiff as a graph rewrite: keeps the forward nodes, then, visiting them in reverse, emits one
@@ -27,7 +28,10 @@ public static class AutodiffBuilder
     public static AutodiffResult Build(Graph g, string loss, IEnumerable<string>? wrt = null)
     {
         var types = g.ValueTypes();
-        if (!types.TryGetValue(loss, out var lt)) throw new IrException($"graph '{g.Name}' has no value %{loss} to differentiate");
+        if (!types.TryGetValue(loss, out var lt))
+        {
+            throw new IrException($"graph '{g.Name}' has no value %{loss} to differentiate");
+        }
         if (lt.Shape.Elements != 1 || !lt.DType.IsFloat())
         {
             throw new IrException($"graph '{g.Name}': the loss %{loss} must be a single float value, got {lt}");
@@ -37,7 +41,10 @@ public static class AutodiffBuilder
         foreach (var w in wrtList)
         {
             if (!paramSet.TryGetValue(w, out var d)) throw new IrException($"graph '{g.Name}' has no parameter '{w}'");
-            if (!d.Type.DType.IsFloat()) throw new IrException($"parameter '{w}' is {d.Type}: only float parameters have gradients");
+            if (!d.Type.DType.IsFloat())
+            {
+                throw new IrException($"parameter '{w}' is {d.Type}: only float parameters have gradients");
+            }
         }
 
         // values that depend on a differentiated parameter, and nodes that reach the loss
@@ -52,7 +59,10 @@ public static class AutodiffBuilder
                 }
             }
         }
-        if (!needs.Contains(loss)) throw new IrException($"graph '{g.Name}': the loss %{loss} depends on none of the parameters");
+        if (!needs.Contains(loss))
+        {
+            throw new IrException($"graph '{g.Name}': the loss %{loss} depends on none of the parameters");
+        }
         var reaches = new HashSet<string>(StringComparer.Ordinal) { loss };
         for (int k = g.Nodes.Count - 1; k >= 0; k--)
         {
@@ -69,7 +79,10 @@ public static class AutodiffBuilder
             var outs = b.Apply(n.Op, BaseName(n), n.Inputs.Select(i => vals[i]).ToArray());
             for (int j = 0; j < outs.Length; j++)
             {
-                if (outs[j].Name != n.Outputs[j]) throw new IrException($"{n.Describe()}: output {j} renamed to {outs[j].Name}");
+                if (outs[j].Name != n.Outputs[j])
+                {
+                    throw new IrException($"{n.Describe()}: output {j} renamed to {outs[j].Name}");
+                }
                 vals[n.Outputs[j]] = outs[j];
             }
         }
@@ -80,7 +93,10 @@ public static class AutodiffBuilder
         {
             if (!parts.TryGetValue(v, out var list)) return null;
             var acc = list[0];
-            for (int i = 1; i < list.Count; i++) acc = b.Apply1(new Binary(BinaryKind.Add), $"d.{v}.sum{i}", acc, list[i]);
+            for (int i = 1; i < list.Count; i++)
+            {
+                acc = b.Apply1(new Binary(BinaryKind.Add), $"d.{v}.sum{i}", acc, list[i]);
+            }
             return acc;
         }
         for (int k = g.Nodes.Count - 1; k >= 0; k--)
@@ -96,7 +112,8 @@ public static class AutodiffBuilder
             {
                 if (n.Outputs[0] != loss || parts.ContainsKey(loss))
                 {
-                    throw new IrException($"{n.Describe()}: the loss must be the node's first output and must not be used again");
+                    throw new IrException($"{n.Describe()}: the loss must be the node's first output and must not be "
+                        + $"used again");
                 }
                 grad = new Grad(n.Op, wrtIdx, Vec<int>.Empty);
             }
@@ -145,7 +162,8 @@ public static class AutodiffBuilder
     private static string BaseName(Node n)
     {
         var suffix = n.Op.OutputSuffixes[0];
-        return suffix.Length > 0 && n.Name.EndsWith(suffix, StringComparison.Ordinal) ? n.Name[..^suffix.Length] : n.Name;
+        return suffix.Length > 0 && n.Name.EndsWith(suffix, StringComparison.Ordinal)
+            ? n.Name[..^suffix.Length] : n.Name;
     }
 }
 

@@ -93,7 +93,8 @@ public sealed class CollapseShiftWise : Pass
     private static (string Value, Node? Affine) ThroughAffine(GraphEditor e, string leaf)
     {
         var p = e.Producer(leaf);
-        return p is { Op: BatchNorm { Mode: Mode.Eval } or ScaleBias } && e.SingleUse(leaf) ? (p.Inputs[0], p) : (leaf, null);
+        return p is { Op: BatchNorm { Mode: Mode.Eval } or ScaleBias } && e.SingleUse(leaf) ? (p.Inputs[0], p)
+            : (leaf, null);
     }
 
     private static void SumLeaves(GraphEditor e, Node add, List<string> leaves, List<Node> adds)

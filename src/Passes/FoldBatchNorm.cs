@@ -32,8 +32,8 @@ public sealed class FoldBatchNorm : Pass
                 var w = Scaled(e.Const(conv.Inputs[1])!, scale);
                 var b = Shifted(conv.Inputs.Count == 3 ? e.Const(conv.Inputs[2]) : null, scale, bias);
                 var wn = e.AddParam(conv.Inputs[1] + ".bn_folded", dtype, wt.Shape, w);
-                var bnm = e.AddParam((conv.Inputs.Count == 3 ? conv.Inputs[2] : conv.Inputs[1] + ".bias") + ".bn_folded",
-                    dtype, new Shape(scale.Length), b);
+                var bnm = e.AddParam((conv.Inputs.Count == 3 ? conv.Inputs[2] : conv.Inputs[1] + ".bias")
+                    + ".bn_folded", dtype, new Shape(scale.Length), b);
                 e.Remove(conv);
                 e.Replace(bn, e.Make(conv.Op, [bn.Outputs[0]], conv.Inputs[0], wn, bnm));
                 continue;

@@ -22,7 +22,8 @@ public sealed class FuseEpilogues : Pass
         foreach (var n in ctx.Graph.Nodes.Where(n => n.Op is Mean)) ReduceSe(e, n);
         bool se = e.Commit();
         e = new GraphEditor(ctx);
-        foreach (var n in ctx.Graph.Nodes.Where(n => n.Op is Linear or Gemm { HasGrn: false, HasResidual: false, OutNchw: false, Act: GemmAct.None }))
+        foreach (var n in ctx.Graph.Nodes.Where(n => n.Op is Linear
+            or Gemm { HasGrn: false, HasResidual: false, OutNchw: false, Act: GemmAct.None }))
         {
             if (!e.Touched(n)) FuseLinear(e, n);
         }
@@ -56,7 +57,8 @@ public sealed class FuseEpilogues : Pass
             bool pristine = act == GemmAct.None && grn is null;
             if (next.Op is Unary u && pristine && !outNchw)
             {
-                act = u.Kind switch { UnaryKind.Gelu => GemmAct.Gelu, UnaryKind.Relu => GemmAct.Relu, _ => GemmAct.Sigmoid };
+                act = u.Kind switch { UnaryKind.Gelu => GemmAct.Gelu, UnaryKind.Relu => GemmAct.Relu,
+                    _ => GemmAct.Sigmoid };
             }
             else if (next.Op is Grn gr && grn is null && !outNchw && next.Inputs.Count == 3 && next.Inputs[0] == cur
                 && gr.Eps == 1e-6)
@@ -67,7 +69,8 @@ public sealed class FuseEpilogues : Pass
             {
                 outNchw = true;
             }
-            else if (pristine && foldable && next.Inputs[0] == cur && ChannelAffine(e, next, outNchw, nout) is var (s, sh))
+            else if (pristine && foldable && next.Inputs[0] == cur
+                && ChannelAffine(e, next, outNchw, nout) is var (s, sh))
             {
                 w = FoldBatchNorm.Scaled(w!, s);
                 b = FoldBatchNorm.Shifted(b, s, sh);
@@ -108,11 +111,14 @@ public sealed class FuseEpilogues : Pass
         e.Replace(last, e.Make(op, [last.Outputs[0]], ins.ToArray()));
     }
 
-    /// <summary>A per-output-channel affine: eval BN or scale_bias on the channel axis, or a multiply by a constant.</summary>
+    /// <summary>
+    /// A per-output-channel affine: eval BN or scale_bias on the channel axis, or a multiply by a constant.
+    /// </summary>
     private static (double[] Scale, double[] Shift)? ChannelAffine(GraphEditor e, Node n, bool nchw, int nout)
     {
         if (nchw && Affine.Of(e, n) is { } a) return a;
-        if (!nchw && n.Op is ScaleBias sb && sb.Axis == -1 && e.Const(n.Inputs[1]) is { } s && e.Const(n.Inputs[2]) is { } b)
+        if (!nchw && n.Op is ScaleBias sb && sb.Axis == -1 && e.Const(n.Inputs[1]) is { } s
+            && e.Const(n.Inputs[2]) is { } b)
         {
             return (s, b);
         }
@@ -129,10 +135,16 @@ public sealed class FuseEpilogues : Pass
         return null;
     }
 
-    /// <summary>pool → 1×1 conv → ReLU → 1×1 conv → sigmoid → scale, as pooling, two small GEMMs and a scale.</summary>
+    /// <summary>
+    /// pool → 1×1 conv → ReLU → 1×1 conv → sigmoid → scale, as pooling, two small GEMMs and a scale.
+    /// </summary>
     private static void ReduceSe(GraphEditor e, Node pool)
     {
-        if (pool.Op is not Mean { KeepDim: true } m || m.Axes != Vec.Of(2, 3) || e.TypeOf(pool.Inputs[0]).Shape.Rank != 4) return;
+        if (pool.Op is not Mean { KeepDim: true } m || m.Axes != Vec.Of(2, 3)
+            || e.TypeOf(pool.Inputs[0]).Shape.Rank != 4)
+        {
+            return;
+        }
         var c1 = e.OnlyConsumer(pool.Outputs[0]);
         var relu = c1 is null ? null : e.OnlyConsumer(c1.Outputs[0]);
         var c2 = relu is null ? null : e.OnlyConsumer(relu.Outputs[0]);
@@ -156,8 +168,10 @@ public sealed class FuseEpilogues : Pass
         e.Remove(c2);
         e.Remove(sig);
         e.Replace(mul,
-            e.Make(new Gemm(false, false, GemmAct.Relu, true, false, 1e-6, false), [h], pooled, Flat(e, c1.Inputs[1]), c1.Inputs[2]),
-            e.Make(new Gemm(false, false, GemmAct.Sigmoid, true, false, 1e-6, false), [s], h, Flat(e, c2.Inputs[1]), c2.Inputs[2]),
+            e.Make(new Gemm(false, false, GemmAct.Relu, true, false, 1e-6, false), [h], pooled, Flat(e, c1.Inputs[1]),
+                c1.Inputs[2]),
+            e.Make(new Gemm(false, false, GemmAct.Sigmoid, true, false, 1e-6, false), [s], h, Flat(e, c2.Inputs[1]),
+                c2.Inputs[2]),
             e.Make(new Reshape(Vec.Of(shape[0], shape[1], 1, 1)), [s4], s),
             e.Make(new Binary(BinaryKind.Mul), [mul.Outputs[0]], v, s4));
     }

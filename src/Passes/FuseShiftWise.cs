@@ -41,7 +41,8 @@ public sealed class FuseShiftWise : Pass
             }
             int r = sc.Shift.Rep, c = r + ghost.Length;
             var affineNode = e.OnlyConsumer(top) is { } a && Affine.Of(e, a) is not null ? a : null;
-            var (s, b) = affineNode is null ? (Enumerable.Repeat(1.0, c).ToArray(), new double[c]) : Affine.Of(e, affineNode)!.Value;
+            var (s, b) = affineNode is null ? (Enumerable.Repeat(1.0, c).ToArray(), new double[c])
+                : Affine.Of(e, affineNode)!.Value;
             var scales = e.Const(cross.Inputs[2]);
             var bias = e.Const(cross.Inputs[3]);
             if (scales is null || bias is null || !e.IsParam(cross.Inputs[1])) continue;

@@ -136,7 +136,9 @@ public sealed class GraphEditor
 /// <summary>Recognises per-channel affine nodes: eval-mode BatchNorm and ScaleBias.</summary>
 public static class Affine
 {
-    /// <summary>(scale, bias) per channel along axis 1 when the node is such an affine with constant parameters.</summary>
+    /// <summary>
+    /// (scale, bias) per channel along axis 1 when the node is such an affine with constant parameters.
+    /// </summary>
     public static (double[] Scale, double[] Bias)? Of(GraphEditor e, Node n)
     {
         switch (n.Op)

@@ -53,7 +53,8 @@ public sealed record MemoryPlan(IReadOnlyList<BufferSlot> Slots, IReadOnlyDictio
             if (last.ContainsKey(r)) last[r] = g.Nodes.Count;
         }
         var slots = new List<BufferSlot>();
-        foreach (var (v, (first, bytes)) in produced.OrderByDescending(kv => kv.Value.Bytes).ThenBy(kv => kv.Value.Index))
+        foreach (var (v, (first, bytes)) in produced.OrderByDescending(kv => kv.Value.Bytes)
+            .ThenBy(kv => kv.Value.Index))
         {
             var overlapping = slots.Where(s => s.First <= last[v] && first <= s.Last).OrderBy(s => s.Offset).ToList();
             long offset = 0;

@@ -19,15 +19,18 @@ public sealed class PruneZeroSubkernels : Pass
         foreach (var n in ctx.Graph.Nodes)
         {
             if (n.Op is not (SwCross or FusedShiftWise) || !e.IsParam(n.Inputs[1])) continue;
-            var (shift, subs) = n.Op is SwCross c ? (c.Shift, c.Subs) : (((FusedShiftWise)n.Op).Shift, ((FusedShiftWise)n.Op).Subs);
+            var (shift, subs) = n.Op is SwCross c ? (c.Shift, c.Subs)
+                : (((FusedShiftWise)n.Op).Shift, ((FusedShiftWise)n.Op).Subs);
             int kk = shift.Small * shift.Small;
             var w = e.Const(n.Inputs[1])!;
-            var keep = Enumerable.Range(0, subs.Count).Where(i => w.AsSpan(i * kk, kk).ContainsAnyExcept(0.0)).ToArray();
+            var keep = Enumerable.Range(0, subs.Count).Where(i => w.AsSpan(i * kk, kk).ContainsAnyExcept(0.0))
+                .ToArray();
             if (keep.Length == subs.Count) continue;
             var kept = keep.SelectMany(i => w.AsSpan(i * kk, kk).ToArray()).ToArray();
             var newSubs = new Vec<int>(keep.Select(i => subs[i]));
             var t = e.TypeOf(n.Inputs[1]);
-            var wn = e.AddParam(n.Inputs[1] + ".pruned", t.DType, new Shape(keep.Length, 1, shift.Small, shift.Small), kept);
+            var wn = e.AddParam(n.Inputs[1] + ".pruned", t.DType,
+                new Shape(keep.Length, 1, shift.Small, shift.Small), kept);
             Op op = n.Op is SwCross sc ? sc with { Subs = newSubs } : ((FusedShiftWise)n.Op) with { Subs = newSubs };
             e.Replace(n, e.Make(op, n.Outputs.ToArray(), [n.Inputs[0], wn, .. n.Inputs.Skip(2)]));
         }

@@ -54,17 +54,24 @@ public sealed class CompiledModel
         var passTime = sw.Elapsed;
         sw.Restart();
         var exec = new CpuExecutor(ctx.Graph, ctx.Weights, generated, warn, tuning is null ? null : tuning.For);
-        return new CompiledModel(m, ctx.Graph, records, exec, passTime, sw.Elapsed) { Weights = ctx.Weights, Tuning = tuning };
+        return new CompiledModel(m, ctx.Graph, records, exec, passTime, sw.Elapsed)
+        {
+            Weights = ctx.Weights,
+            Tuning = tuning,
+        };
     }
 
     /// <summary>Runs the model on one input tensor (the graph's single input).</summary>
-    public Tensor Run(Tensor x) => Executor.Run(new Dictionary<string, Tensor> { [Graph.Inputs[0].Name] = x })[Graph.Outputs[0]];
+    public Tensor Run(Tensor x) =>
+        Executor.Run(new Dictionary<string, Tensor> { [Graph.Inputs[0].Name] = x })[Graph.Outputs[0]];
 }
 
 /// <summary>Timing of repeated runs: median and spread.</summary>
 public sealed record BenchResult(int Runs, double MedianMs, double MinMs, double MaxMs)
 {
-    /// <summary>Measures <paramref name="run"/> after warm-up, until both the run count and the time budget are met.</summary>
+    /// <summary>
+    /// Measures <paramref name="run"/> after warm-up, until both the run count and the time budget are met.
+    /// </summary>
     public static BenchResult Measure(Action run, int warmup = 2, int minRuns = 5, double minSeconds = 2)
     {
         for (int i = 0; i < warmup; i++) run();

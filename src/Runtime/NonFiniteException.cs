@@ -5,7 +5,10 @@ namespace ShiftWise.Runtime;
 /// <summary>A NaN or an infinity found by --check-finite: where it first appeared.</summary>
 public sealed class NonFiniteException(string message) : IrException(message)
 {
-    /// <summary>Throws when <paramref name="v"/> holds a NaN or an infinity, naming <paramref name="where"/> and the first index.</summary>
+    /// <summary>
+    /// Throws when <paramref name="v"/> holds a NaN or an infinity, naming <paramref name="where"/> and the first
+    /// index.
+    /// </summary>
     public static void Check(ReadOnlySpan<float> v, string where, TensorType type, string? after = null)
     {
         if (type.DType != DType.F32) return;

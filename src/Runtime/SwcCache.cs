@@ -27,7 +27,9 @@ public static class SwcCache
     // process-wide environment that parallel jobs share.
     private static readonly AsyncLocal<string?> ScopedRoot = new();
 
-    /// <summary>The root directory: <see cref="UseRoot"/>'s while one is in effect, else $SWC_CACHE_DIR, else ~/.cache/swc.</summary>
+    /// <summary>
+    /// The root directory: <see cref="UseRoot"/>'s while one is in effect, else $SWC_CACHE_DIR, else ~/.cache/swc.
+    /// </summary>
     public static string Root => ScopedRoot.Value
         ?? (Environment.GetEnvironmentVariable("SWC_CACHE_DIR") is { Length: > 0 } d
             ? d
@@ -65,7 +67,10 @@ public static class SwcCache
             return;
         }
         var missing = new Stack<string>();
-        for (var d = full; !string.IsNullOrEmpty(d) && !Directory.Exists(d); d = Path.GetDirectoryName(d)) missing.Push(d);
+        for (var d = full; !string.IsNullOrEmpty(d) && !Directory.Exists(d); d = Path.GetDirectoryName(d))
+        {
+            missing.Push(d);
+        }
         while (missing.TryPop(out var d))
         {
             try
@@ -89,7 +94,9 @@ public static class SwcCache
         return file;
     }
 
-    /// <summary>The payload of an entry file's bytes, or null when the magic or the content hash does not match.</summary>
+    /// <summary>
+    /// The payload of an entry file's bytes, or null when the magic or the content hash does not match.
+    /// </summary>
     public static byte[]? Unseal(ReadOnlySpan<byte> file)
     {
         if (file.Length < HeaderBytes || !file[..8].SequenceEqual(Magic)) return null;
@@ -120,12 +127,16 @@ public static class SwcCache
         // an entry of an older swc (no seal) is a plain miss, rebuilt and overwritten without a word; a sealed entry
         // whose content no longer matches its hash was changed after it was written: say so
         if (bytes.Length < HeaderBytes || !bytes.AsSpan(0, 8).SequenceEqual(Magic)) return null;
-        warn?.Invoke($"warning: the cache entry {file} does not match its content hash (tampered with or damaged); discarded, rebuilding it");
+        warn?.Invoke($"warning: the cache entry {file} does not match its content hash (tampered with or damaged); "
+            + $"discarded, rebuilding it");
         TryDelete(file);
         return null;
     }
 
-    /// <summary>Writes a sealed entry through a temporary file and a rename; a failure is a warning (the cache is an optimisation).</summary>
+    /// <summary>
+    /// Writes a sealed entry through a temporary file and a rename; a failure is a warning (the cache is an
+    /// optimisation).
+    /// </summary>
     /// <remarks>
     /// Differs from the other atomic writes on purpose in two ways. Threads and processes race to write the same
     /// entry (the same key, so the same bytes): each writes its own temporary and renames it over the entry, and a
@@ -148,7 +159,9 @@ public static class SwcCache
         }
     }
 
-    /// <summary>Deletes a file if it can (the cache is an optimisation: a file that stays is only a missed hit).</summary>
+    /// <summary>
+    /// Deletes a file if it can (the cache is an optimisation: a file that stays is only a missed hit).
+    /// </summary>
     public static void TryDelete(string file)
     {
         try

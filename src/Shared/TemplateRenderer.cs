@@ -8,9 +8,10 @@ namespace ShiftWise.Codegen;
 
 /// <summary>
 /// Renders the embedded Scriban templates of the assembly it is compiled into (this file is linked into both
-/// CodegenCpu and CodegenCuda, so each renders its own templates with the same settings). Each template is parsed once; settings follow DESIGN.md: strict
-/// variables, no relaxed member access, no loop or output limits, "\n" newlines. View-model members are exposed in
-/// snake_case. A template error is an exception naming the template and line, never silent output.
+/// CodegenCpu and CodegenCuda, so each renders its own templates with the same settings). Each template is parsed once;
+/// settings follow DESIGN.md: strict variables, no relaxed member access, no loop or output limits, "\n" newlines.
+/// View-model members are exposed in snake_case. A template error is an exception naming the template and line, never
+/// silent output.
 /// </summary>
 internal static class TemplateRenderer
 {
@@ -46,7 +47,8 @@ internal static class TemplateRenderer
     private static Template Load(string name)
     {
         using var s = Assembly.GetExecutingAssembly().GetManifestResourceStream(name)
-            ?? throw new IrException($"template {name} is not embedded in {Assembly.GetExecutingAssembly().GetName().Name}");
+            ?? throw new IrException($"template {name} is not embedded in "
+            + $"{Assembly.GetExecutingAssembly().GetName().Name}");
         using var r = new StreamReader(s);
         var t = Template.Parse(r.ReadToEnd(), name);
         if (t.HasErrors)

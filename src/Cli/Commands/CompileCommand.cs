@@ -5,7 +5,9 @@ using ShiftWise.Runtime.Compile;
 
 namespace ShiftWise.Cli.Commands;
 
-/// <summary>swc compile MODEL --pipeline P --out DIR: run the pass pipeline and write the result with a report.</summary>
+/// <summary>
+/// swc compile MODEL --pipeline P --out DIR: run the pass pipeline and write the result with a report.
+/// </summary>
 public static class CompileCommand
 {
     /// <summary>Creates the command.</summary>
@@ -19,10 +21,23 @@ public static class CompileCommand
             DefaultValueFactory = _ => "inference",
         };
         var outDir = new Option<string>("--out") { Description = "Output directory.", Required = true };
-        var printAll = new Option<bool>("--print-ir-after-all") { Description = "Write OUT/ir/NNN_<pass>.swir after every pass." };
-        var printAfter = new Option<string[]>("--print-ir-after") { Description = "Write the IR after this pass (repeatable)." };
-        var disable = new Option<string[]>("--disable-pass") { Description = "Skip this pass (repeatable), to bisect a wrong result." };
-        var init = new Option<string>("--init") { Description = "Weights without --weights: lively or original.", DefaultValueFactory = _ => "lively" };
+        var printAll = new Option<bool>("--print-ir-after-all")
+        {
+            Description = "Write OUT/ir/NNN_<pass>.swir after every pass.",
+        };
+        var printAfter = new Option<string[]>("--print-ir-after")
+        {
+            Description = "Write the IR after this pass (repeatable).",
+        };
+        var disable = new Option<string[]>("--disable-pass")
+        {
+            Description = "Skip this pass (repeatable), to bisect a wrong result.",
+        };
+        var init = new Option<string>("--init")
+        {
+            Description = "Weights without --weights: lively or original.",
+            DefaultValueFactory = _ => "lively",
+        };
         var seed = new Option<string?>("--seed") { Description = "Seed of the random weights (0)." };
         var target = new Option<string>("--target")
         {
@@ -30,10 +45,20 @@ public static class CompileCommand
             DefaultValueFactory = _ => "graph",
         };
         target.AcceptOnlyFromAmong("graph", "cuda");
-        var arch = new Option<string>("--arch") { Description = "CUDA device arch for --target cuda (sm_90).", DefaultValueFactory = _ => "sm_90" };
-        var cmd = new Command("compile", "Run the pass pipeline on a model; write model.swir, weights.safetensors and report.md (and CUDA kernels with --target cuda).");
+        var arch = new Option<string>("--arch")
+        {
+            Description = "CUDA device arch for --target cuda (sm_90).",
+            DefaultValueFactory = _ => "sm_90",
+        };
+        var cmd = new Command("compile",
+            "Run the pass pipeline on a model; write model.swir, weights.safetensors and report.md (and CUDA kernels "
+            + "with --target cuda).");
         model.AddTo(cmd);
-        foreach (var o in new Option[] { weights, pipeline, outDir, printAll, printAfter, disable, init, seed, target, arch }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { weights, pipeline, outDir, printAll, printAfter, disable, init, seed,
+            target, arch })
+        {
+            cmd.Options.Add(o);
+        }
         cmd.SetAction(r =>
         {
             var args = model.Read(r) with
@@ -58,16 +83,19 @@ public static class CompileCommand
                 + $"{p.Time.TotalMilliseconds,7:F0} ms  {p.NodesAfter} nodes"), ctx.Err.WriteLine);
             ctx.Out.WriteLine($"compiled {res.Source.Description}: {res.Source.Graph.Nodes.Count} nodes -> "
                 + $"{res.Optimized.Nodes.Count} nodes in {res.Time.TotalSeconds:F1} s");
-            foreach (var f in res.Files.Where(f => !f.Contains("/kernels/", StringComparison.Ordinal) && !f.Contains("/ptx/", StringComparison.Ordinal)))
+            foreach (var f in res.Files.Where(f => !f.Contains("/kernels/", StringComparison.Ordinal)
+                && !f.Contains("/ptx/", StringComparison.Ordinal)))
             {
                 ctx.Out.WriteLine($"wrote {f}");
             }
             if (res.Cuda is { } cu)
             {
-                ctx.Out.WriteLine($"wrote {cu.Plan.Kernels.Count} CUDA kernels to {Path.Combine(req.OutDir, "kernels")}; {cu.Tuning}");
+                ctx.Out.WriteLine($"wrote {cu.Plan.Kernels.Count} CUDA kernels to "
+                    + $"{Path.Combine(req.OutDir, "kernels")}; {cu.Tuning}");
                 ctx.Out.WriteLine(cu.Compiled is null
                     ? $"not compiled: {cu.NotCompiledReason}"
-                    : $"compiled {cu.Compiled.Count} kernels to PTX for {cu.PtxArch} in {Path.Combine(req.OutDir, "ptx")} "
+                    : $"compiled {cu.Compiled.Count} kernels to PTX for {cu.PtxArch} in "
+                    + $"{Path.Combine(req.OutDir, "ptx")} "
                       + $"({cu.Compiled.Count(c => c.Outcome != CacheOutcome.Compiled)} from the cache)");
             }
             return ExitCodes.Ok;

@@ -19,7 +19,8 @@ public static class DemoCommand
     public static Command Create(CommandContext ctx)
     {
         var image = new Option<string?>("--image-size") { Description = "Input height and width (224)." };
-        var cmd = new Command("demo", "Compile sw-tiny for the CPU, check it against the reference, and compare speeds.");
+        var cmd = new Command(
+            "demo", "Compile sw-tiny for the CPU, check it against the reference, and compare speeds.");
         cmd.Options.Add(image);
         cmd.SetAction(r =>
         {
@@ -28,21 +29,26 @@ public static class DemoCommand
             var total = Stopwatch.StartNew();
             var m = ModelSource.Load("sw-tiny", new ModelArgs { ImageSize = size, Seed = 0 }, withWeights: true);
             o.WriteLine($"1. model: {m.Description}: {m.Graph.Nodes.Count} nodes, input {m.Graph.Inputs[0].Type}");
-            var cm = CompiledModel.ForCpu(m, warn: ctx.Err.WriteLine, tuning: Runtime.Tune.CpuTuning.FromCache(ctx.Err.WriteLine));
-            o.WriteLine($"2. pass pipeline 'inference' ({cm.PassTime.TotalSeconds:F1} s): {m.Graph.Nodes.Count} -> {cm.Graph.Nodes.Count} nodes");
+            var cm = CompiledModel.ForCpu(m, warn: ctx.Err.WriteLine,
+                tuning: Runtime.Tune.CpuTuning.FromCache(ctx.Err.WriteLine));
+            o.WriteLine($"2. pass pipeline 'inference' ({cm.PassTime.TotalSeconds:F1} s): {m.Graph.Nodes.Count} -> "
+                + $"{cm.Graph.Nodes.Count} nodes");
             foreach (var p in cm.Records)
             {
                 o.WriteLine($"   {p.Name,-24} {(p.Changed ? "changed" : "unchanged"),-9} {p.NodesAfter,4} nodes");
             }
             o.WriteLine($"   fused SW layers: {cm.Graph.Nodes.Count(n => n.Op is IR.Ops.FusedShiftWise)}, GEMMs: "
-                + $"{cm.Graph.Nodes.Count(n => n.Op is IR.Ops.Gemm)}, batch norms left: {cm.Graph.Nodes.Count(n => n.Op is IR.Ops.BatchNorm)}");
-            o.WriteLine($"3. compiled for the CPU in {cm.BindTime.TotalSeconds:F1} s (generated SW kernels via Roslyn, cached); {cm.Tuning!.Summary}");
+                + $"{cm.Graph.Nodes.Count(n => n.Op is IR.Ops.Gemm)}, batch norms left: "
+                + $"{cm.Graph.Nodes.Count(n => n.Op is IR.Ops.BatchNorm)}");
+            o.WriteLine($"3. compiled for the CPU in {cm.BindTime.TotalSeconds:F1} s (generated SW kernels via Roslyn, "
+                + $"cached); {cm.Tuning!.Summary}");
             var x = RunCommand.RandomInput(m.Graph.Inputs[0].Type, 1);
             var y = cm.Run(x);
             o.WriteLine("4. one image:");
             RunCommand.PrintTop(o, y, 5);
             var sw = Stopwatch.StartNew();
-            var reference = ReferenceExecutor.Run(m.Graph, m.Weights, new Dictionary<string, Tensor> { ["x"] = x })[m.Graph.Outputs[0]];
+            var reference = ReferenceExecutor.Run(m.Graph, m.Weights,
+                new Dictionary<string, Tensor> { ["x"] = x })[m.Graph.Outputs[0]];
             double err = IR.Analysis.Error.RelL2(y, reference);
             bool ok = err <= 1e-4;
             o.WriteLine(string.Create(CultureInfo.InvariantCulture,
@@ -52,9 +58,9 @@ public static class DemoCommand
             var slow = CompiledModel.ForCpu(m, pipeline: "none", generated: false);
             var baseline = BenchResult.Measure(() => slow.Run(x), warmup: 1, minRuns: 3, minSeconds: 1);
             o.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"6. speed on this CPU ({Environment.ProcessorCount} threads): compiled {1000 / fast.MedianMs:F1} images/s "
-                + $"({fast.MedianMs:F1} ms), unoptimised graph {1000 / baseline.MedianMs:F2} images/s ({baseline.MedianMs:F0} ms): "
-                + $"{baseline.MedianMs / fast.MedianMs:F1}x faster"));
+                $"6. speed on this CPU ({Environment.ProcessorCount} threads): compiled {1000 / fast.MedianMs:F1} "
+                + $"images/s ({fast.MedianMs:F1} ms), unoptimised graph {1000 / baseline.MedianMs:F2} images/s "
+                + $"({baseline.MedianMs:F0} ms): {baseline.MedianMs / fast.MedianMs:F1}x faster"));
             o.WriteLine($"done in {total.Elapsed.TotalSeconds:F0} s");
             return ok ? ExitCodes.Ok : ExitCodes.Internal;
         });

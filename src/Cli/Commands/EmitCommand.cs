@@ -10,12 +10,27 @@ public static class EmitCommand
     public static Command Create(CommandContext ctx)
     {
         var model = new ModelOptions();
-        var weights = new Option<string?>("--weights") { Description = "A .pth or .safetensors checkpoint (default: seeded random weights)." };
-        var outDir = new Option<string>("--out") { Description = "The folder to write (created, or replaced if an earlier emit wrote it).", Required = true };
-        var arch = new Option<string?>("--arch") { Description = "CUDA device arch, e.g. sm_90 (default: GPU 0's, else sm_90)." };
-        var init = new Option<string>("--init") { Description = "Weights without --weights: lively or original.", DefaultValueFactory = _ => "lively" };
+        var weights = new Option<string?>("--weights")
+        {
+            Description = "A .pth or .safetensors checkpoint (default: seeded random weights).",
+        };
+        var outDir = new Option<string>("--out")
+        {
+            Description = "The folder to write (created, or replaced if an earlier emit wrote it).",
+            Required = true,
+        };
+        var arch = new Option<string?>("--arch")
+        {
+            Description = "CUDA device arch, e.g. sm_90 (default: GPU 0's, else sm_90).",
+        };
+        var init = new Option<string>("--init")
+        {
+            Description = "Weights without --weights: lively or original.",
+            DefaultValueFactory = _ => "lively",
+        };
         var seed = new Option<string?>("--seed") { Description = "Seed of the random weights (0)." };
-        var cmd = new Command("emit", "Write a standalone C++/CUDA project for a model: kernels, a host launcher on the CUDA runtime "
+        var cmd = new Command("emit",
+            "Write a standalone C++/CUDA project for a model: kernels, a host launcher on the CUDA runtime "
             + "and cuBLAS, a C API, weights.bin, CMakeLists.txt, an example program and a README.");
         model.AddTo(cmd);
         foreach (var o in new Option[] { weights, outDir, arch, init, seed }) cmd.Options.Add(o);
@@ -35,13 +50,16 @@ public static class EmitCommand
             var res = EmitDriver.Run(req, ctx.Err.WriteLine);
             var plan = res.Cuda.Plan;
             long bytes = res.Files.Sum(f => (long)f.Bytes.Length);
-            ctx.Out.WriteLine($"emitted {res.Source.Description} for {plan.Arch} to {res.OutDir}: {res.Files.Count} files, "
-                + $"{bytes / 1e6:F1} MB ({plan.Kernels.Count} kernels, {plan.Steps.Count} steps) in {res.Time.TotalSeconds:F1} s");
+            ctx.Out.WriteLine($"emitted {res.Source.Description} for {plan.Arch} to {res.OutDir}: {res.Files.Count} "
+                + $"files, "
+                + $"{bytes / 1e6:F1} MB ({plan.Kernels.Count} kernels, {plan.Steps.Count} steps) in "
+                + $"{res.Time.TotalSeconds:F1} s");
             ctx.Out.WriteLine(res.Cuda.Tuning);
             ctx.Out.WriteLine(res.Cuda.Compiled is null
                 ? $"kernels not checked: {res.Cuda.NotCompiledReason}"
                 : $"NVRTC compiled all {res.Cuda.Compiled.Count} kernels for {res.Cuda.PtxArch}");
-            ctx.Out.WriteLine($"build: cmake -S {res.OutDir} -B {res.OutDir}/build && cmake --build {res.OutDir}/build -j");
+            ctx.Out.WriteLine($"build: cmake -S {res.OutDir} -B {res.OutDir}/build && cmake --build {res.OutDir}/build "
+                + $"-j");
             return ExitCodes.Ok;
         });
         return cmd;

@@ -20,27 +20,54 @@ public static class GradCommand
     public static Command Create(CommandContext ctx)
     {
         var model = new ModelOptions();
-        var weights = new Option<string?>("--weights") { Description = "A .pth or .safetensors checkpoint (default: seeded random weights)." };
+        var weights = new Option<string?>("--weights")
+        {
+            Description = "A .pth or .safetensors checkpoint (default: seeded random weights).",
+        };
         var input = new Option<string>("--input") { Description = "The batch, an (N, C, H, W) .npy.", Required = true };
-        var labels = new Option<string>("--labels") { Description = "One integer class per image, an (N) .npy.", Required = true };
-        var output = new Option<string>("--output") { Description = "Write the loss and the gradients as .safetensors.", Required = true };
+        var labels = new Option<string>("--labels")
+        {
+            Description = "One integer class per image, an (N) .npy.",
+            Required = true,
+        };
+        var output = new Option<string>("--output")
+        {
+            Description = "Write the loss and the gradients as .safetensors.",
+            Required = true,
+        };
         var device = new Option<string>("--device")
         {
             Description = "cpu (the compiled training graph, the default) or reference (the float64 oracle, slow).",
             DefaultValueFactory = _ => "cpu",
         };
-        var smoothing = new Option<string?>("--label-smoothing") { Description = "Label smoothing of the cross-entropy (0)." };
-        var seed = new Option<string?>("--seed") { Description = "Seed of the random weights when none are given (0)." };
-        var checkFinite = new Option<bool>("--check-finite") { Description = "Check every node of the forward and backward pass for NaN or Inf and stop at the first (cpu)." };
-        var cmd = new Command("grad", "The loss and the gradient of every parameter for one batch (BatchNorm in batch-statistics mode, drop path off).");
+        var smoothing = new Option<string?>("--label-smoothing")
+        {
+            Description = "Label smoothing of the cross-entropy (0).",
+        };
+        var seed = new Option<string?>("--seed")
+        {
+            Description = "Seed of the random weights when none are given (0).",
+        };
+        var checkFinite = new Option<bool>("--check-finite")
+        {
+            Description =
+                "Check every node of the forward and backward pass for NaN or Inf and stop at the first (cpu).",
+        };
+        var cmd = new Command("grad",
+            "The loss and the gradient of every parameter for one batch (BatchNorm in batch-statistics mode, drop path "
+            + "off).");
         model.AddTo(cmd);
-        foreach (var o in new Option[] { weights, input, labels, output, device, smoothing, seed, checkFinite }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { weights, input, labels, output, device, smoothing, seed, checkFinite })
+        {
+            cmd.Options.Add(o);
+        }
         cmd.SetAction(r =>
         {
             var dev = r.GetValue(device)!;
             if (dev is not ("cpu" or "reference"))
             {
-                throw new IrException($"option --device: '{dev}' is not available for grad; it runs on: cpu, reference");
+                throw new IrException(
+                    $"option --device: '{dev}' is not available for grad; it runs on: cpu, reference");
             }
             double ls = ModelOptions.Dbl(r, smoothing) ?? 0;
             if (ls is < 0 or > 1) throw new IrException($"option --label-smoothing: {ls} must be in [0, 1]");
@@ -61,15 +88,18 @@ public static class GradCommand
             double loss;
             if (dev == "reference" && r.GetValue(checkFinite))
             {
-                throw new IrException("option --check-finite: checks the float32 kernels of --device cpu; the reference executor computes in float64");
+                throw new IrException("option --check-finite: checks the float32 kernels of --device cpu; the "
+                    + "reference executor computes in float64");
             }
             if (dev == "reference")
             {
-                ctx.Err.WriteLine($"differentiating {m.Description} on the reference executor ({m.Graph.Nodes.Count} nodes)...");
+                ctx.Err.WriteLine($"differentiating {m.Description} on the reference executor ({m.Graph.Nodes.Count} "
+                    + $"nodes)...");
                 var inputs = new Dictionary<string, Tensor>
                 {
                     ["x"] = x.Cast(DType.F32),
-                    [ShiftWiseV2.Labels] = Tensor.FromDoubles(TensorType.Of(DType.I64, y.Length), y.Select(v => (double)v).ToArray()),
+                    [ShiftWiseV2.Labels] = Tensor.FromDoubles(TensorType.Of(DType.I64, y.Length),
+                        y.Select(v => (double)v).ToArray()),
                 };
                 var (grads, values) = ReferenceGradients.Run(m.Graph, m.Weights, inputs, ShiftWiseV2.Loss);
                 foreach (var p in m.Graph.Params.Where(p => !p.Buffer)) result[p.Name] = grads[p.Name];
@@ -87,14 +117,18 @@ public static class GradCommand
                 result["loss"] = Tensor.Wrap(TensorType.Of(DType.F32), new[] { (float)loss });
             }
             SafeTensors.Write(r.GetValue(output)!, result);
-            ctx.Out.WriteLine($"{m.Description}: batch {x.Shape[0]}, loss {loss.ToString("G9", CultureInfo.InvariantCulture)}, "
-                + $"{result.Count - 1} parameter gradients on {dev} in {sw.Elapsed.TotalSeconds:F2} s; wrote {r.GetValue(output)}");
+            ctx.Out.WriteLine($"{m.Description}: batch {x.Shape[0]}, loss "
+                + $"{loss.ToString("G9", CultureInfo.InvariantCulture)}, "
+                + $"{result.Count - 1} parameter gradients on {dev} in {sw.Elapsed.TotalSeconds:F2} s; wrote "
+                + $"{r.GetValue(output)}");
             return ExitCodes.Ok;
         });
         return cmd;
     }
 
-    /// <summary>Reads an (N) integer .npy of class indices in [0, classes), naming the file and the first bad entry.</summary>
+    /// <summary>
+    /// Reads an (N) integer .npy of class indices in [0, classes), naming the file and the first bad entry.
+    /// </summary>
     public static int[] ReadLabels(string path, int n, int classes)
     {
         var t = Npy.Read(path);
@@ -106,7 +140,10 @@ public static class GradCommand
         var d = t.ToDoubles();
         for (int i = 0; i < d.Length; i++)
         {
-            if (d[i] < 0 || d[i] >= classes) throw new IrException($"{path}: label {d[i]} of image {i} is not a class 0..{classes - 1}");
+            if (d[i] < 0 || d[i] >= classes)
+            {
+                throw new IrException($"{path}: label {d[i]} of image {i} is not a class 0..{classes - 1}");
+            }
         }
         return d.Select(v => (int)v).ToArray();
     }

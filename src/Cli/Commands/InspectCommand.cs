@@ -13,8 +13,12 @@ public static class InspectCommand
     public static Command Create(CommandContext ctx)
     {
         var model = new ModelOptions();
-        var weights = new Option<string?>("--weights") { Description = "A .pth or .safetensors checkpoint (sets classes)." };
-        var cmd = new Command("inspect", "Print a per-layer table: op, output shape, parameters, multiply-accumulates.");
+        var weights = new Option<string?>("--weights")
+        {
+            Description = "A .pth or .safetensors checkpoint (sets classes).",
+        };
+        var cmd = new Command(
+            "inspect", "Print a per-layer table: op, output shape, parameters, multiply-accumulates.");
         model.AddTo(cmd);
         cmd.Options.Add(weights);
         cmd.SetAction(r =>

@@ -19,11 +19,16 @@ public static class RunCommand
     {
         var model = new ModelOptions();
         var weights = new Option<string?>("--weights") { Description = "A .pth or .safetensors checkpoint." };
-        var input = new Option<string?>("--input") { Description = "Input .npy (N, C, H, W); default: a seeded random image." };
+        var input = new Option<string?>("--input")
+        {
+            Description = "Input .npy (N, C, H, W); default: a seeded random image.",
+        };
         var output = new Option<string?>("--output") { Description = "Write the output as .npy." };
         var device = new Option<string>("--device")
         {
-            Description = "Where to run: cpu (compiled, the default), cuda (compiled for GPU 0) or reference (the float64 oracle, slow).",
+            Description =
+                "Where to run: cpu (compiled, the default), cuda (compiled for GPU 0) or reference (the float64 "
+                + "oracle, slow).",
             DefaultValueFactory = _ => "cpu",
         };
         var init = new Option<string>("--init")
@@ -32,17 +37,27 @@ public static class RunCommand
             DefaultValueFactory = _ => "lively",
         };
         var seed = new Option<string?>("--seed") { Description = "Seed of the random weights and input (0)." };
-        var checkFinite = new Option<bool>("--check-finite") { Description = "Check every node's output for NaN or Inf and stop at the first (cpu, cuda)." };
-        var tf32 = new Option<bool>("--tf32") { Description = "cuda: let cuBLAS use TF32 tensor cores for the GEMMs (off: fp32)." };
+        var checkFinite = new Option<bool>("--check-finite")
+        {
+            Description = "Check every node's output for NaN or Inf and stop at the first (cpu, cuda).",
+        };
+        var tf32 = new Option<bool>("--tf32")
+        {
+            Description = "cuda: let cuBLAS use TF32 tensor cores for the GEMMs (off: fp32).",
+        };
         var cmd = new Command("run", "Run a model once and print the top-5 classes.");
         model.AddTo(cmd);
-        foreach (var o in new Option[] { weights, input, output, device, init, seed, tf32, checkFinite }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { weights, input, output, device, init, seed, tf32, checkFinite })
+        {
+            cmd.Options.Add(o);
+        }
         cmd.SetAction(r =>
         {
             var dev = r.GetValue(device)!;
             if (dev is not ("reference" or "cpu" or "cuda"))
             {
-                throw new IrException($"option --device: '{dev}' is not available; this build runs on: cpu, cuda, reference");
+                throw new IrException($"option --device: '{dev}' is not available; this build runs on: cpu, cuda, "
+                    + $"reference");
             }
             if (dev == "cuda" && !ShiftWise.Runtime.Cuda.CudaDevice.Available)
             {
@@ -64,19 +79,24 @@ public static class RunCommand
             x ??= RandomInput(decl.Type, s);
             if (!x.Shape.Equals(decl.Type.Shape))
             {
-                throw new IrException($"{r.GetValue(input)}: input shape {x.Shape} does not match the model's {decl.Type.Shape}");
+                throw new IrException($"{r.GetValue(input)}: input shape {x.Shape} does not match the model's "
+                    + $"{decl.Type.Shape}");
             }
             Tensor y;
             var sw = Stopwatch.StartNew();
             if (dev == "reference" && r.GetValue(checkFinite))
             {
-                throw new IrException("option --check-finite: checks the float32 kernels of --device cpu or cuda; the reference executor computes in float64");
+                throw new IrException("option --check-finite: checks the float32 kernels of --device cpu or cuda; the "
+                    + "reference executor computes in float64");
             }
             if (dev == "reference")
             {
-                ctx.Err.WriteLine($"running {m.Description} on the reference executor ({m.Graph.Nodes.Count} nodes)...");
-                y = ReferenceExecutor.Run(m.Graph, m.Weights, new Dictionary<string, Tensor> { [decl.Name] = x })[m.Graph.Outputs[0]];
-                ctx.Out.WriteLine($"{m.Description}: input {x.Type}, output {y.Type}, {sw.Elapsed.TotalSeconds:F2} s on reference");
+                ctx.Err.WriteLine(
+                    $"running {m.Description} on the reference executor ({m.Graph.Nodes.Count} nodes)...");
+                y = ReferenceExecutor.Run(m.Graph, m.Weights,
+                    new Dictionary<string, Tensor> { [decl.Name] = x })[m.Graph.Outputs[0]];
+                ctx.Out.WriteLine($"{m.Description}: input {x.Type}, output {y.Type}, {sw.Elapsed.TotalSeconds:F2} s "
+                    + $"on reference");
             }
             else if (dev == "cuda")
             {
@@ -86,20 +106,24 @@ public static class RunCommand
                 sw.Restart();
                 gm.Executor.CheckFinite = r.GetValue(checkFinite);
                 y = gm.Run(x);
-                ctx.Out.WriteLine($"{m.Description}: input {x.Type}, output {y.Type}, compiled for {ShiftWise.Runtime.Cuda.CudaDevice.Info.Name} "
-                    + $"({ShiftWise.Runtime.Cuda.CudaDevice.Info.Arch}) in {compile.TotalSeconds:F2} s ({gm.Plan.Kernels.Count} kernels, "
+                ctx.Out.WriteLine($"{m.Description}: input {x.Type}, output {y.Type}, compiled for "
+                    + $"{ShiftWise.Runtime.Cuda.CudaDevice.Info.Name} "
+                    + $"({ShiftWise.Runtime.Cuda.CudaDevice.Info.Arch}) in {compile.TotalSeconds:F2} s "
+                    + $"({gm.Plan.Kernels.Count} kernels, "
                     + $"{gm.Plan.Steps.Count} steps), ran in {sw.Elapsed.TotalMilliseconds:F1} ms");
                 ctx.Out.WriteLine(gm.Tuning!.Summary);
             }
             else
             {
-                var cm = CompiledModel.ForCpu(m, warn: ctx.Err.WriteLine, tuning: Runtime.Tune.CpuTuning.FromCache(ctx.Err.WriteLine));
+                var cm = CompiledModel.ForCpu(m, warn: ctx.Err.WriteLine,
+                    tuning: Runtime.Tune.CpuTuning.FromCache(ctx.Err.WriteLine));
                 var compile = sw.Elapsed;
                 sw.Restart();
                 cm.Executor.CheckFinite = r.GetValue(checkFinite);
                 y = cm.Run(x);
                 ctx.Out.WriteLine($"{m.Description}: input {x.Type}, output {y.Type}, compiled for cpu in "
-                    + $"{compile.TotalSeconds:F2} s ({cm.Graph.Nodes.Count} nodes), ran in {sw.Elapsed.TotalMilliseconds:F1} ms");
+                    + $"{compile.TotalSeconds:F2} s ({cm.Graph.Nodes.Count} nodes), ran in "
+                    + $"{sw.Elapsed.TotalMilliseconds:F1} ms");
                 ctx.Out.WriteLine(cm.Tuning!.Summary);
             }
             PrintTop(ctx.Out, y, 5);
@@ -114,7 +138,10 @@ public static class RunCommand
     }
 
     /// <summary>How a parsed <c>swc run</c> runs on the GPU (the executor's options): --tf32.</summary>
-    public static ShiftWise.Runtime.Cuda.CudaRunOptions CudaRunOptionsOf(ParseResult r) => new() { Tf32 = r.GetValue<bool>("--tf32") };
+    public static ShiftWise.Runtime.Cuda.CudaRunOptions CudaRunOptionsOf(ParseResult r) => new()
+    {
+        Tf32 = r.GetValue<bool>("--tf32"),
+    };
 
     /// <summary>The --init value.</summary>
     public static InitScheme ParseInit(string v) => v switch
@@ -140,7 +167,8 @@ public static class RunCommand
         {
             var d = y.ToDoubles();
             o.WriteLine($"output {y.Type}: mean {d.Average().ToString("G6", CultureInfo.InvariantCulture)}, "
-                + $"min {d.Min().ToString("G6", CultureInfo.InvariantCulture)}, max {d.Max().ToString("G6", CultureInfo.InvariantCulture)}");
+                + $"min {d.Min().ToString("G6", CultureInfo.InvariantCulture)}, max "
+                + $"{d.Max().ToString("G6", CultureInfo.InvariantCulture)}");
             return;
         }
         var v = y.ToDoubles();

@@ -15,12 +15,21 @@ public static class TrainCommand
     /// <summary>Creates the command.</summary>
     public static Command Create(CommandContext ctx)
     {
-        var config = new Argument<string>("CONFIG") { Description = "A training recipe (JSON), e.g. samples/fashion-mnist.json." };
+        var config = new Argument<string>("CONFIG")
+        {
+            Description = "A training recipe (JSON), e.g. samples/fashion-mnist.json.",
+        };
         var resume = new Option<bool>("--resume") { Description = "Continue from the output directory's checkpoint." };
         var outDir = new Option<string?>("--out") { Description = "Output directory (default: the config's \"out\")." };
         var epochs = new Option<string?>("--epochs") { Description = "Override the number of epochs." };
-        var profile = new Option<bool>("--profile") { Description = "Time every kernel of the training step and print where the time went." };
-        var checkFinite = new Option<bool>("--check-finite") { Description = "Check every node of each training and evaluation step for NaN or Inf and stop at the first." };
+        var profile = new Option<bool>("--profile")
+        {
+            Description = "Time every kernel of the training step and print where the time went.",
+        };
+        var checkFinite = new Option<bool>("--check-finite")
+        {
+            Description = "Check every node of each training and evaluation step for NaN or Inf and stop at the first.",
+        };
         var cmd = new Command("train", "Train a model on Fashion-MNIST on the CPU from a JSON recipe.");
         cmd.Arguments.Add(config);
         foreach (var o in new Option[] { resume, outDir, epochs, profile, checkFinite }) cmd.Options.Add(o);
@@ -35,10 +44,14 @@ public static class TrainCommand
                 cfg = cfg with { Epochs = e };
             }
             var m = cfg.Model;
-            ctx.Out.WriteLine($"{path}: {cfg.Preset} (depths {string.Join(",", m.Depths)}, dims {string.Join(",", m.StageDims)}, "
-                + $"kernels {string.Join(",", m.KernelSize)}, stem stride {m.StemStride}), {cfg.Epochs} epochs of batch {cfg.Batch}"
-                + $"{(cfg.Accumulate > 1 ? $"×{cfg.Accumulate}" : "")}, {cfg.Optimizer} lr {F(cfg.Lr)} → {F(cfg.MinLr)} "
-                + $"(warm-up {F(cfg.WarmupEpochs)} epochs), weight decay {F(cfg.WeightDecay)}, label smoothing {F(cfg.LabelSmoothing)}, "
+            ctx.Out.WriteLine($"{path}: {cfg.Preset} (depths {string.Join(",", m.Depths)}, dims "
+                + $"{string.Join(",", m.StageDims)}, "
+                + $"kernels {string.Join(",", m.KernelSize)}, stem stride {m.StemStride}), {cfg.Epochs} epochs of "
+                + $"batch {cfg.Batch}"
+                + $"{(cfg.Accumulate > 1 ? $"×{cfg.Accumulate}" : "")}, {cfg.Optimizer} lr {F(cfg.Lr)} → "
+                + $"{F(cfg.MinLr)} "
+                + $"(warm-up {F(cfg.WarmupEpochs)} epochs), weight decay {F(cfg.WeightDecay)}, label smoothing "
+                + $"{F(cfg.LabelSmoothing)}, "
                 + $"seed {cfg.Seed}; output {cfg.Out}");
             var bar = new ProgressBar(ctx.Err, ReferenceEquals(ctx.Err, Console.Error) && !Console.IsErrorRedirected);
             var run = new TrainRun(cfg, msg =>
@@ -51,14 +64,17 @@ public static class TrainCommand
             bar.Clear();
             var last = run.Epochs[^1];
             ctx.Out.WriteLine($"final test accuracy {100 * last.TestAccuracy:F2}% after {last.Epoch} epochs; "
-                + $"{total.Elapsed.TotalMinutes:F1} min in this run; weights in {Path.Combine(cfg.Out, TrainRun.WeightsFile)}");
+                + $"{total.Elapsed.TotalMinutes:F1} min in this run; weights in "
+                + $"{Path.Combine(cfg.Out, TrainRun.WeightsFile)}");
             if (run.Profiling) WriteProfile(ctx.Out, run.Profile);
             return ExitCodes.Ok;
         });
         return cmd;
     }
 
-    /// <summary>The profile summed by kernel (op and kernel label), largest first, with each one's share and per-step time.</summary>
+    /// <summary>
+    /// The profile summed by kernel (op and kernel label), largest first, with each one's share and per-step time.
+    /// </summary>
     private static void WriteProfile(TextWriter w, IReadOnlyList<Runtime.Cpu.KernelTime> times)
     {
         double total = times.Sum(t => t.Total.TotalSeconds);
@@ -72,7 +88,8 @@ public static class TrainCommand
         {
             string name = kernel.StartsWith(op, StringComparison.Ordinal) ? kernel : $"{op}: {kernel}";
             if (name.Length > 58) name = name[..57] + "…";
-            w.WriteLine(FormattableString.Invariant($"{name,-58} {nodes,5} {1000 * seconds / steps,9:F3} {100 * seconds / total,5:F1}%"));
+            w.WriteLine(FormattableString.Invariant(
+                $"{name,-58} {nodes,5} {1000 * seconds / steps,9:F3} {100 * seconds / total,5:F1}%"));
         }
     }
 
@@ -94,7 +111,8 @@ public static class TrainCommand
             {
                 int width = 24, filled = p.Step * width / p.Steps;
                 return $"epoch {p.Epoch}/{p.Epochs} [{new string('#', filled)}{new string('.', width - filled)}] "
-                    + $"{p.Step}/{p.Steps} loss {p.Loss:F4} acc {100 * p.Accuracy:F2}% {p.ImagesPerSecond:F0} img/s lr {p.Lr:E2}";
+                    + $"{p.Step}/{p.Steps} loss {p.Loss:F4} acc {100 * p.Accuracy:F2}% {p.ImagesPerSecond:F0} img/s lr "
+                    + $"{p.Lr:E2}";
             }
             if (live)
             {

@@ -18,11 +18,22 @@ public static class TuneCommand
     public static Command Create(CommandContext ctx)
     {
         var model = new ModelOptions();
-        var weights = new Option<string?>("--weights") { Description = "A .pth or .safetensors checkpoint (tuning does not depend on the values)." };
-        var device = new Option<string>("--device") { Description = "cpu or cuda (GPU 0).", DefaultValueFactory = _ => "cpu" };
-        var budget = new Option<string?>("--budget") { Description = "Seconds of measuring, shared among the kernels (120)." };
+        var weights = new Option<string?>("--weights")
+        {
+            Description = "A .pth or .safetensors checkpoint (tuning does not depend on the values).",
+        };
+        var device = new Option<string>("--device")
+        {
+            Description = "cpu or cuda (GPU 0).",
+            DefaultValueFactory = _ => "cpu",
+        };
+        var budget = new Option<string?>("--budget")
+        {
+            Description = "Seconds of measuring, shared among the kernels (120).",
+        };
         var force = new Option<bool>("--force") { Description = "Measure again kernels the cache already has." };
-        var cmd = new Command("tune", "Find the fastest configuration of every tunable kernel on this device and cache it.");
+        var cmd = new Command(
+            "tune", "Find the fastest configuration of every tunable kernel on this device and cache it.");
         model.AddTo(cmd);
         foreach (var o in new Option[] { weights, device, budget, force }) cmd.Options.Add(o);
         cmd.SetAction(r =>
@@ -32,33 +43,44 @@ public static class TuneCommand
             {
                 throw new IrException($"option --device: '{dev}' is not available; swc tune tunes: cpu, cuda");
             }
-            if (dev == "cuda" && !Runtime.Cuda.CudaDevice.Available) throw new IrException(Runtime.Cuda.CudaDevice.MissingReason!);
+            if (dev == "cuda" && !Runtime.Cuda.CudaDevice.Available)
+            {
+                throw new IrException(Runtime.Cuda.CudaDevice.MissingReason!);
+            }
             double seconds = ModelOptions.Dbl(r, budget) ?? 120;
             if (!(seconds > 0)) throw new IrException($"option --budget: {seconds} must be > 0");
-            var m = ModelSource.Load(r.GetValue(model.Model)!, model.Read(r) with { Weights = r.GetValue(weights) }, withWeights: true);
+            var m = ModelSource.Load(r.GetValue(model.Model)!, model.Read(r) with { Weights = r.GetValue(weights) },
+                withWeights: true);
             var (graph, folded) = Optimised(m);
             var file = dev == "cuda" ? CudaTuner.CacheFile : CpuTuner.CacheFile;
             var cache = TuningCache.Load(file, ctx.Err.WriteLine);
             string where = dev == "cuda" ? $"{Runtime.Cuda.CudaDevice.Info.Name} ({Runtime.Cuda.CudaDevice.Info.Arch})"
                 : $"{CpuTuner.DeviceName} ({Environment.ProcessorCount} threads)";
-            ctx.Out.WriteLine($"{m.Description}: batch {m.Graph.Inputs[0].Type.Shape[0]}; tuning on {where}, budget {seconds:F0} s; cache {cache.File}");
+            ctx.Out.WriteLine($"{m.Description}: batch {m.Graph.Inputs[0].Type.Shape[0]}; tuning on {where}, budget "
+                + $"{seconds:F0} s; cache {cache.File}");
             bool live = ReferenceEquals(ctx.Err, Console.Error) && !Console.IsErrorRedirected;
             string last = "";
             void Progress(TuneStatus s)
             {
-                var line = $"kernel {s.Kernel}/{s.Kernels} {s.Name}: candidate {s.Candidate}/{s.Candidates}, {s.Seconds:F0}/{s.Budget:F0} s";
+                var line =
+                    $"kernel {s.Kernel}/{s.Kernels} {s.Name}: candidate {s.Candidate}/{s.Candidates}, "
+                    + $"{s.Seconds:F0}/{s.Budget:F0} s";
                 if (live) ctx.Err.Write("\r" + line + "\u001b[K");
                 else if (s.Name != last) ctx.Err.WriteLine(line);
                 last = s.Name;
             }
             var rows = dev == "cuda"
-                ? new CudaTuner(seconds, ctx.Err.WriteLine, Progress) { Force = r.GetValue(force) }.Tune(graph, folded, cache)
-                : new CpuTuner(seconds, ctx.Err.WriteLine, Progress) { Force = r.GetValue(force) }.Tune(graph, folded, cache);
+                ? new CudaTuner(seconds, ctx.Err.WriteLine, Progress) { Force = r.GetValue(force) }.Tune(graph,
+                    folded, cache)
+                : new CpuTuner(seconds, ctx.Err.WriteLine, Progress) { Force = r.GetValue(force) }.Tune(graph,
+                    folded, cache);
             if (live) ctx.Err.Write("\r\u001b[K");
-            var table = new List<string[]> { new[] { "kernel", "nodes", "default ms", "tuned ms", "speed-up", "measured", "configuration", "from" } };
+            var table = new List<string[]> { new[] { "kernel", "nodes", "default ms", "tuned ms", "speed-up",
+                "measured", "configuration", "from" } };
             foreach (var t in rows)
             {
-                table.Add([t.Kernel, I(t.Nodes), F(t.DefaultMs), F(t.TunedMs), (t.DefaultMs / t.TunedMs).ToString("F2", CultureInfo.InvariantCulture) + "x",
+                table.Add([t.Kernel, I(t.Nodes), F(t.DefaultMs), F(t.TunedMs), (t.DefaultMs / t.TunedMs)
+                    .ToString("F2", CultureInfo.InvariantCulture) + "x",
                     $"{t.Measured}/{t.Candidates}", CpuTuner.Text(t.Config), t.Source]);
             }
             TextTable.Write(ctx.Out, table, rightAligned: [1, 2, 3, 4, 5], totalRow: false);
@@ -68,7 +90,9 @@ public static class TuneCommand
         return cmd;
     }
 
-    /// <summary>The inference pipeline's graph and folded weights: what both targets bind (the tuner binds one layer at a time).</summary>
+    /// <summary>
+    /// The inference pipeline's graph and folded weights: what both targets bind (the tuner binds one layer at a time).
+    /// </summary>
     private static (Graph, IReadOnlyDictionary<string, Tensor>) Optimised(LoadedModel m)
     {
         var ctx = new Passes.PassContext(m.Graph, m.Weights);
@@ -76,7 +100,8 @@ public static class TuneCommand
         return (ctx.Graph, ctx.Weights);
     }
 
-    private static string F(double v) => v.ToString(v >= 100 ? "F1" : v >= 1 ? "F3" : "G4", CultureInfo.InvariantCulture);
+    private static string F(double v) => v.ToString(v >= 100 ? "F1" : v >= 1 ? "F3" : "G4",
+        CultureInfo.InvariantCulture);
 
     private static string I(int v) => v.ToString(CultureInfo.InvariantCulture);
 }

@@ -2,7 +2,9 @@ using ShiftWise.IR;
 
 namespace ShiftWise.CodegenCuda;
 
-/// <summary>One axis of a broadcast after collapsing: its extent and each operand's stride (0 where broadcast).</summary>
+/// <summary>
+/// One axis of a broadcast after collapsing: its extent and each operand's stride (0 where broadcast).
+/// </summary>
 /// <param name="Size">Extent.</param>
 /// <param name="StrideA">Stride of a along it.</param>
 /// <param name="StrideB">Stride of b along it.</param>
@@ -85,6 +87,7 @@ public sealed class BinaryModel : CudaKernelModel
         }
         if (axes.Count == 0) axes.Add((1, 0, 0));
         axes.Reverse();
-        return axes.Select((x, k) => new BroadcastAxis(x.Size, x.A, x.B, k == axes.Count - 1, x.A != 0, x.B != 0)).ToArray();
+        return axes.Select((x, k) => new BroadcastAxis(x.Size, x.A, x.B, k == axes.Count - 1, x.A != 0, x.B != 0))
+            .ToArray();
     }
 }

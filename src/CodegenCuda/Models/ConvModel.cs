@@ -24,7 +24,8 @@ public sealed class ConvModel : CudaKernelModel
         GroupOutChannels = OutChannels / op.Groups;
         if (channelsPerThread < 1 || GroupOutChannels % channelsPerThread != 0)
         {
-            throw new ArgumentException($"{channelsPerThread} channels per thread do not divide the {GroupOutChannels} output channels of a group");
+            throw new ArgumentException($"{channelsPerThread} channels per thread do not divide the {GroupOutChannels} "
+                + $"output channels of a group");
         }
         ChannelsPerThread = channelsPerThread;
         (StrideY, StrideX) = (op.Stride[0], op.Stride[1]);
@@ -117,7 +118,9 @@ public sealed class ConvModel : CudaKernelModel
     /// <summary>Taps per input channel.</summary>
     public int Taps => KernelHeight * KernelWidth;
 
-    /// <summary>Rows need a bounds check (only with padding: without it every tap of a valid output is inside).</summary>
+    /// <summary>
+    /// Rows need a bounds check (only with padding: without it every tap of a valid output is inside).
+    /// </summary>
     public bool CheckRows => PadY > 0;
 
     /// <summary>Columns need a bounds check.</summary>

@@ -78,20 +78,25 @@ internal static class LoweringSupport
         {
             if (ctx.InType(i).DType != DType.F32)
             {
-                throw new IrException($"{ctx.Node.Describe()}: the CUDA target runs float32 only, input {i} is {ctx.InType(i)}");
+                throw new IrException($"{ctx.Node.Describe()}: the CUDA target runs float32 only, input {i} is "
+                    + $"{ctx.InType(i)}");
             }
         }
         for (int i = 0; i < ctx.Node.Outputs.Count; i++)
         {
             if (ctx.OutType(i).DType != DType.F32)
             {
-                throw new IrException($"{ctx.Node.Describe()}: the CUDA target runs float32 only, output {i} is {ctx.OutType(i)}");
+                throw new IrException($"{ctx.Node.Describe()}: the CUDA target runs float32 only, output {i} is "
+                    + $"{ctx.OutType(i)}");
             }
         }
     }
 
-    /// <summary>The node's tunables over <paramref name="defaults"/> (which must hold "block"), with "block" validated.</summary>
-    public static IReadOnlyDictionary<string, int> Tunables(NodeLowering ctx, IReadOnlyDictionary<string, int>? defaults = null)
+    /// <summary>
+    /// The node's tunables over <paramref name="defaults"/> (which must hold "block"), with "block" validated.
+    /// </summary>
+    public static IReadOnlyDictionary<string, int> Tunables(NodeLowering ctx,
+        IReadOnlyDictionary<string, int>? defaults = null)
     {
         var t = ctx.Tunables(defaults ?? new Dictionary<string, int> { ["block"] = DefaultBlock });
         int b = t["block"];
@@ -106,7 +111,10 @@ internal static class LoweringSupport
     public static Dim3 Grid(NodeLowering ctx, long work, long perBlock)
     {
         long blocks = Math.Max(1, (work + perBlock - 1) / perBlock);
-        if (blocks > int.MaxValue) throw new IrException($"{ctx.Node.Describe()}: {work} items need more than 2^31 blocks");
+        if (blocks > int.MaxValue)
+        {
+            throw new IrException($"{ctx.Node.Describe()}: {work} items need more than 2^31 blocks");
+        }
         return new Dim3((int)blocks);
     }
 

@@ -13,12 +13,19 @@ namespace ShiftWise.CodegenCuda;
 /// </summary>
 public sealed class ShiftAddGradModel : CudaKernelModel
 {
-    /// <summary>Builds the model for input <paramref name="x"/>; <paramref name="dy"/> lists the paths with a gradient (0 h, 1 v, 2 identity).</summary>
-    public ShiftAddGradModel(string name, int threads, ShiftAdd op, Shape x, IReadOnlyList<int> dy, KernelSignature signature)
+    /// <summary>
+    /// Builds the model for input <paramref name="x"/>; <paramref name="dy"/> lists the paths with a gradient (0 h, 1
+    /// v, 2 identity).
+    /// </summary>
+    public ShiftAddGradModel(string name, int threads, ShiftAdd op, Shape x, IReadOnlyList<int> dy,
+        KernelSignature signature)
         : base(name, "grad_shift_add", threads, x.Elements)
     {
         Parameters = signature.Declarations;
-        if (dy.Count == 0 || dy.Any(d => d is < 0 or > 2)) throw new ArgumentException("dy must list paths among 0, 1, 2");
+        if (dy.Count == 0 || dy.Any(d => d is < 0 or > 2))
+        {
+            throw new ArgumentException("dy must list paths among 0, 1, 2");
+        }
         (Batch, SubChannels, InHeight, InWidth) = (x[0], x[1], x[2], x[3]);
         (Extra, N, Rep, NRep) = (op.Extra, op.N, op.Rep, op.NRep);
         Height = InHeight - 2 * Extra;
@@ -30,9 +37,11 @@ public sealed class ShiftAddGradModel : CudaKernelModel
         int rn = Rep * N;
         // Y_h[b, o, yy, xx] reads X[b, t, yy + e, xx − sh]: dX[b, t, ii, jj] gets gh[b, o, ii − e, jj + sh]; the
         // offset of that element from (ii, jj) in gh's plane is −e·W + sh (column bounds: 0 ≤ jj + sh < W).
-        ShiftsH = string.Join(", ", Enumerable.Range(0, rn).SelectMany(t => Enumerable.Range(0, NRep).Select(g => op.ShiftH(t, g).ToString(inv))));
+        ShiftsH = string.Join(", ", Enumerable.Range(0, rn)
+            .SelectMany(t => Enumerable.Range(0, NRep).Select(g => op.ShiftH(t, g).ToString(inv))));
         // Y_v[b, o, yy, xx] reads X[b, t, yy − sv, xx + e]: dX[b, t, ii, jj] gets gv[b, o, ii + sv, jj − e]
-        ShiftsV = string.Join(", ", Enumerable.Range(0, rn).SelectMany(t => Enumerable.Range(0, NRep).Select(g => op.ShiftV(t, g).ToString(inv))));
+        ShiftsV = string.Join(", ", Enumerable.Range(0, rn)
+            .SelectMany(t => Enumerable.Range(0, NRep).Select(g => op.ShiftV(t, g).ToString(inv))));
         // Y_i[b, o, yy, xx] reads X[b, ident(o, g), yy + e, xx + e] once per replica g that picks t
         IdentityCounts = string.Join(", ", Enumerable.Range(0, rn).Select(t =>
             Enumerable.Range(0, NRep).Count(g => op.Identity(t / N, g) == t).ToString(inv)));
@@ -99,12 +108,17 @@ public sealed class ShiftAddGradModel : CudaKernelModel
     public long OutPlane => (long)Height * Width;
 }
 
-/// <summary>The geometry both depthwise conv2d gradient kernels share (input, weight, output, padding, dilation).</summary>
+/// <summary>
+/// The geometry both depthwise conv2d gradient kernels share (input, weight, output, padding, dilation).
+/// </summary>
 public abstract class DwConvGradModel : CudaKernelModel
 {
-    /// <summary>Reads the geometry of <paramref name="op"/> on input <paramref name="x"/> and weight <paramref name="w"/>.</summary>
+    /// <summary>
+    /// Reads the geometry of <paramref name="op"/> on input <paramref name="x"/> and weight <paramref name="w"/>.
+    /// </summary>
     protected DwConvGradModel(string name, string kind, int threads, Conv2d op, Shape x, Shape w)
-        : base(name, kind, threads, Math.Max(x.Elements, (long)x[0] * w[0] * op.OutSize(x[2], w[2], 0) * op.OutSize(x[3], w[3], 1)))
+        : base(name, kind, threads, Math.Max(x.Elements, (long)x[0] * w[0] * op.OutSize(x[2], w[2], 0)
+            * op.OutSize(x[3], w[3], 1)))
     {
         (Batch, Channels, Height, Width) = (x[0], x[1], x[2], x[3]);
         (OutChannels, KernelHeight, KernelWidth) = (w[0], w[2], w[3]);
@@ -205,13 +219,18 @@ public sealed class DwConvGradWeightModel : DwConvGradModel
         : base(name, "grad_conv2d_dw_weight", threads, op, x, w)
     {
         if (Taps > MaxTaps) throw new ArgumentException($"{Taps} taps exceed the {MaxTaps} register accumulators");
-        if (SharedBytes(Taps, threads) > MaxSharedBytes) throw new ArgumentException($"{threads} threads x {Taps} taps exceed the shared memory");
+        if (SharedBytes(Taps, threads) > MaxSharedBytes)
+        {
+            throw new ArgumentException($"{threads} threads x {Taps} taps exceed the shared memory");
+        }
     }
 
     /// <summary>Bytes of the reduction buffer.</summary>
     public static long SharedBytes(int taps, int threads) => 4L * taps * threads;
 
-    /// <summary>The largest power-of-two block (at most <paramref name="cap"/>, at least 32) whose reduction fits.</summary>
+    /// <summary>
+    /// The largest power-of-two block (at most <paramref name="cap"/>, at least 32) whose reduction fits.
+    /// </summary>
     public static int DefaultThreads(int taps, int cap = 256)
     {
         int t = cap;
@@ -242,8 +261,11 @@ public sealed class DwConvGradWeightModel : DwConvGradModel
 
     /// <summary>(u, v, tap) of every tap: its row offset and column offset into the input.</summary>
     public IReadOnlyList<TapOffset> TapOffsets => Enumerable.Range(0, Taps)
-        .Select(k => new TapOffset(k, k / KernelWidth * DilationY - PadY, k % KernelWidth * DilationX - PadX)).ToArray();
+        .Select(k => new TapOffset(k, k / KernelWidth * DilationY - PadY, k % KernelWidth * DilationX - PadX))
+        .ToArray();
 }
 
-/// <summary>One tap of a weight-gradient kernel: index, and the offsets from the output position to the input element it reads.</summary>
+/// <summary>
+/// One tap of a weight-gradient kernel: index, and the offsets from the output position to the input element it reads.
+/// </summary>
 public sealed record TapOffset(int Index, int Dy, int Dx);

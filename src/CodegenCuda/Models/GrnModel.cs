@@ -19,7 +19,9 @@ namespace ShiftWise.CodegenCuda;
 /// </summary>
 public sealed class GrnModel : CudaKernelModel
 {
-    /// <summary>Positions each thread of a channels-last stats block should sum at least (sets the split count).</summary>
+    /// <summary>
+    /// Positions each thread of a channels-last stats block should sum at least (sets the split count).
+    /// </summary>
     public const int PositionsPerThread = 16;
 
     /// <summary>Builds the model. Signatures are for the three entries, in the order listed on the class.</summary>
@@ -39,7 +41,8 @@ public sealed class GrnModel : CudaKernelModel
         HasBias = hasBias;
         HasBeta = hasBeta;
         HasResidual = hasResidual;
-        int splits = channelsFirst ? 1 : (int)Math.Clamp((positions + Warps * PositionsPerThread - 1) / (Warps * PositionsPerThread), 1, 65535);
+        int splits = channelsFirst ? 1 : (int)Math.Clamp((positions + Warps * PositionsPerThread - 1)
+            / (Warps * PositionsPerThread), 1, 65535);
         Chunk = Math.Max(1, (positions + splits - 1) / splits);
         Splits = (int)Math.Max(1, (positions + Chunk - 1) / Chunk);
         StatsParams = stats.Declarations;

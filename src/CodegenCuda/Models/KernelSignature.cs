@@ -2,7 +2,9 @@ using ShiftWise.IR;
 
 namespace ShiftWise.CodegenCuda;
 
-/// <summary>One pointer parameter of a kernel entry: its identifier in the source and whether it is read-only.</summary>
+/// <summary>
+/// One pointer parameter of a kernel entry: its identifier in the source and whether it is read-only.
+/// </summary>
 /// <param name="Name">A fixed identifier chosen by the lowering (y, x, bias, ...), never a value name.</param>
 /// <param name="IsConst">Read-only (<c>const float* __restrict__</c>) rather than written.</param>
 public sealed record KernelParam(string Name, bool IsConst)

@@ -62,7 +62,9 @@ public sealed class LayerNormLastModel : CudaKernelModel
 /// </summary>
 public sealed class LayerNormFirstModel : CudaKernelModel
 {
-    /// <summary>Builds the model for an input of <paramref name="batch"/> images of <paramref name="channels"/> planes.</summary>
+    /// <summary>
+    /// Builds the model for an input of <paramref name="batch"/> images of <paramref name="channels"/> planes.
+    /// </summary>
     public LayerNormFirstModel(string name, int threads, long batch, int channels, long plane, double eps)
         : base(name, "layer_norm", threads, batch * channels * plane)
     {

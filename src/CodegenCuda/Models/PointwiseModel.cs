@@ -7,7 +7,9 @@ namespace ShiftWise.CodegenCuda;
 /// </summary>
 public sealed class PointwiseModel : CudaKernelModel
 {
-    /// <summary>Builds the model; <paramref name="signature"/> must declare y, then x unless in place, then the operands used.</summary>
+    /// <summary>
+    /// Builds the model; <paramref name="signature"/> must declare y, then x unless in place, then the operands used.
+    /// </summary>
     public PointwiseModel(string name, string kind, int threads, long total, string act, bool inPlace, bool hasPreBias,
         bool hasAffine, bool hasResidual, int channels, long inner, KernelSignature signature)
         : base(name, kind, threads, total)

@@ -12,7 +12,8 @@ public sealed record StandaloneFile(string Path, byte[] Bytes);
 /// <summary>
 /// Emits a <see cref="CudaPlan"/> as a self-contained C++/CUDA project: kernels/*.cu (the plan's sources, unchanged),
 /// src/swc_model.cu (a host launcher that runs the steps through the CUDA runtime API and cuBLAS), include/swc_model.h
-/// (the C API), example/swc_example.cpp, CMakeLists.txt, README.md, plan.json and weights.bin (<see cref="WeightsBin"/>).
+/// (the C API), example/swc_example.cpp, CMakeLists.txt, README.md, plan.json and weights.bin
+/// (<see cref="WeightsBin"/>).
 /// Renders text and bytes only; deterministic: the same plan and weights give byte-identical files. Names read from a
 /// model (values, parameters, nodes) never reach the generated code: the launcher refers to buffers by offset, to
 /// kernels by their hash-named entry points, and to steps by number; the names live in plan.json and weights.bin.
@@ -24,15 +25,19 @@ public static partial class StandaloneEmitter
     /// <paramref name="description"/> (e.g. "sw-tiny, batch 2") appears in README.md only, with anything but plain
     /// characters replaced.
     /// </summary>
-    public static IReadOnlyList<StandaloneFile> Emit(CudaPlan plan, Graph g, IReadOnlyDictionary<string, Tensor> weights,
-        IReadOnlyDictionary<string, float[]> derived, string description, string version, string tuning = "")
+    public static IReadOnlyList<StandaloneFile> Emit(CudaPlan plan, Graph g,
+        IReadOnlyDictionary<string, Tensor> weights, IReadOnlyDictionary<string, float[]> derived, string description,
+        string version, string tuning = "")
     {
         if (plan.Inputs.Count != 1 || plan.Outputs.Count != 1)
         {
             throw new IrException($"swc emit supports models with one input and one output; graph {g.Name} has " +
                 $"{plan.Inputs.Count} inputs and {plan.Outputs.Count} outputs");
         }
-        if (plan.Inputs[0].Type.DType != DType.F32) throw new IrException($"swc emit: the input is {plan.Inputs[0].Type}; the C API takes float32");
+        if (plan.Inputs[0].Type.DType != DType.F32)
+        {
+            throw new IrException($"swc emit: the input is {plan.Inputs[0].Type}; the C API takes float32");
+        }
         CheckVersion(version);
         var types = g.ValueTypes();
         var input = plan.Inputs[0];
@@ -96,16 +101,29 @@ public static partial class StandaloneEmitter
             switch (plan.Steps[i])
             {
                 case KernelLaunch l:
-                    if (!entries.Contains(l.Entry)) throw new IrException($"step {i}: kernel entry {l.Entry} is not defined by any kernel");
-                    if (l.Args.Count > 32) throw new IrException($"step {i}: {l.Args.Count} arguments (the launcher passes at most 32)");
-                    steps.Add($"launch(m, {i}, \"{l.Entry}\", (const void*)&{l.Entry}, dim3({l.Grid.X}, {l.Grid.Y}, {l.Grid.Z}), " +
-                        $"dim3({l.Block.X}, {l.Block.Y}, {l.Block.Z}), {l.SharedBytes}u, {{{string.Join(", ", l.Args.Select(Ptr))}}})");
-                    if (l.SharedBytes > 48 * 1024) maxShared[l.Entry] = Math.Max(maxShared.GetValueOrDefault(l.Entry), l.SharedBytes);
+                    if (!entries.Contains(l.Entry))
+                    {
+                        throw new IrException($"step {i}: kernel entry {l.Entry} is not defined by any kernel");
+                    }
+                    if (l.Args.Count > 32)
+                    {
+                        throw new IrException($"step {i}: {l.Args.Count} arguments (the launcher passes at most 32)");
+                    }
+                    steps.Add($"launch(m, {i}, \"{l.Entry}\", (const void*)&{l.Entry}, dim3({l.Grid.X}, {l.Grid.Y}, "
+                        + $"{l.Grid.Z}), " +
+                        $"dim3({l.Block.X}, {l.Block.Y}, {l.Block.Z}), {l.SharedBytes}u, "
+                            + $"{{{string.Join(", ", l.Args.Select(Ptr))}}})");
+                    if (l.SharedBytes > 48 * 1024)
+                    {
+                        maxShared[l.Entry] = Math.Max(maxShared.GetValueOrDefault(l.Entry), l.SharedBytes);
+                    }
                     launches++;
                     break;
                 case GemmCall c:
-                    steps.Add($"gemm(m, {i}, {B(c.TransA)}, {B(c.TransB)}, {c.M}, {c.N}, {c.K}, {Bits(c.Alpha)}, {Ptr(c.A)}, {c.Lda}, {c.StrideA}LL, " +
-                        $"{Ptr(c.B)}, {c.Ldb}, {c.StrideB}LL, {Bits(c.Beta)}, {Ptr(c.C)}, {c.Ldc}, {c.StrideC}LL, {c.Batch})");
+                    steps.Add($"gemm(m, {i}, {B(c.TransA)}, {B(c.TransB)}, {c.M}, {c.N}, {c.K}, {Bits(c.Alpha)}, "
+                        + $"{Ptr(c.A)}, {c.Lda}, {c.StrideA}LL, " +
+                        $"{Ptr(c.B)}, {c.Ldb}, {c.StrideB}LL, {Bits(c.Beta)}, {Ptr(c.C)}, {c.Ldc}, {c.StrideC}LL, "
+                            + $"{c.Batch})");
                     gemms++;
                     break;
                 default:
@@ -113,25 +131,30 @@ public static partial class StandaloneEmitter
             }
         }
         var sharedAttributes = maxShared.Select(kv =>
-            $"cudaFuncSetAttribute((const void*)&{kv.Key}, cudaFuncAttributeMaxDynamicSharedMemorySize, {kv.Value})").ToList();
+            $"cudaFuncSetAttribute((const void*)&{kv.Key}, cudaFuncAttributeMaxDynamicSharedMemorySize, {kv.Value})")
+                .ToList();
         // the model id: a hash of everything the launcher bakes in (kernels, steps, layout, shapes), and of no name, so
         // that the generated code is the same for the same model under other names
         var idText = new StringBuilder();
         foreach (var k in plan.Kernels) idText.Append(k.Name).Append('\n').Append(k.Source).Append('\n');
         foreach (var st in steps) idText.Append(st).Append('\n');
-        idText.Append(input.Type).Append(' ').Append(outputType).Append(' ').Append(plan.Memory.ArenaBytes).Append(' ').Append(scratchFloats);
+        idText.Append(input.Type).Append(' ').Append(outputType).Append(' ').Append(plan.Memory.ArenaBytes).Append(' ')
+            .Append(scratchFloats);
         var modelId = WeightsBin.ModelId(idText.ToString(), rows);
         var bin = WeightsBin.Write(rows, payloadFloats, modelId, r =>
         {
             if (paramAt.TryGetValue(r.Name, out var at) && at == r.Offset)
             {
-                return weights.TryGetValue(r.Name, out var t) ? (float[])t.Cast(DType.F32).Data : throw new IrException($"no weights for parameter '{r.Name}'");
+                return weights.TryGetValue(r.Name, out var t) ? (float[])t.Cast(DType.F32).Data
+                    : throw new IrException($"no weights for parameter '{r.Name}'");
             }
-            return derived.TryGetValue(r.Name, out var v) ? v : throw new IrException($"derived tensor '{r.Name}' was not computed");
+            return derived.TryGetValue(r.Name, out var v) ? v
+                : throw new IrException($"derived tensor '{r.Name}' was not computed");
         });
 
 
-        string Dims(Shape s) => string.Join(", ", Enumerable.Range(0, s.Rank).Select(d => s[d].ToString(CultureInfo.InvariantCulture)));
+        string Dims(Shape s) => string.Join(", ", Enumerable.Range(0, s.Rank)
+            .Select(d => s[d].ToString(CultureInfo.InvariantCulture)));
         var idHex = Convert.ToHexStringLower(modelId);
         var arch = plan.Arch;
         var model = new Dictionary<string, object>
@@ -186,11 +209,18 @@ public static partial class StandaloneEmitter
         return files.OrderBy(f => f.Path, StringComparer.Ordinal).ToArray();
     }
 
-    /// <summary>The declaration of entry <paramref name="entry"/> as its source defines it (without the body).</summary>
+    /// <summary>
+    /// The declaration of entry <paramref name="entry"/> as its source defines it (without the body).
+    /// </summary>
     public static string Declaration(CudaKernelSource k, string entry)
     {
-        var m = Regex.Match(k.Source, @"extern ""C"" __global__ void (__launch_bounds__\(\d+(?:, *\d+)?\) )?" + Regex.Escape(entry) + @"\(([^)]*)\)");
-        if (!m.Success) throw new IrException($"kernel {k.Name}: no definition of entry {entry} (extern \"C\" __global__ void {entry}(...)) in its source");
+        var m = Regex.Match(k.Source, @"extern ""C"" __global__ void (__launch_bounds__\(\d+(?:, *\d+)?\) )?"
+            + Regex.Escape(entry) + @"\(([^)]*)\)");
+        if (!m.Success)
+        {
+            throw new IrException($"kernel {k.Name}: no definition of entry {entry} (extern \"C\" __global__ void "
+                + $"{entry}(...)) in its source");
+        }
         var parameters = Regex.Replace(m.Groups[2].Value, @"\s+", " ").Trim();
         return $"extern \"C\" __global__ void {m.Groups[1].Value}{entry}({parameters})";
     }
@@ -199,7 +229,8 @@ public static partial class StandaloneEmitter
     public static string CmakeArch(string arch)
     {
         var m = Regex.Match(arch, "^sm_([0-9]{2,3}[a-z]?)$");
-        return m.Success ? m.Groups[1].Value : throw new IrException($"'{arch}' is not a CUDA device arch like sm_80 or sm_90");
+        return m.Success ? m.Groups[1].Value
+            : throw new IrException($"'{arch}' is not a CUDA device arch like sm_80 or sm_90");
     }
 
     private static StandaloneFile Text(string path, string template, object model) =>
@@ -217,7 +248,10 @@ public static partial class StandaloneEmitter
     private static string Plain(string s)
     {
         var sb = new StringBuilder();
-        foreach (var c in s.Length > 200 ? s[..200] : s) sb.Append(char.IsAsciiLetterOrDigit(c) || " .,:=_+-/()".Contains(c) ? c : '?');
+        foreach (var c in s.Length > 200 ? s[..200] : s)
+        {
+            sb.Append(char.IsAsciiLetterOrDigit(c) || " .,:=_+-/()".Contains(c) ? c : '?');
+        }
         return sb.ToString();
     }
 
@@ -231,7 +265,8 @@ public static partial class StandaloneEmitter
 
     private static void CheckIdentifier(string s, string what)
     {
-        if (s.Length == 0 || !(char.IsAsciiLetter(s[0]) || s[0] == '_') || !s.All(c => char.IsAsciiLetterOrDigit(c) || c == '_'))
+        if (s.Length == 0 || !(char.IsAsciiLetter(s[0]) || s[0] == '_')
+            || !s.All(c => char.IsAsciiLetterOrDigit(c) || c == '_'))
         {
             throw new IrException($"{what} '{s}' is not an identifier");
         }

@@ -6,7 +6,9 @@ using ShiftWise.IR;
 
 namespace ShiftWise.CodegenCuda.Standalone;
 
-/// <summary>One tensor of weights.bin: its name (for tools; never part of generated code), start and size in floats.</summary>
+/// <summary>
+/// One tensor of weights.bin: its name (for tools; never part of generated code), start and size in floats.
+/// </summary>
 public sealed record WeightsEntry(string Name, long Offset, long Floats);
 
 /// <summary>
@@ -17,7 +19,8 @@ public sealed record WeightsEntry(string Name, long Offset, long Floats);
 ///  12  u32       tensor count N
 ///  16  u64       table bytes T
 ///  24  u64       payload bytes P (a multiple of 256)
-///  32  u8[16]    model id: the first 16 bytes of SHA-256 over the kernels, steps, layout and shapes the library bakes in
+///  32  u8[16]    model id: the first 16 bytes of SHA-256 over the kernels, steps, layout and shapes the
+///                library bakes in
 ///  48  u32       CRC-32 (IEEE, as zlib) of everything after the 64-byte header: the table, its padding and the payload
 ///  52  u32       CRC-32 of header bytes 0..51
 ///  56  u8[8]     zero
@@ -42,8 +45,12 @@ public static class WeightsBin
     /// <summary>Alignment of the payload and of every tensor in it, in bytes.</summary>
     public const int Alignment = 256;
 
-    /// <summary>Places <paramref name="tensors"/> (name, floats) one after another, each aligned; returns the rows and the payload floats.</summary>
-    public static (IReadOnlyList<WeightsEntry> Rows, long PayloadFloats) Layout(IEnumerable<(string Name, long Floats)> tensors)
+    /// <summary>
+    /// Places <paramref name="tensors"/> (name, floats) one after another, each aligned; returns the rows and the
+    /// payload floats.
+    /// </summary>
+    public static (IReadOnlyList<WeightsEntry> Rows, long PayloadFloats) Layout(IEnumerable<(string Name,
+        long Floats)> tensors)
     {
         var rows = new List<WeightsEntry>();
         long at = 0;
@@ -74,7 +81,10 @@ public static class WeightsBin
         return ms.ToArray();
     }
 
-    /// <summary>The model id: the first 16 bytes of SHA-256 over <paramref name="model"/> (what the library bakes in) and the table's offsets and sizes.</summary>
+    /// <summary>
+    /// The model id: the first 16 bytes of SHA-256 over <paramref name="model"/> (what the library bakes in) and the
+    /// table's offsets and sizes.
+    /// </summary>
     public static byte[] ModelId(string model, IReadOnlyList<WeightsEntry> rows)
     {
         var sb = new StringBuilder(model);
@@ -82,14 +92,20 @@ public static class WeightsBin
         return SHA256.HashData(Encoding.UTF8.GetBytes(sb.ToString()))[..16];
     }
 
-    /// <summary>Writes the whole file: header, table, padding, payload (<paramref name="data"/> gives each row's floats).</summary>
-    public static byte[] Write(IReadOnlyList<WeightsEntry> rows, long payloadFloats, byte[] modelId, Func<WeightsEntry, float[]> data)
+    /// <summary>
+    /// Writes the whole file: header, table, padding, payload (<paramref name="data"/> gives each row's floats).
+    /// </summary>
+    public static byte[] Write(IReadOnlyList<WeightsEntry> rows, long payloadFloats, byte[] modelId,
+        Func<WeightsEntry, float[]> data)
     {
         if (modelId.Length != 16) throw new ArgumentException("the model id is 16 bytes", nameof(modelId));
         var table = Table(rows);
         long tableEnd = Align(HeaderBytes + table.LongLength);
         long total = tableEnd + payloadFloats * 4;
-        if (total > int.MaxValue) throw new IrException($"weights.bin would be {total} bytes; over 2 GiB is not supported");
+        if (total > int.MaxValue)
+        {
+            throw new IrException($"weights.bin would be {total} bytes; over 2 GiB is not supported");
+        }
         var file = new byte[total];
         var span = file.AsSpan();
         Magic.CopyTo(span);
@@ -102,7 +118,10 @@ public static class WeightsBin
         foreach (var r in rows)
         {
             var v = data(r);
-            if (v.LongLength != r.Floats) throw new IrException($"weights.bin: tensor '{r.Name}' has {v.LongLength} floats, {r.Floats} planned");
+            if (v.LongLength != r.Floats)
+            {
+                throw new IrException($"weights.bin: tensor '{r.Name}' has {v.LongLength} floats, {r.Floats} planned");
+            }
             var dst = span.Slice((int)(tableEnd + r.Offset * 4), v.Length * 4);
             for (int i = 0; i < v.Length; i++) BinaryPrimitives.WriteSingleLittleEndian(dst[(i * 4)..], v[i]);
         }
@@ -112,9 +131,12 @@ public static class WeightsBin
     }
 
     /// <summary>What <see cref="Read"/> found in a file.</summary>
-    public sealed record Contents(byte[] ModelId, IReadOnlyList<WeightsEntry> Rows, long PayloadOffset, long PayloadBytes);
+    public sealed record Contents(byte[] ModelId, IReadOnlyList<WeightsEntry> Rows, long PayloadOffset,
+        long PayloadBytes);
 
-    /// <summary>Parses and checks a weights.bin (the same checks as the generated launcher, for tools and tests).</summary>
+    /// <summary>
+    /// Parses and checks a weights.bin (the same checks as the generated launcher, for tools and tests).
+    /// </summary>
     public static Contents Read(ReadOnlySpan<byte> file, string what = "weights.bin")
     {
         if (file.Length < HeaderBytes || !file[..8].SequenceEqual(Magic))
@@ -122,21 +144,32 @@ public static class WeightsBin
             throw new IrException($"{what} is not a ShiftWise weights file (no SWCWEIGH header)");
         }
         uint version = BinaryPrimitives.ReadUInt32LittleEndian(file[8..]);
-        if (version != Format) throw new IrException($"{what} has format version {version}; this reader knows {Format}");
-        if (BinaryPrimitives.ReadUInt32LittleEndian(file[52..]) != Crc32.HashToUInt32(file[..52])) throw new IrException($"{what}: the header checksum does not match (the file is corrupt)");
+        if (version != Format)
+        {
+            throw new IrException($"{what} has format version {version}; this reader knows {Format}");
+        }
+        if (BinaryPrimitives.ReadUInt32LittleEndian(file[52..]) != Crc32.HashToUInt32(file[..52]))
+        {
+            throw new IrException($"{what}: the header checksum does not match (the file is corrupt)");
+        }
         uint count = BinaryPrimitives.ReadUInt32LittleEndian(file[12..]);
         ulong tableBytes = BinaryPrimitives.ReadUInt64LittleEndian(file[16..]);
         ulong payloadBytes = BinaryPrimitives.ReadUInt64LittleEndian(file[24..]);
         if (tableBytes > (ulong)file.Length || payloadBytes > (ulong)file.Length || payloadBytes % Alignment != 0)
         {
-            throw new IrException($"{what}: the header's sizes (table {tableBytes}, payload {payloadBytes} bytes) do not fit a {file.Length}-byte file");
+            throw new IrException($"{what}: the header's sizes (table {tableBytes}, payload {payloadBytes} bytes) do "
+                + $"not fit a {file.Length}-byte file");
         }
         long payloadOffset = Align(HeaderBytes + (long)tableBytes);
         if (payloadOffset + (long)payloadBytes != file.Length)
         {
-            throw new IrException($"{what} is {file.Length} bytes; its header says {payloadOffset + (long)payloadBytes} (truncated or padded)");
+            throw new IrException($"{what} is {file.Length} bytes; its header says "
+                + $"{payloadOffset + (long)payloadBytes} (truncated or padded)");
         }
-        if (BinaryPrimitives.ReadUInt32LittleEndian(file[48..]) != Crc32.HashToUInt32(file[HeaderBytes..])) throw new IrException($"{what}: the checksum does not match (the file is corrupt)");
+        if (BinaryPrimitives.ReadUInt32LittleEndian(file[48..]) != Crc32.HashToUInt32(file[HeaderBytes..]))
+        {
+            throw new IrException($"{what}: the checksum does not match (the file is corrupt)");
+        }
         var rows = new List<WeightsEntry>();
         var t = file.Slice(HeaderBytes, (int)tableBytes);
         for (uint i = 0; i < count; i++)
@@ -146,7 +179,10 @@ public static class WeightsBin
             long floats = (long)BinaryPrimitives.ReadUInt64LittleEndian(t[8..]);
             uint nameBytes = BinaryPrimitives.ReadUInt32LittleEndian(t[16..]);
             if (nameBytes > t.Length - 20) throw new IrException($"{what}: the name of row {i} runs past the table");
-            if (off < 0 || floats < 0 || off + floats > (long)payloadBytes / 4) throw new IrException($"{what}: row {i} lies outside the payload");
+            if (off < 0 || floats < 0 || off + floats > (long)payloadBytes / 4)
+            {
+                throw new IrException($"{what}: row {i} lies outside the payload");
+            }
             rows.Add(new WeightsEntry(Encoding.UTF8.GetString(t.Slice(20, (int)nameBytes)), off, floats));
             t = t[(20 + (int)nameBytes)..];
         }

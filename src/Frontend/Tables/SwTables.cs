@@ -27,7 +27,8 @@ public static class SwTables
         int rep = RepCount(channels, ghostRatio);
         if (rep <= 0)
         {
-            throw new IrException($"an SW layer with {channels} channels and ghost ratio {ghostRatio} has no rep channels");
+            throw new IrException($"an SW layer with {channels} channels and ghost ratio {ghostRatio} has no rep "
+                + $"channels");
         }
         var ghost = LegacyPermutation(channels, new Mt19937(Seed))[..(channels - rep)];
         Array.Sort(ghost);
@@ -61,7 +62,9 @@ public static class SwTables
         return a;
     }
 
-    /// <summary>torch.randperm(n) on the CPU for small n: forward Fisher-Yates with (32-bit word) mod (n − i).</summary>
+    /// <summary>
+    /// torch.randperm(n) on the CPU for small n: forward Fisher-Yates with (32-bit word) mod (n − i).
+    /// </summary>
     public static int[] TorchRandperm(int n, Mt19937 rng)
     {
         var a = Enumerable.Range(0, n).ToArray();

@@ -11,7 +11,8 @@ namespace ShiftWise.Frontend.Zoo;
 /// </summary>
 /// <param name="LabelSmoothing">Label smoothing of the cross-entropy.</param>
 /// <param name="DropPathSeed">Seed of the stochastic-depth masks (block i uses seed + i).</param>
-/// <param name="DropPath">Whether DropPath is active (off: the blocks' drop path is left out, as `swc grad` wants).</param>
+/// <param name="DropPath">Whether DropPath is active (off: the blocks' drop path is left out, as `swc grad`
+/// wants).</param>
 public sealed record TrainingForm(double LabelSmoothing = 0, long DropPathSeed = 0, bool DropPath = true);
 
 /// <summary>
@@ -44,7 +45,10 @@ public static class ShiftWiseV2
         var x = m.B.Input("x", TensorType.Of(dtype, o.Batch, o.InChans, o.Height, o.Width));
         int blocks = o.Depths.Sum(), cur = 0;
         Value? labels = training is null ? null : m.B.Input(Labels, TensorType.Of(DType.I64, o.Batch));
-        if (training is { DropPath: true } && o.DropPathRate > 0) m.StepInput = m.B.Input(Step, TensorType.Of(DType.I64));
+        if (training is { DropPath: true } && o.DropPathRate > 0)
+        {
+            m.StepInput = m.B.Input(Step, TensorType.Of(DType.I64));
+        }
         for (int s = 0; s < 4; s++)
         {
             if (s == 0)
@@ -96,8 +100,10 @@ public static class ShiftWiseV2
             if (!ok) throw new IrException($"option {option}: {what}");
         }
         Check(channels >= 2, "--channels", $"{channels} must be >= 2 (an SW layer needs at least 2 rep channels)");
-        Check(height >= 1 && width >= 1, height < 1 ? "--height" : "--width", $"the plane {height}x{width} must be at least 1x1");
-        Check(small >= 1 && small % 2 == 1, "--small", $"the small kernel {small} must be odd: the original op misaligns X for even k (SPEC 8.6)");
+        Check(height >= 1 && width >= 1, height < 1 ? "--height" : "--width",
+            $"the plane {height}x{width} must be at least 1x1");
+        Check(small >= 1 && small % 2 == 1, "--small",
+            $"the small kernel {small} must be odd: the original op misaligns X for even k (SPEC 8.6)");
         Check(big >= small, "--big", $"the big kernel {big} must be >= the small kernel {small}");
         var o = new ShiftWiseV2Options
         {
@@ -126,7 +132,8 @@ public static class ShiftWiseV2
         for (int q = 0; q < o.NPath; q++)
         {
             // the effective fan-in of a sub-kernel: k² taps, placed 2·N_rep times plus the identity picks
-            var w = m.Param($"{prefix}LoRAs.{q}.weight", new(ParamRole.Weight, k * k * o.NRep * 2), r * shift.N, 1, k, k);
+            var w = m.Param($"{prefix}LoRAs.{q}.weight", new(ParamRole.Weight, k * k * o.NRep * 2), r
+                * shift.N, 1, k, k);
             var y = m.B.Apply1(Conv2d.Simple(k - 1, groups: r), $"{prefix}LoRAs.{q}", rep, w);
             sum = sum is null ? y : m.B.Apply1(Add, $"{prefix}LoRAs.sum{q}", sum.Value, y);
         }
@@ -180,7 +187,8 @@ public static class ShiftWiseV2
         }
         else if (dropPath > 0 && m.StepInput is { } step)
         {
-            x = m.B.Apply1(new DropPath(dropPath, Mode.Train, m.Training!.DropPathSeed + m.Blocks), p + ".drop_path", x, step);
+            x = m.B.Apply1(new DropPath(dropPath, Mode.Train, m.Training!.DropPathSeed + m.Blocks), p
+                + ".drop_path", x, step);
         }
         m.Blocks++;
         return m.B.Apply1(Add, p, input, x);
@@ -198,14 +206,16 @@ public static class ShiftWiseV2
     {
         int c = x.Shape[1];
         return m.B.Apply1(new LayerNorm(1e-6, NormLayout.ChannelsFirst), name, x,
-            m.Param(name + ".weight", new(ParamRole.NormWeight), c), m.Param(name + ".bias", new(ParamRole.NormBias), c));
+            m.Param(name + ".weight", new(ParamRole.NormWeight), c),
+            m.Param(name + ".bias", new(ParamRole.NormBias), c));
     }
 
     private static Value BatchNorm(ModelBuilder m, string name, Value x)
     {
         int c = x.Shape[1];
         var outs = m.B.Apply(new BatchNorm(1e-5, 0.1, m.Training is null ? Mode.Eval : Mode.Train), name, x,
-            m.Param(name + ".weight", new(ParamRole.NormWeight), c), m.Param(name + ".bias", new(ParamRole.NormBias), c),
+            m.Param(name + ".weight", new(ParamRole.NormWeight), c),
+            m.Param(name + ".bias", new(ParamRole.NormBias), c),
             m.Param(name + ".running_mean", new(ParamRole.RunningMean), c),
             m.Param(name + ".running_var", new(ParamRole.RunningVar), c));
         m.RunningUpdates.AddRange(outs.Skip(1));

@@ -76,15 +76,19 @@ public sealed record ShiftWiseV2Options
         }
         Check(InChans >= 1, "--in-chans", $"{InChans} must be >= 1");
         Check(NumClasses >= 1, "--num-classes", $"{NumClasses} must be >= 1");
-        Check(Depths.Count == 4 && Depths.All(d => d is >= 0 and <= 1000), "--depths", $"needs 4 block counts in [0, 1000], got {L(Depths)}");
+        Check(Depths.Count == 4 && Depths.All(d => d is >= 0 and <= 1000), "--depths",
+            $"needs 4 block counts in [0, 1000], got {L(Depths)}");
         Check(InChans <= MaxDim && NumClasses <= 1 << 20, InChans > MaxDim ? "--in-chans" : "--num-classes",
             $"{(InChans > MaxDim ? InChans : NumClasses)} is beyond what a model can hold here");
         Check(Dims.Count == 4, "--dims", $"needs 4 stage widths, got {L(Dims)}");
         Check(WidthFactor > 0 && WidthFactor <= 64, "--width-factor", $"{F(WidthFactor)} must be in (0, 64]");
         Check(Dims.Count != 4 || Dims.All(d => d <= MaxDim), "--dims", $"stage widths {L(Dims)} must be <= {MaxDim}");
-        Check(StageDims.All(d => d >= 2), "--dims", $"stage widths {L(StageDims)} (after the width factor) must be >= 2");
-        Check(StageDims.All(d => d <= MaxDim), "--dims", $"stage widths {L(StageDims)} (after the width factor) must be <= {MaxDim}");
-        Check(KernelSize.Count == 5, "--kernel-size", $"needs 4 big kernels then the small kernel, got {L(KernelSize)}");
+        Check(StageDims.All(d => d >= 2), "--dims",
+            $"stage widths {L(StageDims)} (after the width factor) must be >= 2");
+        Check(StageDims.All(d => d <= MaxDim), "--dims",
+            $"stage widths {L(StageDims)} (after the width factor) must be <= {MaxDim}");
+        Check(KernelSize.Count == 5, "--kernel-size",
+            $"needs 4 big kernels then the small kernel, got {L(KernelSize)}");
         Check(SmallKernel >= 1 && SmallKernel % 2 == 1, "--kernel-size",
             $"the small kernel {SmallKernel} must be odd: the original op misaligns X for even k (SPEC 8.6)");
         for (int i = 0; i < 4; i++)
@@ -96,7 +100,8 @@ public sealed record ShiftWiseV2Options
         foreach (var d in StageDims)
         {
             int rep = Tables.SwTables.RepCount(d, GhostRatio);
-            Check(rep >= 2, "--ghost-ratio", $"{F(GhostRatio)} leaves {rep} rep channels of {d}; an SW layer needs >= 2");
+            Check(rep >= 2, "--ghost-ratio",
+                $"{F(GhostRatio)} leaves {rep} rep channels of {d}; an SW layer needs >= 2");
         }
         Check(NPath >= 1, "--n-path", $"{NPath} must be >= 1");
         Check(NRep >= 1, "--n-rep", $"{NRep} must be >= 1");
@@ -104,9 +109,11 @@ public sealed record ShiftWiseV2Options
         Check(Batch >= 1, "--batch", $"{Batch} must be >= 1");
         Check(StemStride is 2 or 4, "--stem-stride", $"{StemStride} must be 4 (the original stem) or 2");
         Check(Height >= 1 && Width >= 1, "--image-size", $"{Height}x{Width} must be at least 1x1");
-        Check(Height <= MaxDim && Width <= MaxDim, "--image-size", $"{Height}x{Width} must be at most {MaxDim}x{MaxDim}");
+        Check(Height <= MaxDim && Width <= MaxDim, "--image-size",
+            $"{Height}x{Width} must be at most {MaxDim}x{MaxDim}");
         Check(Batch <= 1 << 20, "--batch", $"{Batch} must be <= {1 << 20}");
-        Check(KernelSize.Count != 5 || KernelSize.All(k => k <= 1023), "--kernel-size", $"kernels {L(KernelSize)} must be <= 1023");
+        Check(KernelSize.Count != 5 || KernelSize.All(k => k <= 1023), "--kernel-size",
+            $"kernels {L(KernelSize)} must be <= 1023");
         Check(NPath <= 64 && NRep <= 64, NPath > 64 ? "--n-path" : "--n-rep", $"{Math.Max(NPath, NRep)} must be <= 64");
     }
 
@@ -130,13 +137,14 @@ public sealed record ShiftWiseV2Options
     };
 
     /// <summary>Names accepted by <see cref="Preset"/>.</summary>
-    public static IReadOnlyList<string> PresetNames { get; } = ["sw-tiny", "sw-small", "sw-base", "sw-large", "sw-v2", "sw-fmnist"];
+    public static IReadOnlyList<string> PresetNames { get; } =
+        ["sw-tiny", "sw-small", "sw-base", "sw-large", "sw-v2", "sw-fmnist"];
 
     /// <summary>
     /// sw-fmnist: a small ShiftWise_v2 for 28×28 grey images (Fashion-MNIST): the original stem (stride 4, so stage 0
-    /// sees 7×7; stride 2 at widths 16–128 costs 1.3× the time for no better accuracy with the sample recipe), one block
-    /// per stage, widths 24–192, big kernels 7, 5, 3, 3 (each covers its stage's plane), small kernel 3, layer scale 0.1
-    /// (1e-6 leaves the blocks near identity for most of a short schedule), 10 classes.
+    /// sees 7×7; stride 2 at widths 16–128 costs 1.3× the time for no better accuracy with the sample recipe), one
+    /// block per stage, widths 24–192, big kernels 7, 5, 3, 3 (each covers its stage's plane), small kernel 3, layer
+    /// scale 0.1 (1e-6 leaves the blocks near identity for most of a short schedule), 10 classes.
     /// </summary>
     public static ShiftWiseV2Options FashionMnist { get; } = new()
     {

@@ -3,7 +3,9 @@ namespace ShiftWise.IR.Analysis;
 /// <summary>The error measure every numerical check in the project states its tolerance in.</summary>
 public static class Error
 {
-    /// <summary>‖a − b‖₂ / max(‖b‖₂, tiny), b being the reference; a NaN anywhere counts as an infinite error.</summary>
+    /// <summary>
+    /// ‖a − b‖₂ / max(‖b‖₂, tiny), b being the reference; a NaN anywhere counts as an infinite error.
+    /// </summary>
     public static double RelL2(ReadOnlySpan<double> a, ReadOnlySpan<double> b)
     {
         if (a.Length != b.Length) throw new ArgumentException($"lengths differ: {a.Length} and {b.Length}");

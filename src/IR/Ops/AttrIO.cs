@@ -47,7 +47,9 @@ public sealed class AttrWriter
         _items.Add((name, sb.Append(']').ToString()));
     }
 
-    /// <summary>Shortest round-trip text of a double, always with a '.' or exponent so it reads back as a float.</summary>
+    /// <summary>
+    /// Shortest round-trip text of a double, always with a '.' or exponent so it reads back as a float.
+    /// </summary>
     public static string FormatFloat(double v)
     {
         if (!double.IsFinite(v))
@@ -228,7 +230,8 @@ public sealed class AttrReader
     private int AsInt32(AttrValue v, string name)
     {
         long x = AsInt(v, name);
-        return x is < int.MinValue or > int.MaxValue ? throw Error(v, $"attribute '{name}' of {_op}: {x} does not fit 32 bits") : (int)x;
+        return x is < int.MinValue or > int.MaxValue ? throw Error(v,
+            $"attribute '{name}' of {_op}: {x} does not fit 32 bits") : (int)x;
     }
 
     private long AsInt(AttrValue v, string name) =>

@@ -1,6 +1,8 @@
 namespace ShiftWise.IR.Ops;
 
-/// <summary>Per-channel affine y = x·scale[c] + bias[c] along an axis: what a batch norm becomes with nothing to fold into.</summary>
+/// <summary>
+/// Per-channel affine y = x·scale[c] + bias[c] along an axis: what a batch norm becomes with nothing to fold into.
+/// </summary>
 public sealed record ScaleBias(int Axis) : Op
 {
     /// <inheritdoc/>
@@ -122,7 +124,8 @@ public static class SwCore
         {
             if (subs[i] < 0 || subs[i] >= rn || (i > 0 && subs[i] <= subs[i - 1]))
             {
-                throw new IrException($"subs must be ascending sub-channels in [0, {rn}), got {subs[i]} at position {i}");
+                throw new IrException(
+                    $"subs must be ascending sub-channels in [0, {rn}), got {subs[i]} at position {i}");
             }
         }
     }
@@ -222,14 +225,18 @@ public sealed record Gemm(bool InNchw, bool OutNchw, GemmAct Act, bool HasBias, 
             Check(y.Rank == 4, $"GRN needs an NHWC output, got {y}");
             Check(GrnEps > 0, $"grn_eps {GrnEps} must be > 0");
             var g = new Shape(1, 1, 1, w[0]);
-            Check(inputs[s.Gamma].Shape.Equals(g) && inputs[s.Beta].Shape.Equals(g), $"GRN gamma and beta must have shape {g}");
+            Check(inputs[s.Gamma].Shape.Equals(g) && inputs[s.Beta].Shape.Equals(g),
+                $"GRN gamma and beta must have shape {g}");
         }
         if (OutNchw)
         {
             Check(y.Rank == 4, $"out_nchw needs a rank-4 output, got {y}");
             y = new Shape(y[0], y[3], y[1], y[2]);
         }
-        if (HasResidual) Check(inputs[s.Residual].Shape.Equals(y), $"residual must have shape {y}, got {inputs[s.Residual].Shape}");
+        if (HasResidual)
+        {
+            Check(inputs[s.Residual].Shape.Equals(y), $"residual must have shape {y}, got {inputs[s.Residual].Shape}");
+        }
         return [new TensorType(d, y)];
     }
 

@@ -28,8 +28,11 @@ public sealed record Grad(Op Of, Vec<int> Wrt, Vec<int> OutGrads) : Op
         Check(Of is not Grad, "a grad of a grad is not supported");
         Check(Wrt.Count >= 1, "wrt must name at least one input");
         int m = ForwardOutputs, n = ForwardInputs(inputs.Count);
-        Check(n >= 1, $"expects the forward inputs, {m} forward outputs and {OutGrads.Count} output gradients, got {inputs.Count} inputs");
-        Check(Wrt.Distinct().Count() == Wrt.Count && Wrt.All(i => i >= 0 && i < n), $"wrt {Wrt} must be distinct input indices below {n}");
+        Check(n >= 1,
+            $"expects the forward inputs, {m} forward outputs and {OutGrads.Count} output gradients, got "
+            + $"{inputs.Count} inputs");
+        Check(Wrt.Distinct().Count() == Wrt.Count && Wrt.All(i => i >= 0 && i < n),
+            $"wrt {Wrt} must be distinct input indices below {n}");
         Check(OutGrads.Distinct().Count() == OutGrads.Count && OutGrads.All(i => i >= 0 && i < m),
             $"dy {OutGrads} must be distinct output indices below {m}");
         TensorType[] fwd;
@@ -50,7 +53,8 @@ public sealed record Grad(Op Of, Vec<int> Wrt, Vec<int> OutGrads) : Op
         for (int j = 0; j < OutGrads.Count; j++)
         {
             var want = fwd[OutGrads[j]];
-            Check(inputs[n + m + j].Equals(want), $"the gradient of output {OutGrads[j]} must be {want}, got {inputs[n + m + j]}");
+            Check(inputs[n + m + j].Equals(want),
+                $"the gradient of output {OutGrads[j]} must be {want}, got {inputs[n + m + j]}");
         }
         foreach (var i in Wrt)
         {

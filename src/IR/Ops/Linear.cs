@@ -198,12 +198,15 @@ public sealed record DropPath(double Prob, Mode Mode, long Seed) : Op
         Check(inputs[0].Shape.Rank >= 1, "x must have a batch axis");
         if (inputs.Count == 2)
         {
-            Check(inputs[1].DType == DType.I64 && inputs[1].Shape.Rank == 0, $"step (input 1) must be an i64 scalar, got {inputs[1]}");
+            Check(inputs[1].DType == DType.I64 && inputs[1].Shape.Rank == 0,
+                $"step (input 1) must be an i64 scalar, got {inputs[1]}");
         }
         return [inputs[0]];
     }
 
-    /// <summary>Whether sample <paramref name="b"/> is kept in train mode at training step <paramref name="step"/>.</summary>
+    /// <summary>
+    /// Whether sample <paramref name="b"/> is kept in train mode at training step <paramref name="step"/>.
+    /// </summary>
     public bool Keeps(int b, long step = 0)
     {
         ulong z = unchecked((ulong)Seed + 0xD1B54A32D192ED03UL * (ulong)step + 0x9E3779B97F4A7C15UL * (ulong)(b + 1));

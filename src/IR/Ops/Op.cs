@@ -27,7 +27,9 @@ public abstract record Op
     /// <summary>The usual single output.</summary>
     protected static readonly string[] Single = [""];
 
-    /// <summary>Throws an <see cref="IrException"/> with <paramref name="message"/> unless the condition holds.</summary>
+    /// <summary>
+    /// Throws an <see cref="IrException"/> with <paramref name="message"/> unless the condition holds.
+    /// </summary>
     protected static void Check(bool condition, string message)
     {
         if (!condition)

@@ -3,8 +3,10 @@ namespace ShiftWise.IR.Ops;
 /// <summary>
 /// The collapsed cross of one SW layer (SPEC 2): per rep channel a horizontal band H (k rows × n·k columns, holding
 /// a_h·K_h, a_i·K_i and the residual a_r at the centre) and a vertical band V (n·k rows × k columns, a_v·K_v).
-/// Band offsets: dx ∈ [−μ, n·k−1−μ] with μ = ⌊B/2⌋, dy ∈ [−r, r] with r = (k−1)/2; V is the transpose geometry.
-/// y[o](y, x) = Σ H[o][u][c]·x(y+u−r, x+c−μ) + Σ V[o][c][v]·x(y+c−μ, x+v−r) + bias[o], zero padding outside.
+/// Band offsets: dx ∈ [−μ, n·k−1−μ] with μ = ⌊B/2⌋, dy ∈ [−r, r] with r = (k−1)/2; V is the
+/// transpose geometry.
+/// y[o](y, x) = Σ H[o][u][c]·x(y+u−r, x+c−μ) + Σ V[o][c][v]·x(y+c−μ, x+v−r) + bias[o], zero padding
+/// outside.
 /// </summary>
 public sealed record CrossKernels(int Rep, int Small, int BandWidth, int Mu, double[] H, double[] V)
 {
@@ -19,8 +21,8 @@ public sealed record CrossKernels(int Rep, int Small, int BandWidth, int Mu, dou
 
     /// <summary>
     /// The bands as float kernels read them: the vertical band's centre k×k (band rows μ−r..μ+r) added into the
-    /// horizontal band's columns μ−r..μ+r in double before rounding once, and left zero in the vertical band (kernels
-    /// skip those rows). Same layouts as <see cref="H"/> and <see cref="V"/>.
+    /// horizontal band's columns μ−r..μ+r in double before rounding once, and left zero in the vertical band
+    /// (kernels skip those rows). Same layouts as <see cref="H"/> and <see cref="V"/>.
     /// </summary>
     public (float[] H, float[] V) Merged()
     {
@@ -50,7 +52,8 @@ public static class SwCollapse
     /// The cross kernels from the kept sub-kernels <paramref name="w"/> (|subs|·k·k values, row-major) and the path
     /// scales (4·R values: rows a_h, a_v, a_i, a_r).
     /// </summary>
-    public static CrossKernels Collapse(ShiftAdd s, IReadOnlyList<int> subs, ReadOnlySpan<double> w, ReadOnlySpan<double> scales)
+    public static CrossKernels Collapse(ShiftAdd s, IReadOnlyList<int> subs, ReadOnlySpan<double> w,
+        ReadOnlySpan<double> scales)
     {
         int r = s.Rep, k = s.Small, n = s.N, nk = n * k, mu = s.Big / 2, p = k - 1, half = (k - 1) / 2;
         var c = new CrossKernels(r, k, nk, mu, new double[r * k * nk], new double[r * nk * k]);
@@ -90,7 +93,8 @@ public static class SwCollapse
     }
 
     /// <summary>The cross as a depthwise convolution, naive loops (for tests and as the CPU target's oracle).</summary>
-    public static double[] Apply(CrossKernels c, ReadOnlySpan<double> x, int batch, int h, int w, ReadOnlySpan<double> bias)
+    public static double[] Apply(CrossKernels c, ReadOnlySpan<double> x, int batch, int h, int w,
+        ReadOnlySpan<double> bias)
     {
         int r = c.Rep, k = c.Small, half = (k - 1) / 2;
         var y = new double[(long)batch * r * h * w];

@@ -13,7 +13,8 @@ namespace ShiftWise.IR.Reference;
 public static class Backward
 {
     /// <summary>The input gradients of <paramref name="op"/>.</summary>
-    public static Tensor?[] Vjp(Op op, IReadOnlyList<Tensor> inputs, IReadOnlyList<Tensor> outputs, IReadOnlyList<Tensor?> gradOutputs)
+    public static Tensor?[] Vjp(Op op, IReadOnlyList<Tensor> inputs, IReadOnlyList<Tensor> outputs,
+        IReadOnlyList<Tensor?> gradOutputs)
     {
         if (gradOutputs.Count != outputs.Count)
         {
@@ -23,7 +24,8 @@ public static class Backward
         var ys = outputs.Select(t => new Arr(t.Shape, t.ToDoubles())).ToArray();
         var gs = gradOutputs.Select((t, i) => t is null ? null : t.Shape.Equals(outputs[i].Shape)
             ? t.ToDoubles()
-            : throw new IrException($"{op.Name}: gradient of output {i} has shape {t.Shape}, the output {outputs[i].Shape}")).ToArray();
+            : throw new IrException($"{op.Name}: gradient of output {i} has shape {t.Shape}, the output "
+                + $"{outputs[i].Shape}")).ToArray();
         double[]?[] g = op switch
         {
             Conv2d or ShiftAdd or SwCross or FusedShiftWise or Gemm or Linear => ConvBackward.Vjp(op, xs, ys, gs),
@@ -31,7 +33,11 @@ public static class Backward
                 or ChannelSelect or Concat or Permute or Reshape or ScaleBias => ElementBackward.Vjp(op, xs, ys, gs),
             _ => throw new IrException($"no backward rule for op '{op.Name}'"),
         };
-        if (g.Length != inputs.Count) throw new IrException($"{op.Name}: backward gave {g.Length} gradients for {inputs.Count} inputs");
-        return g.Select((d, i) => d is null ? null : Tensor.FromDoubles(new TensorType(DType.F64, inputs[i].Shape), d)).ToArray();
+        if (g.Length != inputs.Count)
+        {
+            throw new IrException($"{op.Name}: backward gave {g.Length} gradients for {inputs.Count} inputs");
+        }
+        return g.Select((d, i) => d is null ? null : Tensor.FromDoubles(new TensorType(DType.F64, inputs[i].Shape), d))
+            .ToArray();
     }
 }

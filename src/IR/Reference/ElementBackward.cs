@@ -5,7 +5,10 @@ namespace ShiftWise.IR.Reference;
 /// <summary>Backward rules (see <see cref="Backward"/>) of the norms, element-wise, reduction and layout ops.</summary>
 internal static class ElementBackward
 {
-    /// <summary>One gradient per input (null: not differentiable); <paramref name="gys"/> null where an output does not reach the loss.</summary>
+    /// <summary>
+    /// One gradient per input (null: not differentiable); <paramref name="gys"/> null where an output does not reach
+    /// the loss.
+    /// </summary>
     public static double[]?[] Vjp(Op op, Arr[] xs, Arr[] ys, double[]?[] gys)
     {
         // An output that does not reach the loss contributes nothing: its gradient is zero.
@@ -37,8 +40,9 @@ internal static class ElementBackward
 
     /// <summary>
     /// Eval: an affine map per channel with the running statistics as constants. Train: the batch statistics depend on
-    /// x (biased variance, as the forward normalises). The updated running statistics (train outputs 1 and 2) are buffer
-    /// updates, not differentiated: a nonzero gradient for them is refused. Running mean/variance get no gradient.
+    /// x (biased variance, as the forward normalises). The updated running statistics (train outputs 1 and 2) are
+    /// buffer updates, not differentiated: a nonzero gradient for them is refused. Running mean/variance get no
+    /// gradient.
     /// </summary>
     private static double[]?[] BatchNorm(BatchNorm bn, Arr[] xs, double[] gy, double[]?[] gys)
     {
@@ -199,7 +203,8 @@ internal static class ElementBackward
             double v = x.Data[i];
             double d = kind switch
             {
-                UnaryKind.Gelu => 0.5 * (1 + ElementKernels.Erf(v / Math.Sqrt(2))) + v * Math.Exp(-0.5 * v * v) / Math.Sqrt(2 * Math.PI),
+                UnaryKind.Gelu => 0.5 * (1 + ElementKernels.Erf(v / Math.Sqrt(2))) + v * Math.Exp(-0.5 * v * v)
+                    / Math.Sqrt(2 * Math.PI),
                 UnaryKind.Relu => v > 0 ? 1 : 0,
                 UnaryKind.Sigmoid => y.Data[i] * (1 - y.Data[i]),
                 _ => throw new ArgumentOutOfRangeException(nameof(kind)),
@@ -245,11 +250,14 @@ internal static class ElementBackward
     }
 
 
-    /// <summary>Each input element gets its output's gradient over the count; keepdim does not change the layout.</summary>
+    /// <summary>
+    /// Each input element gets its output's gradient over the count; keepdim does not change the layout.
+    /// </summary>
     private static double[] Mean(Mean m, Arr x, double[] gy)
     {
         var axes = m.Axes.Select(x.Shape.Axis).ToHashSet();
-        var ks = new Shape(Enumerable.Range(0, x.Shape.Rank).Select(d => axes.Contains(d) ? 1 : x[d]).ToArray()).Strides();
+        var ks = new Shape(Enumerable.Range(0, x.Shape.Rank).Select(d => axes.Contains(d) ? 1 : x[d]).ToArray())
+            .Strides();
         long count = axes.Aggregate(1L, (acc, ax) => acc * x[ax]);
         var gx = new double[x.Data.Length];
         var idx = new int[x.Shape.Rank];
@@ -286,7 +294,10 @@ internal static class ElementBackward
         return gx;
     }
 
-    /// <summary>Mean over samples of (1−ε)·nll + ε·mean_i(lse − z_i): ∂/∂z_i = (p_i − (1−ε)·[i = label] − ε/k) / n.</summary>
+    /// <summary>
+    /// Mean over samples of (1−ε)·nll + ε·mean_i(lse − z_i): ∂/∂z_i = (p_i − (1−ε)·[i = label] −
+    /// ε/k) / n.
+    /// </summary>
     private static double[] CrossEntropy(CrossEntropy ce, Arr logits, Arr labels, double gLoss)
     {
         int n = logits[0], k = logits[1];

@@ -45,7 +45,10 @@ internal static class ElementKernels
         if (a.Shape.Equals(b.Shape))
         {
             var z = new double[a.Data.Length];
-            for (int i = 0; i < z.Length; i++) z[i] = kind == BinaryKind.Add ? a.Data[i] + b.Data[i] : a.Data[i] * b.Data[i];
+            for (int i = 0; i < z.Length; i++)
+            {
+                z[i] = kind == BinaryKind.Add ? a.Data[i] + b.Data[i] : a.Data[i] * b.Data[i];
+            }
             return z;
         }
         var sa = a.Shape.BroadcastStrides(outShape);
@@ -103,7 +106,8 @@ internal static class ElementKernels
             }
             return 2 / Math.Sqrt(Math.PI) * sum;
         }
-        // erfc(x) = exp(-x²)/√π · 1/(x + 1/2/(x + 1/(x + 3/2/(x + ...)))), evaluated bottom-up (Lentz not needed here).
+        // erfc(x) = exp(-x²)/√π · 1/(x + 1/2/(x + 1/(x + 3/2/(x + ...)))), evaluated bottom-up (Lentz not needed
+        // here).
         double f = 0;
         for (int k = 60; k >= 1; k--) f = k / 2.0 / (ax + f);
         double erfc = Math.Exp(-ax * ax) / Math.Sqrt(Math.PI) / (ax + f);

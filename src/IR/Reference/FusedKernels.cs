@@ -2,7 +2,9 @@ using ShiftWise.IR.Ops;
 
 namespace ShiftWise.IR.Reference;
 
-/// <summary>The fused ops, written as their definitions: the factorised SW layer and a GEMM with its epilogues.</summary>
+/// <summary>
+/// The fused ops, written as their definitions: the factorised SW layer and a GEMM with its epilogues.
+/// </summary>
 internal static class FusedKernels
 {
     public static double[] ScaleBias(ScaleBias sb, Arr[] xs)
@@ -20,8 +22,8 @@ internal static class FusedKernels
     }
 
     /// <summary>
-    /// The k×k depthwise conv (padding k−1) of every kept sub-kernel over its rep channel: X of SPEC 1.5, laid out as
-    /// (N, R·n, H+2e, W+2e) over all sub-channels, zero where a sub-kernel is pruned.
+    /// The k×k depthwise conv (padding k−1) of every kept sub-kernel over its rep channel: X of SPEC 1.5, laid out
+    /// as (N, R·n, H+2e, W+2e) over all sub-channels, zero where a sub-kernel is pruned.
     /// </summary>
     public static double[] SubKernelMaps(ShiftAdd s, Vec<int> subs, Arr x, Arr w)
     {
@@ -65,7 +67,8 @@ internal static class FusedKernels
         for (long q = 0; q < plane; q++)
         {
             long at = (b * r + o) * plane + q;
-            y[at] = scales.Data[o] * paths[0][at] + scales.Data[r + o] * paths[1][at] + scales.Data[2 * r + o] * paths[2][at]
+            y[at] = scales.Data[o] * paths[0][at] + scales.Data[r + o] * paths[1][at]
+                + scales.Data[2 * r + o] * paths[2][at]
                 + scales.Data[3 * r + o] * x.Data[at] + bias[o];
         }
         return y;
@@ -111,7 +114,8 @@ internal static class FusedKernels
         var y = new Arr(x.Shape.With(x.Shape.Rank - 1, xs[1][0]), ElementKernels.Linear(lin.ToArray()));
         if (gm.Act != GemmAct.None)
         {
-            var kind = gm.Act switch { GemmAct.Gelu => UnaryKind.Gelu, GemmAct.Relu => UnaryKind.Relu, _ => UnaryKind.Sigmoid };
+            var kind = gm.Act switch { GemmAct.Gelu => UnaryKind.Gelu, GemmAct.Relu => UnaryKind.Relu,
+                _ => UnaryKind.Sigmoid };
             y = y with { Data = ElementKernels.Unary(kind, y) };
         }
         if (gm.HasGrn) y = y with { Data = NormKernels.Grn(new Grn(gm.GrnEps), [y, xs[s.Gamma], xs[s.Beta]]) };

@@ -59,7 +59,10 @@ internal static class NormKernels
         for (long k = 0; k < inner; k++) yield return x.Data[((long)bi * c + ch) * inner + k];
     }
 
-    /// <summary>Mean and 1/√(biased variance + eps) of the c values x[idx(0)], …, x[idx(c−1)] (LayerNorm forward and backward).</summary>
+    /// <summary>
+    /// Mean and 1/√(biased variance + eps) of the c values x[idx(0)], …, x[idx(c−1)] (LayerNorm forward and
+    /// backward).
+    /// </summary>
     public static (double Mean, double Inv) LayerStats(double[] x, Func<int, long> idx, int c, double eps)
     {
         double s = 0;
@@ -102,7 +105,10 @@ internal static class NormKernels
             for (int ch = 0; ch < c; ch++)
             {
                 double q = 0;
-                for (int p = 0; p < h * w; p++) q += x.Data[((long)b * h * w + p) * c + ch] * x.Data[((long)b * h * w + p) * c + ch];
+                for (int p = 0; p < h * w; p++)
+                {
+                    q += x.Data[((long)b * h * w + p) * c + ch] * x.Data[((long)b * h * w + p) * c + ch];
+                }
                 g[ch] = Math.Sqrt(q);
             }
             double mean = g.Sum() / c;

@@ -26,7 +26,8 @@ public static class ReferenceExecutor
             }
             if (!t.Shape.Equals(d.Type.Shape))
             {
-                throw new IrException($"graph '{g.Name}': {kind} '{d.Name}' has shape {t.Shape}, expected {d.Type.Shape}");
+                throw new IrException($"graph '{g.Name}': {kind} '{d.Name}' has shape {t.Shape}, expected "
+                    + $"{d.Type.Shape}");
             }
             env[d.Name] = t.Cast(d.Type.DType);
         }

@@ -17,7 +17,10 @@ public static class ReferenceGradients
     {
         var env = ReferenceExecutor.Run(g, weights, inputs, keepAll: true);
         if (!env.TryGetValue(loss, out var l)) throw new IrException($"graph '{g.Name}' has no value %{loss}");
-        if (l.Shape.Elements != 1) throw new IrException($"%{loss} has shape {l.Shape}; the loss must be a single value");
+        if (l.Shape.Elements != 1)
+        {
+            throw new IrException($"%{loss} has shape {l.Shape}; the loss must be a single value");
+        }
         var grads = new Dictionary<string, double[]>(StringComparer.Ordinal)
         {
             [loss] = [1.0],
@@ -57,7 +60,10 @@ public static class ReferenceGradients
         var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         foreach (var v in g.Params.Concat(g.Inputs))
         {
-            if (grads.TryGetValue(v.Name, out var d)) result[v.Name] = Tensor.FromDoubles(new TensorType(DType.F64, types[v.Name].Shape), d);
+            if (grads.TryGetValue(v.Name, out var d))
+            {
+                result[v.Name] = Tensor.FromDoubles(new TensorType(DType.F64, types[v.Name].Shape), d);
+            }
         }
         return (result, env);
     }

@@ -113,7 +113,8 @@ public sealed class SwirParser
             }
             else
             {
-                throw Error(t, $"expected a statement (weights, input, param, buffer, %value = op(...), output), got '{Show(t)}'");
+                throw Error(t,
+                    $"expected a statement (weights, input, param, buffer, %value = op(...), output), got '{Show(t)}'");
             }
             EndOfStatement();
         }
@@ -235,11 +236,15 @@ public sealed class SwirParser
     private Token ParseRef(Dictionary<string, (TensorType Type, bool IsParam)> types)
     {
         var t = Take();
-        if (t.Kind is not (TokenKind.Value or TokenKind.Param)) throw Error(t, $"expected %value or @param, got '{Show(t)}'");
+        if (t.Kind is not (TokenKind.Value or TokenKind.Param))
+        {
+            throw Error(t, $"expected %value or @param, got '{Show(t)}'");
+        }
         if (!types.TryGetValue(t.Text, out var d)) throw Error(t, $"'{t.Text}' is not defined");
         if (d.IsParam != (t.Kind == TokenKind.Param))
         {
-            throw Error(t, d.IsParam ? $"'{t.Text}' is a param: write @{t.Text}" : $"'{t.Text}' is not a param: write %{t.Text}");
+            throw Error(t, d.IsParam ? $"'{t.Text}' is a param: write @{t.Text}"
+                : $"'{t.Text}' is not a param: write %{t.Text}");
         }
         return t;
     }

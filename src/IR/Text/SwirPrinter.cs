@@ -31,7 +31,8 @@ public static class SwirPrinter
         }
         foreach (var v in g.Params)
         {
-            sb.Append(v.Buffer ? "  buffer @" : "  param @").Append(Name(v.Name)).Append(": ").Append(v.Type).Append('\n');
+            sb.Append(v.Buffer ? "  buffer @" : "  param @").Append(Name(v.Name)).Append(": ").Append(v.Type)
+                .Append('\n');
         }
         foreach (var n in g.Nodes)
         {

@@ -45,7 +45,9 @@ public sealed record SwLayerSpec(KernelSpec Spec, FusedShiftWise Op, Shape Input
         return slot;
     }
 
-    /// <summary>Per rep channel, its first kept sub-kernel (R + 1 entries; the kept ones of channel o are start[o]..start[o+1]).</summary>
+    /// <summary>
+    /// Per rep channel, its first kept sub-kernel (R + 1 entries; the kept ones of channel o are start[o]..start[o+1]).
+    /// </summary>
     public int[] SubStart()
     {
         var start = new int[Rep + 1];
@@ -58,7 +60,8 @@ public sealed record SwLayerSpec(KernelSpec Spec, FusedShiftWise Op, Shape Input
     public int[] KeptShifts(bool vertical)
     {
         var s = Op.Shift;
-        return Op.Subs.SelectMany(t => Enumerable.Range(0, s.NRep).Select(g => vertical ? s.ShiftV(t, g) : s.ShiftH(t, g))).ToArray();
+        return Op.Subs.SelectMany(t => Enumerable.Range(0, s.NRep)
+            .Select(g => vertical ? s.ShiftV(t, g) : s.ShiftH(t, g))).ToArray();
     }
 }
 

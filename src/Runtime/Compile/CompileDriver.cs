@@ -29,7 +29,9 @@ public sealed record CompileRequest(string Model, ModelArgs Args, string Pipelin
     public Tune.CudaTuning? CudaTuning { get; init; }
 }
 
-/// <summary>What the CUDA target produced: the plan, and the NVRTC results (null when NVRTC is absent, with the reason).</summary>
+/// <summary>
+/// What the CUDA target produced: the plan, and the NVRTC results (null when NVRTC is absent, with the reason).
+/// </summary>
 public sealed record CudaCompileResult(CudaPlan Plan, IReadOnlyList<CompiledKernel>? Compiled, string PtxArch,
     string? NotCompiledReason, (int Major, int Minor)? NvrtcVersion, TimeSpan Time)
 {
@@ -37,7 +39,9 @@ public sealed record CudaCompileResult(CudaPlan Plan, IReadOnlyList<CompiledKern
     public string Tuning { get; init; } = "";
 }
 
-/// <summary>The outcome: the graphs before and after, the pass records, the memory plan, and the files written.</summary>
+/// <summary>
+/// The outcome: the graphs before and after, the pass records, the memory plan, and the files written.
+/// </summary>
 public sealed record CompileResult(LoadedModel Source, Graph Optimized, IReadOnlyDictionary<string, Tensor> Weights,
     IReadOnlyList<PassRecord> Records, MemoryPlan Memory, IReadOnlyList<string> Files, TimeSpan Time)
 {
@@ -82,7 +86,8 @@ public static class CompileDriver
         {
             Write("plan.json", p => AtomicFile.WriteText(p, CudaPlanJson.Write(cuda.Plan)));
             Write("derived.safetensors", p => SafeTensors.Write(p, derived!));
-            TreeWriter.Replace(Path.Combine(req.OutDir, "kernels"), cuda.Plan.Kernels.Select(k => (k.FileName, Encoding.UTF8.GetBytes(k.Source))));
+            TreeWriter.Replace(Path.Combine(req.OutDir, "kernels"),
+                cuda.Plan.Kernels.Select(k => (k.FileName, Encoding.UTF8.GetBytes(k.Source))));
             files.AddRange(cuda.Plan.Kernels.Select(k => Path.Combine(req.OutDir, "kernels", k.FileName)));
             var ptxDir = Path.Combine(req.OutDir, "ptx");
             if (cuda.Compiled is not null)
@@ -92,7 +97,8 @@ public static class CompileDriver
             }
             else if (Directory.Exists(ptxDir))
             {
-                Directory.Delete(ptxDir, recursive: true); // stale PTX of an earlier compile would not match the sources
+                // stale PTX of an earlier compile would not match the sources
+                Directory.Delete(ptxDir, recursive: true);
             }
         }
         var result = new CompileResult(src, g, weights, records, plan, files, sw.Elapsed) { Cuda = cuda };
@@ -105,7 +111,8 @@ public static class CompileDriver
     /// Lowers the graph for CUDA and, when NVRTC is present, compiles every kernel to PTX for the arch's virtual arch
     /// (in parallel, through the kernel cache).
     /// </summary>
-    public static CudaCompileResult Cuda(Graph g, string arch, Action<string>? log = null, Tune.CudaTuning? tuning = null)
+    public static CudaCompileResult Cuda(Graph g, string arch, Action<string>? log = null,
+        Tune.CudaTuning? tuning = null)
     {
         if (!System.Text.RegularExpressions.Regex.IsMatch(arch, "^sm_[0-9]{2,3}[a-z]?$"))
         {
@@ -127,19 +134,27 @@ public static class CompileDriver
         var ptxArch = "compute_" + arch[3..];
         if (!NvrtcCompiler.Available)
         {
-            return new CudaCompileResult(plan, null, ptxArch, NvrtcCompiler.MissingReason, null, sw.Elapsed) { Tuning = summary };
+            return new CudaCompileResult(plan, null, ptxArch, NvrtcCompiler.MissingReason, null, sw.Elapsed)
+            {
+                Tuning = summary,
+            };
         }
         int done = 0;
         var compiled = CudaKernelCompiler.CompileAll(plan.Kernels, ptxArch,
-            progress: c => log?.Invoke($"  nvrtc {Interlocked.Increment(ref done),3}/{plan.Kernels.Count} {c.Kernel.Name} ({c.Outcome.ToString().ToLowerInvariant()})"),
-            warn: log);
-        return new CudaCompileResult(plan, compiled, ptxArch, null, NvrtcCompiler.Version, sw.Elapsed) { Tuning = summary };
+            progress: c =>
+            log?.Invoke($"  nvrtc {Interlocked.Increment(ref done),3}/{plan.Kernels.Count} {c.Kernel.Name} "
+            + $"({c.Outcome.ToString().ToLowerInvariant()})"), warn: log);
+        return new CudaCompileResult(plan, compiled, ptxArch, null, NvrtcCompiler.Version, sw.Elapsed)
+        {
+            Tuning = summary,
+        };
     }
 
     /// <summary>The plan's derived tensors (e.g. the SW cross bands), computed from the weights, as float32.</summary>
-    public static Dictionary<string, Tensor> DerivedTensors(CudaPlan plan, Graph g, IReadOnlyDictionary<string, Tensor> weights)
+    public static Dictionary<string, Tensor> DerivedTensors(CudaPlan plan, Graph g,
+        IReadOnlyDictionary<string, Tensor> weights)
     {
-        return Derived.ComputeAll(plan, g, weights).ToDictionary(kv => kv.Key, kv => Tensor.F32(new Shape(kv.Value.Length), kv.Value),
-            StringComparer.Ordinal);
+        return Derived.ComputeAll(plan, g, weights).ToDictionary(kv => kv.Key, kv =>
+            Tensor.F32(new Shape(kv.Value.Length), kv.Value), StringComparer.Ordinal);
     }
 }

@@ -33,7 +33,9 @@ public sealed record EmitResult(LoadedModel Source, CudaCompileResult Cuda, IRea
 /// </summary>
 public static class EmitDriver
 {
-    /// <summary>The first line of every emitted CMakeLists.txt; a folder whose CMakeLists.txt lacks it is never replaced.</summary>
+    /// <summary>
+    /// The first line of every emitted CMakeLists.txt; a folder whose CMakeLists.txt lacks it is never replaced.
+    /// </summary>
     public const string Marker = "# Builds a model compiled by swc ";
 
     /// <summary>Emits; <paramref name="log"/> gets progress lines.</summary>
@@ -69,10 +71,12 @@ public static class EmitDriver
         }
         if (!first.StartsWith(Marker, StringComparison.Ordinal))
         {
-            throw new IrException($"--out {outDir} exists and is not a tree written by swc emit (its CMakeLists.txt does not start " +
+            throw new IrException($"--out {outDir} exists and is not a tree written by swc emit (its CMakeLists.txt "
+                + $"does not start " +
                 $"with '{Marker.Trim()}'); it is left alone: choose another folder or remove it");
         }
     }
 
-    private static string Shape(Shape s) => "(" + string.Join(", ", Enumerable.Range(0, s.Rank).Select(d => s[d])) + ")";
+    private static string Shape(Shape s) => "(" + string.Join(", ", Enumerable.Range(0, s.Rank)
+        .Select(d => s[d])) + ")";
 }

@@ -4,12 +4,15 @@ using ShiftWise.IR;
 
 namespace ShiftWise.Runtime.Compile;
 
-/// <summary>Folders written whole: built beside their place and swapped in (swc emit's tree, compile's kernels/ and ptx/).</summary>
+/// <summary>
+/// Folders written whole: built beside their place and swapped in (swc emit's tree, compile's kernels/ and ptx/).
+/// </summary>
 public static class TreeWriter
 {
     /// <summary>
-    /// Writes every file (paths relative to the tree, '/' separated) into a fresh folder beside <paramref name="outDir"/>,
-    /// then swaps it in for <paramref name="outDir"/>: a failure or a kill leaves the previous tree as it was.
+    /// Writes every file (paths relative to the tree, '/' separated) into a fresh folder beside
+    /// <paramref name="outDir"/>, then swaps it in for <paramref name="outDir"/>: a failure or a kill leaves the
+    /// previous tree as it was.
     /// </summary>
     public static void Replace(string outDir, IEnumerable<(string Path, byte[] Bytes)> files)
     {
@@ -53,8 +56,8 @@ public static class TreeWriter
 
     /// <summary>
     /// Removes what a writer killed midway left beside <paramref name="outDir"/> (its .NAME.tmpPID folder), and puts
-    /// back the previous tree if that writer was killed between its two renames (.NAME.oldPID with no OUT). Folders of a
-    /// process that is still running are left alone.
+    /// back the previous tree if that writer was killed between its two renames (.NAME.oldPID with no OUT). Folders of
+    /// a process that is still running are left alone.
     /// </summary>
     private static void ClearDeadWriters(string parent, string name, string outDir)
     {

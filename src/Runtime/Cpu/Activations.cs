@@ -18,16 +18,17 @@ public static unsafe class Activations
 
     private const int Chunk = 1 << 14;
 
-    // erf(x) = x + x·P(x²) for |x| ≤ 1: Chebyshev interpolant of erf(√u)/√u − 1 on u ∈ [0, 1], degree 6 (error of
-    // the polynomial itself 1.1e-9). Writing it as x + x·P keeps the leading term exact, which halves the float32
-    // rounding error near |x| = 1 compared with x·(1.128… + …).
+    // erf(x) = x + x·P(x²) for |x| ≤ 1: Chebyshev interpolant of erf(√u)/√u − 1 on u ∈ [0, 1], degree 6
+    // (error of the polynomial itself 1.1e-9). Writing it as x + x·P keeps the leading term exact, which halves the
+    // float32 rounding error near |x| = 1 compared with x·(1.128… + …).
     private const float P0 = 0.1283791658483504f, P1 = -0.3761262666671963f, P2 = 0.11283594715152362f;
     private const float P3 = -0.026854212010276414f, P4 = 0.005189087422780046f, P5 = -0.0008016864281817756f;
     private const float P6 = 7.875875046790628e-05f;
 
-    // erfc(t) = exp(−t²)·Q(t − 2.5) for 1 < t ≤ 4: Chebyshev interpolant of erfcx(t) = exp(t²)·erfc(t) on [1, 4],
-    // degree 12 (error 6.5e-10 absolute on erfc). Above 4 the first three asymptotic terms
-    // erfcx(t) ≈ (1 − 1/(2t²) + 3/(4t⁴)) / (t√π) are accurate to 5e-4 relative, i.e. < 1e-11 absolute on erfc.
+    // erfc(t) = exp(−t²)·Q(t − 2.5) for 1 < t ≤ 4: Chebyshev interpolant of erfcx(t) = exp(t²)·erfc(t) on [1,
+    // 4], degree 12 (error 6.5e-10 absolute on erfc). Above 4 the first three asymptotic terms
+    // erfcx(t) ≈ (1 − 1/(2t²) + 3/(4t⁴)) / (t√π) are accurate to 5e-4 relative, i.e. < 1e-11 absolute on
+    // erfc.
     private const float Q0 = 0.210806364061144f, Q1 = -0.07434733674204291f, Q2 = 0.024937994751034635f;
     private const float Q3 = -0.008001693887577295f, Q4 = 0.0024670657615061594f, Q5 = -0.0007331529643354266f;
     private const float Q6 = 0.00021091796372084342f, Q7 = -5.9523156986272003e-05f, Q8 = 1.6114106428795168e-05f;
@@ -142,7 +143,9 @@ public static unsafe class Activations
         return Fmadd(x, p, x);
     }
 
-    /// <summary>erfc(t) for t ≥ 1 with small relative error; lanes below 1 give finite values that callers discard.</summary>
+    /// <summary>
+    /// erfc(t) for t ≥ 1 with small relative error; lanes below 1 give finite values that callers discard.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> ErfcTail(Vector256<float> t)
     {
@@ -168,7 +171,8 @@ public static unsafe class Activations
             var r2 = r * r;
             var asym = r * Vector256.Create(InvSqrtPi)
                 * Fmadd(r2, Fmadd(r2, Vector256.Create(0.75f), Vector256.Create(-0.5f)), Vector256<float>.One);
-            // the polynomial explodes far outside [1, 4] (∞·0 would be NaN), so the select must see t > 4 for +∞ too
+            // the polynomial explodes far outside [1, 4] (∞·0 would be NaN), so the select must see t > 4 for +∞
+            // too
             q = Vector256.ConditionalSelect(big, asym, q);
         }
         return Exp(-(t * t)) * q;
@@ -178,7 +182,9 @@ public static unsafe class Activations
     private static Vector256<float> Fmadd(Vector256<float> x, Vector256<float> y, Vector256<float> z) =>
         Vector256.MultiplyAddEstimate(x, y, z);
 
-    /// <summary>A lane-wise function, as a type so that generic loops (here and in the GEMM epilogue) inline it.</summary>
+    /// <summary>
+    /// A lane-wise function, as a type so that generic loops (here and in the GEMM epilogue) inline it.
+    /// </summary>
     internal interface ILanes
     {
         static abstract Vector256<float> Apply(Vector256<float> x);

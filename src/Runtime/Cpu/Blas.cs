@@ -5,7 +5,9 @@ namespace ShiftWise.Runtime.Cpu;
 /// <summary>Which GEMM implementation a call uses.</summary>
 public enum BlasBackend
 {
-    /// <summary>OpenBLAS when it loaded and <c>SWC_BLAS</c> does not say <c>managed</c>; the managed GEMM otherwise.</summary>
+    /// <summary>
+    /// OpenBLAS when it loaded and <c>SWC_BLAS</c> does not say <c>managed</c>; the managed GEMM otherwise.
+    /// </summary>
     Auto,
     /// <summary>OpenBLAS; a call fails with the not-found sentence when it is missing.</summary>
     OpenBlas,
@@ -34,7 +36,9 @@ public static unsafe class Blas
     /// </summary>
     public static string? Warning => Choice.Warning;
 
-    /// <summary>Threads for either backend (default: the processor count); also applied to OpenBLAS when loaded.</summary>
+    /// <summary>
+    /// Threads for either backend (default: the processor count); also applied to OpenBLAS when loaded.
+    /// </summary>
     public static int Threads
     {
         get => _threads;
@@ -47,9 +51,9 @@ public static unsafe class Blas
     }
 
     /// <summary>
-    /// C = alpha·op(A)·op(B) + beta·C with row-major matrices: op(A) is m×k (A is stored k×m with leading dimension
-    /// lda when <paramref name="transA"/>), op(B) is k×n, C is m×n. As in BLAS, beta = 0 overwrites C without
-    /// reading it, and k = 0 or alpha = 0 only scales C.
+    /// C = alpha·op(A)·op(B) + beta·C with row-major matrices: op(A) is m×k (A is stored k×m with leading
+    /// dimension lda when <paramref name="transA"/>), op(B) is k×n, C is m×n. As in BLAS, beta = 0 overwrites C
+    /// without reading it, and k = 0 or alpha = 0 only scales C.
     /// </summary>
     public static void Sgemm(bool transA, bool transB, int m, int n, int k, float alpha, ReadOnlySpan<float> a,
         int lda, ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc) =>

@@ -9,7 +9,9 @@ namespace ShiftWise.Runtime.Cpu;
 /// <summary>Time spent in one node over the runs of an executor.</summary>
 public sealed record KernelTime(string Node, string Op, string Kernel, TimeSpan Total, int Runs)
 {
-    /// <summary>The fastest single run (zero when not recorded): on a shared, noisy machine the steadiest figure.</summary>
+    /// <summary>
+    /// The fastest single run (zero when not recorded): on a shared, noisy machine the steadiest figure.
+    /// </summary>
     public TimeSpan Min { get; init; }
 }
 
@@ -54,7 +56,10 @@ public sealed class CpuExecutor
             consts[p.Name] = w;
             _bufs[p.Name] = Buf.Of(w.Cast(DType.F32).ToDoubles().Select(v => (float)v).ToArray());
         }
-        foreach (var s in Plan.Slots) _bufs[s.Value] = new Buf(_arena, (int)(s.Offset / 4), (int)(types[s.Value].Shape.Elements));
+        foreach (var s in Plan.Slots)
+        {
+            _bufs[s.Value] = new Buf(_arena, (int)(s.Offset / 4), (int)(types[s.Value].Shape.Elements));
+        }
         foreach (var n in graph.Nodes)
         {
             if (Plan.Aliases.TryGetValue(n.Outputs[0], out var src))
@@ -67,7 +72,8 @@ public sealed class CpuExecutor
             // the generated kernels use AVX2 and FMA; elsewhere the managed kernels (scalar-safe) run instead
             CpuKernel k = generated && SwLayerKernel.Supported && n.Op is FusedShiftWise
                 && req.Constants.Skip(1).All(c => c is not null)
-                ? new SwLayerKernel(req, tuned?.Invoke(Passes.Lowering.KernelLowering.Sw(n, types[n.Inputs[0]].Shape)), warn)
+                ? new SwLayerKernel(req, tuned?.Invoke(Passes.Lowering.KernelLowering.Sw(n,
+                    types[n.Inputs[0]].Shape)), warn)
                 : KernelTable.Create(req);
             _steps.Add((n, k, n.Inputs.Select(i => _bufs[i]).ToArray(), n.Outputs.Select(o => _bufs[o]).ToArray()));
             _times[n] = new Stopwatch();
@@ -80,7 +86,9 @@ public sealed class CpuExecutor
     /// <summary>The activation memory plan.</summary>
     public MemoryPlan Plan { get; }
 
-    /// <summary>The kernel bound to a node (null for a view, which runs none): which SW kernel and tile were chosen.</summary>
+    /// <summary>
+    /// The kernel bound to a node (null for a view, which runs none): which SW kernel and tile were chosen.
+    /// </summary>
     public CpuKernel? KernelOf(string node) => _steps.FirstOrDefault(s => s.Node.Name == node).Kernel;
 
     /// <summary>Whether per-node times are recorded (a little overhead per node).</summary>
@@ -91,15 +99,20 @@ public sealed class CpuExecutor
     /// changes what the next run computes.
     /// </summary>
     public float[] Parameter(string name) =>
-        _graph.Params.Any(p => p.Name == name) ? _bufs[name].Array : throw new IrException($"graph '{_graph.Name}' has no parameter '{name}'");
+        _graph.Params.Any(p => p.Name == name) ? _bufs[name].Array
+            : throw new IrException($"graph '{_graph.Name}' has no parameter '{name}'");
 
-    /// <summary>The buffer of an input, to fill before <see cref="RunBound"/> (integer inputs hold their values as floats).</summary>
+    /// <summary>
+    /// The buffer of an input, to fill before <see cref="RunBound"/> (integer inputs hold their values as floats).
+    /// </summary>
     public Span<float> InputBuffer(string name) =>
-        _graph.Inputs.Any(i => i.Name == name) ? _bufs[name].Span : throw new IrException($"graph '{_graph.Name}' has no input '{name}'");
+        _graph.Inputs.Any(i => i.Name == name) ? _bufs[name].Span
+            : throw new IrException($"graph '{_graph.Name}' has no input '{name}'");
 
     /// <summary>A graph output's values after the last run (valid until the next run).</summary>
     public ReadOnlySpan<float> OutputBuffer(string name) =>
-        _graph.Outputs.Contains(name) ? _bufs[name].Span : throw new IrException($"graph '{_graph.Name}' has no output '{name}'");
+        _graph.Outputs.Contains(name) ? _bufs[name].Span
+            : throw new IrException($"graph '{_graph.Name}' has no output '{name}'");
 
     /// <summary>
     /// Checks the inputs and parameters before a run and every node's outputs after it runs, and stops at the first
@@ -112,8 +125,14 @@ public sealed class CpuExecutor
     {
         if (CheckFinite)
         {
-            foreach (var i in _graph.Inputs) NonFiniteException.Check(_bufs[i.Name].Span, $"the input %{i.Name}", _types[i.Name]);
-            foreach (var p in _graph.Params) NonFiniteException.Check(_bufs[p.Name].Span, $"the parameter %{p.Name}", _types[p.Name]);
+            foreach (var i in _graph.Inputs)
+            {
+                NonFiniteException.Check(_bufs[i.Name].Span, $"the input %{i.Name}", _types[i.Name]);
+            }
+            foreach (var p in _graph.Params)
+            {
+                NonFiniteException.Check(_bufs[p.Name].Span, $"the parameter %{p.Name}", _types[p.Name]);
+            }
         }
         foreach (var (n, k, ins, outs) in _steps)
         {
@@ -124,8 +143,8 @@ public sealed class CpuExecutor
             {
                 for (int o = 0; o < outs.Length; o++)
                 {
-                    NonFiniteException.Check(outs[o].Span, $"{n.Describe()}, output %{n.Outputs[o]},", _types[n.Outputs[o]],
-                        "every value before it was finite");
+                    NonFiniteException.Check(outs[o].Span, $"{n.Describe()}, output %{n.Outputs[o]},",
+                        _types[n.Outputs[o]], "every value before it was finite");
                 }
             }
             if (Profile)
@@ -159,12 +178,14 @@ public sealed class CpuExecutor
             }
         }
         RunBound();
-        return _graph.Outputs.ToDictionary(o => o, o => Tensor.Wrap(_types[o], _bufs[o].Span.ToArray()), StringComparer.Ordinal);
+        return _graph.Outputs.ToDictionary(o => o, o => Tensor.Wrap(_types[o], _bufs[o].Span.ToArray()),
+            StringComparer.Ordinal);
     }
 
     /// <summary>Per-node times accumulated over the runs made while <see cref="Profile"/> was on.</summary>
     public IReadOnlyList<KernelTime> Times() =>
-        _steps.Select(s => new KernelTime(s.Node.Name, s.Node.Op.Name, s.Kernel.Label, _times[s.Node].Elapsed, _profiledRuns)
+        _steps.Select(s => new KernelTime(s.Node.Name, s.Node.Op.Name, s.Kernel.Label, _times[s.Node].Elapsed,
+            _profiledRuns)
             {
                 Min = TimeSpan.FromSeconds(_mins.GetValueOrDefault(s.Node) / (double)Stopwatch.Frequency),
             })

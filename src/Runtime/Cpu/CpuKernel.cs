@@ -25,5 +25,7 @@ public abstract class CpuKernel
     public virtual string Label => GetType().Name;
 }
 
-/// <summary>What a kernel factory sees: the node, the types of its inputs, and the values of its parameter inputs.</summary>
+/// <summary>
+/// What a kernel factory sees: the node, the types of its inputs, and the values of its parameter inputs.
+/// </summary>
 public sealed record KernelRequest(Node Node, IReadOnlyList<TensorType> InputTypes, IReadOnlyList<Tensor?> Constants);

@@ -217,7 +217,9 @@ internal sealed unsafe class GemmEpilogue
         }
     }
 
-    /// <summary>y = scale·h + β (+ residual) with the per-sample, per-channel scales of <see cref="Scales"/>.</summary>
+    /// <summary>
+    /// y = scale·h + β (+ residual) with the per-sample, per-channel scales of <see cref="Scales"/>.
+    /// </summary>
     private void Pass2(int item)
     {
         int r0 = item * _rowsPerItem, r1 = Math.Min(_rows, r0 + _rowsPerItem), len = _rowLength;

@@ -17,7 +17,9 @@ public sealed class GemmKernel : CpuKernel
     private readonly int _xLength, _wLength, _yLength;
     private readonly GemmEpilogue _epilogue;
 
-    /// <summary>Binds the kernel to a gemm or linear node; throws <see cref="IrException"/> for anything else.</summary>
+    /// <summary>
+    /// Binds the kernel to a gemm or linear node; throws <see cref="IrException"/> for anything else.
+    /// </summary>
     public GemmKernel(KernelRequest request)
     {
         var node = request.Node;
@@ -31,7 +33,8 @@ public sealed class GemmKernel : CpuKernel
         {
             if (request.InputTypes[i].DType != DType.F32)
             {
-                throw new IrException($"{node.Describe()}: input {i} is {request.InputTypes[i]}; the GEMM kernel runs f32 only");
+                throw new IrException($"{node.Describe()}: input {i} is {request.InputTypes[i]}; the GEMM kernel runs "
+                    + $"f32 only");
             }
         }
         TensorType y;
@@ -81,7 +84,8 @@ public sealed class GemmKernel : CpuKernel
         int expected = 2 + (_op.HasBias ? 1 : 0) + (_op.HasGrn ? 2 : 0) + (_op.HasResidual ? 1 : 0);
         if (inputs.Length != expected || outputs.Length != 1)
         {
-            throw new ArgumentException($"{Label}: expected {expected} inputs and 1 output, got {inputs.Length} and {outputs.Length}");
+            throw new ArgumentException($"{Label}: expected {expected} inputs and 1 output, got {inputs.Length} and "
+                + $"{outputs.Length}");
         }
         Expect(inputs[0], _xLength, "x");
         Expect(inputs[1], _wLength, "weight");
@@ -125,7 +129,9 @@ public sealed class GemmKernel : CpuKernel
             _op.HasResidual ? Checked(inputs[s.Residual], _yLength, "residual") : null);
     }
 
-    /// <summary>"gemm 3136x80x320 [in_nchw,gelu,grn]": rows × K × N and the flags, for timing tables and errors.</summary>
+    /// <summary>
+    /// "gemm 3136x80x320 [in_nchw,gelu,grn]": rows × K × N and the flags, for timing tables and errors.
+    /// </summary>
     private static string Describe(Gemm op, int rows, int k, int n)
     {
         var flags = new List<string>();

@@ -19,10 +19,14 @@ internal static unsafe class ManagedGemm
     private const int MR = 6;
     private const int NR = 16;
 
-    /// <summary>Depth of a k-block: a B micro-panel (16·256·4 = 16 KB) plus an A micro-panel (6 KB) fit in L1.</summary>
+    /// <summary>
+    /// Depth of a k-block: a B micro-panel (16·256·4 = 16 KB) plus an A micro-panel (6 KB) fit in L1.
+    /// </summary>
     private const int KC = 256;
 
-    /// <summary>Rows per work item: its A block (at most 120·256·4 = 120 KB) stays in L2 while B panels stream.</summary>
+    /// <summary>
+    /// Rows per work item: its A block (at most 120·256·4 = 120 KB) stays in L2 while B panels stream.
+    /// </summary>
     private const int MC = 120;
 
     /// <summary>Columns per work item: with MC this gives enough items to balance two to eight cores.</summary>
@@ -190,7 +194,8 @@ internal static unsafe class ManagedGemm
         /// rather than from a packed panel.
         /// </summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        public static void KernelInPlace(int kc, float* a, int lda, float* b, float* c, int ldc, float alpha, float beta)
+        public static void KernelInPlace(int kc, float* a, int lda, float* b, float* c, int ldc, float alpha,
+            float beta)
         {
             Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
             Vector256<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;

@@ -38,11 +38,15 @@ public static class RoslynCompiler
         return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(versions + "\n" + source)));
     }
 
-    /// <summary>The public static method <paramref name="method"/> of type <paramref name="type"/> in the compiled source.</summary>
+    /// <summary>
+    /// The public static method <paramref name="method"/> of type <paramref name="type"/> in the compiled source.
+    /// </summary>
     public static MethodInfo GetMethod(string source, string type, string method, Action<string>? warn = null) =>
         GetMethod(source, type, method, out _, warn);
 
-    /// <summary>As <see cref="GetMethod(string, string, string, Action{string}?)"/>, saying where the assembly came from.</summary>
+    /// <summary>
+    /// As <see cref="GetMethod(string, string, string, Action{string}?)"/>, saying where the assembly came from.
+    /// </summary>
     public static MethodInfo GetMethod(string source, string type, string method, out CacheOutcome outcome,
         Action<string>? warn = null)
     {
@@ -88,10 +92,11 @@ public static class RoslynCompiler
     /// <summary>Compiles to an assembly image; errors name the generated line.</summary>
     public static byte[] Compile(string source, string key)
     {
-        var tree = CSharpSyntaxTree.ParseText(source, new CSharpParseOptions(LanguageVersion.Latest), path: key + ".cs");
+        var tree = CSharpSyntaxTree.ParseText(source, new CSharpParseOptions(LanguageVersion.Latest),
+            path: key + ".cs");
         var compilation = CSharpCompilation.Create("swc_" + key[..16], [tree], References.Value,
-            new CSharpCompilationOptions(OutputKind.DynamicallyLinkedLibrary, optimizationLevel: OptimizationLevel.Release,
-                allowUnsafe: true, deterministic: true));
+            new CSharpCompilationOptions(OutputKind.DynamicallyLinkedLibrary,
+                optimizationLevel: OptimizationLevel.Release, allowUnsafe: true, deterministic: true));
         using var ms = new MemoryStream();
         var result = compilation.Emit(ms);
         if (!result.Success)

@@ -29,7 +29,8 @@ public sealed class SwLayerKernel : CpuKernel
     private readonly float[][] _scratch;
 
     /// <summary>Renders, compiles (or loads from cache) and binds the kernel.</summary>
-    public SwLayerKernel(KernelRequest r, IReadOnlyDictionary<string, int>? tunables = null, Action<string>? warn = null)
+    public SwLayerKernel(KernelRequest r, IReadOnlyDictionary<string, int>? tunables = null,
+        Action<string>? warn = null)
     {
         var spec = KernelLowering.Sw(r.Node, r.InputTypes[0].Shape);
         var op = spec.Op;
@@ -64,7 +65,8 @@ public sealed class SwLayerKernel : CpuKernel
     }
 
     /// <summary>Whether this CPU runs the generated kernels (AVX2 and FMA).</summary>
-    public static bool Supported => System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported;
+    public static bool Supported => System.Runtime.Intrinsics.X86.Avx2.IsSupported
+        && System.Runtime.Intrinsics.X86.Fma.IsSupported;
 
     /// <summary>Where the compiled kernel came from (memory, the disk cache, or Roslyn now).</summary>
     public CacheOutcome Cache { get; }

@@ -24,8 +24,8 @@ public sealed record CudaDeviceInfo(string Name, int Major, int Minor, int Multi
     public string Arch => $"sm_{Major}{Minor}";
 
     /// <summary>
-    /// FP32 peak in FLOP/s: SMs × 128 FP32 lanes × 2 (an FMA is two FLOPs) × the SM clock. 128 lanes per SM holds for
-    /// compute capability 8.6, 8.9, 9.0 and 10.x / 12.x; sm_80 (A100) has 64, which this accounts for.
+    /// FP32 peak in FLOP/s: SMs × 128 FP32 lanes × 2 (an FMA is two FLOPs) × the SM clock. 128 lanes per SM holds
+    /// for compute capability 8.6, 8.9, 9.0 and 10.x / 12.x; sm_80 (A100) has 64, which this accounts for.
     /// </summary>
     public double Fp32Peak => Multiprocessors * (Major == 8 && Minor == 0 ? 64 : 128) * 2.0 * ClockKhz * 1e3;
 
@@ -58,7 +58,9 @@ public static unsafe class CudaDevice
         Check(CudaDriver.CtxSetCurrent(s.Ctx), "cuCtxSetCurrent");
     }
 
-    /// <summary>Throws a <see cref="CudaException"/> naming the error when <paramref name="result"/> is not success.</summary>
+    /// <summary>
+    /// Throws a <see cref="CudaException"/> naming the error when <paramref name="result"/> is not success.
+    /// </summary>
     public static void Check(int result, string operation)
     {
         if (result != 0) throw new CudaException(operation, ErrorName(result));
@@ -66,7 +68,8 @@ public static unsafe class CudaDevice
 
     /// <summary>The driver's name of an error code.</summary>
     public static string ErrorName(int result) =>
-        CudaDriver.GetErrorName(result, out var p) == 0 && Marshal.PtrToStringUTF8(p) is { } s ? s : $"CUDA error {result}";
+        CudaDriver.GetErrorName(result, out var p) == 0 && Marshal.PtrToStringUTF8(p) is { } s ? s
+            : $"CUDA error {result}";
 
     private static (CudaDeviceInfo?, IntPtr, string?) Open()
     {
@@ -77,7 +80,8 @@ public static unsafe class CudaDevice
         int r = CudaDriver.Init(0);
         if (r != 0)
         {
-            return (null, IntPtr.Zero, $"The CUDA driver is installed but cuInit failed ({ErrorName(r)}): no usable GPU here.");
+            return (null, IntPtr.Zero,
+                $"The CUDA driver is installed but cuInit failed ({ErrorName(r)}): no usable GPU here.");
         }
         if (CudaDriver.DeviceGetCount(out int count) != 0 || count == 0)
         {
@@ -97,8 +101,8 @@ public static unsafe class CudaDevice
         Check(CudaDriver.DriverGetVersion(out int ver), "cuDriverGetVersion");
         var info = new CudaDeviceInfo(Encoding.UTF8.GetString(name).TrimEnd('\0'), Attr(CudaDriver.AttrCcMajor),
             Attr(CudaDriver.AttrCcMinor), Attr(CudaDriver.AttrMultiprocessors), Attr(CudaDriver.AttrMaxSharedPerBlock),
-            Optional(CudaDriver.AttrClockRateKhz), Optional(CudaDriver.AttrMemoryClockKhz), Optional(CudaDriver.AttrBusWidthBits),
-            (long)mem, ver);
+            Optional(CudaDriver.AttrClockRateKhz), Optional(CudaDriver.AttrMemoryClockKhz),
+            Optional(CudaDriver.AttrBusWidthBits), (long)mem, ver);
         Check(CudaDriver.DevicePrimaryCtxRetain(out var ctx, dev), "cuDevicePrimaryCtxRetain");
         return (info, ctx, null);
     }
@@ -111,7 +115,9 @@ public sealed class DeviceBuffer : SafeHandle
     {
     }
 
-    /// <summary>Allocates <paramref name="bytes"/> bytes (at least 4) for <paramref name="what"/> (named in errors).</summary>
+    /// <summary>
+    /// Allocates <paramref name="bytes"/> bytes (at least 4) for <paramref name="what"/> (named in errors).
+    /// </summary>
     public static DeviceBuffer Alloc(long bytes, string what)
     {
         CudaDevice.MakeCurrent();
@@ -121,7 +127,8 @@ public sealed class DeviceBuffer : SafeHandle
         {
             var info = CudaDevice.Info;
             throw new CudaException($"cuMemAlloc of {b.Bytes} bytes ({b.Bytes / 1048576.0:F0} MiB) for {what}",
-                $"CUDA_ERROR_OUT_OF_MEMORY: out of device memory on {info.Name} ({info.TotalMemory / 1048576.0:F0} MiB in all); " +
+                $"CUDA_ERROR_OUT_OF_MEMORY: out of device memory on {info.Name} ({info.TotalMemory / 1048576.0:F0} MiB "
+                + $"in all); " +
                 "a smaller --batch (or --image-size) needs less");
         }
         CudaDevice.Check(r, $"cuMemAlloc of {b.Bytes} bytes for {what}");
@@ -143,7 +150,8 @@ public sealed class DeviceBuffer : SafeHandle
     {
         if ((offsetFloats + data.Length) * 4 > Bytes) throw new ArgumentOutOfRangeException(nameof(data));
         CudaDevice.MakeCurrent();
-        fixed (float* p = data) CudaDevice.Check(CudaDriver.MemcpyHtoD(Ptr + (ulong)(offsetFloats * 4), p, (nuint)(data.Length * 4)), "cuMemcpyHtoD");
+        fixed (float* p = data) CudaDevice.Check(CudaDriver.MemcpyHtoD(Ptr + (ulong)(offsetFloats * 4), p,
+            (nuint)(data.Length * 4)), "cuMemcpyHtoD");
     }
 
     /// <summary>Copies floats out (synchronous).</summary>
@@ -151,7 +159,8 @@ public sealed class DeviceBuffer : SafeHandle
     {
         if ((offsetFloats + data.Length) * 4 > Bytes) throw new ArgumentOutOfRangeException(nameof(data));
         CudaDevice.MakeCurrent();
-        fixed (float* p = data) CudaDevice.Check(CudaDriver.MemcpyDtoH(p, Ptr + (ulong)(offsetFloats * 4), (nuint)(data.Length * 4)), "cuMemcpyDtoH");
+        fixed (float* p = data) CudaDevice.Check(CudaDriver.MemcpyDtoH(p, Ptr + (ulong)(offsetFloats * 4),
+            (nuint)(data.Length * 4)), "cuMemcpyDtoH");
     }
 
     /// <summary>Sets every 32-bit word to <paramref name="bits"/> (0x7FC00000 fills with NaN).</summary>
@@ -193,7 +202,9 @@ public sealed class CudaHandle : SafeHandle
     /// <inheritdoc/>
     public override bool IsInvalid => handle == IntPtr.Zero;
 
-    /// <summary>A new stream (blocking with respect to the legacy default stream, so synchronous copies stay ordered).</summary>
+    /// <summary>
+    /// A new stream (blocking with respect to the legacy default stream, so synchronous copies stay ordered).
+    /// </summary>
     public static CudaHandle Stream()
     {
         CudaDevice.MakeCurrent();

@@ -40,7 +40,10 @@ public static class CudaKernelCompiler
         options ??= [];
         var sw = Stopwatch.StartNew();
         var key = Key(kernel.Source, arch, options);
-        if (Loaded.TryGetValue(key, out var hit)) return new CompiledKernel(kernel, hit, CacheOutcome.Memory, sw.Elapsed);
+        if (Loaded.TryGetValue(key, out var hit))
+        {
+            return new CompiledKernel(kernel, hit, CacheOutcome.Memory, sw.Elapsed);
+        }
         bool cubin = arch.StartsWith("sm_", StringComparison.Ordinal);
         var file = Path.Combine(CacheDir, key + (cubin ? ".cubin" : ".ptx"));
         if (SwcCache.TryRead(file, warn) is { Length: > 0 } image)
@@ -79,7 +82,8 @@ public static class CudaKernelCompiler
         if (!errors.IsEmpty)
         {
             var list = errors.OrderBy(e => e.Index).Select(e => e.Message).ToList();
-            throw new IrException($"{list.Count} of {kernels.Count} CUDA kernels did not compile for {arch}:\n" + string.Join("\n", list));
+            throw new IrException($"{list.Count} of {kernels.Count} CUDA kernels did not compile for {arch}:\n"
+                + string.Join("\n", list));
         }
         return results.Select(r => r!).ToArray();
     }

@@ -9,7 +9,8 @@ namespace ShiftWise.Runtime.Cuda;
 /// <summary>A model compiled for the GPU: the optimised graph, its CUDA plan and the executor that runs it.</summary>
 public sealed class CudaModel : IDisposable
 {
-    private CudaModel(LoadedModel source, Graph graph, CudaPlan plan, CudaExecutor executor, TimeSpan passTime, TimeSpan bindTime)
+    private CudaModel(LoadedModel source, Graph graph, CudaPlan plan, CudaExecutor executor, TimeSpan passTime,
+        TimeSpan bindTime)
     {
         Source = source;
         Graph = graph;

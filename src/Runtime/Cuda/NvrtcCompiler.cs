@@ -9,7 +9,8 @@ namespace ShiftWise.Runtime.Cuda;
 public sealed record NvrtcOutput(string Arch, byte[] Image, bool IsCubin, string Log)
 {
     /// <summary>The PTX text (only for PTX output).</summary>
-    public string Ptx => IsCubin ? throw new InvalidOperationException("a CUBIN has no PTX text") : Encoding.UTF8.GetString(Image).TrimEnd('\0');
+    public string Ptx => IsCubin ? throw new InvalidOperationException("a CUBIN has no PTX text")
+        : Encoding.UTF8.GetString(Image).TrimEnd('\0');
 }
 
 /// <summary>
@@ -36,7 +37,9 @@ public static unsafe class NvrtcCompiler
         }
     }
 
-    /// <summary>Compiles <paramref name="source"/> (named <paramref name="name"/> in messages) for <paramref name="arch"/>.</summary>
+    /// <summary>
+    /// Compiles <paramref name="source"/> (named <paramref name="name"/> in messages) for <paramref name="arch"/>.
+    /// </summary>
     public static NvrtcOutput Compile(string source, string name, string arch, IReadOnlyList<string>? options = null)
     {
         Require();
@@ -67,7 +70,8 @@ public static unsafe class NvrtcCompiler
             string log = Log(prog);
             if (result != 0)
             {
-                throw new IrException($"NVRTC could not compile {name} for {arch} ({ErrorName(result)}):\n{log.Trim()}");
+                throw new IrException(
+                    $"NVRTC could not compile {name} for {arch} ({ErrorName(result)}):\n{log.Trim()}");
             }
             byte[] image;
             if (cubin)
@@ -104,7 +108,8 @@ public static unsafe class NvrtcCompiler
         if (!Available) throw new IrException(MissingReason);
     }
 
-    private static string ErrorName(int result) => Marshal.PtrToStringUTF8(Nvrtc.GetErrorString(result)) ?? $"error {result}";
+    private static string ErrorName(int result) => Marshal.PtrToStringUTF8(Nvrtc.GetErrorString(result))
+        ?? $"error {result}";
 
     private static void Check(int result, string what)
     {

@@ -8,13 +8,16 @@ namespace ShiftWise.Runtime.Native;
 /// A native library we bind: the logical name the <c>[LibraryImport]</c> declarations use, the file names to try
 /// (the newest ABI first), and what a user who lacks it should install.
 /// </summary>
-/// <param name="Key">The name in <c>[LibraryImport(Key)]</c>; the resolver maps it to the first file that loads.</param>
+/// <param name="Key">The name in <c>[LibraryImport(Key)]</c>; the resolver maps it to the first file that
+/// loads.</param>
 /// <param name="Display">How messages name the library ("OpenBLAS").</param>
 /// <param name="Names">File names tried in order with the system loader's search path.</param>
 /// <param name="Install">What to install, phrased to follow "install".</param>
 public sealed record NativeLibrarySpec(string Key, string Display, IReadOnlyList<string> Names, string Install);
 
-/// <summary>The outcome of loading a <see cref="NativeLibrarySpec"/>: the handle and the file that loaded, or neither.</summary>
+/// <summary>
+/// The outcome of loading a <see cref="NativeLibrarySpec"/>: the handle and the file that loaded, or neither.
+/// </summary>
 /// <param name="Spec">What was looked for.</param>
 /// <param name="Handle">The OS handle; <see cref="IntPtr.Zero"/> when no name loaded.</param>
 /// <param name="LoadedName">The file name that loaded, or null.</param>
@@ -35,7 +38,8 @@ public sealed record NativeLoad(NativeLibrarySpec Spec, IntPtr Handle, string? L
     /// slower."
     /// </summary>
     public string Missing(string consequence) => Disabled
-        ? $"{Spec.Display} is disabled by SWC_DISABLE={Environment.GetEnvironmentVariable("SWC_DISABLE")}. {consequence}"
+        ? $"{Spec.Display} is disabled by SWC_DISABLE={Environment.GetEnvironmentVariable("SWC_DISABLE")}. "
+            + $"{consequence}"
         : $"{Spec.Display} ({Spec.Names[0]}) was not found; install {Spec.Install}. {consequence}";
 }
 
@@ -57,7 +61,8 @@ public static class NativeLibraries
 
     /// <summary>NVRTC, the run-time CUDA compiler.</summary>
     public static NativeLibrarySpec Nvrtc { get; } = new("nvrtc", "NVRTC",
-        ["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so.11.2", "libnvrtc.so"], "Debian's libnvrtc11.2 (non-free) or a CUDA toolkit");
+        ["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so.11.2", "libnvrtc.so"],
+        "Debian's libnvrtc11.2 (non-free) or a CUDA toolkit");
 
     /// <summary>cuBLAS.</summary>
     public static NativeLibrarySpec Cublas { get; } = new("cublas", "cuBLAS",
@@ -71,7 +76,9 @@ public static class NativeLibraries
     private static readonly Lock ResolverLock = new();
     private static bool _resolverSet;
 
-    /// <summary>Loads <paramref name="spec"/> by trying each name in order; the result is cached for the process.</summary>
+    /// <summary>
+    /// Loads <paramref name="spec"/> by trying each name in order; the result is cached for the process.
+    /// </summary>
     public static NativeLoad Load(NativeLibrarySpec spec) =>
         Loads.GetOrAdd(spec.Key, _ => new Lazy<NativeLoad>(() => TryNames(spec))).Value;
 

@@ -19,7 +19,9 @@ internal static unsafe partial class OpenBlas
     // binds the first [LibraryImport] below.
     static OpenBlas() => NativeLibraries.EnsureResolver();
 
-    /// <summary>The load result (cached); <see cref="NativeLoad.Found"/> says whether the calls below may be made.</summary>
+    /// <summary>
+    /// The load result (cached); <see cref="NativeLoad.Found"/> says whether the calls below may be made.
+    /// </summary>
     public static NativeLoad Library => NativeLibraries.Load(NativeLibraries.OpenBlas);
 
     /// <summary>Row-major C = alpha·op(A)·op(B) + beta·C; blasint is 32-bit in Debian's (non-ILP64) build.</summary>

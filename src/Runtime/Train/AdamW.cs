@@ -2,7 +2,8 @@ namespace ShiftWise.Runtime.Train;
 
 /// <summary>
 /// AdamW with torch.optim.AdamW's semantics (amsgrad off, single-tensor path), in float32 per element:
-/// p ← p·(1 − lr·wd); m ← β₁m + (1−β₁)g; v ← β₂v + (1−β₂)g²; p ← p − (lr / (1−β₁ᵗ)) · m / (√v / √(1−β₂ᵗ) + ε).
+/// p ← p·(1 − lr·wd); m ← β₁m + (1−β₁)g; v ← β₂v + (1−β₂)g²; p ← p − (lr /
+/// (1−β₁ᵗ)) · m / (√v / √(1−β₂ᵗ) + ε).
 /// Scalars (lr, bias corrections) are computed in double, as Python does, and rounded to float32 where torch's kernels
 /// round them. Buffers: <c>exp_avg</c> and <c>exp_avg_sq</c>.
 /// </summary>

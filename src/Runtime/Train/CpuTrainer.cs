@@ -22,7 +22,8 @@ public sealed class CpuTrainer
     private readonly bool _hasStep;
 
     /// <summary>Builds the backward graph of <paramref name="g"/> (a training form) and binds it.</summary>
-    /// <param name="g">A graph built with a <see cref="TrainingForm"/>: inputs x, labels (and step), output 0 the loss.</param>
+    /// <param name="g">A graph built with a <see cref="TrainingForm"/>: inputs x, labels (and step), output 0 the
+    /// loss.</param>
     /// <param name="weights">Every parameter and buffer.</param>
     /// <param name="warn">Receives warnings (a missing BLAS).</param>
     public CpuTrainer(Graph g, IReadOnlyDictionary<string, Tensor> weights, Action<string>? warn = null)
@@ -34,7 +35,8 @@ public sealed class CpuTrainer
         Autodiff = AutodiffBuilder.Build(g, ShiftWiseV2.Loss);
         if (Autodiff.Unreached.Count > 0)
         {
-            warn?.Invoke($"warning: the loss does not depend on {string.Join(", ", Autodiff.Unreached)}; they stay as they are");
+            warn?.Invoke($"warning: the loss does not depend on {string.Join(", ", Autodiff.Unreached)}; they stay as "
+                + $"they are");
         }
         Graph = Autodiff.Graph;
         _exec = new CpuExecutor(Graph, weights, generated: false, warn);
@@ -47,7 +49,8 @@ public sealed class CpuTrainer
             _grads[p] = new float[_params[p].Length];
         }
         _running = g.Nodes.Where(n => n.Op is BatchNorm { Mode: Mode.Train })
-            .SelectMany(n => new[] { (_exec.Parameter(n.Inputs[3]), n.Outputs[1]), (_exec.Parameter(n.Inputs[4]), n.Outputs[2]) }).ToArray();
+            .SelectMany(n => new[] { (_exec.Parameter(n.Inputs[3]), n.Outputs[1]),
+                (_exec.Parameter(n.Inputs[4]), n.Outputs[2]) }).ToArray();
     }
 
     /// <summary>The training graph (forward, loss, backward).</summary>
@@ -62,7 +65,9 @@ public sealed class CpuTrainer
     /// <summary>The executor (for profiling).</summary>
     public CpuExecutor Executor => _exec;
 
-    /// <summary>Trainable parameters by name: the arrays the executor reads, updated in place by an optimizer.</summary>
+    /// <summary>
+    /// Trainable parameters by name: the arrays the executor reads, updated in place by an optimizer.
+    /// </summary>
     public IReadOnlyDictionary<string, float[]> Parameters => _params;
 
     /// <summary>The gradients of the last step, by parameter name.</summary>
@@ -72,8 +77,8 @@ public sealed class CpuTrainer
     public ReadOnlySpan<float> Logits => _exec.OutputBuffer(_logits);
 
     /// <summary>
-    /// One forward and backward pass on a batch: returns the loss; <see cref="Gradients"/> and <see cref="Logits"/> hold
-    /// the rest, and the running statistics have been updated.
+    /// One forward and backward pass on a batch: returns the loss; <see cref="Gradients"/> and <see cref="Logits"/>
+    /// hold the rest, and the running statistics have been updated.
     /// </summary>
     /// <param name="x">The batch, (N, C, H, W) row-major.</param>
     /// <param name="labels">One class per image.</param>
@@ -82,7 +87,10 @@ public sealed class CpuTrainer
     {
         x.CopyTo(_exec.InputBuffer("x"));
         var lb = _exec.InputBuffer(ShiftWiseV2.Labels);
-        if (labels.Length != lb.Length) throw new ArgumentException($"{labels.Length} labels for a batch of {lb.Length}", nameof(labels));
+        if (labels.Length != lb.Length)
+        {
+            throw new ArgumentException($"{labels.Length} labels for a batch of {lb.Length}", nameof(labels));
+        }
         for (int i = 0; i < labels.Length; i++) lb[i] = labels[i];
         if (_hasStep) _exec.InputBuffer(ShiftWiseV2.Step)[0] = step;
         _exec.RunBound();
@@ -93,15 +101,21 @@ public sealed class CpuTrainer
 
     /// <summary>Every parameter and buffer as it is now (copies).</summary>
     public Dictionary<string, Tensor> Weights() =>
-        Graph.Params.ToDictionary(p => p.Name, p => Tensor.Wrap(p.Type, (float[])_exec.Parameter(p.Name).Clone()), StringComparer.Ordinal);
+        Graph.Params.ToDictionary(p => p.Name, p => Tensor.Wrap(p.Type, (float[])_exec.Parameter(p.Name).Clone()),
+            StringComparer.Ordinal);
 
-    /// <summary>Overwrites parameters and buffers from <paramref name="weights"/> (a checkpoint), checking shapes.</summary>
+    /// <summary>
+    /// Overwrites parameters and buffers from <paramref name="weights"/> (a checkpoint), checking shapes.
+    /// </summary>
     public void Load(IReadOnlyDictionary<string, Tensor> weights)
     {
         foreach (var p in Graph.Params)
         {
             if (!weights.TryGetValue(p.Name, out var t)) throw new IrException($"the checkpoint has no '{p.Name}'");
-            if (!t.Shape.Equals(p.Type.Shape)) throw new IrException($"'{p.Name}' has shape {t.Shape} in the checkpoint, the model {p.Type.Shape}");
+            if (!t.Shape.Equals(p.Type.Shape))
+            {
+                throw new IrException($"'{p.Name}' has shape {t.Shape} in the checkpoint, the model {p.Type.Shape}");
+            }
             var d = t.ToDoubles();
             var a = _exec.Parameter(p.Name);
             for (int i = 0; i < a.Length; i++) a[i] = (float)d[i];

@@ -9,8 +9,9 @@ public sealed record CrossEntropyResult(double Loss, double[] Gradient);
 public static class CrossEntropy
 {
     /// <summary>
-    /// torch.nn.CrossEntropyLoss(label_smoothing = ε), mean reduction: the target is (1−ε)·onehot + ε/K, so the loss of
-    /// a row is −Σₖ tₖ log softmax(x)ₖ and its gradient (softmax(x) − t)/N. Computed in double with log-sum-exp.
+    /// torch.nn.CrossEntropyLoss(label_smoothing = ε), mean reduction: the target is (1−ε)·onehot + ε/K, so the
+    /// loss of a row is −Σₖ tₖ log softmax(x)ₖ and its gradient (softmax(x) − t)/N. Computed in double with
+    /// log-sum-exp.
     /// </summary>
     /// <param name="logits">N×K logits, row-major.</param>
     /// <param name="labels">N class indices in [0, K).</param>
@@ -30,7 +31,10 @@ public static class CrossEntropy
         for (int r = 0; r < n; r++)
         {
             int y = labels[r];
-            if ((uint)y >= (uint)classes) throw new ArgumentOutOfRangeException(nameof(labels), $"label {y} not in [0, {classes})");
+            if ((uint)y >= (uint)classes)
+            {
+                throw new ArgumentOutOfRangeException(nameof(labels), $"label {y} not in [0, {classes})");
+            }
             var row = logits.Slice(r * classes, classes);
             double max = double.NegativeInfinity;
             foreach (float x in row) max = Math.Max(max, x);

@@ -2,8 +2,8 @@ namespace ShiftWise.Runtime.Train;
 
 /// <summary>
 /// Gradient accumulation as the recipe does it (SPEC 6: update_freq 8): every micro-batch backpropagates its loss
-/// scaled by <see cref="LossScale"/> = 1/N, the gradients are summed, and the optimizer steps on every N-th micro-batch,
-/// after which the sums restart from zero.
+/// scaled by <see cref="LossScale"/> = 1/N, the gradients are summed, and the optimizer steps on every N-th
+/// micro-batch, after which the sums restart from zero.
 /// </summary>
 public sealed class GradientAccumulator
 {

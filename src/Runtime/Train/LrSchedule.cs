@@ -3,7 +3,8 @@ namespace ShiftWise.Runtime.Train;
 /// <summary>
 /// The recipe's per-step learning rate (SPEC 6, the original's <c>cosine_scheduler</c>): a linear warm-up
 /// <c>np.linspace(0, base, W)</c> (both endpoints included, so step W−1 is exactly base), then a cosine from base
-/// towards min over the remaining T = total − W steps: lr = min + ½(base − min)(1 + cos(π i / T)), i = step − W.
+/// towards min over the remaining T = total − W steps: lr = min + ½(base − min)(1 + cos(π i / T)), i = step −
+/// W.
 /// </summary>
 public sealed class LrSchedule
 {

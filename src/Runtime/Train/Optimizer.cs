@@ -27,7 +27,8 @@ public abstract class Optimizer
     /// When true, the parameters <see cref="NoDecay"/> picks get weight decay 0 (the recipe's two param groups);
     /// otherwise all parameters get <paramref name="weightDecay"/>.
     /// </param>
-    protected Optimizer(IReadOnlyDictionary<string, int[]> shapes, double learningRate, double weightDecay, bool noDecayRule)
+    protected Optimizer(IReadOnlyDictionary<string, int[]> shapes, double learningRate, double weightDecay,
+        bool noDecayRule)
     {
         ArgumentNullException.ThrowIfNull(shapes);
         _weightDecay = new(StringComparer.Ordinal);
@@ -70,7 +71,8 @@ public abstract class Optimizer
     /// <param name="name">A parameter name given at construction.</param>
     /// <returns>The parameter's weight decay.</returns>
     public float WeightDecayOf(string name) =>
-        _weightDecay.TryGetValue(name, out float wd) ? wd : throw new KeyNotFoundException($"unknown parameter '{name}'");
+        _weightDecay.TryGetValue(name, out float wd) ? wd
+            : throw new KeyNotFoundException($"unknown parameter '{name}'");
 
     /// <summary>
     /// One optimizer step: updates every parameter in place. Every parameter given at construction must be present in
@@ -90,7 +92,10 @@ public abstract class Optimizer
                 throw new ArgumentException($"gradient of '{name}' missing or not of size {size}", nameof(gradients));
         }
         StepCount++;
-        foreach (var name in _sizes.Keys) Update(name, parameters[name], gradients[name], _weightDecay[name], StepCount);
+        foreach (var name in _sizes.Keys)
+        {
+            Update(name, parameters[name], gradients[name], _weightDecay[name], StepCount);
+        }
     }
 
     /// <summary>Updates one parameter in place.</summary>
@@ -125,7 +130,9 @@ public abstract class Optimizer
         return new OptimizerState(StepCount, copy);
     }
 
-    /// <summary>Replaces the state with a deep copy of <paramref name="state"/> (from <see cref="SaveState"/>).</summary>
+    /// <summary>
+    /// Replaces the state with a deep copy of <paramref name="state"/> (from <see cref="SaveState"/>).
+    /// </summary>
     /// <param name="state">The saved state; its buffers must belong to this optimizer's parameters.</param>
     public void LoadState(OptimizerState state)
     {
@@ -135,7 +142,8 @@ public abstract class Optimizer
         {
             int slash = k.LastIndexOf('/');
             if (slash < 0 || !_sizes.TryGetValue(k[..slash], out int size) || v.Length != size)
-                throw new ArgumentException($"state buffer '{k}' does not fit this optimizer's parameters", nameof(state));
+                throw new ArgumentException($"state buffer '{k}' does not fit this optimizer's parameters",
+                    nameof(state));
         }
         _buffers.Clear();
         foreach (var (k, v) in state.Buffers) _buffers[k] = (float[])v.Clone();

@@ -2,7 +2,8 @@ namespace ShiftWise.Runtime.Train;
 
 /// <summary>
 /// SGD with momentum, torch.optim.SGD's semantics (dampening 0, nesterov off), in float32 per element:
-/// d ← g + wd·p (coupled weight decay); b ← μb + d (b = d on the first step); p ← p − lr·b. Buffer: <c>momentum_buffer</c>.
+/// d ← g + wd·p (coupled weight decay); b ← μb + d (b = d on the first step); p ← p − lr·b. Buffer:
+/// <c>momentum_buffer</c>.
 /// </summary>
 public sealed class Sgd : Optimizer
 {

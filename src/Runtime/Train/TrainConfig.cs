@@ -26,7 +26,10 @@ public sealed record TrainConfig
     public double Std { get; init; } = 0.3530;
     /// <summary>Random horizontal flips of training images.</summary>
     public bool HFlip { get; init; }
-    /// <summary>Random translations of training images by up to this many pixels each way (0: none); uncovered pixels are background.</summary>
+    /// <summary>
+    /// Random translations of training images by up to this many pixels each way (0: none); uncovered pixels are
+    /// background.
+    /// </summary>
     public int Shift { get; init; }
     /// <summary>
     /// Random erasing: the probability that a training image gets one rectangle (2–25% of its area, aspect 0.3–3.3)
@@ -64,14 +67,17 @@ public sealed record TrainConfig
     /// <summary>Output directory (checkpoint, final weights, metrics).</summary>
     public string Out { get; init; } = "runs/fashion-mnist";
 
-    /// <summary>A hash of everything that shapes the run (not the output directory or the epoch count), checked on resume.</summary>
+    /// <summary>
+    /// A hash of everything that shapes the run (not the output directory or the epoch count), checked on resume.
+    /// </summary>
     public string Fingerprint()
     {
         var m = Model;
-        var text = string.Join("|", Preset, m.InChans, m.NumClasses, string.Join(",", m.Depths), string.Join(",", m.Dims),
-            string.Join(",", m.KernelSize), F(m.GhostRatio), m.NPath, m.NRep, F(m.WidthFactor), F(m.LayerScaleInit),
-            F(m.DropPathRate), m.Height, m.Width, m.StemStride, m.Bn, F(Mean), F(Std), HFlip, Shift, LimitTrain, Batch, Accumulate,
-            Optimizer, F(Lr), F(MinLr), F(WeightDecay), F(Momentum), F(WarmupEpochs), F(LabelSmoothing), Seed)
+        var text = string.Join("|", Preset, m.InChans, m.NumClasses, string.Join(",", m.Depths),
+            string.Join(",", m.Dims), string.Join(",", m.KernelSize), F(m.GhostRatio), m.NPath, m.NRep,
+            F(m.WidthFactor), F(m.LayerScaleInit), F(m.DropPathRate), m.Height, m.Width, m.StemStride, m.Bn,
+            F(Mean), F(Std), HFlip, Shift, LimitTrain, Batch, Accumulate, Optimizer, F(Lr), F(MinLr), F(WeightDecay),
+            F(Momentum), F(WarmupEpochs), F(LabelSmoothing), Seed)
             + (Erase > 0 ? "|erase=" + F(Erase) : "");
         return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)))[..16];
     }
@@ -99,7 +105,8 @@ public sealed record TrainConfig
         JsonDocument doc;
         try
         {
-            doc = JsonDocument.Parse(text, new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
+            doc = JsonDocument.Parse(text, new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip,
+                AllowTrailingCommas = true });
         }
         catch (JsonException e)
         {
@@ -109,11 +116,13 @@ public sealed record TrainConfig
         {
             var r = new Reader(file);
             var root = r.Object(doc.RootElement, "", ["model", "data", "train", "out"]);
-            var model = r.Object(root.Get("model"), "model", ["preset", "in_chans", "num_classes", "image_size", "stem_stride", "depths",
-                "dims", "kernel_size", "ghost_ratio", "n_path", "n_rep", "width_factor", "layer_scale_init", "drop_path", "bn"]);
-            var data = r.Object(root.Get("data"), "data", ["dir", "mean", "std", "hflip", "shift", "erase", "limit_train", "limit_test"]);
-            var train = r.Object(root.Get("train"), "train", ["epochs", "batch", "accumulate", "optimizer", "lr", "min_lr", "weight_decay",
-                "momentum", "warmup_epochs", "label_smoothing", "seed", "eval_batch"]);
+            var model = r.Object(root.Get("model"), "model", ["preset", "in_chans", "num_classes", "image_size",
+                "stem_stride", "depths", "dims", "kernel_size", "ghost_ratio", "n_path", "n_rep", "width_factor",
+                "layer_scale_init", "drop_path", "bn"]);
+            var data = r.Object(root.Get("data"), "data", ["dir", "mean", "std", "hflip", "shift", "erase",
+                "limit_train", "limit_test"]);
+            var train = r.Object(root.Get("train"), "train", ["epochs", "batch", "accumulate", "optimizer", "lr",
+                "min_lr", "weight_decay", "momentum", "warmup_epochs", "label_smoothing", "seed", "eval_batch"]);
             string preset = model.Str("preset") ?? "sw-fmnist";
             var o = ShiftWiseV2Options.Preset(preset) ?? throw r.Error("model.preset",
                 $"'{preset}' is not a ShiftWise_v2 preset ({string.Join(", ", ShiftWiseV2Options.PresetNames)})");
@@ -161,8 +170,10 @@ public sealed record TrainConfig
                     Bn = model.Bool("bn") ?? o.Bn,
                 },
             };
-            r.Check(cfg.Model.InChans == 1, "model.in_chans", $"{cfg.Model.InChans}: Fashion-MNIST images have 1 channel");
-            r.Check(cfg.Model.NumClasses == 10, "model.num_classes", $"{cfg.Model.NumClasses}: Fashion-MNIST has 10 classes");
+            r.Check(cfg.Model.InChans == 1, "model.in_chans",
+                $"{cfg.Model.InChans}: Fashion-MNIST images have 1 channel");
+            r.Check(cfg.Model.NumClasses == 10, "model.num_classes",
+                $"{cfg.Model.NumClasses}: Fashion-MNIST has 10 classes");
             r.Check(size == 28, "model.image_size", $"{size}: Fashion-MNIST images are 28x28");
             try
             {
@@ -180,11 +191,14 @@ public sealed record TrainConfig
             r.Check(cfg.Batch >= 2, "train.batch", $"{cfg.Batch} must be >= 2 (batch-statistics BatchNorm)");
             r.Check(cfg.Accumulate >= 1, "train.accumulate", $"{cfg.Accumulate} must be >= 1");
             r.Check(cfg.Optimizer is "adamw" or "sgd", "train.optimizer", $"'{cfg.Optimizer}' is adamw or sgd");
-            r.Check(cfg.Lr > 0 && cfg.MinLr >= 0 && cfg.MinLr <= cfg.Lr, "train.lr", $"lr {cfg.Lr} and min_lr {cfg.MinLr} need 0 <= min_lr <= lr, lr > 0");
+            r.Check(cfg.Lr > 0 && cfg.MinLr >= 0 && cfg.MinLr <= cfg.Lr, "train.lr",
+                $"lr {cfg.Lr} and min_lr {cfg.MinLr} need 0 <= min_lr <= lr, lr > 0");
             r.Check(cfg.WeightDecay >= 0, "train.weight_decay", $"{cfg.WeightDecay} must be >= 0");
             r.Check(cfg.Momentum is >= 0 and < 1, "train.momentum", $"{cfg.Momentum} must be in [0, 1)");
-            r.Check(cfg.WarmupEpochs >= 0 && cfg.WarmupEpochs <= cfg.Epochs, "train.warmup_epochs", $"{cfg.WarmupEpochs} must be in [0, epochs]");
-            r.Check(cfg.LabelSmoothing is >= 0 and <= 1, "train.label_smoothing", $"{cfg.LabelSmoothing} must be in [0, 1]");
+            r.Check(cfg.WarmupEpochs >= 0 && cfg.WarmupEpochs <= cfg.Epochs, "train.warmup_epochs",
+                $"{cfg.WarmupEpochs} must be in [0, epochs]");
+            r.Check(cfg.LabelSmoothing is >= 0 and <= 1, "train.label_smoothing",
+                $"{cfg.LabelSmoothing} must be in [0, 1]");
             r.Check(cfg.EvalBatch >= 1, "train.eval_batch", $"{cfg.EvalBatch} must be >= 1");
             r.Check(cfg.Out.Length > 0, "out", "must name a directory");
             return cfg;
@@ -204,12 +218,16 @@ public sealed record TrainConfig
         public Obj Object(JsonElement? e, string path, string[] known)
         {
             if (e is null) return new Obj(this, path, null);
-            if (e.Value.ValueKind != JsonValueKind.Object) throw Error(path.Length == 0 ? "the file" : path, "must be a JSON object");
+            if (e.Value.ValueKind != JsonValueKind.Object)
+            {
+                throw Error(path.Length == 0 ? "the file" : path, "must be a JSON object");
+            }
             foreach (var p in e.Value.EnumerateObject())
             {
                 if (!known.Contains(p.Name))
                 {
-                    throw Error(path.Length == 0 ? p.Name : $"{path}.{p.Name}", $"unknown key (known: {string.Join(", ", known)})");
+                    throw Error(path.Length == 0 ? p.Name : $"{path}.{p.Name}",
+                        $"unknown key (known: {string.Join(", ", known)})");
                 }
             }
             return new Obj(this, path, e);
@@ -220,26 +238,31 @@ public sealed record TrainConfig
     {
         private string Key(string k) => path.Length == 0 ? k : $"{path}.{k}";
 
-        public JsonElement? Get(string k) => e is { } o && o.TryGetProperty(k, out var v) && v.ValueKind != JsonValueKind.Null ? v : null;
+        public JsonElement? Get(string k) => e is { } o && o.TryGetProperty(k, out var v)
+            && v.ValueKind != JsonValueKind.Null ? v : null;
 
         public string? Str(string k) => Get(k) is { } v
             ? v.ValueKind == JsonValueKind.String ? v.GetString() : throw r.Error(Key(k), "must be a string")
             : null;
 
         public double? Num(string k) => Get(k) is { } v
-            ? v.ValueKind == JsonValueKind.Number && v.TryGetDouble(out var d) && double.IsFinite(d) ? d : throw r.Error(Key(k), "must be a number")
+            ? v.ValueKind == JsonValueKind.Number && v.TryGetDouble(out var d) && double.IsFinite(d) ? d
+                : throw r.Error(Key(k), "must be a number")
             : null;
 
         public int? Int(string k) => Get(k) is { } v
-            ? v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out var i) ? i : throw r.Error(Key(k), "must be an integer")
+            ? v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out var i) ? i
+                : throw r.Error(Key(k), "must be an integer")
             : null;
 
         public bool? Bool(string k) => Get(k) is { } v
-            ? v.ValueKind is JsonValueKind.True or JsonValueKind.False ? v.GetBoolean() : throw r.Error(Key(k), "must be true or false")
+            ? v.ValueKind is JsonValueKind.True or JsonValueKind.False ? v.GetBoolean()
+                : throw r.Error(Key(k), "must be true or false")
             : null;
 
         public int[]? Ints(string k) => Get(k) is { } v
-            ? v.ValueKind == JsonValueKind.Array && v.EnumerateArray().All(x => x.ValueKind == JsonValueKind.Number && x.TryGetInt32(out _))
+            ? v.ValueKind == JsonValueKind.Array && v.EnumerateArray()
+                .All(x => x.ValueKind == JsonValueKind.Number && x.TryGetInt32(out _))
                 ? v.EnumerateArray().Select(x => x.GetInt32()).ToArray()
                 : throw r.Error(Key(k), "must be a list of integers")
             : null;

@@ -40,7 +40,8 @@ public sealed class CpuTuner(double budgetSeconds, Action<string>? warn = null, 
     /// <summary>The tuning key of an SW spec on this CPU, with this Roslyn, runtime and code generator.</summary>
     public static TuneKey KeyFor(SwLayerSpec spec)
     {
-        var isa = (Avx2.IsSupported ? "avx2" : "no-avx2") + (Fma.IsSupported ? "+fma" : "") + $", {Environment.ProcessorCount} threads";
+        var isa = (Avx2.IsSupported ? "avx2" : "no-avx2") + (Fma.IsSupported ? "+fma" : "")
+            + $", {Environment.ProcessorCount} threads";
         var cg = typeof(CodegenCpu.CpuCodegen).Assembly;
         var codegen = $"{cg.GetName().Version} {cg.ManifestModule.ModuleVersionId:N}";
         return new TuneKey(spec.Hash, DeviceName, isa, ".NET " + Environment.Version,
@@ -82,7 +83,9 @@ public sealed class CpuTuner(double budgetSeconds, Action<string>? warn = null, 
     public static string Text(IReadOnlyDictionary<string, int> c) =>
         string.Join(", ", c.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key}={kv.Value}"));
 
-    /// <summary>Tunes every distinct SW spec of a graph bound with its weights; entries go into the cache (saved).</summary>
+    /// <summary>
+    /// Tunes every distinct SW spec of a graph bound with its weights; entries go into the cache (saved).
+    /// </summary>
     public IReadOnlyList<TuneRow> Tune(Graph g, IReadOnlyDictionary<string, Tensor> weights, TuningCache cache)
     {
         var types = g.ValueTypes();
@@ -101,7 +104,8 @@ public sealed class CpuTuner(double budgetSeconds, Action<string>? warn = null, 
         var rng = new Random(1);
         var ins = Enumerable.Range(0, sets).Select(_ => new[]
         {
-            Buf.Of(Enumerable.Range(0, (int)spec.Input.Elements).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray()),
+            Buf.Of(Enumerable.Range(0, (int)spec.Input.Elements).Select(_ => (float)(rng.NextDouble() * 2 - 1))
+                .ToArray()),
         }).ToArray();
         var outs = new[] { Buf.Of(new float[yShape.Elements]) };
         var search = new TuneSearch { CompileTimeout = CompileTimeout, Repeats = Repeats };

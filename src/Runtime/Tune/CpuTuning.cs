@@ -44,7 +44,8 @@ public sealed class CpuTuning
             if (n == 0) return "tuning: no tunable kernels";
             return _tuned.Count == 0
                 ? $"tuning: none of {n} SW kernels tuned on this CPU (cost-model defaults; run swc tune)"
-                : $"tuning: {_tuned.Count} of {n} SW kernels tuned ({_cache.File}), {_defaults.Count} on cost-model defaults";
+                : $"tuning: {_tuned.Count} of {n} SW kernels tuned ({_cache.File}), {_defaults.Count} on cost-model "
+                    + $"defaults";
         }
     }
 }

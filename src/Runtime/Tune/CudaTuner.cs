@@ -57,15 +57,18 @@ public sealed class CudaTuner(double budgetSeconds, Action<string>? warn = null,
         CudaTuneDevice device)
     {
         var types = g.ValueTypes();
-        return TuneSearch.All(g, device.KeyFor, cache, Force, budgetSeconds, progress, (node, spec, key, share, report) =>
+        return TuneSearch.All(g, device.KeyFor, cache, Force, budgetSeconds, progress,
+            (node, spec, key, share, report) =>
         {
             int copies = CopiesFor(4 * (spec.Input.Elements + types[node.Outputs[0]].Shape.Elements));
             var (mini, w) = Copies(node, types, weights, copies);
             var rng = new Random(1);
             var inputs = mini.Inputs.ToDictionary(i => i.Name, i => Tensor.Wrap(i.Type,
-                Enumerable.Range(0, (int)i.Type.Shape.Elements).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray()));
+                Enumerable.Range(0, (int)i.Type.Shape.Elements).Select(_ => (float)(rng.NextDouble() * 2 - 1))
+                .ToArray()));
             var search = new TuneSearch { CompileTimeout = CompileTimeout, Repeats = Repeats };
-            return search.Run(key, spec.Spec.Name, SwCudaTunables.Candidates(spec, device.MaxSharedPerBlock), share, cfg =>
+            return search.Run(key, spec.Spec.Name, SwCudaTunables.Candidates(spec, device.MaxSharedPerBlock),
+                share, cfg =>
             {
                 var opts = new CudaOptions(device.Arch)
                 {
@@ -83,9 +86,11 @@ public sealed class CudaTuner(double budgetSeconds, Action<string>? warn = null,
     /// </summary>
     public static int CopiesFor(long bytes) => (int)Math.Clamp(RotateBytes / Math.Max(1, bytes), 1, 16);
 
-    /// <summary>A graph of <paramref name="copies"/> copies of an SW node, each on its own input, sharing the parameters.</summary>
-    public static (Graph Graph, Dictionary<string, Tensor> Weights) Copies(Node node, IReadOnlyDictionary<string, TensorType> types,
-        IReadOnlyDictionary<string, Tensor> weights, int copies)
+    /// <summary>
+    /// A graph of <paramref name="copies"/> copies of an SW node, each on its own input, sharing the parameters.
+    /// </summary>
+    public static (Graph Graph, Dictionary<string, Tensor> Weights) Copies(Node node,
+        IReadOnlyDictionary<string, TensorType> types, IReadOnlyDictionary<string, Tensor> weights, int copies)
     {
         var b = new GraphBuilder("tune");
         var ps = node.Inputs.Skip(1).Select(p => b.Param(p, types[p])).ToArray();
@@ -108,8 +113,8 @@ public sealed record CudaTuneDevice(string Arch, int MaxSharedPerBlock, Func<SwL
     Func<CudaPlan, Graph, IReadOnlyDictionary<string, Tensor>, IReadOnlyDictionary<string, Tensor>, TuneTrial> Bind)
 {
     /// <summary>GPU 0: NVRTC, the executor, CUDA events around one run.</summary>
-    public static CudaTuneDevice Gpu0(Action<string>? warn) => new(CudaDevice.Info.Arch, CudaDevice.Info.MaxSharedPerBlock,
-        CudaTuner.KeyFor, (plan, g, w, inputs) =>
+    public static CudaTuneDevice Gpu0(Action<string>? warn) =>
+        new(CudaDevice.Info.Arch, CudaDevice.Info.MaxSharedPerBlock, CudaTuner.KeyFor, (plan, g, w, inputs) =>
         {
             var exec = new CudaExecutor(plan, g, w, log: warn);
             exec.SetInputs(inputs);
@@ -117,7 +122,9 @@ public sealed record CudaTuneDevice(string Arch, int MaxSharedPerBlock, Func<SwL
         });
 }
 
-/// <summary>The tuned CUDA configurations of a graph's SW nodes, from GPU 0's tuning cache, and what reports say.</summary>
+/// <summary>
+/// The tuned CUDA configurations of a graph's SW nodes, from GPU 0's tuning cache, and what reports say.
+/// </summary>
 public sealed class CudaTuning
 {
     private readonly TuningCache? _cache;
@@ -133,7 +140,8 @@ public sealed class CudaTuning
     public static CudaTuning Off { get; } = new(null, CudaTuner.KeyFor);
 
     /// <summary>GPU 0's cache file, read now.</summary>
-    public static CudaTuning FromCache(Action<string>? warn = null) => new(TuningCache.Load(CudaTuner.CacheFile, warn), CudaTuner.KeyFor);
+    public static CudaTuning FromCache(Action<string>? warn = null) =>
+        new(TuningCache.Load(CudaTuner.CacheFile, warn), CudaTuner.KeyFor);
 
     /// <summary>
     /// The entries of <paramref name="cache"/> under the keys <paramref name="keyFor"/> gives: another device's, or a
@@ -161,8 +169,10 @@ public sealed class CudaTuning
             tuned.Add(spec.Spec.Name);
         }
         Summary = tuned.Count == 0
-            ? $"tuning: none of {all.Count} SW kernels tuned on this GPU (cost-model defaults; run swc tune --device cuda)"
-            : $"tuning: {tuned.Count} of {all.Count} SW kernels tuned ({_cache.File}), {all.Count - tuned.Count} on cost-model defaults";
+            ? $"tuning: none of {all.Count} SW kernels tuned on this GPU (cost-model defaults; run swc tune --device "
+                + $"cuda)"
+            : $"tuning: {tuned.Count} of {all.Count} SW kernels tuned ({_cache.File}), {all.Count - tuned.Count} on "
+                + $"cost-model defaults";
         return result;
     }
 }

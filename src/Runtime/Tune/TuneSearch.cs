@@ -3,14 +3,19 @@ using ShiftWise.Passes.Lowering;
 
 namespace ShiftWise.Runtime.Tune;
 
-/// <summary>One row of the tuning table: a kernel spec (and how many nodes share it), default and tuned times.</summary>
-public sealed record TuneRow(string Kernel, int Nodes, double DefaultMs, double TunedMs, IReadOnlyDictionary<string, int> Config,
-    string Source, int Measured, int Candidates);
+/// <summary>
+/// One row of the tuning table: a kernel spec (and how many nodes share it), default and tuned times.
+/// </summary>
+public sealed record TuneRow(string Kernel, int Nodes, double DefaultMs, double TunedMs,
+    IReadOnlyDictionary<string, int> Config, string Source, int Measured, int Candidates);
 
 /// <summary>Where tuning is: kernel k of n, candidate c of m, seconds spent of the budget.</summary>
-public sealed record TuneStatus(int Kernel, int Kernels, string Name, int Candidate, int Candidates, double Seconds, double Budget);
+public sealed record TuneStatus(int Kernel, int Kernels, string Name, int Candidate, int Candidates, double Seconds,
+    double Budget);
 
-/// <summary>A candidate ready to time: each call of <see cref="Sample"/> returns one timed sample, ms per kernel run.</summary>
+/// <summary>
+/// A candidate ready to time: each call of <see cref="Sample"/> returns one timed sample, ms per kernel run.
+/// </summary>
 public sealed class TuneTrial(Func<double> sample, IDisposable? owner = null) : IDisposable
 {
     /// <summary>One timed sample (ms per run).</summary>
@@ -43,8 +48,9 @@ public sealed class TuneSearch
 
     /// <summary>
     /// Searches <paramref name="candidates"/> (the first is the default) within <paramref name="seconds"/>;
-    /// <paramref name="prepare"/> compiles one (throwing <see cref="IR.IrException"/> or <see cref="ArgumentException"/>
-    /// for one that fails); <paramref name="report"/> hears (candidate, count) as each starts.
+    /// <paramref name="prepare"/> compiles one (throwing <see cref="IR.IrException"/> or
+    /// <see cref="ArgumentException"/> for one that fails); <paramref name="report"/> hears (candidate, count) as each
+    /// starts.
     /// </summary>
     public TuneEntry Run(TuneKey key, string kernel, IReadOnlyList<IReadOnlyDictionary<string, int>> candidates,
         double seconds, Func<IReadOnlyDictionary<string, int>, TuneTrial> prepare, Action<int, int>? report = null)
@@ -128,7 +134,8 @@ public sealed class TuneSearch
             }
             return (task.Result, null);
         }
-        catch (AggregateException e) when (e.InnerException is IR.IrException or ArgumentException or InvalidOperationException)
+        catch (AggregateException e) when (e.InnerException is IR.IrException or ArgumentException
+            or InvalidOperationException)
         {
             return (null, "failed: " + e.InnerException!.Message);
         }
@@ -137,10 +144,11 @@ public sealed class TuneSearch
     /// <summary>
     /// The loop both tuners share: the graph's SW nodes grouped by spec; a spec the cache has is read from it (unless
     /// <paramref name="force"/>); the others get an even share of what is left of the budget and are searched by
-    /// <paramref name="tuneOne"/>(a node of the spec, the spec, its key, seconds, report). The cache is saved at the end.
+    /// <paramref name="tuneOne"/>(a node of the spec, the spec, its key, seconds, report). The cache is saved at the
+    /// end.
     /// </summary>
-    public static IReadOnlyList<TuneRow> All(IR.Graph g, Func<SwLayerSpec, TuneKey> keyFor, TuningCache cache, bool force,
-        double budget, Action<TuneStatus>? progress,
+    public static IReadOnlyList<TuneRow> All(IR.Graph g, Func<SwLayerSpec, TuneKey> keyFor, TuningCache cache,
+        bool force, double budget, Action<TuneStatus>? progress,
         Func<IR.Node, SwLayerSpec, TuneKey, double, Action<int, int>, TuneEntry> tuneOne)
     {
         var types = g.ValueTypes();
@@ -163,11 +171,13 @@ public sealed class TuneSearch
             double share = Math.Max(0, budget - clock.Elapsed.TotalSeconds) / (groups.Count - k);
             int at = k + 1;
             var entry = tuneOne(node, spec, key, share, (c, n) =>
-                progress?.Invoke(new TuneStatus(at, groups.Count, spec.Spec.Name, c, n, clock.Elapsed.TotalSeconds, budget)));
+                progress?.Invoke(new TuneStatus(at, groups.Count, spec.Spec.Name, c, n, clock.Elapsed.TotalSeconds,
+                    budget)));
             cache.Put(entry);
             bool cut = entry.Times.Any(t => t.Note == BudgetSpent);
             rows.Add(new TuneRow(spec.Spec.Name, nodes, entry.DefaultMs, entry.BestMs, entry.Best,
-                cut ? "tuned (budget cut)" : "tuned", entry.Times.Count(t => t.Ms is not null), entry.Candidates.Count));
+                cut ? "tuned (budget cut)" : "tuned", entry.Times.Count(t => t.Ms is not null),
+                entry.Candidates.Count));
         }
         cache.Save();
         return rows;

@@ -17,7 +17,8 @@ public sealed record TuneKey(string SpecHash, string Device, string ComputeCapab
 {
     /// <summary>SHA-256 over the parts, one per line, each named.</summary>
     public string Key => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(
-        $"spec={SpecHash}\ndevice={Device}\ncc={ComputeCapability}\ndriver={Driver}\ncompiler={Compiler}\ncodegen={Codegen}\n")));
+        $"spec={SpecHash}\ndevice={Device}\ncc={ComputeCapability}\ndriver={Driver}\ncompiler={Compiler}\n"
+        + $"codegen={Codegen}\n")));
 }
 
 /// <summary>One measured candidate: its configuration and median milliseconds, or why it has no time.</summary>
@@ -25,8 +26,8 @@ public sealed record TuneTime(IReadOnlyDictionary<string, int> Config, double? M
 
 /// <summary>The tuning result of one kernel spec on one device.</summary>
 public sealed record TuneEntry(TuneKey Key, string Kernel, IReadOnlyDictionary<string, int> Best, double BestMs,
-    IReadOnlyDictionary<string, int> Default, double DefaultMs, IReadOnlyList<IReadOnlyDictionary<string, int>> Candidates,
-    IReadOnlyList<TuneTime> Times);
+    IReadOnlyDictionary<string, int> Default, double DefaultMs,
+    IReadOnlyList<IReadOnlyDictionary<string, int>> Candidates, IReadOnlyList<TuneTime> Times);
 
 /// <summary>
 /// The tuning cache: one JSON file per device under $SWC_CACHE_DIR/tune, entries by <see cref="TuneKey.Key"/>.
@@ -53,7 +54,10 @@ public sealed class TuningCache
     /// <summary>The valid entries read or added.</summary>
     public IReadOnlyCollection<TuneEntry> Entries => _entries.Values;
 
-    /// <summary>The file of a device: $SWC_CACHE_DIR/tune/&lt;target&gt;-&lt;device name&gt;.json, the name reduced to a safe slug.</summary>
+    /// <summary>
+    /// The file of a device: $SWC_CACHE_DIR/tune/&lt;target&gt;-&lt;device name&gt;.json, the name reduced to a safe
+    /// slug.
+    /// </summary>
     public static string FileFor(string target, string device)
     {
         var sb = new StringBuilder(target + "-");
@@ -93,7 +97,8 @@ public sealed class TuningCache
         var root = new JsonObject
         {
             ["format"] = Format,
-            ["entries"] = new JsonArray(merged.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => (JsonNode)ToJson(kv.Value)).ToArray()),
+            ["entries"] = new JsonArray(merged.OrderBy(kv => kv.Key, StringComparer.Ordinal)
+                .Select(kv => (JsonNode)ToJson(kv.Value)).ToArray()),
         };
         // written whole under the lock: a reader without the lock sees the previous file or this one, never a part
         AtomicFile.WriteText(File, root.ToJsonString(new JsonSerializerOptions
@@ -133,7 +138,8 @@ public sealed class TuningCache
             if (root["format"]?.GetValue<int>() != Format) throw new FormatException($"format is not {Format}");
             entries = root["entries"] as JsonArray ?? throw new FormatException("no \"entries\" array");
         }
-        catch (Exception e) when (e is JsonException or FormatException or InvalidOperationException or IOException or ArgumentException)
+        catch (Exception e) when (e is JsonException or FormatException or InvalidOperationException or IOException
+            or ArgumentException)
         {
             _warn($"warning: ignoring the tuning cache {File}: {e.Message}; it is rewritten after tuning");
             return list;
@@ -144,8 +150,10 @@ public sealed class TuningCache
             {
                 list.Add(FromJson(entries[i] as JsonObject ?? throw new FormatException("not an object")));
             }
-            catch (Exception e) when (e is JsonException or FormatException or InvalidOperationException or KeyNotFoundException
-                or ArgumentException)  // a key twice in an object: System.Text.Json.Nodes throws when the object is first read
+            catch (Exception e) when (e is JsonException or FormatException or InvalidOperationException
+                or KeyNotFoundException
+                // a key twice in an object: System.Text.Json.Nodes throws when the object is first read
+                or ArgumentException)
             {
                 _warn($"warning: ignoring entry {i} of the tuning cache {File}: {e.Message}");
             }
@@ -195,13 +203,14 @@ public sealed class TuningCache
     private static Dictionary<string, int> ReadConfig(JsonNode? n, string what)
     {
         var o = n as JsonObject ?? throw new FormatException($"\"{what}\" is not an object");
-        return o.ToDictionary(kv => kv.Key, kv => kv.Value?.GetValue<int>() ?? throw new FormatException($"\"{what}.{kv.Key}\" is null"),
-            StringComparer.Ordinal);
+        return o.ToDictionary(kv => kv.Key, kv => kv.Value?.GetValue<int>()
+            ?? throw new FormatException($"\"{what}.{kv.Key}\" is null"), StringComparer.Ordinal);
     }
 
     private static TuneEntry FromJson(JsonObject o)
     {
-        var key = new TuneKey(Str(o, "spec"), Str(o, "device"), Str(o, "cc"), Str(o, "driver"), Str(o, "compiler"), Str(o, "codegen"));
+        var key = new TuneKey(Str(o, "spec"), Str(o, "device"), Str(o, "cc"), Str(o, "driver"), Str(o, "compiler"),
+            Str(o, "codegen"));
         if (Str(o, "key") != key.Key) throw new FormatException("its key does not match its parts (stale or edited)");
         var times = (o["times"] as JsonArray ?? throw new FormatException("\"times\" is not an array")).Select(t =>
         {

@@ -229,7 +229,9 @@ public sealed class DropPathKernel : CpuKernel
         }
     }
 
-    /// <summary>The train-mode multiplier of sample <paramref name="b"/>: 1/(1−p) when kept, 0 when dropped.</summary>
+    /// <summary>
+    /// The train-mode multiplier of sample <paramref name="b"/>: 1/(1−p) when kept, 0 when dropped.
+    /// </summary>
     internal static float Factor(DropPath op, int b, long step) =>
         op.Mode == Mode.Eval || op.Prob == 0 ? 1f : op.Keeps(b, step) ? (float)(1 / (1 - op.Prob)) : 0f;
 

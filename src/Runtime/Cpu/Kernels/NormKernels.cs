@@ -123,7 +123,9 @@ public sealed class BatchNormKernel : CpuKernel
     }
 }
 
-/// <summary>The batch statistics of one channel of an (N, C, inner) tensor, shared by batch_norm's train forward and grad.</summary>
+/// <summary>
+/// The batch statistics of one channel of an (N, C, inner) tensor, shared by batch_norm's train forward and grad.
+/// </summary>
 internal static class BatchStats
 {
     /// <summary>
