@@ -28,12 +28,16 @@ public static class SwcCache
     private static readonly AsyncLocal<string?> ScopedRoot = new();
 
     /// <summary>
-    /// The root directory: <see cref="UseRoot"/>'s while one is in effect, else $SWC_CACHE_DIR, else ~/.cache/swc.
+    /// The root directory: <see cref="UseRoot"/>'s while one is in effect, else <see cref="ProcessRoot"/>.
     /// </summary>
-    public static string Root => ScopedRoot.Value
-        ?? (Environment.GetEnvironmentVariable("SWC_CACHE_DIR") is { Length: > 0 } d
-            ? d
-            : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "swc"));
+    public static string Root => ScopedRoot.Value ?? ProcessRoot;
+
+    /// <summary>
+    /// The whole process's root, whatever <see cref="UseRoot"/> says: $SWC_CACHE_DIR, else ~/.cache/swc.
+    /// </summary>
+    public static string ProcessRoot => Environment.GetEnvironmentVariable("SWC_CACHE_DIR") is { Length: > 0 } d
+        ? d
+        : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "swc");
 
     /// <summary>
     /// Makes <paramref name="dir"/> the root for the calling flow of work (async-local: the tasks and threads it starts

@@ -17,33 +17,16 @@ namespace ShiftWise.Cli.Tests;
 /// Tuning-cache entries with configurations the cost model would not pick, written where swc looks for them
 /// ($SWC_CACHE_DIR/tune), decide the kernels: the one the CPU executor binds for run and bench, and the CUDA sources
 /// swc compile --target cuda writes when GPU 0 is the arch compiled for. Without an entry (or without that GPU) the
-/// defaults are written. Each test points its own cache root (async-local) at a new folder.
+/// defaults are written. Each test has its own empty cache root (tests/Shared/IsolatedCache.cs).
 /// </summary>
 public sealed class TunedCompileTests
 {
-    /// <summary>Makes a new empty folder this test's cache root (SwcCache.UseRoot: this test only) until disposed.</summary>
-    private sealed class CacheDir : IDisposable
-    {
-        private readonly IDisposable _scope;
-
-        public CacheDir()
-        {
-            Folder = Directory.CreateTempSubdirectory("swc-tuned-").FullName;
-            _scope = SwcCache.UseRoot(Folder);
-        }
-
-        public string Folder { get; }
-
-        public void Dispose() => _scope.Dispose();
-    }
-
     private static string Out() => Directory.CreateTempSubdirectory("swc-tuned-out-").FullName;
 
     [Fact]
     public void RunBindsTheKernelOfThisCpusCacheEntry()
     {
         if (!SwLayerKernel.Supported) Assert.Skip("no AVX2 and FMA: SW layers run on managed kernels without tunables");
-        using var dir = new CacheDir();
         var args = new ModelArgs { Channels = 8, Height = 12, Width = 12, Big = 7, Batch = 2 };
         var m = ModelSource.Load("sw-layer", args, withWeights: true);
         var before = CompiledModel.ForCpu(m, tuning: CpuTuning.FromCache(w => Assert.Fail(w)));
@@ -54,7 +37,7 @@ public sealed class TunedCompileTests
 
         // the file swc tune writes for this CPU, as run, bench and demo read it (CpuTuning.FromCache)
         var cache = TuningCache.Load(CpuTuner.CacheFile);
-        Assert.StartsWith(dir.Folder, cache.File, StringComparison.Ordinal);
+        Assert.StartsWith(SwcCache.Root, cache.File, StringComparison.Ordinal);
         var best = new Dictionary<string, int>(spec.Spec.Defaults) { ["lowering"] = 1 };
         cache.Put(Entry(CpuTuner.KeyFor(spec), spec, spec.Spec.Defaults, best));
         cache.Save();
@@ -71,7 +54,6 @@ public sealed class TunedCompileTests
     [Fact]
     public void CompileForCudaWritesTheKernelsOfTheTuningItIsGiven()
     {
-        using var dir = new CacheDir();
         var args = new ModelArgs
         {
             Depths = [1, 1, 1, 1], Dims = [8, 16, 16, 32], KernelSize = [7, 5, 5, 3, 3], ImageSize = 24, NumClasses = 5,
@@ -109,7 +91,6 @@ public sealed class TunedCompileTests
     public void CompileForCudaWithoutAGpuWritesTheDefaultsWhateverTheCacheHolds()
     {
         if (CudaDevice.Available) Assert.Skip("a GPU is present: tests/Gpu (TunedCompileGpuTests) checks compile with its cache there");
-        using var dir = new CacheDir();
         var first = Out();
         var (code, _, e) = Swc(["compile", .. SmallSwV2, "--target", "cuda", "--arch", "sm_90", "--out", first]);
         Assert.True(code == 0, e);

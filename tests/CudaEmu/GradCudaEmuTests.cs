@@ -5,6 +5,7 @@ using ShiftWise.IR;
 using ShiftWise.IR.Ops;
 using ShiftWise.Passes;
 using ShiftWise.Runtime.Cuda;
+using ShiftWise.Tests.Shared;
 
 namespace ShiftWise.CudaEmu;
 
@@ -22,13 +23,7 @@ public sealed class GradCudaEmuTests
     private static TensorType F(params int[] d) => TensorType.Of(DType.F32, d);
 
     /// <summary>A graph of one grad node; every input is a graph input.</summary>
-    private static Graph One(string label, Grad op, TensorType[] inputs)
-    {
-        var b = new GraphBuilder("grad_" + label);
-        var vals = inputs.Select((t, i) => b.Input($"in{i}", t)).ToArray();
-        b.Output(b.Apply(op, "d", vals));
-        return b.Build();
-    }
+    private static Graph One(string label, Grad op, TensorType[] inputs) => OpCatalog.OneNode("grad_" + label, op, inputs);
 
     /// <summary>
     /// Shift-add case <paramref name="seed"/>: random SW tables (big 5–13, small 3 or 5, 1–3 reps, 1–3 replicas), planes

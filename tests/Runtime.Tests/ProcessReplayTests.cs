@@ -9,6 +9,7 @@ using ShiftWise.IR;
 using ShiftWise.IR.Ops;
 using ShiftWise.Passes;
 using ShiftWise.Passes.Lowering;
+using ShiftWise.Tests.Shared;
 
 namespace ShiftWise.Runtime.Tests;
 
@@ -103,13 +104,11 @@ public sealed class ProcessReplayTests
         int lowered = 0;
         foreach (var n in g.Nodes.Where(n => n.Op is Grad { Of: ShiftAdd or Conv2d }))
         {
-            var b = new GraphBuilder("grad_node");
-            var vals = n.Inputs.Select((v, i) => b.Input($"in{i}", types[v])).ToArray();
-            b.Output(b.Apply(n.Op, "d", vals));
+            var one = OpCatalog.OneNode("grad_node", n.Op, n.Inputs.Select(v => types[v]).ToArray());
             CudaPlan plan;
             try
             {
-                plan = CudaCodegen.Lower(b.Build(), new CudaOptions(Arch));
+                plan = CudaCodegen.Lower(one, new CudaOptions(Arch));
             }
             catch (IrException e) when (e.Message.Contains("no CUDA lowering for grad of conv2d", StringComparison.Ordinal))
             {

@@ -23,9 +23,6 @@ public sealed class IsolatedCacheAttribute : BeforeAfterTestAttribute
     private static int _next;
     private static readonly AsyncLocal<(IDisposable Scope, string Dir)?> Current = new();
 
-    /// <summary>This test process's folder; every test's own folder lies below it.</summary>
-    public static string ProcessDir => ProcessRoot;
-
 #pragma warning disable CA2255 // a module initializer is the one hook that runs before any test or fixture of the assembly
     [ModuleInitializer]
 #pragma warning restore CA2255

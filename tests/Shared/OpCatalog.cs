@@ -29,6 +29,18 @@ public static class OpCatalog
         },
         new[] { 0, 1, 3, 4 });
 
+    /// <summary>
+    /// A graph of one node (named "d") applying <paramref name="op"/> to graph inputs in0, in1, … of the given types,
+    /// its outputs the graph's: how a node of a bigger graph is lowered or run on its own.
+    /// </summary>
+    public static Graph OneNode(string name, Op op, IReadOnlyList<TensorType> inputs)
+    {
+        var b = new GraphBuilder(name);
+        var vals = inputs.Select((t, i) => b.Input($"in{i}", t)).ToArray();
+        b.Output(b.Apply(op, "d", vals));
+        return b.Build();
+    }
+
     /// <summary>How a sample's graph declares an input.</summary>
     public enum Role { Input, Param, Buffer }
 

@@ -4,6 +4,7 @@ using System.Reflection;
 using System.Security.Cryptography;
 using System.Text;
 using ShiftWise.CodegenCuda;
+using ShiftWise.Runtime;
 
 namespace ShiftWise.CudaEmu;
 
@@ -60,15 +61,12 @@ public static class CudaEmulator
     public static string Shim => ShimText.Value;
 
     /// <summary>
-    /// Where compiled modules are cached: $SWC_CACHE_DIR/emu, default ~/.cache/swc/emu. Under the tests SWC_CACHE_DIR
-    /// is this test process's own folder (tests/Shared/IsolatedCache.cs), not a test's: loaded modules are shared by
-    /// the whole process, and an emitted program run as a child loads them by path, so they must outlive the test
-    /// that compiled them.
+    /// Where compiled modules are cached: emu/ under the process's cache root (<see cref="SwcCache.ProcessRoot"/>),
+    /// not under a test's own (<see cref="SwcCache.UseRoot"/>): loaded modules are shared by the whole process, and an
+    /// emitted program run as a child loads them by path, so they must outlive the test that compiled them. Under the
+    /// tests SWC_CACHE_DIR is this test process's own folder (tests/Shared/IsolatedCache.cs).
     /// </summary>
-    public static string CacheDir =>
-        Path.Combine(Environment.GetEnvironmentVariable("SWC_CACHE_DIR") is { Length: > 0 } d
-            ? d
-            : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "swc"), "emu");
+    public static string CacheDir => Path.Combine(SwcCache.ProcessRoot, "emu");
 
     /// <summary>Compiles <paramref name="kernel"/> or takes it from a cache; the module is shared, stays loaded.</summary>
     public static EmuModule Compile(CudaKernelSource kernel) => Compile(kernel, out _);
