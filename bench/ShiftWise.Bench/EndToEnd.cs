@@ -4,6 +4,8 @@ using System.Text;
 using ShiftWise.Frontend;
 using ShiftWise.IR;
 using ShiftWise.Runtime;
+using ShiftWise.Runtime.Compile;
+using ShiftWise.Runtime.Cpu;
 
 namespace ShiftWise.Bench;
 
@@ -21,11 +23,11 @@ internal static class EndToEnd
         sb.Append("| batch | model | median ms per batch | images/s | runs |\n|---|---|---|---|---|\n");
         foreach (int batch in batches)
         {
-            var m = ModelSource.Load("sw-tiny", new ModelArgs { Batch = batch, Seed = 0 }, withWeights: true);
+            var m = Driver.Load("sw-tiny", new ModelArgs { Batch = batch, Seed = 0 });
             var x = Tensor.FromDoubles(m.Graph.Inputs[0].Type,
                 Enumerable.Range(0, (int)m.Graph.Inputs[0].Type.Shape.Elements).Select(i => Math.Sin(i * 0.1)).ToArray());
-            var fast = CompiledModel.ForCpu(m);
-            var slow = CompiledModel.ForCpu(m, pipeline: "none", generated: false);
+            var fast = Driver.Compile(m, new CpuTarget());
+            var slow = Driver.Compile(m, new CpuTarget(Generated: false), new CompileOptions { Pipeline = "none" });
             var candidates = new List<(string Name, Action Run)>
             {
                 ("compiled (inference pipeline, generated kernels)", () => fast.Run(x)),

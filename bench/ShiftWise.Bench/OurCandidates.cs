@@ -1,6 +1,8 @@
 using ShiftWise.IR;
 using ShiftWise.IR.Ops;
+using ShiftWise.Passes.Lowering;
 using ShiftWise.Runtime;
+using ShiftWise.Runtime.Compile;
 using ShiftWise.Runtime.Cpu;
 using ShiftWise.Runtime.Cpu.Kernels;
 
@@ -50,7 +52,8 @@ internal sealed class CompiledCrossCandidate(IReadOnlyDictionary<string, int>? t
 
     public override string Notes => "generated C#, NCHW, Vector256 FMA register tiles, Parallel over planes";
 
-    protected override CpuKernel Create(KernelRequest r) => new SwLayerKernel(r, tunables);
+    protected override CpuKernel Create(KernelRequest r) =>
+        new SwLayerKernel(r, SwLayerSpec.Of(r.Node, r.InputTypes[0].Shape), tunables);
 }
 
 /// <summary>The factorised form, generated: kept k×k sub-kernels, then shifted accumulation, tables baked in.</summary>
@@ -61,7 +64,8 @@ internal sealed class FactorisedCandidate : FusedNodeCandidate
     public override string Notes => "generated C#: per plane, each kept sub-kernel's conv added at its 2·N_rep shifts";
 
     protected override CpuKernel Create(KernelRequest r) =>
-        new SwLayerKernel(r, new Dictionary<string, int> { ["lowering"] = 1, ["row_block"] = 1, ["col_vectors"] = 1 });
+        new SwLayerKernel(r, SwLayerSpec.Of(r.Node, r.InputTypes[0].Shape),
+            new Dictionary<string, int> { ["lowering"] = 1, ["row_block"] = 1, ["col_vectors"] = 1 });
 }
 
 /// <summary>The generic managed fused kernel (what the unoptimised executor falls back to).</summary>
@@ -90,7 +94,7 @@ internal sealed class UnoptimisedGraphCandidate : ISwLayerCandidate
     public void Prepare(SwLayerProblem problem)
     {
         var loaded = new ShiftWise.Frontend.LoadedModel(problem.Layer.Graph, problem.Weights, "sw layer");
-        _m = CompiledModel.ForCpu(loaded, pipeline: "none", generated: false);
+        _m = Driver.Compile(loaded, new CpuTarget(Generated: false), new CompileOptions { Pipeline = "none" });
         _x = Tensor.Wrap(problem.Layer.Graph.Inputs[0].Type, (float[])problem.Input.Clone());
         Run();
     }

@@ -13,9 +13,9 @@ public sealed class SwCrossCpuModel
     /// <summary>Builds the model of a spec with the given tunables (defaults when null).</summary>
     public SwCrossCpuModel(SwLayerSpec spec, IReadOnlyDictionary<string, int>? tunables = null)
     {
-        var t = tunables ?? spec.Spec.Defaults;
+        var t = tunables ?? SwCpuTunables.Defaults(spec);
         var s = spec.Op.Shift;
-        Name = spec.Spec.Name;
+        Name = spec.Name;
         ClassName = "K_" + Name;
         Height = spec.Input[2];
         Width = spec.Input[3];

@@ -14,8 +14,8 @@ public sealed class SwFactorisedCpuModel
     {
         var s = spec.Op.Shift;
         var subs = spec.Op.Subs;
-        Name = spec.Spec.Name + "_f";
-        ClassName = "F_" + spec.Spec.Name;
+        Name = spec.Name + "_f";
+        ClassName = "F_" + spec.Name;
         Height = spec.Input[2];
         Width = spec.Input[3];
         Small = s.Small;

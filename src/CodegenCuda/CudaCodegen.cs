@@ -4,6 +4,7 @@ using ShiftWise.Codegen;
 using ShiftWise.IR;
 using ShiftWise.IR.Ops;
 using ShiftWise.Passes;
+using ShiftWise.Passes.Lowering;
 
 namespace ShiftWise.CodegenCuda;
 
@@ -14,6 +15,12 @@ public sealed record CudaOptions(string Arch = "sm_90")
     /// <summary>Tunable values per node name (missing nodes and names take the spec's defaults).</summary>
     public IReadOnlyDictionary<string, IReadOnlyDictionary<string, int>> Tunables { get; init; } =
         new Dictionary<string, IReadOnlyDictionary<string, int>>();
+
+    /// <summary>
+    /// The tuned configuration of an SW layer spec (null, or a null answer: the defaults); <see cref="Tunables"/>
+    /// of the node's name go over it.
+    /// </summary>
+    public Func<SwLayerSpec, IReadOnlyDictionary<string, int>?>? Tuned { get; init; }
 
     /// <summary>
     /// Applied to every rendered view-model before rendering (tests use it to break a template on purpose).
@@ -145,12 +152,17 @@ public sealed class NodeLowering
     /// <summary>Output <paramref name="i"/> as an argument.</summary>
     public ArgRef Out(int i = 0) => new(ArgKind.Value, Node.Outputs[i]);
 
-    /// <summary>Tunable values of this node: the options' values over <paramref name="defaults"/>.</summary>
-    public IReadOnlyDictionary<string, int> Tunables(IReadOnlyDictionary<string, int> defaults)
+    /// <summary>
+    /// Tunable values of this node: the options' values for its name over the <paramref name="tuned"/> ones over
+    /// <paramref name="defaults"/>.
+    /// </summary>
+    public IReadOnlyDictionary<string, int> Tunables(IReadOnlyDictionary<string, int> defaults,
+        IReadOnlyDictionary<string, int>? tuned = null)
     {
         var d = new Dictionary<string, int>(defaults, StringComparer.Ordinal);
-        if (Options.Tunables.TryGetValue(Node.Name, out var t))
+        foreach (var t in new[] { tuned, Options.Tunables.GetValueOrDefault(Node.Name) })
         {
+            if (t is null) continue;
             foreach (var (k, v) in t)
             {
                 if (!d.ContainsKey(k))

@@ -9,8 +9,11 @@ namespace ShiftWise.CodegenCuda;
 /// outputs in registers per thread and ch_per_block channels side by side in a block; the factorised form runs
 /// fact_threads threads over fact_rows output rows (full width) per block.
 /// </summary>
-public static class SwCudaTunables
+public sealed class SwCudaTunables : ISwTunables
 {
+    /// <summary>The one instance (the tunables hold no state).</summary>
+    public static SwCudaTunables Instance { get; } = new();
+
     /// <summary>Legal values of each tunable (the model rejects combinations that break a hardware limit).</summary>
     public static readonly IReadOnlyDictionary<string, int[]> Values =
         new Dictionary<string, int[]>(StringComparer.Ordinal)
@@ -145,4 +148,10 @@ public static class SwCudaTunables
         while (p < v) p *= 2;
         return p;
     }
+
+    IReadOnlyDictionary<string, int[]> ISwTunables.ValuesOf(SwLayerSpec spec) => Values;
+
+    IReadOnlyDictionary<string, int> ISwTunables.DefaultsOf(SwLayerSpec spec) => Defaults(spec);
+
+    List<IReadOnlyDictionary<string, int>> ISwTunables.SearchSpace(SwLayerSpec spec) => Candidates(spec);
 }

@@ -14,8 +14,8 @@ internal static class SwLowering
     /// <summary>Adds the node's kernel and its launch.</summary>
     public static void Lower(NodeLowering ctx)
     {
-        var spec = KernelLowering.Sw(ctx.Node, ctx.InType(0).Shape);
-        var t = ctx.Tunables(SwCudaTunables.Defaults(spec));
+        var spec = SwLayerSpec.Of(ctx.Node, ctx.InType(0).Shape);
+        var t = ctx.Tunables(SwCudaTunables.Defaults(spec), ctx.Options.Tuned?.Invoke(spec));
         foreach (var (k, v) in t)
         {
             if (!SwCudaTunables.Values[k].Contains(v))

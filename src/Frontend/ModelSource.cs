@@ -65,7 +65,21 @@ public sealed record ModelArgs
 /// <summary>
 /// A model ready to run: its graph, its weights (empty when not requested) and a one-line description.
 /// </summary>
-public sealed record LoadedModel(Graph Graph, IReadOnlyDictionary<string, Tensor> Weights, string Description);
+public sealed record LoadedModel(Graph Graph, IReadOnlyDictionary<string, Tensor> Weights, string Description)
+{
+    /// <summary>What the graph's training values are, when it is a training form (null: an inference graph).</summary>
+    public TrainingRoles? Training { get; init; }
+}
+
+/// <summary>
+/// The values a training graph is driven by: the model names them, so that a trainer needs no model's names.
+/// </summary>
+/// <param name="Loss">The scalar loss output that the training pipeline differentiates.</param>
+/// <param name="Logits">The logits output (accuracy).</param>
+/// <param name="Input">The image input.</param>
+/// <param name="Labels">The integer class input, one per image.</param>
+/// <param name="Step">The training-step input that seeds per-step randomness (null: the graph has none).</param>
+public sealed record TrainingRoles(string Loss, string Logits, string Input, string Labels, string? Step);
 
 /// <summary>
 /// Resolves a MODEL argument (a preset name or a .swir file) and its options into a graph and weights.
@@ -117,8 +131,32 @@ public static class ModelSource
             weights = WeightInit.Draw(m, a.Init, a.Seed, a.LayerScaleInit ?? 1e-6);
             source = $"random weights (--init {a.Init.ToString().ToLowerInvariant()}, --seed {a.Seed})";
         }
-        return new LoadedModel(m.Graph, weights, $"{model}, {source}");
+        return new LoadedModel(m.Graph, weights, $"{model}, {source}") { Training = m.Training };
     }
+
+    /// <summary>A random input: N(0, 1) values from MT19937 seeded with <paramref name="seed"/>.</summary>
+    public static Tensor RandomInput(TensorType t, uint seed)
+    {
+        var rng = new Tables.Mt19937(seed ^ 0x5EED5EEDu);
+        var v = new double[t.Shape.Elements];
+        for (int i = 0; i < v.Length; i++) v[i] = WeightInit.Normal(rng);
+        return Tensor.FromDoubles(t, v);
+    }
+
+    /// <summary>
+    /// A ShiftWise_v2 network built from its options (a training recipe's), its weights drawn with
+    /// <paramref name="init"/> from <paramref name="seed"/>; with <paramref name="training"/> its training form.
+    /// </summary>
+    public static LoadedModel Network(ShiftWiseV2Options o, string name, TrainingForm? training, InitScheme init,
+        uint seed)
+    {
+        var m = ShiftWiseV2.Build(o, name, training: training);
+        return new LoadedModel(m.Graph, WeightInit.Draw(m, init, seed, o.LayerScaleInit), name) { Training = m.Training };
+    }
+
+    /// <summary>A ShiftWise_v2 network's inference form from its options, with the given weights.</summary>
+    public static LoadedModel Network(ShiftWiseV2Options o, string name, IReadOnlyDictionary<string, Tensor> weights) =>
+        new(ShiftWiseV2.Build(o, name).Graph, weights, name);
 
     /// <summary>
     /// An input file decides the shape; an option that says otherwise is an error, not silently overridden.

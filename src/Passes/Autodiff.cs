@@ -180,7 +180,13 @@ public sealed class Autodiff : Pass
     public override bool Run(PassContext ctx)
     {
         var g = ctx.Graph;
-        if (g.Outputs.Count == 0 || g.Nodes.Any(n => n.Op is Grad)) return false;
+        if (g.Nodes.Any(n => n.Op is Grad)) return false;
+        if (ctx.Loss is { } loss)
+        {
+            ctx.Graph = AutodiffBuilder.Build(g, loss).Graph;
+            return true;
+        }
+        if (g.Outputs.Count == 0) return false;
         var t = g.ValueTypes()[g.Outputs[0]];
         if (t.Shape.Elements != 1 || !t.DType.IsFloat()) return false;
         ctx.Graph = AutodiffBuilder.Build(g, g.Outputs[0]).Graph;

@@ -17,6 +17,9 @@ public sealed class PassContext
 
     /// <summary>Parameter values by name.</summary>
     public Dictionary<string, Tensor> Weights { get; }
+
+    /// <summary>The value the autodiff pass differentiates (null: output 0 when it is a single float).</summary>
+    public string? Loss { get; init; }
 }
 
 /// <summary>

@@ -2,68 +2,78 @@ using System.Diagnostics;
 using ShiftWise.Frontend;
 using ShiftWise.IR;
 using ShiftWise.Passes;
+using ShiftWise.Runtime.Compile;
 using ShiftWise.Runtime.Cpu;
+using ShiftWise.Runtime.Cuda;
+using ShiftWise.Runtime.Tune;
 
 namespace ShiftWise.Runtime;
 
-/// <summary>A model compiled for the CPU: the pipeline's records, the optimised graph, and a bound executor.</summary>
-public sealed class CompiledModel
+/// <summary>
+/// A model compiled for a target (<see cref="Driver.Compile"/>): the pipeline's records, the optimised graph, the
+/// target's plan and the executor bound to it.
+/// </summary>
+public sealed class CompiledModel : IDisposable
 {
-    private CompiledModel(LoadedModel source, Graph graph, IReadOnlyList<PassRecord> records, CpuExecutor exec,
-        TimeSpan passTime, TimeSpan bindTime)
+    internal CompiledModel(LoadedModel source, ITarget target, OptimizedGraph optimized, TargetPlan plan,
+        IExecutor exec, KernelTuning? tuning, TimeSpan bindTime)
     {
         Source = source;
-        Graph = graph;
-        Records = records;
+        Target = target;
+        Graph = optimized.Graph;
+        Weights = optimized.Weights;
+        Records = optimized.Records;
+        PassTime = optimized.Time;
+        Plan = plan;
         Executor = exec;
-        PassTime = passTime;
+        Tuning = tuning;
         BindTime = bindTime;
     }
 
     /// <summary>The model as loaded.</summary>
     public LoadedModel Source { get; }
 
+    /// <summary>The target it runs on.</summary>
+    public ITarget Target { get; }
+
     /// <summary>The graph after the pipeline.</summary>
     public Graph Graph { get; }
+
+    /// <summary>The parameters of <see cref="Graph"/> (after folding).</summary>
+    public IReadOnlyDictionary<string, Tensor> Weights { get; }
 
     /// <summary>What each pass did.</summary>
     public IReadOnlyList<PassRecord> Records { get; }
 
-    /// <summary>The executor bound to the graph.</summary>
-    public CpuExecutor Executor { get; }
+    /// <summary>The target's plan.</summary>
+    public TargetPlan Plan { get; }
 
-    /// <summary>The parameters of <see cref="Graph"/> (after folding).</summary>
-    public IReadOnlyDictionary<string, Tensor> Weights { get; private init; } = new Dictionary<string, Tensor>();
+    /// <summary>The executor bound to the plan.</summary>
+    public IExecutor Executor { get; }
 
-    /// <summary>The tuned configurations the SW kernels were bound with (null: defaults, no cache read).</summary>
-    public Tune.CpuTuning? Tuning { get; private init; }
+    /// <summary>The tuned configurations the SW kernels were lowered with (null: the target has none).</summary>
+    public KernelTuning? Tuning { get; }
 
     /// <summary>Time in the pass pipeline.</summary>
     public TimeSpan PassTime { get; }
 
-    /// <summary>Time to bind kernels (rendering, Roslyn or the cache, weight preparation).</summary>
+    /// <summary>Time to lower and bind (rendering, compiling or the cache, weight preparation or upload).</summary>
     public TimeSpan BindTime { get; }
 
-    /// <summary>Runs the pipeline and binds a CPU executor.</summary>
-    public static CompiledModel ForCpu(LoadedModel m, string pipeline = "inference", PassOptions? options = null,
-        bool generated = true, Action<string>? warn = null, Tune.CpuTuning? tuning = null)
-    {
-        var sw = Stopwatch.StartNew();
-        var ctx = new PassContext(m.Graph, m.Weights);
-        var records = new PassManager(Pipelines.Get(pipeline), options).Run(ctx);
-        var passTime = sw.Elapsed;
-        sw.Restart();
-        var exec = new CpuExecutor(ctx.Graph, ctx.Weights, generated, warn, tuning is null ? null : tuning.For);
-        return new CompiledModel(m, ctx.Graph, records, exec, passTime, sw.Elapsed)
-        {
-            Weights = ctx.Weights,
-            Tuning = tuning,
-        };
-    }
+    /// <summary>The CPU executor (the model must be compiled for the CPU).</summary>
+    public CpuExecutor Cpu => Executor as CpuExecutor
+        ?? throw new InvalidOperationException($"the model is compiled for {Target.Name}, not cpu");
+
+    /// <summary>The CUDA executor (the model must be compiled for CUDA).</summary>
+    public CudaExecutor Cuda => Executor as CudaExecutor
+        ?? throw new InvalidOperationException($"the model is compiled for {Target.Name}, not cuda");
 
     /// <summary>Runs the model on one input tensor (the graph's single input).</summary>
     public Tensor Run(Tensor x) =>
         Executor.Run(new Dictionary<string, Tensor> { [Graph.Inputs[0].Name] = x })[Graph.Outputs[0]];
+
+    /// <inheritdoc/>
+    public void Dispose() => Executor.Dispose();
 }
 
 /// <summary>Timing of repeated runs: median and spread.</summary>

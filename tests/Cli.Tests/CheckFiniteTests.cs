@@ -1,3 +1,4 @@
+using ShiftWise.Runtime.Compile;
 using ShiftWise.Frontend;
 using ShiftWise.Frontend.IO;
 using ShiftWise.Frontend.Zoo;
@@ -50,7 +51,7 @@ public sealed class CheckFiniteTests
         IReadOnlyDictionary<string, float[]> inputs)
     {
         var all = g with { Outputs = new Vec<string>(g.Nodes.SelectMany(n => n.Outputs).Distinct()) };
-        var exec = new CpuExecutor(all, weights, generated);
+        var exec = new CpuExecutor(CpuLowering.Lower(all, weights, generated));
         foreach (var (name, v) in inputs) v.CopyTo(exec.InputBuffer(name));
         exec.RunBound();
         var types = g.ValueTypes();
@@ -101,7 +102,7 @@ public sealed class CheckFiniteTests
         Assert.Equal(ExitCodes.BadInput, code);
         // run binds the inference pipeline's graph with this CPU's tuning cache
         var m = ModelSource.Load("sw-v2", SmallArgs(), withWeights: true);
-        var cm = CompiledModel.ForCpu(m, tuning: Runtime.Tune.CpuTuning.FromCache());
+        var cm = Driver.Compile(m, new CpuTarget(), new CompileOptions { Tuning = Runtime.Tune.CpuTuning.FromCache() });
         var want = FirstNonFinite(cm.Graph, cm.Weights, generated: true,
             new Dictionary<string, float[]> { ["x"] = Floats(huge) });
         // later nodes overflow too: reporting any but the first would differ
@@ -145,7 +146,7 @@ public sealed class CheckFiniteTests
         // grad binds the training form's forward and backward graph (batch statistics, no drop path), generic kernels
         var args = SmallArgs() with { Training = new TrainingForm(0, DropPath: false) };
         var m = ModelSource.Load("sw-v2", args, withWeights: true);
-        var t = new CpuTrainer(m.Graph, m.Weights);
+        var t = Driver.CompileTraining(m);
         var inputs = new Dictionary<string, float[]> { ["x"] = Floats(huge), [ShiftWiseV2.Labels] = [1, 4] };
         foreach (var i in t.Graph.Inputs.Where(i => !inputs.ContainsKey(i.Name)))
         {
@@ -209,7 +210,7 @@ public sealed class CheckFiniteTests
         Assert.Equal(("d.d0", "d.d1"), (first.Node.Name, first.Out));
         Assert.Equal(at, Array.FindIndex(values["d.d1"].ToDoubles(), v => !double.IsFinite((float)v)));
         // the executor's own values agree, and e and f after it are not finite either
-        var cm = CompiledModel.ForCpu(ModelSource.Load(model, new ModelArgs(), withWeights: true));
+        var cm = Driver.Compile(ModelSource.Load(model, new ModelArgs(), withWeights: true), new CpuTarget());
         var exec = FirstNonFinite(cm.Graph, cm.Weights, true, new Dictionary<string, float[]> { ["x"] = Floats(x) });
         Assert.Equal(new Expected(want, 3), exec);
 

@@ -29,7 +29,7 @@ public sealed class CompileTests
         Assert.Equal(4, g.Nodes.Count(n => n.Op is IR.Ops.FusedShiftWise));
         // the compiled graph computes what the unoptimised one does (float32 graphs: bound 1e-5)
         var src = ModelSource.Load("sw-v2", Args() with { Seed = 2 }, withWeights: true);
-        var x = new Dictionary<string, Tensor> { ["x"] = Commands.RunCommand.RandomInput(src.Graph.Inputs[0].Type, 5) };
+        var x = new Dictionary<string, Tensor> { ["x"] = Frontend.ModelSource.RandomInput(src.Graph.Inputs[0].Type, 5) };
         var a = ReferenceExecutor.Run(src.Graph, src.Weights, x)[src.Graph.Outputs[0]].ToDoubles();
         var b = ReferenceExecutor.Run(g, w, x)[g.Outputs[0]].ToDoubles();
         double num = a.Zip(b, (p, q) => (p - q) * (p - q)).Sum(), den = a.Sum(p => p * p);

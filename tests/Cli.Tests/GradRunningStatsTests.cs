@@ -1,3 +1,4 @@
+using ShiftWise.Runtime.Compile;
 using ShiftWise.IR;
 using ShiftWise.IR.Ops;
 using ShiftWise.IR.Reference;
@@ -50,7 +51,7 @@ public sealed class GradRunningStatsTests
     /// <summary>One CPU trainer step; the BN buffers afterwards.</summary>
     private static Dictionary<string, Tensor> OnCpu(Frontend.LoadedModel m)
     {
-        var t = new CpuTrainer(m.Graph, m.Weights);
+        var t = Driver.CompileTraining(m);
         var x = GradFixture.X().ToDoubles().Select(v => (float)v).ToArray();
         var labels = GradFixture.Labels().ToDoubles().Select(v => (int)v).ToArray();
         t.Step(x, labels, 0);

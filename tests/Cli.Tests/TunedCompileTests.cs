@@ -1,3 +1,4 @@
+using ShiftWise.CodegenCpu;
 using ShiftWise.CodegenCuda;
 using ShiftWise.Frontend;
 using ShiftWise.IR;
@@ -29,20 +30,20 @@ public sealed class TunedCompileTests
         if (!SwLayerKernel.Supported) Assert.Skip("no AVX2 and FMA: SW layers run on managed kernels without tunables");
         var args = new ModelArgs { Channels = 8, Height = 12, Width = 12, Big = 7, Batch = 2 };
         var m = ModelSource.Load("sw-layer", args, withWeights: true);
-        var before = CompiledModel.ForCpu(m, tuning: CpuTuning.FromCache(w => Assert.Fail(w)));
+        var before = Driver.Compile(m, new CpuTarget(), new CompileOptions { Tuning = CpuTuning.FromCache(w => Assert.Fail(w)) });
         var node = before.Graph.Nodes.Single(n => n.Op is FusedShiftWise);
-        var spec = KernelLowering.Sw(node, before.Graph.ValueTypes()[node.Inputs[0]].Shape);
+        var spec = SwLayerSpec.Of(node, before.Graph.ValueTypes()[node.Inputs[0]].Shape);
         // no cache file yet: the cost model's cross
-        Assert.Equal("cross", Assert.IsType<SwLayerKernel>(before.Executor.KernelOf(node.Name)).Lowering);
+        Assert.Equal("cross", Assert.IsType<SwLayerKernel>(before.Cpu.KernelOf(node.Name)).Lowering);
 
         // the file swc tune writes for this CPU, as run, bench and demo read it (CpuTuning.FromCache)
         var cache = TuningCache.Load(CpuTuner.CacheFile);
         Assert.StartsWith(SwcCache.Root, cache.File, StringComparison.Ordinal);
-        var best = new Dictionary<string, int>(spec.Spec.Defaults) { ["lowering"] = 1 };
-        cache.Put(Entry(CpuTuner.KeyFor(spec), spec, spec.Spec.Defaults, best));
+        var best = new Dictionary<string, int>(SwCpuTunables.Defaults(spec)) { ["lowering"] = 1 };
+        cache.Put(Entry(CpuTuner.KeyFor(spec), spec, SwCpuTunables.Defaults(spec), best));
         cache.Save();
-        var after = CompiledModel.ForCpu(m, tuning: CpuTuning.FromCache(w => Assert.Fail(w)));
-        var k = Assert.IsType<SwLayerKernel>(after.Executor.KernelOf(node.Name));
+        var after = Driver.Compile(m, new CpuTarget(), new CompileOptions { Tuning = CpuTuning.FromCache(w => Assert.Fail(w)) });
+        var k = Assert.IsType<SwLayerKernel>(after.Cpu.KernelOf(node.Name));
         Assert.Equal("factorised", k.Lowering);
         Assert.Equal(CodegenCpu.CpuCodegen.SwFactorised(spec).Source, k.Source.Source);
     }

@@ -1,3 +1,4 @@
+using ShiftWise.CodegenCpu;
 using ShiftWise.CodegenCuda;
 using ShiftWise.Frontend.Zoo;
 using ShiftWise.IR;
@@ -51,7 +52,7 @@ public sealed class CudaTunerPlumbingTests
         return (ctx.Graph, new Dictionary<string, Tensor>(ctx.Weights));
     }
 
-    private static SwLayerSpec Spec(Graph g, Node n) => KernelLowering.Sw(n, g.ValueTypes()[n.Inputs[0]].Shape);
+    private static SwLayerSpec Spec(Graph g, Node n) => SwLayerSpec.Of(n, g.ValueTypes()[n.Inputs[0]].Shape);
 
     /// <summary>Layer A on two inputs (one spec, two nodes) and layer B on a third: two specs to tune.</summary>
     private static (Graph G, Dictionary<string, Tensor> W) TwoSpecs()
@@ -177,8 +178,8 @@ public sealed class CudaTunerPlumbingTests
     {
         var (g, _) = TwoSpecs();
         var shares = new List<double>();
-        TuneEntry Entry(SwLayerSpec spec, TuneKey key) => new(key, spec.Spec.Name, spec.Spec.Defaults, 1,
-            spec.Spec.Defaults, 1, [spec.Spec.Defaults], [new TuneTime(spec.Spec.Defaults, 1)]);
+        TuneEntry Entry(SwLayerSpec spec, TuneKey key) => new(key, spec.Name, SwCpuTunables.Defaults(spec), 1,
+            SwCpuTunables.Defaults(spec), 1, [SwCpuTunables.Defaults(spec)], [new TuneTime(SwCpuTunables.Defaults(spec), 1)]);
         TuneKey KeyOf(SwLayerSpec s) => new(s.Hash, "d", "c", "r", "n", "g");
         // a fast first kernel: the second gets (almost) all of the budget, not half of it; 1e4 s of slack is
         // far beyond anything this loop could take

@@ -86,8 +86,8 @@ public sealed class InjectionTests
         var et = eg.ValueTypes();
         for (int k = 0; k < pn.Length; k++)
         {
-            var a = KernelLowering.Sw(pn[k], pt[pn[k].Inputs[0]].Shape);
-            var b = KernelLowering.Sw(en[k], et[en[k].Inputs[0]].Shape);
+            var a = SwLayerSpec.Of(pn[k], pt[pn[k].Inputs[0]].Shape);
+            var b = SwLayerSpec.Of(en[k], et[en[k].Inputs[0]].Shape);
             Assert.Equal(CpuCodegen.SwCross(a).Source, CpuCodegen.SwCross(b).Source);
             Assert.Equal(CpuCodegen.SwFactorised(a).Source, CpuCodegen.SwFactorised(b).Source);
         }

@@ -15,7 +15,7 @@ public sealed class SwCudaCandidatesTests
     private static SwLayerSpec Spec(Graph g)
     {
         var n = g.Nodes.First(n => n.Op is FusedShiftWise);
-        return KernelLowering.Sw(n, g.ValueTypes()[n.Inputs[0]].Shape);
+        return SwLayerSpec.Of(n, g.ValueTypes()[n.Inputs[0]].Shape);
     }
 
     [Theory]

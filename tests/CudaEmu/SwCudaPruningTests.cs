@@ -57,7 +57,7 @@ public sealed class SwCudaPruningTests
             var ctx = new PassContext(m.Graph, WeightInit.Draw(m, InitScheme.Lively, 1));
             new PassManager(Pipelines.Get("inference")).Run(ctx);
             var node = ctx.Graph.Nodes.Single(n => n.Op is FusedShiftWise);
-            return Cache[name] = KernelLowering.Sw(node, ctx.Graph.ValueTypes()[node.Inputs[0]].Shape);
+            return Cache[name] = SwLayerSpec.Of(node, ctx.Graph.ValueTypes()[node.Inputs[0]].Shape);
         }
     }
 

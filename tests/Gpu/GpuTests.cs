@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using ShiftWise.Runtime.Compile;
 using ShiftWise.CodegenCuda;
 using ShiftWise.Frontend;
 using ShiftWise.Frontend.Zoo;
@@ -155,7 +156,7 @@ public sealed class GpuTests
             Depths = depths.Split(',').Select(int.Parse).ToArray(),
             Init = init == "original" ? InitScheme.Original : InitScheme.Lively,
         }, withWeights: true);
-        using var gm = CudaModel.Compile(m, new CudaRunOptions { Graphs = graphs });
+        using var gm = Driver.Compile(m, new CudaTarget(new CudaRunOptions { Graphs = graphs }));
         var x = Random(m.Graph.Inputs[0].Type, 7);
         var want = ReferenceExecutor.Run(m.Graph, m.Weights, new Dictionary<string, Tensor> { [m.Graph.Inputs[0].Name] = x })[m.Graph.Outputs[0]];
         Tensor got = gm.Run(x);
@@ -175,8 +176,8 @@ public sealed class GpuTests
         {
             Depths = [1, 1, 1, 1], Dims = [16, 32, 48, 64], KernelSize = [13, 11, 7, 5, 3], ImageSize = 64, NumClasses = 10, Batch = 2,
         }, withWeights: true);
-        using var eager = CudaModel.Compile(m);
-        using var graph = CudaModel.Compile(m, new CudaRunOptions { Graphs = true });
+        using var eager = Driver.Compile(m, new CudaTarget());
+        using var graph = Driver.Compile(m, new CudaTarget(new CudaRunOptions { Graphs = true }));
         var a = Random(m.Graph.Inputs[0].Type, 1);
         var b = Random(m.Graph.Inputs[0].Type, 2);
         var ya = Enumerable.Range(0, 4).Select(_ => graph.Run(a)).Last();
@@ -197,7 +198,7 @@ public sealed class GpuTests
         {
             Depths = [1, 1, 1, 1], Dims = [8, 16, 16, 32], KernelSize = [7, 5, 5, 3, 3], ImageSize = 24, NumClasses = 5, Batch = 1,
         }, withWeights: true);
-        using var gm = CudaModel.Compile(m);
+        using var gm = Driver.Compile(m, new CudaTarget());
         var huge = Tensor.F32(m.Graph.Inputs[0].Type.Shape, Enumerable.Repeat(3e38f, (int)m.Graph.Inputs[0].Type.Shape.Elements).ToArray());
         gm.Run(huge);  // without the check: runs to the end
         gm.Executor.CheckFinite = true;
@@ -249,6 +250,6 @@ public sealed class NoGpuTests
         var e = Assert.Throws<IrException>(() => CudaDevice.Info);
         Assert.Equal(reason, e.Message);
         var m = ModelSource.Load("sw-layer", new ModelArgs { Channels = 8, Height = 9, Width = 9, Big = 7 }, withWeights: true);
-        Assert.Equal(reason, Assert.Throws<IrException>(() => CudaModel.Compile(m)).Message);
+        Assert.Equal(reason, Assert.Throws<IrException>(() => Driver.Compile(m, new CudaTarget())).Message);
     }
 }

@@ -1,3 +1,5 @@
+using ShiftWise.Runtime.Cpu;
+using ShiftWise.Runtime.Compile;
 using ShiftWise.Frontend;
 using ShiftWise.Frontend.Zoo;
 using ShiftWise.IR;
@@ -32,7 +34,7 @@ public sealed class CpuExecutorTests
             Depths = [1, 1, 2, 1], Dims = [16, 32, 48, 64], KernelSize = [13, 11, 7, 5, 3], ImageSize = 40, NumClasses = 10,
             Batch = batch, Seed = 4,
         }, withWeights: true);
-        var cm = CompiledModel.ForCpu(m, pipeline);
+        var cm = Driver.Compile(m, new CpuTarget(), new CompileOptions { Pipeline = pipeline });
         var x = Input(m.Graph.Inputs[0].Type, 1);
         var y = cm.Run(x).ToDoubles();
         var r = ReferenceExecutor.Run(m.Graph, m.Weights, new Dictionary<string, Tensor> { ["x"] = x })[m.Graph.Outputs[0]].ToDoubles();
@@ -53,7 +55,7 @@ public sealed class CpuExecutorTests
             ? Tensor.FromDoubles(kv.Value.Type, kv.Value.ToDoubles().Select(v => v / 10).ToArray())
             : kv.Value);
         m = m with { Weights = w };
-        var cm = CompiledModel.ForCpu(m);
+        var cm = Driver.Compile(m, new CpuTarget());
         Assert.Equal(27, cm.Graph.Nodes.Count(n => n.Op is FusedShiftWise));
         var x = Input(m.Graph.Inputs[0].Type, 3);
         var y = cm.Run(x).ToDoubles();

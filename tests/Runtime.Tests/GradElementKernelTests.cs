@@ -264,7 +264,7 @@ public sealed class GradElementKernelTests
             [ShiftWiseV2.Labels] = Labels(rng, 4, 5),
             [ShiftWiseV2.Step] = Step(7),
         };
-        var cpu = new Cpu.CpuExecutor(train.Graph, w, generated: false);
+        var cpu = new Cpu.CpuExecutor(Cpu.CpuLowering.Lower(train.Graph, w, generated: false));
         var got = cpu.Run(x);
         var want = ReferenceExecutor.Run(train.Graph, w, x);
         var grads = train.Gradients.Values.ToHashSet();

@@ -61,7 +61,7 @@ public sealed class ProcessReplayTests
         // the other SW lowering (factorised) at its defaults, for every SW layer
         var fact = CudaCodegen.Lower(g, new CudaOptions(Arch)
         {
-            Tunables = sw.ToDictionary(n => n.Name, n => FirstFactorised(KernelLowering.Sw(n, types[n.Inputs[0]].Shape)),
+            Tunables = sw.ToDictionary(n => n.Name, n => FirstFactorised(SwLayerSpec.Of(n, types[n.Inputs[0]].Shape)),
                 StringComparer.Ordinal),
         });
         foreach (var k in fact.Kernels.Where(k => plan.Kernels.All(p => p.FileName != k.FileName)))
@@ -69,10 +69,10 @@ public sealed class ProcessReplayTests
             yield return ($"{model}/cuda-factorised/{k.FileName}", Utf8(k.Source));
         }
 
-        foreach (var spec in sw.Select(n => KernelLowering.Sw(n, types[n.Inputs[0]].Shape)).DistinctBy(s => s.Spec.Name))
+        foreach (var spec in sw.Select(n => SwLayerSpec.Of(n, types[n.Inputs[0]].Shape)).DistinctBy(s => s.Name))
         {
-            yield return ($"{model}/cpu/{spec.Spec.Name}_cross.cs", Utf8(CpuCodegen.SwCross(spec).Source));
-            yield return ($"{model}/cpu/{spec.Spec.Name}_factorised.cs", Utf8(CpuCodegen.SwFactorised(spec).Source));
+            yield return ($"{model}/cpu/{spec.Name}_cross.cs", Utf8(CpuCodegen.SwCross(spec).Source));
+            yield return ($"{model}/cpu/{spec.Name}_factorised.cs", Utf8(CpuCodegen.SwFactorised(spec).Source));
         }
 
         var weights = g.Params.ToDictionary(p => p.Name, p => ctx.Weights[p.Name], StringComparer.Ordinal);

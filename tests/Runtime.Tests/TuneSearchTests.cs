@@ -1,3 +1,5 @@
+using ShiftWise.Runtime.Cpu;
+using ShiftWise.Runtime.Compile;
 using ShiftWise.IR;
 using ShiftWise.Runtime.Tune;
 using Xunit;
@@ -175,7 +177,7 @@ public sealed class TuneSearchTests
     {
         var m = Frontend.ModelSource.Load("sw-layer", new Frontend.ModelArgs { Channels = 8, Height = 10, Width = 10, Big = 7 },
             withWeights: true);
-        var cm = CompiledModel.ForCpu(m, tuning: CpuTuning.Off);
+        var cm = Driver.Compile(m, new CpuTarget(), new CompileOptions { Tuning = CpuTuning.Off });
         var node = cm.Graph.Nodes.First(n => n.Op is IR.Ops.FusedShiftWise);
         var (g, w) = CudaTuner.Copies(node, cm.Graph.ValueTypes(), cm.Weights, 3);
         Assert.Equal(3, g.Nodes.Count);

@@ -1,3 +1,5 @@
+using ShiftWise.Runtime.Cpu;
+using ShiftWise.Runtime.Compile;
 using ShiftWise.CodegenCpu;
 using ShiftWise.Frontend;
 using ShiftWise.IR;
@@ -127,7 +129,7 @@ public sealed class TuningTests
     {
         var m = ModelSource.Load("sw-layer", new ModelArgs { Channels = 16, Height = 12, Width = 12, Big = 7, Batch = 4, Seed = 3 },
             withWeights: true);
-        var cm = CompiledModel.ForCpu(m, tuning: CpuTuning.Off);
+        var cm = Driver.Compile(m, new CpuTarget(), new CompileOptions { Tuning = CpuTuning.Off });
         return (cm.Graph, cm.Weights);
     }
 
@@ -137,12 +139,12 @@ public sealed class TuningTests
         var (g, _) = SmallLayer();
         var types = g.ValueTypes();
         var n = g.Nodes.First(n => n.Op is FusedShiftWise);
-        var spec = KernelLowering.Sw(n, types[n.Inputs[0]].Shape);
-        var cands = CpuTuner.Candidates(spec);
-        Assert.Equal(CpuTuner.Text(spec.Spec.Defaults), CpuTuner.Text(cands[0]));
+        var spec = SwLayerSpec.Of(n, types[n.Inputs[0]].Shape);
+        var cands = SwCpuTunables.Candidates(spec);
+        Assert.Equal(ISwTunables.Text(SwCpuTunables.Defaults(spec)), ISwTunables.Text(cands[0]));
         Assert.Contains(cands, c => c["lowering"] == 1);
         Assert.All(cands.Where(c => c["lowering"] == 0), c => Assert.True(c["row_block"] * c["col_vectors"] <= 12));
-        Assert.Equal(cands.Count, cands.Select(CpuTuner.Text).Distinct().Count());
+        Assert.Equal(cands.Count, cands.Select(ISwTunables.Text).Distinct().Count());
         // width 12: two vectors per row at most
         Assert.All(cands, c => Assert.InRange(c["col_vectors"], 1, 2));
     }
@@ -172,9 +174,9 @@ public sealed class TuningTests
 
         // an executor bound with the cache gets the tuned configuration, and the outputs match the defaults' closely
         var tuning = CpuTuning.From(TuningCache.Load(cache.File));
-        var tuned = new Cpu.CpuExecutor(g, w, tuned: tuning.For);
+        var tuned = new Cpu.CpuExecutor(Cpu.CpuLowering.Lower(g, w, tuned: tuning.For));
         Assert.Contains("1 of 1 SW kernels tuned", tuning.Summary);
-        var plain = new Cpu.CpuExecutor(g, w);
+        var plain = new Cpu.CpuExecutor(Cpu.CpuLowering.Lower(g, w));
         var x = new Dictionary<string, Tensor> { [g.Inputs[0].Name] = KernelHarness.Rand(new Random(5), g.Inputs[0].Type.Shape) };
         var a = tuned.Run(x)[g.Outputs[0]].ToDoubles();
         var b = plain.Run(x)[g.Outputs[0]].ToDoubles();
@@ -183,7 +185,7 @@ public sealed class TuningTests
     }
 
     /// <summary>
-    /// Binds the small layer through <see cref="CompiledModel.ForCpu"/> (as swc run and bench do) with a cache that
+    /// Binds the small layer through <see cref="Driver.Compile"/> (as swc run and bench do) with a cache that
     /// holds <paramref name="best"/> under <paramref name="key"/> (nothing when null); the SW node's kernel and spec.
     /// </summary>
     private static (Cpu.SwLayerKernel Kernel, SwLayerSpec Spec) BindWith(Func<SwLayerSpec, TuneKey>? key,
@@ -191,30 +193,33 @@ public sealed class TuningTests
     {
         var args = new ModelArgs { Channels = 16, Height = 12, Width = 12, Big = 7, Batch = 4, Seed = 3 };
         var m = ModelSource.Load("sw-layer", args, withWeights: true);
-        var plain = CompiledModel.ForCpu(m, tuning: CpuTuning.Off);
+        var plain = Driver.Compile(m, new CpuTarget(), new CompileOptions { Tuning = CpuTuning.Off });
         var node = plain.Graph.Nodes.Single(n => n.Op is FusedShiftWise);
-        var spec = KernelLowering.Sw(node, plain.Graph.ValueTypes()[node.Inputs[0]].Shape);
+        var spec = SwLayerSpec.Of(node, plain.Graph.ValueTypes()[node.Inputs[0]].Shape);
         var cache = TuningCache.Load(TempFile());
         if (key is not null && best is not null)
         {
-            var def = spec.Spec.Defaults;
-            cache.Put(new TuneEntry(key(spec), spec.Spec.Name, best, 1.0, def, 2.0, [def, best],
+            var def = SwCpuTunables.Defaults(spec);
+            cache.Put(new TuneEntry(key(spec), spec.Name, best, 1.0, def, 2.0, [def, best],
                 [new TuneTime(def, 2.0), new TuneTime(best, 1.0)]));
             cache.Save();
         }
-        var cm = CompiledModel.ForCpu(m, tuning: CpuTuning.From(TuningCache.Load(cache.File, w => Assert.Fail(w))));
-        return (Assert.IsType<Cpu.SwLayerKernel>(cm.Executor.KernelOf(node.Name)), spec);
+        var cm = Driver.Compile(m, new Cpu.CpuTarget(), new CompileOptions
+        {
+            Tuning = CpuTuning.From(TuningCache.Load(cache.File, w => Assert.Fail(w))),
+        });
+        return (Assert.IsType<Cpu.SwLayerKernel>(cm.Cpu.KernelOf(node.Name)), spec);
     }
 
     /// <summary>What a spec renders to: the default cross, a cross with another tile, the factorised form.</summary>
     private static (string Default, IReadOnlyDictionary<string, int> Tile, string Tiled, string Factorised) Sources(
         SwLayerSpec spec)
     {
-        var def = spec.Spec.Defaults;
+        var def = SwCpuTunables.Defaults(spec);
         // the cost model's pick for a 12x12 plane: the cross with 3 rows x 2 vectors; 1 x 1 is the other extreme
         Assert.Equal(0, def["lowering"]);
         var tile = new Dictionary<string, int>(def) { ["row_block"] = 1, ["col_vectors"] = 1 };
-        Assert.Contains(CpuTuner.Candidates(spec), c => CpuTuner.Text(c) == CpuTuner.Text(tile));
+        Assert.Contains(SwCpuTunables.Candidates(spec), c => ISwTunables.Text(c) == ISwTunables.Text(tile));
         var tiled = CpuCodegen.SwCross(spec, tile).Source;
         var dflt = CpuCodegen.SwCross(spec).Source;
         Assert.NotEqual(dflt, tiled);
@@ -234,10 +239,10 @@ public sealed class TuningTests
     {
         RequireGeneratedKernels();
         var (_, spec) = BindWith(null, null);
-        var best = new Dictionary<string, int>(spec.Spec.Defaults) { ["lowering"] = 1 };
+        var best = new Dictionary<string, int>(SwCpuTunables.Defaults(spec)) { ["lowering"] = 1 };
         var (k, _) = BindWith(CpuTuner.KeyFor, best);
         Assert.Equal("factorised", k.Lowering);
-        Assert.Equal(spec.Spec.Name + "_f", k.Label);
+        Assert.Equal(spec.Name + "_f", k.Label);
         Assert.Equal(Sources(spec).Factorised, k.Source.Source);
     }
 
@@ -249,7 +254,7 @@ public sealed class TuningTests
         var src = Sources(spec);
         var (k, _) = BindWith(CpuTuner.KeyFor, src.Tile);
         Assert.Equal("cross", k.Lowering);
-        Assert.Equal(spec.Spec.Name, k.Label);
+        Assert.Equal(spec.Name, k.Label);
         Assert.Equal(src.Tiled, k.Source.Source);
     }
 
@@ -262,7 +267,7 @@ public sealed class TuningTests
         Assert.Equal("cross", none.Lowering);
         Assert.Equal(src.Default, none.Source.Source);
         // an entry measured elsewhere (another code generator, another CPU) is not this machine's: defaults again
-        var factorised = new Dictionary<string, int>(spec.Spec.Defaults) { ["lowering"] = 1 };
+        var factorised = new Dictionary<string, int>(SwCpuTunables.Defaults(spec)) { ["lowering"] = 1 };
         var (other, _) = BindWith(s => CpuTuner.KeyFor(s) with { Codegen = "another build" }, factorised);
         Assert.Equal(src.Default, other.Source.Source);
         var (elsewhere, _) = BindWith(s => CpuTuner.KeyFor(s) with { Device = "another CPU" }, src.Tile);

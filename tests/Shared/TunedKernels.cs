@@ -15,7 +15,7 @@ internal static class TunedKernels
 {
     public static TuneEntry Entry(TuneKey key, SwLayerSpec spec, IReadOnlyDictionary<string, int> def,
         IReadOnlyDictionary<string, int> best) =>
-        new(key, spec.Spec.Name, best, 1.0, def, 2.0, [def, best], [new TuneTime(def, 2.0), new TuneTime(best, 1.0)]);
+        new(key, spec.Name, best, 1.0, def, 2.0, [def, best], [new TuneTime(def, 2.0), new TuneTime(best, 1.0)]);
 
     /// <summary>The files under OUT/kernels by name, and the optimised graph compile wrote.</summary>
     public static (Dictionary<string, string> Kernels, Graph Graph) Compiled(string dir)
@@ -41,7 +41,7 @@ internal static class TunedKernels
     {
         var types = g.ValueTypes();
         return g.Nodes.Where(n => n.Op is FusedShiftWise)
-            .Select(n => (n, KernelLowering.Sw(n, types[n.Inputs[0]].Shape))).ToArray();
+            .Select(n => (n, SwLayerSpec.Of(n, types[n.Inputs[0]].Shape))).ToArray();
     }
 
     /// <summary>

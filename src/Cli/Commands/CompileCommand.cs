@@ -17,7 +17,7 @@ public static class CompileCommand
         var weights = new Option<string?>("--weights") { Description = "A .pth or .safetensors checkpoint." };
         var pipeline = new Option<string>("--pipeline")
         {
-            Description = $"Pass pipeline: {string.Join(", ", Pipelines.Names)}.",
+            Description = $"Pass pipeline: {string.Join(", ", Driver.PipelineNames)}.",
             DefaultValueFactory = _ => "inference",
         };
         var outDir = new Option<string>("--out") { Description = "Output directory.", Required = true };

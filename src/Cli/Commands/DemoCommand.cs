@@ -3,8 +3,8 @@ using System.Diagnostics;
 using System.Globalization;
 using ShiftWise.Frontend;
 using ShiftWise.IR;
-using ShiftWise.IR.Reference;
 using ShiftWise.Runtime;
+using ShiftWise.Runtime.Compile;
 
 namespace ShiftWise.Cli.Commands;
 
@@ -27,10 +27,10 @@ public static class DemoCommand
             var o = ctx.Out;
             int size = ModelOptions.Int(r, image) ?? 224;
             var total = Stopwatch.StartNew();
-            var m = ModelSource.Load("sw-tiny", new ModelArgs { ImageSize = size, Seed = 0 }, withWeights: true);
+            var m = Driver.Load("sw-tiny", new ModelArgs { ImageSize = size, Seed = 0 });
             o.WriteLine($"1. model: {m.Description}: {m.Graph.Nodes.Count} nodes, input {m.Graph.Inputs[0].Type}");
-            var cm = CompiledModel.ForCpu(m, warn: ctx.Err.WriteLine,
-                tuning: Runtime.Tune.CpuTuning.FromCache(ctx.Err.WriteLine));
+            var cm = Driver.Compile(m, Driver.Target("cpu"), new CompileOptions { TuningCache = true },
+                ctx.Err.WriteLine);
             o.WriteLine($"2. pass pipeline 'inference' ({cm.PassTime.TotalSeconds:F1} s): {m.Graph.Nodes.Count} -> "
                 + $"{cm.Graph.Nodes.Count} nodes");
             foreach (var p in cm.Records)
@@ -42,20 +42,19 @@ public static class DemoCommand
                 + $"{cm.Graph.Nodes.Count(n => n.Op is IR.Ops.BatchNorm)}");
             o.WriteLine($"3. compiled for the CPU in {cm.BindTime.TotalSeconds:F1} s (generated SW kernels via Roslyn, "
                 + $"cached); {cm.Tuning!.Summary}");
-            var x = RunCommand.RandomInput(m.Graph.Inputs[0].Type, 1);
+            var x = ModelSource.RandomInput(m.Graph.Inputs[0].Type, 1);
             var y = cm.Run(x);
             o.WriteLine("4. one image:");
             RunCommand.PrintTop(o, y, 5);
             var sw = Stopwatch.StartNew();
-            var reference = ReferenceExecutor.Run(m.Graph, m.Weights,
-                new Dictionary<string, Tensor> { ["x"] = x })[m.Graph.Outputs[0]];
+            var reference = Driver.Compile(m, Driver.Target("reference")).Run(x);
             double err = IR.Analysis.Error.RelL2(y, reference);
             bool ok = err <= 1e-4;
             o.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"5. check against the reference executor ({sw.Elapsed.TotalSeconds:F1} s): relative L2 {err:E2} "
                 + $"(bound 1e-4 for float32 through 27 blocks) {(ok ? "OK" : "FAILED")}"));
             var fast = BenchResult.Measure(() => cm.Run(x), warmup: 1, minRuns: 7, minSeconds: 1.5);
-            var slow = CompiledModel.ForCpu(m, pipeline: "none", generated: false);
+            var slow = Driver.Compile(m, Driver.Target("cpu", generated: false), new CompileOptions { Pipeline = "none" });
             var baseline = BenchResult.Measure(() => slow.Run(x), warmup: 1, minRuns: 3, minSeconds: 1);
             o.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"6. speed on this CPU ({Environment.ProcessorCount} threads): compiled {1000 / fast.MedianMs:F1} "

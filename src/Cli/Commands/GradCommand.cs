@@ -5,8 +5,7 @@ using ShiftWise.Frontend;
 using ShiftWise.Frontend.IO;
 using ShiftWise.Frontend.Zoo;
 using ShiftWise.IR;
-using ShiftWise.IR.Reference;
-using ShiftWise.Runtime.Train;
+using ShiftWise.Runtime.Compile;
 
 namespace ShiftWise.Cli.Commands;
 
@@ -80,42 +79,11 @@ public static class GradCommand
                 InputShape = x.Shape,
                 Training = new TrainingForm(ls, DropPath: false),
             };
-            var m = ModelSource.Load(r.GetValue(model.Model)!, args, withWeights: true);
+            var m = Driver.Load(r.GetValue(model.Model)!, args);
             var lPath = r.GetValue(labels)!;
-            var y = ReadLabels(lPath, x.Shape[0], m.Graph.ValueTypes()[m.Graph.Outputs[1]].Shape[1]);
+            var y = ReadLabels(lPath, x.Shape[0], m.Graph.ValueTypes()[m.Training!.Logits].Shape[1]);
             var sw = Stopwatch.StartNew();
-            var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
-            double loss;
-            if (dev == "reference" && r.GetValue(checkFinite))
-            {
-                throw new IrException("option --check-finite: checks the float32 kernels of --device cpu; the "
-                    + "reference executor computes in float64");
-            }
-            if (dev == "reference")
-            {
-                ctx.Err.WriteLine($"differentiating {m.Description} on the reference executor ({m.Graph.Nodes.Count} "
-                    + $"nodes)...");
-                var inputs = new Dictionary<string, Tensor>
-                {
-                    ["x"] = x.Cast(DType.F32),
-                    [ShiftWiseV2.Labels] = Tensor.FromDoubles(TensorType.Of(DType.I64, y.Length),
-                        y.Select(v => (double)v).ToArray()),
-                };
-                var (grads, values) = ReferenceGradients.Run(m.Graph, m.Weights, inputs, ShiftWiseV2.Loss);
-                foreach (var p in m.Graph.Params.Where(p => !p.Buffer)) result[p.Name] = grads[p.Name];
-                loss = values[ShiftWiseV2.Loss].ToDoubles()[0];
-                result["loss"] = Tensor.FromDoubles(TensorType.Of(DType.F64), [loss]);
-            }
-            else
-            {
-                var t = new CpuTrainer(m.Graph, m.Weights, ctx.Err.WriteLine);
-                t.Executor.CheckFinite = r.GetValue(checkFinite);
-                var xf = x.ToDoubles().Select(v => (float)v).ToArray();
-                loss = t.Step(xf, y, 0);
-                var types = m.Graph.ValueTypes();
-                foreach (var (p, g) in t.Gradients) result[p] = Tensor.Wrap(types[p], (float[])g.Clone());
-                result["loss"] = Tensor.Wrap(TensorType.Of(DType.F32), new[] { (float)loss });
-            }
+            var (loss, result) = Driver.Grad(m, x, y, dev, r.GetValue(checkFinite), ctx.Err.WriteLine);
             SafeTensors.Write(r.GetValue(output)!, result);
             ctx.Out.WriteLine($"{m.Description}: batch {x.Shape[0]}, loss "
                 + $"{loss.ToString("G9", CultureInfo.InvariantCulture)}, "

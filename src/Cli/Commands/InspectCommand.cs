@@ -3,6 +3,7 @@ using System.Globalization;
 using ShiftWise.Frontend;
 using ShiftWise.IR;
 using ShiftWise.IR.Analysis;
+using ShiftWise.Runtime.Compile;
 
 namespace ShiftWise.Cli.Commands;
 
@@ -23,7 +24,7 @@ public static class InspectCommand
         cmd.Options.Add(weights);
         cmd.SetAction(r =>
         {
-            var m = ModelSource.Load(r.GetValue(model.Model)!, model.Read(r) with { Weights = r.GetValue(weights) },
+            var m = Driver.Load(r.GetValue(model.Model)!, model.Read(r) with { Weights = r.GetValue(weights) },
                 withWeights: false);
             Print(m.Graph, m.Description, ctx.Out);
             return ExitCodes.Ok;
@@ -34,7 +35,7 @@ public static class InspectCommand
     /// <summary>Writes the table.</summary>
     public static void Print(Graph g, string source, TextWriter o)
     {
-        var costs = Cost.Of(g);
+        var costs = Driver.Costs(g);
         var rows = new List<string[]> { new[] { "node", "op", "output", "params", "MACs", "adds" } };
         foreach (var c in costs)
         {

@@ -6,8 +6,7 @@ using ShiftWise.Frontend.IO;
 using ShiftWise.Frontend.Tables;
 using ShiftWise.Frontend.Zoo;
 using ShiftWise.IR;
-using ShiftWise.IR.Reference;
-using ShiftWise.Runtime;
+using ShiftWise.Runtime.Compile;
 
 namespace ShiftWise.Cli.Commands;
 
@@ -54,15 +53,13 @@ public static class RunCommand
         cmd.SetAction(r =>
         {
             var dev = r.GetValue(device)!;
-            if (dev is not ("reference" or "cpu" or "cuda"))
+            if (!Driver.TargetNames.Contains(dev))
             {
                 throw new IrException($"option --device: '{dev}' is not available; this build runs on: cpu, cuda, "
                     + $"reference");
             }
-            if (dev == "cuda" && !ShiftWise.Runtime.Cuda.CudaDevice.Available)
-            {
-                throw new IrException(ShiftWise.Runtime.Cuda.CudaDevice.MissingReason!);
-            }
+            var target = Driver.Target(dev, CudaRunOptionsOf(r));
+            target.Require();
             uint s = (uint)(ModelOptions.Int(r, seed) ?? 0);
             Tensor? x = r.GetValue(input) is { } path ? Npy.Read(path) : null;
             var args = model.Read(r) with
@@ -72,60 +69,32 @@ public static class RunCommand
                 Seed = s,
                 InputShape = x?.Shape,
             };
-            var m = ModelSource.Load(r.GetValue(model.Model)!, args, withWeights: true);
+            var m = Driver.Load(r.GetValue(model.Model)!, args);
             var decl = m.Graph.Inputs.Count == 1
                 ? m.Graph.Inputs[0]
                 : throw new IrException($"the model has {m.Graph.Inputs.Count} inputs; run takes models with one");
-            x ??= RandomInput(decl.Type, s);
+            x ??= ModelSource.RandomInput(decl.Type, s);
             if (!x.Shape.Equals(decl.Type.Shape))
             {
                 throw new IrException($"{r.GetValue(input)}: input shape {x.Shape} does not match the model's "
                     + $"{decl.Type.Shape}");
             }
-            Tensor y;
             var sw = Stopwatch.StartNew();
-            if (dev == "reference" && r.GetValue(checkFinite))
+            using var cm = Driver.Compile(m, target, new CompileOptions { TuningCache = true }, ctx.Err.WriteLine);
+            cm.Executor.CheckFinite = r.GetValue(checkFinite);
+            var compile = sw.Elapsed;
+            bool oracle = cm.Target.Name == "reference"; // compiles nothing: the run is the work
+            if (oracle)
             {
-                throw new IrException("option --check-finite: checks the float32 kernels of --device cpu or cuda; the "
-                    + "reference executor computes in float64");
+                ctx.Err.WriteLine($"running {m.Description} on the {dev} executor ({m.Graph.Nodes.Count} nodes)...");
             }
-            if (dev == "reference")
-            {
-                ctx.Err.WriteLine(
-                    $"running {m.Description} on the reference executor ({m.Graph.Nodes.Count} nodes)...");
-                y = ReferenceExecutor.Run(m.Graph, m.Weights,
-                    new Dictionary<string, Tensor> { [decl.Name] = x })[m.Graph.Outputs[0]];
-                ctx.Out.WriteLine($"{m.Description}: input {x.Type}, output {y.Type}, {sw.Elapsed.TotalSeconds:F2} s "
-                    + $"on reference");
-            }
-            else if (dev == "cuda")
-            {
-                using var gm = ShiftWise.Runtime.Cuda.CudaModel.Compile(m, CudaRunOptionsOf(r),
-                    log: ctx.Err.WriteLine, tuning: Runtime.Tune.CudaTuning.FromCache(ctx.Err.WriteLine));
-                var compile = sw.Elapsed;
-                sw.Restart();
-                gm.Executor.CheckFinite = r.GetValue(checkFinite);
-                y = gm.Run(x);
-                ctx.Out.WriteLine($"{m.Description}: input {x.Type}, output {y.Type}, compiled for "
-                    + $"{ShiftWise.Runtime.Cuda.CudaDevice.Info.Name} "
-                    + $"({ShiftWise.Runtime.Cuda.CudaDevice.Info.Arch}) in {compile.TotalSeconds:F2} s "
-                    + $"({gm.Plan.Kernels.Count} kernels, "
-                    + $"{gm.Plan.Steps.Count} steps), ran in {sw.Elapsed.TotalMilliseconds:F1} ms");
-                ctx.Out.WriteLine(gm.Tuning!.Summary);
-            }
-            else
-            {
-                var cm = CompiledModel.ForCpu(m, warn: ctx.Err.WriteLine,
-                    tuning: Runtime.Tune.CpuTuning.FromCache(ctx.Err.WriteLine));
-                var compile = sw.Elapsed;
-                sw.Restart();
-                cm.Executor.CheckFinite = r.GetValue(checkFinite);
-                y = cm.Run(x);
-                ctx.Out.WriteLine($"{m.Description}: input {x.Type}, output {y.Type}, compiled for cpu in "
-                    + $"{compile.TotalSeconds:F2} s ({cm.Graph.Nodes.Count} nodes), ran in "
-                    + $"{sw.Elapsed.TotalMilliseconds:F1} ms");
-                ctx.Out.WriteLine(cm.Tuning!.Summary);
-            }
+            sw.Restart();
+            var y = cm.Run(x);
+            ctx.Out.WriteLine(oracle
+                ? $"{m.Description}: input {x.Type}, output {y.Type}, {(compile + sw.Elapsed).TotalSeconds:F2} s on {dev}"
+                : $"{m.Description}: input {x.Type}, output {y.Type}, compiled for {cm.Target.Device} in "
+                    + $"{compile.TotalSeconds:F2} s ({cm.Plan.Summary}), ran in {sw.Elapsed.TotalMilliseconds:F1} ms");
+            if (cm.Tuning is { } t) ctx.Out.WriteLine(t.Summary);
             PrintTop(ctx.Out, y, 5);
             if (r.GetValue(output) is { } outPath)
             {
@@ -150,15 +119,6 @@ public static class RunCommand
         "original" => InitScheme.Original,
         _ => throw new IrException($"option --init: '{v}' is not lively or original"),
     };
-
-    /// <summary>N(0, 1) values from MT19937 seeded with <paramref name="seed"/>.</summary>
-    public static Tensor RandomInput(TensorType t, uint seed)
-    {
-        var rng = new Mt19937(seed ^ 0x5EED5EEDu);
-        var v = new double[t.Shape.Elements];
-        for (int i = 0; i < v.Length; i++) v[i] = WeightInit.Normal(rng);
-        return Tensor.FromDoubles(t, v);
-    }
 
     /// <summary>Prints the top-k classes of each row of a (N, K) output (the first 8 rows).</summary>
     public static void PrintTop(TextWriter o, Tensor y, int k)

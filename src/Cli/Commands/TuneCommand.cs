@@ -2,7 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using ShiftWise.Frontend;
 using ShiftWise.IR;
-using ShiftWise.Runtime;
+using ShiftWise.Runtime.Compile;
 using ShiftWise.Runtime.Tune;
 
 namespace ShiftWise.Cli.Commands;
@@ -43,21 +43,11 @@ public static class TuneCommand
             {
                 throw new IrException($"option --device: '{dev}' is not available; swc tune tunes: cpu, cuda");
             }
-            if (dev == "cuda" && !Runtime.Cuda.CudaDevice.Available)
-            {
-                throw new IrException(Runtime.Cuda.CudaDevice.MissingReason!);
-            }
+            var target = Driver.Target(dev);
+            target.Require();
             double seconds = ModelOptions.Dbl(r, budget) ?? 120;
             if (!(seconds > 0)) throw new IrException($"option --budget: {seconds} must be > 0");
-            var m = ModelSource.Load(r.GetValue(model.Model)!, model.Read(r) with { Weights = r.GetValue(weights) },
-                withWeights: true);
-            var (graph, folded) = Optimised(m);
-            var file = dev == "cuda" ? CudaTuner.CacheFile : CpuTuner.CacheFile;
-            var cache = TuningCache.Load(file, ctx.Err.WriteLine);
-            string where = dev == "cuda" ? $"{Runtime.Cuda.CudaDevice.Info.Name} ({Runtime.Cuda.CudaDevice.Info.Arch})"
-                : $"{CpuTuner.DeviceName} ({Environment.ProcessorCount} threads)";
-            ctx.Out.WriteLine($"{m.Description}: batch {m.Graph.Inputs[0].Type.Shape[0]}; tuning on {where}, budget "
-                + $"{seconds:F0} s; cache {cache.File}");
+            var m = Driver.Load(r.GetValue(model.Model)!, model.Read(r) with { Weights = r.GetValue(weights) });
             bool live = ReferenceEquals(ctx.Err, Console.Error) && !Console.IsErrorRedirected;
             string last = "";
             void Progress(TuneStatus s)
@@ -69,11 +59,10 @@ public static class TuneCommand
                 else if (s.Name != last) ctx.Err.WriteLine(line);
                 last = s.Name;
             }
-            var rows = dev == "cuda"
-                ? new CudaTuner(seconds, ctx.Err.WriteLine, Progress) { Force = r.GetValue(force) }.Tune(graph,
-                    folded, cache)
-                : new CpuTuner(seconds, ctx.Err.WriteLine, Progress) { Force = r.GetValue(force) }.Tune(graph,
-                    folded, cache);
+            var session = Driver.Tune(m, target, seconds, r.GetValue(force), ctx.Err.WriteLine, Progress);
+            ctx.Out.WriteLine($"{m.Description}: batch {m.Graph.Inputs[0].Type.Shape[0]}; tuning on {session.Where}, "
+                + $"budget {seconds:F0} s; cache {session.CacheFile}");
+            var rows = session.Run();
             if (live) ctx.Err.Write("\r\u001b[K");
             var table = new List<string[]> { new[] { "kernel", "nodes", "default ms", "tuned ms", "speed-up",
                 "measured", "configuration", "from" } };
@@ -81,23 +70,13 @@ public static class TuneCommand
             {
                 table.Add([t.Kernel, I(t.Nodes), F(t.DefaultMs), F(t.TunedMs), (t.DefaultMs / t.TunedMs)
                     .ToString("F2", CultureInfo.InvariantCulture) + "x",
-                    $"{t.Measured}/{t.Candidates}", CpuTuner.Text(t.Config), t.Source]);
+                    $"{t.Measured}/{t.Candidates}", t.ConfigText, t.Source]);
             }
             TextTable.Write(ctx.Out, table, rightAligned: [1, 2, 3, 4, 5], totalRow: false);
-            ctx.Out.WriteLine($"{rows.Count} kernels; cache written to {cache.File}");
+            ctx.Out.WriteLine($"{rows.Count} kernels; cache written to {session.CacheFile}");
             return ExitCodes.Ok;
         });
         return cmd;
-    }
-
-    /// <summary>
-    /// The inference pipeline's graph and folded weights: what both targets bind (the tuner binds one layer at a time).
-    /// </summary>
-    private static (Graph, IReadOnlyDictionary<string, Tensor>) Optimised(LoadedModel m)
-    {
-        var ctx = new Passes.PassContext(m.Graph, m.Weights);
-        new Passes.PassManager(Passes.Pipelines.Get("inference")).Run(ctx);
-        return (ctx.Graph, ctx.Weights);
     }
 
     private static string F(double v) => v.ToString(v >= 100 ? "F1" : v >= 1 ? "F3" : "G4",

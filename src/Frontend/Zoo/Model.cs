@@ -29,6 +29,9 @@ public sealed record ParamInfo(ParamRole Role, int FanIn = 1);
 /// <summary>A built model: the graph and what each of its parameters is.</summary>
 public sealed record Model(Graph Graph, IReadOnlyDictionary<string, ParamInfo> Params)
 {
+    /// <summary>What the graph's training values are, when it is a training form (null: an inference graph).</summary>
+    public TrainingRoles? Training { get; init; }
+
     /// <summary>Trainable parameters, not counting buffers.</summary>
     public long TrainableCount => Graph.Params.Where(p => !p.Buffer).Sum(p => p.Type.Shape.Elements);
 }

@@ -84,7 +84,7 @@ public static class ShiftWiseV2
         }
         var loss = m.B.Apply1(new CrossEntropy(training!.LabelSmoothing), Loss, logits, labels.Value);
         m.B.Output([loss, logits, .. m.RunningUpdates]);
-        return m.Build();
+        return m.Build() with { Training = new TrainingRoles(loss.Name, logits.Name, "x", Labels, m.StepInput?.Name) };
     }
 
     /// <summary>

@@ -8,9 +8,6 @@ namespace ShiftWise.IR.Analysis;
 /// </summary>
 public sealed record NodeCost(Node Node, long Params, long Macs, long Adds, long Flops, long Bytes);
 
-/// <summary>A way to compute an SW layer, with its estimated arithmetic and memory traffic.</summary>
-public sealed record SwLowering(string Name, long Flops, long Bytes);
-
 /// <summary>
 /// Counts parameters and arithmetic per node. A trainable parameter is counted at the first node that reads it.
 /// MACs are those of convolutions and linear layers (the convention of the original's FLOP tables);
@@ -18,8 +15,13 @@ public sealed record SwLowering(string Name, long Flops, long Bytes);
 /// </summary>
 public static class Cost
 {
-    /// <summary>Costs of every node in order.</summary>
-    public static IReadOnlyList<NodeCost> Of(Graph g)
+    /// <summary>
+    /// Costs of every node in order. The FLOPs and bytes of the SW layer ops (<see cref="SwCross"/>,
+    /// <see cref="FusedShiftWise"/>) depend on how a target lowers them, which the IR does not know:
+    /// <paramref name="lowered"/> gives them (Passes.Lowering.SwLoweringCost.Cheapest); without it they count 0 FLOPs
+    /// and their inputs and outputs once.
+    /// </summary>
+    public static IReadOnlyList<NodeCost> Of(Graph g, Func<Op, Shape, (long Flops, long Bytes)>? lowered = null)
     {
         var types = g.ValueTypes();
         var pars = g.Params.Where(p => !p.Buffer)
@@ -49,7 +51,7 @@ public static class Cost
                 Gemm gm => 2 * outShape.Elements * ins[1][1] + (gm.Act == GemmAct.None ? 0 : 8 * elems)
                     + (gm.HasGrn ? 4 * elems : 0) + (gm.HasResidual ? elems : 0),
                 ShiftAdd => adds,
-                SwCross or FusedShiftWise => SwLowerings(n.Op, ins[0]).Min(l => l.Flops),
+                SwCross or FusedShiftWise => lowered?.Invoke(n.Op, ins[0]).Flops ?? 0,
                 BatchNorm or ScaleBias => 2 * elems,
                 LayerNorm or Grn or Softmax => 5 * elems,
                 Unary { Kind: UnaryKind.Gelu } => 8 * elems,
@@ -57,43 +59,13 @@ public static class Cost
                 _ => 0,
             };
             long bytes = n.Inputs.Sum(i => Bytes(types[i])) + n.Types.Sum(Bytes);
-            if (n.Op is SwCross or FusedShiftWise) bytes = SwLowerings(n.Op, ins[0]).Min(l => l.Bytes);
+            if (n.Op is SwCross or FusedShiftWise && lowered is not null) bytes = lowered(n.Op, ins[0]).Bytes;
             list.Add(new NodeCost(n, p, macs, adds, flops, bytes));
         }
         return list;
     }
 
     private static long Bytes(TensorType t) => t.Shape.Elements * t.DType.Size();
-
-    /// <summary>
-    /// The two lowerings of an SW layer (<see cref="SwCross"/> or <see cref="FusedShiftWise"/>) on input shape
-    /// <paramref name="x"/>: the collapsed cross (a dense 2·n·k² − k² tap depthwise conv per rep channel) and the
-    /// factorised form (the kept k×k sub-kernels on the (H+2e)×(W+2e) map, then the shifted sums). Bytes assume the
-    /// factorised intermediate stays on chip, as the fused kernels keep it.
-    /// </summary>
-    public static IReadOnlyList<SwLowering> SwLowerings(Op op, Shape x)
-    {
-        var (s, subs, ghost) = op switch
-        {
-            SwCross c => (c.Shift, c.Subs.Count, 0),
-            FusedShiftWise f => (f.Shift, f.Subs.Count, f.Ghost.Count),
-            _ => throw new ArgumentException("not an SW layer op", nameof(op)),
-        };
-        long nb = x[0], h = x[2], w = x[3], r = s.Rep, k = s.Small, e = s.Extra;
-        long taps = 2 * s.N * k * k - k * k;
-        long outs = nb * (r + ghost) * h * w;
-        long io = 4 * (nb * x[1] * h * w + outs);
-        long cross = 2 * nb * r * h * w * taps + 2 * nb * ghost * h * w;
-        // every kept sub-kernel is placed 2·N_rep times (clipped at borders: an upper bound here) plus identity picks
-        long placements = 2L * subs * s.NRep * h * w + r * s.NRep * h * w;
-        long factorised = 2 * nb * subs * (h + 2 * e) * (w + 2 * e) * k * k + nb * placements + 5 * nb * r * h * w
-            + 2 * nb * ghost * h * w;
-        return
-        [
-            new SwLowering("cross", cross, io + 4 * r * taps),
-            new SwLowering("factorised", factorised, io + 4 * subs * k * k),
-        ];
-    }
 
     /// <summary>Trainable parameters declared by the graph (buffers excluded).</summary>
     public static long TotalParams(Graph g) => g.Params.Where(p => !p.Buffer).Sum(p => p.Type.Shape.Elements);

@@ -6,25 +6,34 @@ using ShiftWise.IR.Ops;
 
 namespace ShiftWise.Passes.Lowering;
 
-/// <summary>A tunable parameter of a kernel: its legal values and the default the cost model picks.</summary>
-public sealed record Tunable(string Name, IReadOnlyList<int> Values, int Default);
-
 /// <summary>
-/// One specialised kernel: its name (unique per specialisation) and its tunables with their legal ranges. Shared by
-/// the CPU and CUDA targets, which render the same specs.
+/// The specialised SW layer: a <see cref="FusedShiftWise"/> node on a known input shape, the one kernel with tunables.
+/// It is target-free: each target's tunables, defaults and search space are in its own
+/// <see cref="ISwTunables"/> (CodegenCpu's SwCpuTunables, CodegenCuda's SwCudaTunables).
 /// </summary>
-public sealed record KernelSpec(string Name, IReadOnlyList<Tunable> Tunables)
+/// <param name="Name">Unique per specialisation: the shape, band, channels and a hash of the attributes.</param>
+/// <param name="Op">The fused op.</param>
+/// <param name="Input">The input shape (N, C, H, W).</param>
+public sealed record SwLayerSpec(string Name, FusedShiftWise Op, Shape Input)
 {
-    /// <summary>The default value of every tunable.</summary>
-    public IReadOnlyDictionary<string, int> Defaults => Tunables.ToDictionary(t => t.Name, t => t.Default);
-}
+    /// <summary>The spec of a fused_shiftwise node on input shape <paramref name="x"/>.</summary>
+    public static SwLayerSpec Of(Node n, Shape x)
+    {
+        var op = (FusedShiftWise)n.Op;
+        var s = op.Shift;
+        var name = string.Create(CultureInfo.InvariantCulture,
+            $"sw_fused_b{s.Big}k{s.Small}g{s.NRep}_c{x[1]}_h{x[2]}w{x[3]}_{Sha(SpecText(op, x))[..8]}");
+        return new SwLayerSpec(name, op, x);
+    }
 
-/// <summary>
-/// The specialised SW layer: a <see cref="FusedShiftWise"/> node on a known input shape (the target chooses the
-/// lowering; the tuner measures).
-/// </summary>
-public sealed record SwLayerSpec(KernelSpec Spec, FusedShiftWise Op, Shape Input)
-{
+    /// <summary>The specs of every fused_shiftwise node of a graph, by node name, each computed once.</summary>
+    public static IReadOnlyDictionary<string, SwLayerSpec> AllOf(Graph g)
+    {
+        var types = g.ValueTypes();
+        return g.Nodes.Where(n => n.Op is FusedShiftWise)
+            .ToDictionary(n => n.Name, n => Of(n, types[n.Inputs[0]].Shape), StringComparer.Ordinal);
+    }
+
     /// <summary>R, rep channels.</summary>
     public int Rep => Op.Rep.Count;
 
@@ -32,7 +41,7 @@ public sealed record SwLayerSpec(KernelSpec Spec, FusedShiftWise Op, Shape Input
     /// SHA-256 (hex) over everything that specialises the kernel: the op's attributes (shift tables, kept channels)
     /// and the input shape; it keys the tuning cache.
     /// </summary>
-    public string Hash => KernelLowering.SpecHash(Op, Input);
+    public string Hash => Sha("fused_shiftwise\n" + SpecText(Op, Input));
 
     /// <summary>Width of the band: n·k.</summary>
     public int BandWidth => Op.Shift.N * Op.Shift.Small;
@@ -63,44 +72,6 @@ public sealed record SwLayerSpec(KernelSpec Spec, FusedShiftWise Op, Shape Input
         return Op.Subs.SelectMany(t => Enumerable.Range(0, s.NRep)
             .Select(g => vertical ? s.ShiftV(t, g) : s.ShiftH(t, g))).ToArray();
     }
-}
-
-/// <summary>The spec of an SW layer (the one kernel with tunables) and the hash that keys its tuning.</summary>
-public static class KernelLowering
-{
-    /// <summary>
-    /// The SW layer spec. Tunables (CPU): lowering (0 cross, 1 factorised), rows and 8-wide column vectors per
-    /// register tile (at most 12 accumulators: AVX2 has 16 vector registers), threads.
-    /// </summary>
-    public static SwLayerSpec Sw(Node n, Shape x)
-    {
-        var op = (FusedShiftWise)n.Op;
-        var s = op.Shift;
-        int vc = (x[3] + 7) / 8;
-        var cvs = Enumerable.Range(1, Math.Min(vc, 8)).ToArray();
-        var rbs = new[] { 1, 2, 3, 4 };
-        // default (cost model): up to 4 vectors by 2 rows (3 rows for narrower tiles). Each loaded input vector then
-        // feeds about two FMAs (1 per load with a single row, which leaves the loads as the bottleneck), and the 8-9
-        // accumulators plus the loaded vectors and a broadcast fit AVX2's 16 registers without spilling
-        int cv = Math.Min(4, vc);
-        int rb = Math.Min(cv >= 4 ? 2 : 3, Math.Max(1, x[2]));
-        int lowering = 0; // the cross: dense FMAs beat the gather's loads on CPUs (PERFORMANCE.md); tuning may flip it
-        var name = string.Create(CultureInfo.InvariantCulture,
-            $"sw_fused_b{s.Big}k{s.Small}g{s.NRep}_c{x[1]}_h{x[2]}w{x[3]}_{Hash8(op, x)}");
-        var spec = new KernelSpec(name,
-        [
-            new Tunable("lowering", [0, 1], lowering),
-            new Tunable("row_block", rbs, rb),
-            new Tunable("col_vectors", cvs, cv),
-        ]);
-        return new SwLayerSpec(spec, op, x);
-    }
-
-    /// <summary>First 8 hex digits of SHA-256 over everything that specialises the kernel.</summary>
-    private static string Hash8(FusedShiftWise op, Shape x) => Sha(SpecText(op, x))[..8];
-
-    /// <summary>SHA-256 (hex) over the kind, the input shape and the attributes of an SW layer.</summary>
-    public static string SpecHash(FusedShiftWise op, Shape x) => Sha("fused_shiftwise\n" + SpecText(op, x));
 
     private static string SpecText(FusedShiftWise op, Shape x)
     {
@@ -110,4 +81,24 @@ public static class KernelLowering
     }
 
     private static string Sha(string text) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)));
+}
+
+/// <summary>
+/// One target's tunables of an SW layer kernel: their legal values, the defaults its cost model picks, and the search
+/// space the tuner measures. "lowering" is common to all (0 the collapsed cross, 1 the factorised form).
+/// </summary>
+public interface ISwTunables
+{
+    /// <summary>The legal values of every tunable of <paramref name="spec"/>.</summary>
+    IReadOnlyDictionary<string, int[]> ValuesOf(SwLayerSpec spec);
+
+    /// <summary>The defaults for <paramref name="spec"/> (every value legal).</summary>
+    IReadOnlyDictionary<string, int> DefaultsOf(SwLayerSpec spec);
+
+    /// <summary>The configurations the tuner measures, the default first, pruned before anything is compiled.</summary>
+    List<IReadOnlyDictionary<string, int>> SearchSpace(SwLayerSpec spec);
+
+    /// <summary>A configuration as "k=v, ..." in name order.</summary>
+    static string Text(IReadOnlyDictionary<string, int> c) =>
+        string.Join(", ", c.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key}={kv.Value}"));
 }

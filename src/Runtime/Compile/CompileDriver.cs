@@ -60,11 +60,11 @@ public static class CompileDriver
             throw new IrException($"unknown target '{req.Target}' (graph or cuda)");
         }
         var sw = Stopwatch.StartNew();
-        var src = ModelSource.Load(req.Model, req.Args, withWeights: true);
-        var passes = Pipelines.Get(req.Pipeline);
+        var src = Driver.Load(req.Model, req.Args);
         var dumpDir = Path.Combine(req.OutDir, "ir");
-        var ctx = new PassContext(src.Graph, src.Weights);
-        var records = new PassManager(passes, req.Passes with { DumpDir = dumpDir }).Run(ctx, progress);
+        var ctx = Driver.Optimize(src.Graph, src.Weights, req.Pipeline, req.Passes with { DumpDir = dumpDir },
+            progress);
+        var records = ctx.Records;
         var plan = MemoryPlan.Of(ctx.Graph);
         var weights = ctx.Graph.Params.ToDictionary(p => p.Name, p => ctx.Weights[p.Name], StringComparer.Ordinal);
         var g = ctx.Graph with { WeightsFile = "weights.safetensors" };
@@ -120,17 +120,11 @@ public static class CompileDriver
         }
         var sw = Stopwatch.StartNew();
         // the tuning cache is per device: tuned configurations apply when GPU 0 is the arch compiled for
-        string summary = "tuning: cost-model defaults (no GPU of this arch here to key the tuning cache by)";
-        var options = new CudaOptions(arch);
-        tuning ??= ShiftWise.Runtime.Cuda.CudaDevice.Available && ShiftWise.Runtime.Cuda.CudaDevice.Info.Arch == arch
-            ? Tune.CudaTuning.FromCache(log)
-            : null;
-        if (tuning is not null)
-        {
-            options = options with { Tunables = tuning.Tunables(g) };
-            summary = tuning.Summary;
-        }
-        var plan = CudaCodegen.Lower(g, options);
+        tuning ??= CudaDevice.Available && CudaDevice.Info.Arch == arch ? Tune.CudaTuning.FromCache(log) : null;
+        var plan = ((CudaTargetPlan)new CudaTarget(Arch: arch).Lower(g, new Dictionary<string, Tensor>(), tuning))
+            .Plan;
+        var summary = tuning?.Summary
+            ?? "tuning: cost-model defaults (no GPU of this arch here to key the tuning cache by)";
         var ptxArch = "compute_" + arch[3..];
         if (!NvrtcCompiler.Available)
         {

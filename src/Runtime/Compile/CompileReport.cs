@@ -16,8 +16,8 @@ public static class CompileReport
     {
         var before = r.Source.Graph;
         var after = r.Optimized;
-        var cb = Cost.Of(before);
-        var ca = Cost.Of(after);
+        var cb = Driver.Costs(before);
+        var ca = Driver.Costs(after);
         var sb = new StringBuilder();
         sb.Append("# swc compile report\n\n");
         sb.Append($"- model: {r.Source.Description}\n");
@@ -59,7 +59,7 @@ public static class CompileReport
             {
                 var (s, subs) = n.Op is FusedShiftWise f ? (f.Shift, f.Subs.Count)
                     : (((SwCross)n.Op).Shift, ((SwCross)n.Op).Subs.Count);
-                var l = Cost.SwLowerings(n.Op, types[n.Inputs[0]].Shape);
+                var l = Passes.Lowering.SwLoweringCost.Of(n.Op, types[n.Inputs[0]].Shape);
                 sb.Append($"| {n.Name} | {types[n.Inputs[0]]} | {s.Big}/{s.Small}/{s.N}/{s.NRep} | {subs} of "
                     + $"{s.Rep * s.N} "
                     + $"| {N(l[0].Flops)} | {N(l[1].Flops)} | {N(l[0].Bytes)} | {N(l[1].Bytes)} |\n");

@@ -44,9 +44,8 @@ public static class EmitDriver
         var sw = Stopwatch.StartNew();
         var outDir = Path.GetFullPath(req.OutDir);
         CheckReplaceable(outDir);
-        var src = ModelSource.Load(req.Model, req.Args, withWeights: true);
-        var ctx = new PassContext(src.Graph, src.Weights);
-        new PassManager(Pipelines.Get("inference")).Run(ctx);
+        var src = Driver.Load(req.Model, req.Args);
+        var ctx = Driver.Optimize(src.Graph, src.Weights, "inference");
         var arch = req.Arch ?? (CudaDevice.Available ? CudaDevice.Info.Arch : "sm_90");
         var cuda = CompileDriver.Cuda(ctx.Graph, arch, log);
         var weights = ctx.Graph.Params.ToDictionary(p => p.Name, p => ctx.Weights[p.Name], StringComparer.Ordinal);

@@ -17,10 +17,10 @@ public sealed record KernelTime(string Node, string Op, string Kernel, TimeSpan 
 
 /// <summary>
 /// Runs a float32 graph on the CPU: parameters converted once, every activation in one arena laid out by the
-/// memory plan (reshapes and eval drop-paths are views), one kernel per node bound at construction. SW layers use
-/// their generated kernels; everything else the managed kernels of <see cref="KernelTable"/>.
+/// memory plan (reshapes and eval drop-paths are views), one kernel per node bound at construction, as the plan
+/// (<see cref="CpuLowering"/>) chose it.
 /// </summary>
-public sealed class CpuExecutor
+public sealed class CpuExecutor : Compile.IExecutor
 {
     private readonly Graph _graph;
     private readonly Dictionary<string, TensorType> _types;
@@ -33,48 +33,37 @@ public sealed class CpuExecutor
     private static int _blasWarned;
 
     /// <summary>
-    /// Binds the graph. <paramref name="generated"/> false runs SW layers on the managed fallback too;
-    /// <paramref name="tuned"/> gives an SW spec's tuned configuration (null: the cost model's defaults).
+    /// Binds a plan (<see cref="CpuLowering.Lower"/>): parameters converted to float32 arrays of their own, activations
+    /// placed in the arena, and each step's kernel created (generated SW kernels rendered and compiled, or loaded).
     /// </summary>
-    public CpuExecutor(Graph graph, IReadOnlyDictionary<string, Tensor> weights, bool generated = true,
-        Action<string>? warn = null, Func<Passes.Lowering.SwLayerSpec, IReadOnlyDictionary<string, int>?>? tuned = null)
+    public CpuExecutor(CpuPlan plan, Action<string>? warn = null)
     {
-        _graph = graph;
+        var graph = _graph = plan.Graph;
         if (Blas.Warning is { } bw && Interlocked.Exchange(ref _blasWarned, 1) == 0) warn?.Invoke("warning: " + bw);
-        Plan = MemoryPlan.Of(graph);
+        Plan = plan.Memory;
         _arena = new float[checked((int)(Plan.ArenaBytes / 4))];
         var types = _types = graph.ValueTypes();
-        foreach (var t in types.Values.Where(t => t.DType != DType.F32 && t.DType != DType.I64 && t.DType != DType.I32))
-        {
-            throw new IrException($"graph '{graph.Name}': the CPU target runs float32 graphs, found {t}");
-        }
         foreach (var i in graph.Inputs) _bufs[i.Name] = Buf.Of(new float[i.Type.Shape.Elements]);
-        var consts = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         foreach (var p in graph.Params)
         {
-            if (!weights.TryGetValue(p.Name, out var w)) throw new IrException($"no value for parameter '{p.Name}'");
-            consts[p.Name] = w;
-            _bufs[p.Name] = Buf.Of(w.Cast(DType.F32).ToDoubles().Select(v => (float)v).ToArray());
+            _bufs[p.Name] = Buf.Of(plan.Weights[p.Name].Cast(DType.F32).ToDoubles().Select(v => (float)v).ToArray());
         }
         foreach (var s in Plan.Slots)
         {
             _bufs[s.Value] = new Buf(_arena, (int)(s.Offset / 4), (int)(types[s.Value].Shape.Elements));
         }
-        foreach (var n in graph.Nodes)
+        foreach (var step in plan.Steps)
         {
-            if (Plan.Aliases.TryGetValue(n.Outputs[0], out var src))
+            var n = step.Node;
+            if (step.Request is not { } req)
             {
-                _bufs[n.Outputs[0]] = _bufs[src] with { Length = (int)types[n.Outputs[0]].Shape.Elements };
+                _bufs[n.Outputs[0]] = _bufs[Plan.Aliases[n.Outputs[0]]] with
+                {
+                    Length = (int)types[n.Outputs[0]].Shape.Elements,
+                };
                 continue;
             }
-            var req = new KernelRequest(n, n.Inputs.Select(i => types[i]).ToArray(),
-                n.Inputs.Select(i => consts.GetValueOrDefault(i)).ToArray());
-            // the generated kernels use AVX2 and FMA; elsewhere the managed kernels (scalar-safe) run instead
-            CpuKernel k = generated && SwLayerKernel.Supported && n.Op is FusedShiftWise
-                && req.Constants.Skip(1).All(c => c is not null)
-                ? new SwLayerKernel(req, tuned?.Invoke(Passes.Lowering.KernelLowering.Sw(n,
-                    types[n.Inputs[0]].Shape)), warn)
-                : KernelTable.Create(req);
+            CpuKernel k = step.Sw is { } spec ? new SwLayerKernel(req, spec, step.Config, warn) : KernelTable.Create(req);
             _steps.Add((n, k, n.Inputs.Select(i => _bufs[i]).ToArray(), n.Outputs.Select(o => _bufs[o]).ToArray()));
             _times[n] = new Stopwatch();
         }
@@ -180,6 +169,11 @@ public sealed class CpuExecutor
         RunBound();
         return _graph.Outputs.ToDictionary(o => o, o => Tensor.Wrap(_types[o], _bufs[o].Span.ToArray()),
             StringComparer.Ordinal);
+    }
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
     }
 
     /// <summary>Per-node times accumulated over the runs made while <see cref="Profile"/> was on.</summary>

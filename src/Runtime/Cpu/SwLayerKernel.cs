@@ -28,17 +28,19 @@ public sealed class SwLayerKernel : CpuKernel
     private readonly int _channels;
     private readonly float[][] _scratch;
 
-    /// <summary>Renders, compiles (or loads from cache) and binds the kernel.</summary>
-    public SwLayerKernel(KernelRequest r, IReadOnlyDictionary<string, int>? tunables = null,
+    /// <summary>
+    /// Renders, compiles (or loads from cache) and binds the kernel of <paramref name="spec"/> (the node's, as the
+    /// lowering computed it) with <paramref name="tunables"/> (null: <see cref="SwCpuTunables.Defaults"/>).
+    /// </summary>
+    public SwLayerKernel(KernelRequest r, SwLayerSpec spec, IReadOnlyDictionary<string, int>? tunables = null,
         Action<string>? warn = null)
     {
-        var spec = KernelLowering.Sw(r.Node, r.InputTypes[0].Shape);
         var op = spec.Op;
         if (r.Constants.Skip(1).Any(c => c is null))
         {
             throw new IrException($"{r.Node.Describe()}: the CPU cross kernel needs constant weights");
         }
-        var t = tunables ?? spec.Spec.Defaults;
+        var t = tunables ?? SwCpuTunables.Defaults(spec);
         Lowering = t.TryGetValue("lowering", out int lw) && lw == 1 ? "factorised" : "cross";
         var src = Lowering == "cross" ? CpuCodegen.SwCross(spec, tunables) : CpuCodegen.SwFactorised(spec);
         Source = src;

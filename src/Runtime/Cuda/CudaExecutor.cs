@@ -24,7 +24,7 @@ public sealed record CudaRunOptions
 /// copied to fresh host tensors, so a later run never overwrites what an earlier one returned. Event timing lives in
 /// CudaExecutor.Timing.cs.
 /// </summary>
-public sealed unsafe partial class CudaExecutor : IDisposable
+public sealed unsafe partial class CudaExecutor : Compile.IExecutor
 {
     private readonly CudaPlan _plan;
     private readonly Dictionary<string, long> _slots;
@@ -51,6 +51,7 @@ public sealed unsafe partial class CudaExecutor : IDisposable
         CudaRunOptions? options = null, Action<string>? log = null)
     {
         _plan = plan;
+        Graph = g;
         _slots = plan.Memory.Slots.ToDictionary(s => s.Value, s => s.Offset, StringComparer.Ordinal);
         Options = options ?? new CudaRunOptions();
         _types = g.ValueTypes();
@@ -121,6 +122,9 @@ public sealed unsafe partial class CudaExecutor : IDisposable
 
     /// <summary>The options.</summary>
     public CudaRunOptions Options { get; }
+
+    /// <inheritdoc/>
+    public Graph Graph { get; }
 
     /// <summary>
     /// The <c>cublasMath_t</c> the executor sets on its cuBLAS handle: CUBLAS_TF32_TENSOR_OP_MATH with

@@ -1,16 +1,18 @@
-using ShiftWise.Frontend.Zoo;
+using ShiftWise.Frontend;
 using ShiftWise.IR;
 using ShiftWise.IR.Ops;
 using ShiftWise.Passes;
+using ShiftWise.Runtime.Compile;
 using ShiftWise.Runtime.Cpu;
 
 namespace ShiftWise.Runtime.Train;
 
 /// <summary>
 /// One training step on the CPU target: the training graph (the model's training form plus the backward graph the
-/// autodiff pass appends) bound to one executor. A step runs the forward pass with batch statistics, the loss and
-/// every gradient, then writes the BatchNorms' updated running statistics into their buffers, as PyTorch does in
-/// train mode. The parameters are the executor's own arrays: an optimizer updates them in place between steps.
+/// training pipeline's autodiff appends) bound to one executor. A step runs the forward pass with batch statistics,
+/// the loss and every gradient, then writes the BatchNorms' updated running statistics into their buffers, as
+/// PyTorch does in train mode. The parameters are the executor's own arrays: an optimizer updates them in place
+/// between steps. The model names the loss, labels and step values (<see cref="TrainingRoles"/>).
 /// </summary>
 public sealed class CpuTrainer
 {
@@ -18,46 +20,46 @@ public sealed class CpuTrainer
     private readonly (float[] Param, string Value)[] _running;
     private readonly Dictionary<string, float[]> _grads = new(StringComparer.Ordinal);
     private readonly Dictionary<string, float[]> _params = new(StringComparer.Ordinal);
-    private readonly string _logits;
-    private readonly bool _hasStep;
+    private readonly TrainingRoles _roles;
+    private readonly Dictionary<string, string> _gradValues = new(StringComparer.Ordinal);
 
-    /// <summary>Builds the backward graph of <paramref name="g"/> (a training form) and binds it.</summary>
-    /// <param name="g">A graph built with a <see cref="TrainingForm"/>: inputs x, labels (and step), output 0 the
-    /// loss.</param>
-    /// <param name="weights">Every parameter and buffer.</param>
-    /// <param name="warn">Receives warnings (a missing BLAS).</param>
-    public CpuTrainer(Graph g, IReadOnlyDictionary<string, Tensor> weights, Action<string>? warn = null)
+    /// <summary>
+    /// Takes a model compiled for the CPU with the training pipeline (<see cref="Driver.CompileTraining"/>): its graph
+    /// has the backward nodes and one gradient output per parameter the loss depends on.
+    /// </summary>
+    /// <param name="compiled">The compiled training graph.</param>
+    /// <param name="roles">The values the model names for training.</param>
+    /// <param name="warn">Receives warnings (parameters the loss does not depend on).</param>
+    public CpuTrainer(CompiledModel compiled, TrainingRoles roles, Action<string>? warn = null)
     {
-        if (g.Outputs.Count < 2 || g.Outputs[0] != ShiftWiseV2.Loss || !g.Inputs.Any(i => i.Name == ShiftWiseV2.Labels))
+        _roles = roles;
+        Graph = compiled.Graph;
+        _exec = compiled.Cpu;
+        var values = Graph.ValueTypes();
+        var unreached = new List<string>();
+        foreach (var p in Graph.Params.Where(p => !p.Buffer && p.Type.DType.IsFloat()))
         {
-            throw new IrException($"graph '{g.Name}' is not a training form (loss output and labels input)");
+            if (!values.ContainsKey(AutodiffBuilder.GradName(p.Name)))
+            {
+                unreached.Add(p.Name);
+                continue;
+            }
+            _gradValues[p.Name] = AutodiffBuilder.GradName(p.Name);
+            _params[p.Name] = _exec.Parameter(p.Name);
+            _grads[p.Name] = new float[_params[p.Name].Length];
         }
-        Autodiff = AutodiffBuilder.Build(g, ShiftWiseV2.Loss);
-        if (Autodiff.Unreached.Count > 0)
+        if (unreached.Count > 0)
         {
-            warn?.Invoke($"warning: the loss does not depend on {string.Join(", ", Autodiff.Unreached)}; they stay as "
-                + $"they are");
+            warn?.Invoke($"warning: the loss does not depend on {string.Join(", ", unreached)}; they stay as they are");
         }
-        Graph = Autodiff.Graph;
-        _exec = new CpuExecutor(Graph, weights, generated: false, warn);
-        _logits = g.Outputs[1];
-        _hasStep = g.Inputs.Any(i => i.Name == ShiftWiseV2.Step);
-        X = g.Inputs.Single(i => i.Name == "x").Type.Shape;
-        foreach (var (p, v) in Autodiff.Gradients)
-        {
-            _params[p] = _exec.Parameter(p);
-            _grads[p] = new float[_params[p].Length];
-        }
-        _running = g.Nodes.Where(n => n.Op is BatchNorm { Mode: Mode.Train })
+        X = Graph.Inputs.Single(i => i.Name == roles.Input).Type.Shape;
+        _running = Graph.Nodes.Where(n => n.Op is BatchNorm { Mode: Mode.Train })
             .SelectMany(n => new[] { (_exec.Parameter(n.Inputs[3]), n.Outputs[1]),
                 (_exec.Parameter(n.Inputs[4]), n.Outputs[2]) }).ToArray();
     }
 
     /// <summary>The training graph (forward, loss, backward).</summary>
     public Graph Graph { get; }
-
-    /// <summary>What the autodiff pass produced.</summary>
-    public AutodiffResult Autodiff { get; }
 
     /// <summary>The input shape (batch, channels, height, width).</summary>
     public Shape X { get; }
@@ -74,7 +76,7 @@ public sealed class CpuTrainer
     public IReadOnlyDictionary<string, float[]> Gradients => _grads;
 
     /// <summary>The logits of the last step.</summary>
-    public ReadOnlySpan<float> Logits => _exec.OutputBuffer(_logits);
+    public ReadOnlySpan<float> Logits => _exec.OutputBuffer(_roles.Logits);
 
     /// <summary>
     /// One forward and backward pass on a batch: returns the loss; <see cref="Gradients"/> and <see cref="Logits"/>
@@ -85,18 +87,18 @@ public sealed class CpuTrainer
     /// <param name="step">The training step (seeds DropPath).</param>
     public double Step(ReadOnlySpan<float> x, ReadOnlySpan<int> labels, long step)
     {
-        x.CopyTo(_exec.InputBuffer("x"));
-        var lb = _exec.InputBuffer(ShiftWiseV2.Labels);
+        x.CopyTo(_exec.InputBuffer(_roles.Input));
+        var lb = _exec.InputBuffer(_roles.Labels);
         if (labels.Length != lb.Length)
         {
             throw new ArgumentException($"{labels.Length} labels for a batch of {lb.Length}", nameof(labels));
         }
         for (int i = 0; i < labels.Length; i++) lb[i] = labels[i];
-        if (_hasStep) _exec.InputBuffer(ShiftWiseV2.Step)[0] = step;
+        if (_roles.Step is { } stepInput) _exec.InputBuffer(stepInput)[0] = step;
         _exec.RunBound();
-        foreach (var (p, v) in Autodiff.Gradients) _exec.OutputBuffer(v).CopyTo(_grads[p]);
+        foreach (var (p, v) in _gradValues) _exec.OutputBuffer(v).CopyTo(_grads[p]);
         foreach (var (p, v) in _running) _exec.OutputBuffer(v).CopyTo(p);
-        return _exec.OutputBuffer(ShiftWiseV2.Loss)[0];
+        return _exec.OutputBuffer(_roles.Loss)[0];
     }
 
     /// <summary>Every parameter and buffer as it is now (copies).</summary>

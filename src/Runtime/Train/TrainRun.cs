@@ -1,8 +1,11 @@
 using System.Diagnostics;
 using System.Globalization;
+using ShiftWise.Frontend;
 using ShiftWise.Frontend.IO;
 using ShiftWise.Frontend.Zoo;
 using ShiftWise.IR;
+using ShiftWise.IR.Analysis;
+using ShiftWise.Runtime.Compile;
 using ShiftWise.Runtime.Cpu;
 
 namespace ShiftWise.Runtime.Train;
@@ -81,16 +84,16 @@ public sealed class TrainRun
         int optSteps = stepsPerEpoch / _cfg.Accumulate;
 
         var model = _cfg.Model with { Batch = _cfg.Batch };
-        var trainModel = ShiftWiseV2.Build(model, "train", training: new TrainingForm(_cfg.LabelSmoothing, _cfg.Seed));
-        var weights = WeightInit.Draw(trainModel, InitScheme.Original, _cfg.Seed, model.LayerScaleInit);
+        var trainModel = ModelSource.Network(model, "train", new TrainingForm(_cfg.LabelSmoothing, _cfg.Seed),
+            InitScheme.Original, _cfg.Seed);
         var sw = Stopwatch.StartNew();
-        var trainer = new CpuTrainer(trainModel.Graph, weights, _log);
+        var trainer = Driver.CompileTraining(trainModel, _log);
         trainer.Executor.Profile = Profiling;
         trainer.Executor.CheckFinite = CheckFinite;
         Stopwatch dataTime = new(), optTime = new(), evalTime = new();
         int profiledSteps = 0;
         _log($"training graph: {trainer.Graph.Nodes.Count} nodes ({trainModel.Graph.Nodes.Count} forward), "
-            + $"{trainModel.TrainableCount:N0} parameters, arena {trainer.Executor.Plan.ArenaBytes / (1 << 20)} MiB, "
+            + $"{Cost.TotalParams(trainModel.Graph):N0} parameters, arena {trainer.Executor.Plan.ArenaBytes / (1 << 20)} MiB, "
             + $"bound in {sw.Elapsed.TotalSeconds:F1} s");
         var shapes = trainer.Parameters.ToDictionary(kv => kv.Key,
             kv => trainModel.Graph.Params.First(p => p.Name == kv.Key).Type.Shape.ToArray());
@@ -115,11 +118,13 @@ public sealed class TrainRun
             _log($"note: {ckpt} exists and will be replaced after the first epoch (use --resume to continue it)");
         }
 
-        var evalModel = ShiftWiseV2.Build(_cfg.Model with { Batch = Math.Min(_cfg.EvalBatch, test.Count) }, "eval");
-        var evalExec = new CpuExecutor(evalModel.Graph, trainer.Weights(), generated: false, _log)
+        var evalModel = ModelSource.Network(_cfg.Model with { Batch = Math.Min(_cfg.EvalBatch, test.Count) }, "eval",
+            trainer.Weights());
+        var evalExec = Driver.Compile(evalModel, new CpuTarget(Generated: false), new CompileOptions
         {
-            CheckFinite = CheckFinite,
-        };
+            Pipeline = "none",
+        }, _log).Cpu;
+        evalExec.CheckFinite = CheckFinite;
         int pixels = model.Height * model.Width;
         var x = new float[_cfg.Batch * pixels];
         var y = new int[_cfg.Batch];

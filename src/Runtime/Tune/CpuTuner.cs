@@ -1,8 +1,8 @@
 using System.Diagnostics;
 using System.Runtime.Intrinsics.X86;
 using Microsoft.CodeAnalysis.CSharp;
+using ShiftWise.CodegenCpu;
 using ShiftWise.IR;
-using ShiftWise.IR.Ops;
 using ShiftWise.Passes.Lowering;
 using ShiftWise.Runtime.Cpu;
 
@@ -16,6 +16,7 @@ namespace ShiftWise.Runtime.Tune;
 /// <see cref="RotateBytes"/>). The budget is shared evenly among the kernels still to tune.
 /// </summary>
 public sealed class CpuTuner(double budgetSeconds, Action<string>? warn = null, Action<TuneStatus>? progress = null)
+    : ITuner
 {
     /// <summary>
     /// Rotated inputs total at least this many bytes: past the private L1/L2 caches, so no timing is cache-only, but
@@ -51,37 +52,10 @@ public sealed class CpuTuner(double budgetSeconds, Action<string>? warn = null, 
     /// <summary>The cache file of this CPU.</summary>
     public static string CacheFile => TuningCache.FileFor("cpu", DeviceName);
 
-    /// <summary>The legal configurations of a spec, the default first (pruned before anything is compiled).</summary>
-    public static List<IReadOnlyDictionary<string, int>> Candidates(SwLayerSpec spec)
-    {
-        var def = spec.Spec.Defaults;
-        var list = new List<IReadOnlyDictionary<string, int>> { def };
-        var rows = spec.Spec.Tunables.First(t => t.Name == "row_block").Values;
-        var cols = spec.Spec.Tunables.First(t => t.Name == "col_vectors").Values;
-        // the factorised kernel has no tile: one candidate, the tile tunables left at their defaults
-        list.Add(new Dictionary<string, int>(def) { ["lowering"] = 1 });
-        foreach (int rb in rows)
-        foreach (int cv in cols)
-        {
-            // more rows than the plane are wasted; the kernel model rejects tiles that would spill (> 12 accumulators)
-            if (rb > Math.Max(1, spec.Input[2])) continue;
-            var c = new Dictionary<string, int>(def) { ["lowering"] = 0, ["row_block"] = rb, ["col_vectors"] = cv };
-            try
-            {
-                _ = new CodegenCpu.SwCrossCpuModel(spec, c);
-                list.Add(c);
-            }
-            catch (ArgumentException)
-            {
-                // illegal tile: pruned before compiling
-            }
-        }
-        return list.DistinctBy(Text).ToList();
-    }
+    string ITuner.CacheFile => CacheFile;
 
-    /// <summary>A configuration as "k=v, ..." in name order.</summary>
-    public static string Text(IReadOnlyDictionary<string, int> c) =>
-        string.Join(", ", c.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key}={kv.Value}"));
+    /// <inheritdoc/>
+    public string Where => $"{DeviceName} ({Environment.ProcessorCount} threads)";
 
     /// <summary>
     /// Tunes every distinct SW spec of a graph bound with its weights; entries go into the cache (saved).
@@ -109,9 +83,9 @@ public sealed class CpuTuner(double budgetSeconds, Action<string>? warn = null, 
         }).ToArray();
         var outs = new[] { Buf.Of(new float[yShape.Elements]) };
         var search = new TuneSearch { CompileTimeout = CompileTimeout, Repeats = Repeats };
-        return search.Run(key, spec.Spec.Name, Candidates(spec), seconds, cfg =>
+        return search.Run(key, spec.Name, SwCpuTunables.Candidates(spec), seconds, cfg =>
         {
-            var k = new SwLayerKernel(req, cfg, warn);
+            var k = new SwLayerKernel(req, spec, cfg, warn);
             int next = 0;
             // a sample is as many back-to-back runs as make about a millisecond (a stopwatch cannot time a 10 µs
             // kernel alone), sized by a run after a first, cold one; inputs rotate run by run

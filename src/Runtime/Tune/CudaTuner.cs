@@ -1,6 +1,5 @@
 using ShiftWise.CodegenCuda;
 using ShiftWise.IR;
-using ShiftWise.IR.Ops;
 using ShiftWise.Passes.Lowering;
 using ShiftWise.Runtime.Cuda;
 
@@ -16,6 +15,7 @@ namespace ShiftWise.Runtime.Tune;
 /// <see cref="CudaTuneDevice"/> (<c>tests/CudaEmu</c>).
 /// </summary>
 public sealed class CudaTuner(double budgetSeconds, Action<string>? warn = null, Action<TuneStatus>? progress = null)
+    : ITuner
 {
     /// <summary>The copies of the layer together take at least this many bytes (beyond any GPU's L2 today).</summary>
     private const long RotateBytes = 256L << 20;
@@ -42,6 +42,11 @@ public sealed class CudaTuner(double budgetSeconds, Action<string>? warn = null,
     /// <summary>The cache file of GPU 0.</summary>
     public static string CacheFile => TuningCache.FileFor("cuda", CudaDevice.Info.Name);
 
+    string ITuner.CacheFile => CacheFile;
+
+    /// <inheritdoc/>
+    public string Where => $"{CudaDevice.Info.Name} ({CudaDevice.Info.Arch})";
+
     /// <summary>Tunes every distinct SW spec of an optimised graph; entries go into the cache (saved).</summary>
     public IReadOnlyList<TuneRow> Tune(Graph g, IReadOnlyDictionary<string, Tensor> weights, TuningCache cache)
     {
@@ -67,7 +72,7 @@ public sealed class CudaTuner(double budgetSeconds, Action<string>? warn = null,
                 Enumerable.Range(0, (int)i.Type.Shape.Elements).Select(_ => (float)(rng.NextDouble() * 2 - 1))
                 .ToArray()));
             var search = new TuneSearch { CompileTimeout = CompileTimeout, Repeats = Repeats };
-            return search.Run(key, spec.Spec.Name, SwCudaTunables.Candidates(spec, device.MaxSharedPerBlock),
+            return search.Run(key, spec.Name, SwCudaTunables.Candidates(spec, device.MaxSharedPerBlock),
                 share, cfg =>
             {
                 var opts = new CudaOptions(device.Arch)
@@ -120,59 +125,4 @@ public sealed record CudaTuneDevice(string Arch, int MaxSharedPerBlock, Func<SwL
             exec.SetInputs(inputs);
             return new TuneTrial(() => exec.TimeRuns(1), exec);
         });
-}
-
-/// <summary>
-/// The tuned CUDA configurations of a graph's SW nodes, from GPU 0's tuning cache, and what reports say.
-/// </summary>
-public sealed class CudaTuning
-{
-    private readonly TuningCache? _cache;
-    private readonly Func<SwLayerSpec, TuneKey> _keyFor;
-
-    private CudaTuning(TuningCache? cache, Func<SwLayerSpec, TuneKey> keyFor)
-    {
-        _cache = cache;
-        _keyFor = keyFor;
-    }
-
-    /// <summary>Defaults everywhere.</summary>
-    public static CudaTuning Off { get; } = new(null, CudaTuner.KeyFor);
-
-    /// <summary>GPU 0's cache file, read now.</summary>
-    public static CudaTuning FromCache(Action<string>? warn = null) =>
-        new(TuningCache.Load(CudaTuner.CacheFile, warn), CudaTuner.KeyFor);
-
-    /// <summary>
-    /// The entries of <paramref name="cache"/> under the keys <paramref name="keyFor"/> gives: another device's, or a
-    /// stand-in device's where no GPU is (the compile driver's tests).
-    /// </summary>
-    public static CudaTuning From(TuningCache cache, Func<SwLayerSpec, TuneKey> keyFor) => new(cache, keyFor);
-
-    /// <summary>After <see cref="Tunables"/>: the line for reports.</summary>
-    public string Summary { get; private set; } = "tuning: off (cost-model defaults)";
-
-    /// <summary>Tunable values per SW node name for the tuned specs (the rest take the defaults).</summary>
-    public IReadOnlyDictionary<string, IReadOnlyDictionary<string, int>> Tunables(Graph g)
-    {
-        var result = new Dictionary<string, IReadOnlyDictionary<string, int>>(StringComparer.Ordinal);
-        if (_cache is null) return result;
-        var types = g.ValueTypes();
-        var tuned = new HashSet<string>(StringComparer.Ordinal);
-        var all = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var n in g.Nodes.Where(n => n.Op is FusedShiftWise))
-        {
-            var spec = KernelLowering.Sw(n, types[n.Inputs[0]].Shape);
-            all.Add(spec.Spec.Name);
-            if (_cache.Find(_keyFor(spec)) is not { } e) continue;
-            result[n.Name] = e.Best;
-            tuned.Add(spec.Spec.Name);
-        }
-        Summary = tuned.Count == 0
-            ? $"tuning: none of {all.Count} SW kernels tuned on this GPU (cost-model defaults; run swc tune --device "
-                + $"cuda)"
-            : $"tuning: {tuned.Count} of {all.Count} SW kernels tuned ({_cache.File}), {all.Count - tuned.Count} on "
-                + $"cost-model defaults";
-        return result;
-    }
 }

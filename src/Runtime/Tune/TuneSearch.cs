@@ -7,11 +7,31 @@ namespace ShiftWise.Runtime.Tune;
 /// One row of the tuning table: a kernel spec (and how many nodes share it), default and tuned times.
 /// </summary>
 public sealed record TuneRow(string Kernel, int Nodes, double DefaultMs, double TunedMs,
-    IReadOnlyDictionary<string, int> Config, string Source, int Measured, int Candidates);
+    IReadOnlyDictionary<string, int> Config, string Source, int Measured, int Candidates)
+{
+    /// <summary>The configuration as "k=v, ..." in name order.</summary>
+    public string ConfigText => ISwTunables.Text(Config);
+}
 
 /// <summary>Where tuning is: kernel k of n, candidate c of m, seconds spent of the budget.</summary>
 public sealed record TuneStatus(int Kernel, int Kernels, string Name, int Candidate, int Candidates, double Seconds,
     double Budget);
+
+/// <summary>
+/// A target's tuner: measures every distinct SW spec of an optimised graph bound with its weights on this device
+/// and puts the fastest configuration in the tuning cache (saved).
+/// </summary>
+public interface ITuner
+{
+    /// <summary>This device's tuning cache file.</summary>
+    string CacheFile { get; }
+
+    /// <summary>This device, for reports.</summary>
+    string Where { get; }
+
+    /// <summary>Tunes; the rows say default against tuned time per spec.</summary>
+    IReadOnlyList<TuneRow> Tune(IR.Graph g, IReadOnlyDictionary<string, IR.Tensor> weights, TuningCache cache);
+}
 
 /// <summary>
 /// A candidate ready to time: each call of <see cref="Sample"/> returns one timed sample, ms per kernel run.
@@ -151,9 +171,8 @@ public sealed class TuneSearch
         bool force, double budget, Action<TuneStatus>? progress,
         Func<IR.Node, SwLayerSpec, TuneKey, double, Action<int, int>, TuneEntry> tuneOne)
     {
-        var types = g.ValueTypes();
-        var groups = g.Nodes.Where(n => n.Op is IR.Ops.FusedShiftWise)
-            .Select(n => (Node: n, Spec: KernelLowering.Sw(n, types[n.Inputs[0]].Shape)))
+        var specs = SwLayerSpec.AllOf(g);
+        var groups = g.Nodes.Where(n => specs.ContainsKey(n.Name)).Select(n => (Node: n, Spec: specs[n.Name]))
             .GroupBy(p => p.Spec.Hash).ToList();
         var clock = Stopwatch.StartNew();
         var rows = new List<TuneRow>();
@@ -164,18 +183,18 @@ public sealed class TuneSearch
             int nodes = groups[k].Count();
             if (!force && cache.Find(key) is { } hit)
             {
-                rows.Add(new TuneRow(spec.Spec.Name, nodes, hit.DefaultMs, hit.BestMs, hit.Best, "cache",
+                rows.Add(new TuneRow(spec.Name, nodes, hit.DefaultMs, hit.BestMs, hit.Best, "cache",
                     hit.Times.Count(t => t.Ms is not null), hit.Candidates.Count));
                 continue;
             }
             double share = Math.Max(0, budget - clock.Elapsed.TotalSeconds) / (groups.Count - k);
             int at = k + 1;
             var entry = tuneOne(node, spec, key, share, (c, n) =>
-                progress?.Invoke(new TuneStatus(at, groups.Count, spec.Spec.Name, c, n, clock.Elapsed.TotalSeconds,
+                progress?.Invoke(new TuneStatus(at, groups.Count, spec.Name, c, n, clock.Elapsed.TotalSeconds,
                     budget)));
             cache.Put(entry);
             bool cut = entry.Times.Any(t => t.Note == BudgetSpent);
-            rows.Add(new TuneRow(spec.Spec.Name, nodes, entry.DefaultMs, entry.BestMs, entry.Best,
+            rows.Add(new TuneRow(spec.Name, nodes, entry.DefaultMs, entry.BestMs, entry.Best,
                 cut ? "tuned (budget cut)" : "tuned", entry.Times.Count(t => t.Ms is not null),
                 entry.Candidates.Count));
         }

@@ -1,0 +1,79 @@
+using ShiftWise.Passes.Lowering;
+
+namespace ShiftWise.CodegenCpu;
+
+/// <summary>
+/// The CPU tunables of an SW layer: lowering (0 the collapsed cross, 1 the factorised form), and the cross's register
+/// tile: row_block rows by col_vectors 8-wide column vectors (at most 12 accumulators: AVX2 has 16 vector registers).
+/// </summary>
+public sealed class SwCpuTunables : ISwTunables
+{
+    /// <summary>The one instance (the tunables hold no state).</summary>
+    public static SwCpuTunables Instance { get; } = new();
+
+    /// <summary>Legal values: rows 1..4, column vectors 1..min(8, the plane's vectors).</summary>
+    public static IReadOnlyDictionary<string, int[]> Values(SwLayerSpec spec) =>
+        new Dictionary<string, int[]>(StringComparer.Ordinal)
+        {
+            ["lowering"] = [0, 1],
+            ["row_block"] = [1, 2, 3, 4],
+            ["col_vectors"] = Enumerable.Range(1, Math.Min(Vectors(spec), 8)).ToArray(),
+        };
+
+    /// <summary>The cost model's choice.</summary>
+    public static IReadOnlyDictionary<string, int> Defaults(SwLayerSpec spec)
+    {
+        // up to 4 vectors by 2 rows (3 rows for narrower tiles). Each loaded input vector then feeds about two FMAs (1
+        // per load with a single row, which leaves the loads as the bottleneck), and the 8-9 accumulators plus the
+        // loaded vectors and a broadcast fit AVX2's 16 registers without spilling
+        int cv = Math.Min(4, Vectors(spec));
+        int rb = Math.Min(cv >= 4 ? 2 : 3, Math.Max(1, spec.Input[2]));
+        return new Dictionary<string, int>(StringComparer.Ordinal)
+        {
+            // the cross: dense FMAs beat the gather's loads on CPUs (PERFORMANCE.md); tuning may flip it
+            ["lowering"] = 0,
+            ["row_block"] = rb,
+            ["col_vectors"] = cv,
+        };
+    }
+
+    /// <summary>
+    /// The legal configurations, the default first: the factorised lowering (it has no tile: one candidate, the tile
+    /// tunables left at their defaults) and the cross at every tile the kernel model accepts that fits the plane.
+    /// </summary>
+    public static List<IReadOnlyDictionary<string, int>> Candidates(SwLayerSpec spec)
+    {
+        var def = Defaults(spec);
+        var values = Values(spec);
+        var list = new List<IReadOnlyDictionary<string, int>>
+        {
+            def,
+            new Dictionary<string, int>(def) { ["lowering"] = 1 },
+        };
+        foreach (int rb in values["row_block"])
+        foreach (int cv in values["col_vectors"])
+        {
+            // more rows than the plane are wasted; the kernel model rejects tiles that would spill (> 12 accumulators)
+            if (rb > Math.Max(1, spec.Input[2])) continue;
+            var c = new Dictionary<string, int>(def) { ["lowering"] = 0, ["row_block"] = rb, ["col_vectors"] = cv };
+            try
+            {
+                _ = new SwCrossCpuModel(spec, c);
+                list.Add(c);
+            }
+            catch (ArgumentException)
+            {
+                // illegal tile: pruned before compiling
+            }
+        }
+        return list.DistinctBy(ISwTunables.Text).ToList();
+    }
+
+    IReadOnlyDictionary<string, int[]> ISwTunables.ValuesOf(SwLayerSpec spec) => Values(spec);
+
+    IReadOnlyDictionary<string, int> ISwTunables.DefaultsOf(SwLayerSpec spec) => Defaults(spec);
+
+    List<IReadOnlyDictionary<string, int>> ISwTunables.SearchSpace(SwLayerSpec spec) => Candidates(spec);
+
+    private static int Vectors(SwLayerSpec spec) => (spec.Input[3] + 7) / 8;
+}

@@ -1,0 +1,126 @@
+using System.Diagnostics;
+using ShiftWise.Frontend;
+using ShiftWise.IR;
+using ShiftWise.IR.Analysis;
+using ShiftWise.Passes;
+using ShiftWise.Passes.Lowering;
+using ShiftWise.Runtime.Cpu;
+using ShiftWise.Runtime.Cuda;
+using ShiftWise.Runtime.Reference;
+using ShiftWise.Runtime.Tune;
+
+namespace ShiftWise.Runtime.Compile;
+
+/// <summary>How <see cref="Driver.Compile(LoadedModel, ITarget, CompileOptions?, Action{string}?)"/> compiles.</summary>
+public sealed record CompileOptions
+{
+    /// <summary>The pass pipeline (null: the target's).</summary>
+    public string? Pipeline { get; init; }
+
+    /// <summary>Pass options (disabled passes, IR dumps).</summary>
+    public PassOptions? Passes { get; init; }
+
+    /// <summary>Read the device's tuning cache (false: the cost-model defaults, no cache read).</summary>
+    public bool TuningCache { get; init; }
+
+    /// <summary>Tuned configurations given outright (over <see cref="TuningCache"/>).</summary>
+    public KernelTuning? Tuning { get; init; }
+
+    /// <summary>The loss the training pipeline differentiates (null: output 0).</summary>
+    public string? Loss { get; init; }
+}
+
+/// <summary>A graph after a pass pipeline: its weights (after folding), what each pass did, and the time.</summary>
+public sealed record OptimizedGraph(Graph Graph, IReadOnlyDictionary<string, Tensor> Weights,
+    IReadOnlyList<PassRecord> Records, TimeSpan Time);
+
+/// <summary>
+/// The one way from a model to something that runs: a model, its weights, a target, a pipeline and a tuning choice go
+/// in; a <see cref="CompiledModel"/> with its report comes out. It is the only code that starts a pass pipeline;
+/// every command (run, bench, tune, compile, emit, demo, grad, train) and the bench program come through here.
+/// </summary>
+public static partial class Driver
+{
+    /// <summary>The targets by name, as --device takes them.</summary>
+    public static IReadOnlyList<string> TargetNames { get; } = ["cpu", "cuda", "reference"];
+
+    /// <summary>The pass pipelines by name.</summary>
+    public static IReadOnlyList<string> PipelineNames => Pipelines.Names;
+
+    /// <summary>
+    /// A target by its --device name, with the CUDA executor's options; <paramref name="generated"/> false runs the
+    /// CPU's SW layers on the managed kernels (the unoptimised baseline).
+    /// </summary>
+    public static ITarget Target(string name, CudaRunOptions? cuda = null, bool generated = true) => name switch
+    {
+        "cpu" => new CpuTarget(generated),
+        "cuda" => new CudaTarget(cuda),
+        "reference" => new ReferenceTarget(),
+        _ => throw new IrException($"unknown target '{name}' ({string.Join(", ", TargetNames)})"),
+    };
+
+    /// <summary>Loads a model (a zoo name, a .swir file) with its weights (or without: inspect).</summary>
+    public static LoadedModel Load(string model, ModelArgs args, bool withWeights = true) =>
+        ModelSource.Load(model, args, withWeights);
+
+    /// <summary>Runs a pass pipeline over a graph and its weights (the caller's weights are not changed).</summary>
+    public static OptimizedGraph Optimize(Graph graph, IReadOnlyDictionary<string, Tensor> weights, string pipeline,
+        PassOptions? options = null, Action<PassRecord>? progress = null, string? loss = null)
+    {
+        var sw = Stopwatch.StartNew();
+        var ctx = new PassContext(graph, weights) { Loss = loss };
+        var records = new PassManager(Pipelines.Get(pipeline), options).Run(ctx, progress);
+        return new OptimizedGraph(ctx.Graph, ctx.Weights, records, sw.Elapsed);
+    }
+
+    /// <summary>
+    /// Compiles a model for a target: checks the target can run here, runs the pipeline, reads the tuning, lowers and
+    /// binds.
+    /// </summary>
+    public static CompiledModel Compile(LoadedModel m, ITarget target, CompileOptions? options = null,
+        Action<string>? log = null)
+    {
+        options ??= new CompileOptions();
+        target.Require();
+        var opt = Optimize(m.Graph, m.Weights, options.Pipeline ?? target.Pipeline, options.Passes, loss: options.Loss);
+        var sw = Stopwatch.StartNew();
+        var tuning = options.Tuning ?? target.Tuning(options.TuningCache, log);
+        var plan = target.Lower(opt.Graph, opt.Weights, tuning);
+        var exec = target.Bind(plan, log);
+        return new CompiledModel(m, target, opt, plan, exec, tuning, sw.Elapsed);
+    }
+
+    /// <summary>
+    /// Compiles a model's training form for the CPU with the training pipeline (its autodiff differentiates the loss
+    /// the model names) and binds a trainer to it. SW layers run on the managed kernels, which have backward rules.
+    /// </summary>
+    public static Train.CpuTrainer CompileTraining(LoadedModel m, Action<string>? log = null)
+    {
+        var roles = m.Training ?? throw new IrException($"graph '{m.Graph.Name}' is not a training form (its model "
+            + "names no loss and labels)");
+        var cm = Compile(m, new CpuTarget(Generated: false), new CompileOptions { Pipeline = "training",
+            Loss = roles.Loss }, log);
+        return new Train.CpuTrainer(cm, roles, log);
+    }
+
+    /// <summary>
+    /// The cost of every node, the SW layers in their cheapest lowering (<see cref="SwLoweringCost.Cheapest"/>).
+    /// </summary>
+    public static IReadOnlyList<NodeCost> Costs(Graph g) => Cost.Of(g, SwLoweringCost.Cheapest);
+
+    /// <summary>
+    /// FLOPs of one image: the SW layers counted in the lowering that runs by default (the collapsed cross).
+    /// </summary>
+    public static long FlopsPerImage(Graph g, int batch)
+    {
+        var types = g.ValueTypes();
+        long total = 0;
+        foreach (var c in Cost.Of(g))
+        {
+            total += c.Node.Op is IR.Ops.FusedShiftWise f
+                ? SwLoweringCost.Of(f, types[c.Node.Inputs[0]].Shape)[0].Flops
+                : c.Flops;
+        }
+        return total / Math.Max(1, batch);
+    }
+}
