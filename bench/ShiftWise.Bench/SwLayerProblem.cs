@@ -2,6 +2,7 @@ using ShiftWise.Frontend.Zoo;
 using ShiftWise.IR;
 using ShiftWise.IR.Ops;
 using ShiftWise.Passes;
+using ShiftWise.Runtime.Compile;
 
 namespace ShiftWise.Bench;
 
@@ -73,7 +74,7 @@ internal sealed class SwLayerProblem
     public required IReadOnlyDictionary<string, Tensor> Weights { get; init; }
 
     /// <summary>The layer after the inference pipeline: one fused_shiftwise node, and its parameters.</summary>
-    public required PassContext Fused { get; init; }
+    public required OptimizedGraph Fused { get; init; }
 
     /// <summary>
     /// A real SW layer of the shape (seeded tables, N_path 2, N_rep 4, random weights and BN statistics, 30% zero
@@ -94,8 +95,7 @@ internal sealed class SwLayerProblem
             }
             w[name] = Tensor.FromDoubles(w[name].Type, t);
         }
-        var ctx = new PassContext(m.Graph, w);
-        new PassManager(Pipelines.Get("inference")).Run(ctx);
+        var ctx = Driver.Optimize(m.Graph, w, "inference");
         var node = ctx.Graph.Nodes.Single();
         var op = (FusedShiftWise)node.Op;
         var cross = SwCollapse.Collapse(op.Shift, op.Subs, ctx.Weights[node.Inputs[1]].ToDoubles(),

@@ -110,7 +110,7 @@ public sealed class ModelOptions
         if (s is null) return null;
         return int.TryParse(s, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out int v)
             ? v
-            : throw new IrException($"option {o.Name}: '{s}' is not an integer");
+            : throw new OptionException($"option {o.Name}: '{s}' is not an integer");
     }
 
     /// <summary>Parses a number option value.</summary>
@@ -120,7 +120,7 @@ public sealed class ModelOptions
         if (s is null) return null;
         return double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out double v) && double.IsFinite(v)
             ? v
-            : throw new IrException($"option {o.Name}: '{s}' is not a number");
+            : throw new OptionException($"option {o.Name}: '{s}' is not a number");
     }
 
     private static int[]? Ints(ParseResult r, Option<string?> o)
@@ -133,7 +133,7 @@ public sealed class ModelOptions
         {
             if (!int.TryParse(parts[i], NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out v[i]))
             {
-                throw new IrException($"option {o.Name}: '{s}' is not a comma-separated list of integers");
+                throw new OptionException($"option {o.Name}: '{s}' is not a comma-separated list of integers");
             }
         }
         return v;

@@ -45,14 +45,28 @@ public static class SwcApp
             Error = stderr,
             EnableDefaultExceptionHandler = false,
         };
+        return Guard(() => parse.Invoke(config), stderr);
+    }
+
+    /// <summary>
+    /// Runs a command and maps what it throws to the exit codes: a rejected input (<see cref="IrException"/>) prints
+    /// its message and exits 2; anything else is a bug in swc: "internal error" and the stack trace, exit 70.
+    /// </summary>
+    public static int Guard(Func<int> command, TextWriter stderr)
+    {
         try
         {
-            return parse.Invoke(config);
+            return command();
         }
         catch (IrException e)
         {
             stderr.WriteLine(e is SwirParseException ? e.Message : $"error: {e.Message}");
             return ExitCodes.BadInput;
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            stderr.WriteLine($"internal error (a bug in swc; please report it with the command line): {e}");
+            return ExitCodes.Internal;
         }
     }
 }

@@ -151,7 +151,10 @@ public static class ModelSource
         uint seed)
     {
         var m = ShiftWiseV2.Build(o, name, training: training);
-        return new LoadedModel(m.Graph, WeightInit.Draw(m, init, seed, o.LayerScaleInit), name) { Training = m.Training };
+        return new LoadedModel(m.Graph, WeightInit.Draw(m, init, seed, o.LayerScaleInit), name)
+        {
+            Training = m.Training,
+        };
     }
 
     /// <summary>A ShiftWise_v2 network's inference form from its options, with the given weights.</summary>
@@ -169,7 +172,8 @@ public static class ModelSource
         {
             if (given is int g && g != actual)
             {
-                throw new IrException($"option {option} {g} disagrees with the --input array of shape {s} ({actual})");
+                throw new OptionException(
+                    $"option {option} {g} disagrees with the --input array of shape {s} ({actual})");
             }
         }
         Agree(a.Batch, s[0], "--batch");

@@ -1,7 +1,9 @@
 namespace ShiftWise.IR;
 
 /// <summary>
-/// Base of every error the compiler raises on bad input; the CLI prints its message and exits non-zero.
+/// An input was rejected: a model, weights or data file, a graph, or an option's value. The message says what and
+/// where (the file, node or option); swc prints it and exits 2. Any other exception is a bug in swc (exit 70, with
+/// the stack trace).
 /// </summary>
 public class IrException : Exception
 {
@@ -15,6 +17,12 @@ public class IrException : Exception
     {
     }
 }
+
+/// <summary>
+/// An option's value was rejected (a command-line option, or the same setting given through the API); the message
+/// starts with the option's name.
+/// </summary>
+public sealed class OptionException(string message) : IrException(message);
 
 /// <summary>A graph or node broke a verifier rule; the message names the node, its op and its input types.</summary>
 public sealed class VerifyException : IrException

@@ -4,7 +4,6 @@ using ShiftWise.IR;
 using ShiftWise.Passes;
 using ShiftWise.Runtime.Compile;
 using ShiftWise.Runtime.Cpu;
-using ShiftWise.Runtime.Cuda;
 using ShiftWise.Runtime.Tune;
 
 namespace ShiftWise.Runtime;
@@ -63,10 +62,6 @@ public sealed class CompiledModel : IDisposable
     /// <summary>The CPU executor (the model must be compiled for the CPU).</summary>
     public CpuExecutor Cpu => Executor as CpuExecutor
         ?? throw new InvalidOperationException($"the model is compiled for {Target.Name}, not cpu");
-
-    /// <summary>The CUDA executor (the model must be compiled for CUDA).</summary>
-    public CudaExecutor Cuda => Executor as CudaExecutor
-        ?? throw new InvalidOperationException($"the model is compiled for {Target.Name}, not cuda");
 
     /// <summary>Runs the model on one input tensor (the graph's single input).</summary>
     public Tensor Run(Tensor x) =>

@@ -246,7 +246,7 @@ public sealed class StandaloneEmitTests(EmittedProject project) : IClassFixture<
         var dir = Path.Combine(project.Root, "mine");
         Directory.CreateDirectory(dir);
         File.WriteAllText(Path.Combine(dir, "notes.txt"), "keep me");
-        var e = Assert.Throws<IrException>(() =>
+        var e = Assert.Throws<OptionException>(() =>
             EmitDriver.Run(new EmitRequest("sw-v2", EmittedProject.Args(batch: 1), dir) { Arch = "sm_90", Version = "0.1.0" }));
         Assert.Contains("not a tree written by swc emit", e.Message);
         Assert.Equal("keep me", File.ReadAllText(Path.Combine(dir, "notes.txt")));

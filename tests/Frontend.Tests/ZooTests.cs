@@ -66,7 +66,7 @@ public sealed class ZooTests
             "--dims" => new ShiftWiseV2Options { Dims = [0, 8, 8, 8] },
             _ => new ShiftWiseV2Options { NRep = 0 },
         };
-        var e = Assert.Throws<IrException>(() => ShiftWiseV2.Build(o));
+        var e = Assert.Throws<OptionException>(() => ShiftWiseV2.Build(o));
         Assert.StartsWith($"option {option}:", e.Message);
         Assert.Contains(phrase, e.Message);
     }

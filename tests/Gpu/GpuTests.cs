@@ -217,7 +217,7 @@ public sealed class GpuTests
     {
         RequireGpu();
         long tooMuch = CudaDevice.Info.TotalMemory * 4;
-        var e = Assert.Throws<CudaException>(() => DeviceBuffer.Alloc(tooMuch, "a test buffer"));
+        var e = Assert.Throws<DeviceMemoryException>(() => DeviceBuffer.Alloc(tooMuch, "a test buffer"));
         Assert.Contains("CUDA_ERROR_OUT_OF_MEMORY: out of device memory", e.Message);
         Assert.Contains("smaller --batch", e.Message);
         using var ok = DeviceBuffer.Alloc(1 << 20, "a small buffer");  // the device is still usable

@@ -106,7 +106,7 @@ public sealed class TrainRunTests
     {
         Assert.SkipUnless(FashionMnist.Installed(), "Fashion-MNIST is not installed (Debian's dataset-fashion-mnist)");
         string d = Dir();
-        var e = Assert.Throws<IrException>(() => new TrainRun(Config(d)).Run(true, TestContext.Current.CancellationToken));
+        IrException e = Assert.Throws<OptionException>(() => new TrainRun(Config(d)).Run(true, TestContext.Current.CancellationToken));
         Assert.Contains("no " + Path.Combine(d, TrainRun.CheckpointFile), e.Message);
         new TrainRun(Config(d) with { Epochs = 1 }).Run(false, TestContext.Current.CancellationToken);
         e = Assert.Throws<IrException>(() => new TrainRun(Config(d) with { Lr = 1e-2 }).Run(true, TestContext.Current.CancellationToken));

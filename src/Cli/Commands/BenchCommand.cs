@@ -42,7 +42,8 @@ public static class BenchCommand
             var dev = r.GetValue(device);
             if (dev is not ("cpu" or "cuda"))
             {
-                throw new IrException($"option --device: '{dev}' is not available; this build benchmarks: cpu, cuda");
+                throw new OptionException(
+                    $"option --device: '{dev}' is not available; this build benchmarks: cpu, cuda");
             }
             var target = Driver.Target(dev, CudaRunOptionsOf(r));
             target.Require();
@@ -88,7 +89,10 @@ public static class BenchCommand
         TextTable.Write(o, rows, rightAligned: [1, 2, 3]);
         o.WriteLine();
         var k = new List<string[]> { new[] { "node", "kernel", "ms/run", "min ms" } };
-        foreach (var t in b.Kernels.OrderByDescending(t => t.Ms).Take(top)) k.Add([t.Node, t.Kernel, F3(t.Ms), F3(t.MinMs)]);
+        foreach (var t in b.Kernels.OrderByDescending(t => t.Ms).Take(top))
+        {
+            k.Add([t.Node, t.Kernel, F3(t.Ms), F3(t.MinMs)]);
+        }
         TextTable.Write(o, k, rightAligned: [2, 3], totalRow: false);
     }
 

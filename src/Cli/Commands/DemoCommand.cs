@@ -54,7 +54,8 @@ public static class DemoCommand
                 $"5. check against the reference executor ({sw.Elapsed.TotalSeconds:F1} s): relative L2 {err:E2} "
                 + $"(bound 1e-4 for float32 through 27 blocks) {(ok ? "OK" : "FAILED")}"));
             var fast = BenchResult.Measure(() => cm.Run(x), warmup: 1, minRuns: 7, minSeconds: 1.5);
-            var slow = Driver.Compile(m, Driver.Target("cpu", generated: false), new CompileOptions { Pipeline = "none" });
+            var slow = Driver.Compile(m, Driver.Target("cpu", generated: false),
+                new CompileOptions { Pipeline = "none" });
             var baseline = BenchResult.Measure(() => slow.Run(x), warmup: 1, minRuns: 3, minSeconds: 1);
             o.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"6. speed on this CPU ({Environment.ProcessorCount} threads): compiled {1000 / fast.MedianMs:F1} "

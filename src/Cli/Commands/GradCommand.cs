@@ -65,11 +65,11 @@ public static class GradCommand
             var dev = r.GetValue(device)!;
             if (dev is not ("cpu" or "reference"))
             {
-                throw new IrException(
+                throw new OptionException(
                     $"option --device: '{dev}' is not available for grad; it runs on: cpu, reference");
             }
             double ls = ModelOptions.Dbl(r, smoothing) ?? 0;
-            if (ls is < 0 or > 1) throw new IrException($"option --label-smoothing: {ls} must be in [0, 1]");
+            if (ls is < 0 or > 1) throw new OptionException($"option --label-smoothing: {ls} must be in [0, 1]");
             var xPath = r.GetValue(input)!;
             var x = Npy.Read(xPath);
             var args = model.Read(r) with

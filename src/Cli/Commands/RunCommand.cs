@@ -55,7 +55,7 @@ public static class RunCommand
             var dev = r.GetValue(device)!;
             if (!Driver.TargetNames.Contains(dev))
             {
-                throw new IrException($"option --device: '{dev}' is not available; this build runs on: cpu, cuda, "
+                throw new OptionException($"option --device: '{dev}' is not available; this build runs on: cpu, cuda, "
                     + $"reference");
             }
             var target = Driver.Target(dev, CudaRunOptionsOf(r));
@@ -91,7 +91,8 @@ public static class RunCommand
             sw.Restart();
             var y = cm.Run(x);
             ctx.Out.WriteLine(oracle
-                ? $"{m.Description}: input {x.Type}, output {y.Type}, {(compile + sw.Elapsed).TotalSeconds:F2} s on {dev}"
+                ? $"{m.Description}: input {x.Type}, output {y.Type}, {(compile + sw.Elapsed).TotalSeconds:F2} s on "
+                    + dev
                 : $"{m.Description}: input {x.Type}, output {y.Type}, compiled for {cm.Target.Device} in "
                     + $"{compile.TotalSeconds:F2} s ({cm.Plan.Summary}), ran in {sw.Elapsed.TotalMilliseconds:F1} ms");
             if (cm.Tuning is { } t) ctx.Out.WriteLine(t.Summary);
@@ -117,7 +118,7 @@ public static class RunCommand
     {
         "lively" => InitScheme.Lively,
         "original" => InitScheme.Original,
-        _ => throw new IrException($"option --init: '{v}' is not lively or original"),
+        _ => throw new OptionException($"option --init: '{v}' is not lively or original"),
     };
 
     /// <summary>Prints the top-k classes of each row of a (N, K) output (the first 8 rows).</summary>

@@ -40,7 +40,7 @@ public static class TrainCommand
             if (r.GetValue(outDir) is { } o) cfg = cfg with { Out = o };
             if (ModelOptions.Int(r, epochs) is { } e)
             {
-                if (e < 1) throw new IrException($"option --epochs: {e} must be >= 1");
+                if (e < 1) throw new OptionException($"option --epochs: {e} must be >= 1");
                 cfg = cfg with { Epochs = e };
             }
             var m = cfg.Model;

@@ -41,12 +41,12 @@ public static class TuneCommand
             var dev = r.GetValue(device);
             if (dev is not ("cpu" or "cuda"))
             {
-                throw new IrException($"option --device: '{dev}' is not available; swc tune tunes: cpu, cuda");
+                throw new OptionException($"option --device: '{dev}' is not available; swc tune tunes: cpu, cuda");
             }
             var target = Driver.Target(dev);
             target.Require();
             double seconds = ModelOptions.Dbl(r, budget) ?? 120;
-            if (!(seconds > 0)) throw new IrException($"option --budget: {seconds} must be > 0");
+            if (!(seconds > 0)) throw new OptionException($"option --budget: {seconds} must be > 0");
             var m = Driver.Load(r.GetValue(model.Model)!, model.Read(r) with { Weights = r.GetValue(weights) });
             bool live = ReferenceEquals(ctx.Err, Console.Error) && !Console.IsErrorRedirected;
             string last = "";

@@ -97,7 +97,7 @@ public static class ShiftWiseV2
         // sw-layer's own option names first (the network options below would name --dims and --kernel-size)
         void Check(bool ok, string option, string what)
         {
-            if (!ok) throw new IrException($"option {option}: {what}");
+            if (!ok) throw new OptionException($"option {option}: {what}");
         }
         Check(channels >= 2, "--channels", $"{channels} must be >= 2 (an SW layer needs at least 2 rep channels)");
         Check(height >= 1 && width >= 1, height < 1 ? "--height" : "--width",

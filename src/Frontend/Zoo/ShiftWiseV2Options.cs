@@ -72,7 +72,7 @@ public sealed record ShiftWiseV2Options
     {
         void Check(bool ok, string option, string what)
         {
-            if (!ok) throw new IrException($"option {option}: {what}");
+            if (!ok) throw new OptionException($"option {option}: {what}");
         }
         Check(InChans >= 1, "--in-chans", $"{InChans} must be >= 1");
         Check(NumClasses >= 1, "--num-classes", $"{NumClasses} must be >= 1");

@@ -116,7 +116,7 @@ public static class CompileDriver
     {
         if (!System.Text.RegularExpressions.Regex.IsMatch(arch, "^sm_[0-9]{2,3}[a-z]?$"))
         {
-            throw new IrException($"--arch '{arch}' is not a CUDA device arch like sm_80 or sm_90");
+            throw new OptionException($"--arch '{arch}' is not a CUDA device arch like sm_80 or sm_90");
         }
         var sw = Stopwatch.StartNew();
         // the tuning cache is per device: tuned configurations apply when GPU 0 is the arch compiled for

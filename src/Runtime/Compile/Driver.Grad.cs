@@ -25,7 +25,7 @@ public static partial class Driver
         {
             if (checkFinite)
             {
-                throw new IrException("option --check-finite: checks the float32 kernels of --device cpu; the "
+                throw new OptionException("option --check-finite: checks the float32 kernels of --device cpu; the "
                     + "reference executor computes in float64");
             }
             log?.Invoke($"differentiating {m.Description} on the reference executor ({m.Graph.Nodes.Count} nodes)...");
@@ -41,7 +41,11 @@ public static partial class Driver
             result["loss"] = Tensor.FromDoubles(TensorType.Of(DType.F64), [loss]);
             return new GradResult(loss, result);
         }
-        if (device != "cpu") throw new IrException($"option --device: '{device}' is not available for grad; it runs on: cpu, reference");
+        if (device != "cpu")
+        {
+            throw new OptionException($"option --device: '{device}' is not available for grad; it runs on: cpu, "
+                + "reference");
+        }
         var t = CompileTraining(m, log);
         t.Executor.CheckFinite = checkFinite;
         var xf = x.ToDoubles().Select(v => (float)v).ToArray();

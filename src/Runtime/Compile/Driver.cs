@@ -11,7 +11,7 @@ using ShiftWise.Runtime.Tune;
 
 namespace ShiftWise.Runtime.Compile;
 
-/// <summary>How <see cref="Driver.Compile(LoadedModel, ITarget, CompileOptions?, Action{string}?)"/> compiles.</summary>
+/// <summary>How <see cref="Driver.Compile"/> compiles.</summary>
 public sealed record CompileOptions
 {
     /// <summary>The pass pipeline (null: the target's).</summary>

@@ -59,7 +59,7 @@ public static class EmitDriver
     /// <summary>Refuses to replace a folder that holds anything but an earlier emit.</summary>
     public static void CheckReplaceable(string outDir)
     {
-        if (File.Exists(outDir)) throw new IrException($"--out {outDir} is a file; give a folder");
+        if (File.Exists(outDir)) throw new OptionException($"--out {outDir} is a file; give a folder");
         if (!Directory.Exists(outDir) || !Directory.EnumerateFileSystemEntries(outDir).Any()) return;
         var cmake = Path.Combine(outDir, "CMakeLists.txt");
         string first = "";
@@ -70,9 +70,9 @@ public static class EmitDriver
         }
         if (!first.StartsWith(Marker, StringComparison.Ordinal))
         {
-            throw new IrException($"--out {outDir} exists and is not a tree written by swc emit (its CMakeLists.txt "
-                + $"does not start " +
-                $"with '{Marker.Trim()}'); it is left alone: choose another folder or remove it");
+            throw new OptionException($"--out {outDir} exists and is not a tree written by swc emit (its "
+                + $"CMakeLists.txt does not start with '{Marker.Trim()}'); it is left alone: choose another folder or "
+                + "remove it");
         }
     }
 

@@ -5,7 +5,8 @@ using ShiftWise.Runtime.Tune;
 namespace ShiftWise.Runtime.Compile;
 
 /// <summary>
-/// Where a compiled model runs. Adding a target means filling these slots (and one line of <see cref="Driver.Target"/>):
+/// Where a compiled model runs. Adding a target means filling these slots (and one line of
+/// <see cref="Driver.Target"/>):
 /// the pipeline it compiles with, its SW kernels' tunables, defaults and search space, the tuned configurations it
 /// reads, how it lowers an optimised graph to its plan, and how it binds a plan to an executor.
 /// </summary>
@@ -29,7 +30,9 @@ public interface ITarget
     /// </summary>
     void Require();
 
-    /// <summary>This device's tuned configurations (<paramref name="cache"/> false: the defaults, no cache read).</summary>
+    /// <summary>
+    /// This device's tuned configurations (<paramref name="cache"/> false: the defaults, no cache read).
+    /// </summary>
     KernelTuning? Tuning(bool cache, Action<string>? log);
 
     /// <summary>

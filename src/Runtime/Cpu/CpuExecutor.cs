@@ -63,7 +63,9 @@ public sealed class CpuExecutor : Compile.IExecutor
                 };
                 continue;
             }
-            CpuKernel k = step.Sw is { } spec ? new SwLayerKernel(req, spec, step.Config, warn) : KernelTable.Create(req);
+            CpuKernel k = step.Sw is { } spec
+                ? new SwLayerKernel(req, spec, step.Config, warn)
+                : KernelTable.Create(req);
             _steps.Add((n, k, n.Inputs.Select(i => _bufs[i]).ToArray(), n.Outputs.Select(o => _bufs[o]).ToArray()));
             _times[n] = new Stopwatch();
         }

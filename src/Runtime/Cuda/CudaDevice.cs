@@ -5,9 +5,12 @@ using ShiftWise.Runtime.Native;
 
 namespace ShiftWise.Runtime.Cuda;
 
-/// <summary>A failed CUDA call: the operation and the driver's (or cuBLAS's) error name.</summary>
-public sealed class CudaException(string operation, string error)
-    : IrException($"CUDA: {operation} failed: {error}")
+/// <summary>
+/// A failed CUDA call: the operation and the driver's (or cuBLAS's) error name. It is not a rejected input but a fault
+/// of the device or of swc's kernels (exit 70), except running out of device memory
+/// (<see cref="DeviceMemoryException"/>).
+/// </summary>
+public sealed class CudaException(string operation, string error) : Exception($"CUDA: {operation} failed: {error}")
 {
     /// <summary>What was being done.</summary>
     public string Operation { get; } = operation;
@@ -15,6 +18,12 @@ public sealed class CudaException(string operation, string error)
     /// <summary>The error's name, e.g. CUDA_ERROR_OUT_OF_MEMORY.</summary>
     public string Error { get; } = error;
 }
+
+/// <summary>
+/// The model does not fit in the GPU's memory at this batch and image size: an input the device cannot take (exit 2),
+/// with what would fit less.
+/// </summary>
+public sealed class DeviceMemoryException(string message) : IrException(message);
 
 /// <summary>What the device is.</summary>
 public sealed record CudaDeviceInfo(string Name, int Major, int Minor, int Multiprocessors, int MaxSharedPerBlock,
@@ -126,10 +135,9 @@ public sealed class DeviceBuffer : SafeHandle
         if (r == 2)  // CUDA_ERROR_OUT_OF_MEMORY
         {
             var info = CudaDevice.Info;
-            throw new CudaException($"cuMemAlloc of {b.Bytes} bytes ({b.Bytes / 1048576.0:F0} MiB) for {what}",
-                $"CUDA_ERROR_OUT_OF_MEMORY: out of device memory on {info.Name} ({info.TotalMemory / 1048576.0:F0} MiB "
-                + $"in all); " +
-                "a smaller --batch (or --image-size) needs less");
+            throw new DeviceMemoryException($"CUDA: cuMemAlloc of {b.Bytes} bytes ({b.Bytes / 1048576.0:F0} MiB) "
+                + $"for {what} failed: CUDA_ERROR_OUT_OF_MEMORY: out of device memory on {info.Name} "
+                + $"({info.TotalMemory / 1048576.0:F0} MiB in all); a smaller --batch (or --image-size) needs less");
         }
         CudaDevice.Check(r, $"cuMemAlloc of {b.Bytes} bytes for {what}");
         b.SetHandle((IntPtr)(long)p);

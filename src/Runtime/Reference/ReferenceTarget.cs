@@ -64,8 +64,8 @@ internal sealed class ReferenceRunner(Graph graph, IReadOnlyDictionary<string, T
         {
             if (value)
             {
-                throw new IrException("option --check-finite: checks the float32 kernels of --device cpu or cuda; the "
-                    + "reference executor computes in float64");
+                throw new OptionException("option --check-finite: checks the float32 kernels of --device cpu or cuda; "
+                    + "the reference executor computes in float64");
             }
         }
     }

@@ -93,7 +93,8 @@ public sealed class TrainRun
         Stopwatch dataTime = new(), optTime = new(), evalTime = new();
         int profiledSteps = 0;
         _log($"training graph: {trainer.Graph.Nodes.Count} nodes ({trainModel.Graph.Nodes.Count} forward), "
-            + $"{Cost.TotalParams(trainModel.Graph):N0} parameters, arena {trainer.Executor.Plan.ArenaBytes / (1 << 20)} MiB, "
+            + $"{Cost.TotalParams(trainModel.Graph):N0} parameters, arena "
+            + $"{trainer.Executor.Plan.ArenaBytes / (1 << 20)} MiB, "
             + $"bound in {sw.Elapsed.TotalSeconds:F1} s");
         var shapes = trainer.Parameters.ToDictionary(kv => kv.Key,
             kv => trainModel.Graph.Params.First(p => p.Name == kv.Key).Type.Shape.ToArray());
@@ -109,7 +110,7 @@ public sealed class TrainRun
         int start = 0;
         if (resume)
         {
-            if (!File.Exists(ckpt)) throw new IrException($"--resume: there is no {ckpt} to resume from");
+            if (!File.Exists(ckpt)) throw new OptionException($"--resume: there is no {ckpt} to resume from");
             start = ReadCheckpoint(ckpt, trainer, opt);
             _log($"resuming after epoch {start} from {ckpt}");
         }

@@ -12,7 +12,9 @@ public abstract class KernelTuning
     private readonly Func<SwLayerSpec, TuneKey> _keyFor;
     private readonly HashSet<string> _tuned = new(StringComparer.Ordinal), _defaults = new(StringComparer.Ordinal);
 
-    /// <summary>Reads entries of <paramref name="cache"/> (null: defaults everywhere) under the device's keys.</summary>
+    /// <summary>
+    /// Reads entries of <paramref name="cache"/> (null: defaults everywhere) under the device's keys.
+    /// </summary>
     protected KernelTuning(TuningCache? cache, Func<SwLayerSpec, TuneKey> keyFor)
     {
         _cache = cache;

@@ -154,7 +154,7 @@ public sealed class TuneSearch
             }
             return (task.Result, null);
         }
-        catch (AggregateException e) when (e.InnerException is IR.IrException or ArgumentException
+        catch (AggregateException e) when (e.InnerException is IR.IrException or Cuda.CudaException or ArgumentException
             or InvalidOperationException)
         {
             return (null, "failed: " + e.InnerException!.Message);
