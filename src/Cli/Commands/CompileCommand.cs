@@ -90,7 +90,7 @@ public static class CompileCommand
             }
             if (res.Cuda is { } cu)
             {
-                ctx.Out.WriteLine($"wrote {cu.Plan.Kernels.Count} CUDA kernels to "
+                ctx.Out.WriteLine($"wrote {cu.KernelCount} CUDA kernels to "
                     + $"{Path.Combine(req.OutDir, "kernels")}; {cu.Tuning}");
                 ctx.Out.WriteLine(cu.Compiled is null
                     ? $"not compiled: {cu.NotCompiledReason}"

@@ -48,11 +48,8 @@ public static class EmitCommand
                 Version = PrintVersion.Version,
             };
             var res = EmitDriver.Run(req, ctx.Err.WriteLine);
-            var plan = res.Cuda.Plan;
-            long bytes = res.Files.Sum(f => (long)f.Bytes.Length);
-            ctx.Out.WriteLine($"emitted {res.Source.Description} for {plan.Arch} to {res.OutDir}: {res.Files.Count} "
-                + $"files, "
-                + $"{bytes / 1e6:F1} MB ({plan.Kernels.Count} kernels, {plan.Steps.Count} steps) in "
+            ctx.Out.WriteLine($"emitted {res.Source.Description} for {res.Cuda.Arch} to {res.OutDir}: "
+                + $"{res.FileCount} files, {res.Bytes / 1e6:F1} MB ({res.Cuda.Summary}) in "
                 + $"{res.Time.TotalSeconds:F1} s");
             ctx.Out.WriteLine(res.Cuda.Tuning);
             ctx.Out.WriteLine(res.Cuda.Compiled is null

@@ -37,6 +37,15 @@ public sealed record CudaCompileResult(CudaPlan Plan, IReadOnlyList<CompiledKern
 {
     /// <summary>Which SW kernels were lowered with tuned configurations (one line for reports).</summary>
     public string Tuning { get; init; } = "";
+
+    /// <summary>The arch the plan was lowered for.</summary>
+    public string Arch => Plan.Arch;
+
+    /// <summary>How many kernels the plan has.</summary>
+    public int KernelCount => Plan.Kernels.Count;
+
+    /// <summary>"N kernels, M steps", for reports.</summary>
+    public string Summary => $"{Plan.Kernels.Count} kernels, {Plan.Steps.Count} steps";
 }
 
 /// <summary>

@@ -23,7 +23,14 @@ public sealed record EmitRequest(string Model, ModelArgs Args, string OutDir)
 
 /// <summary>The outcome: the plan, whether NVRTC checked every kernel, the files written.</summary>
 public sealed record EmitResult(LoadedModel Source, CudaCompileResult Cuda, IReadOnlyList<StandaloneFile> Files,
-    string OutDir, TimeSpan Time);
+    string OutDir, TimeSpan Time)
+{
+    /// <summary>How many files were written.</summary>
+    public int FileCount => Files.Count;
+
+    /// <summary>The bytes of all files written.</summary>
+    public long Bytes => Files.Sum(f => (long)f.Bytes.Length);
+}
 
 /// <summary>
 /// swc emit: loads a model, runs the inference pipeline, lowers it for CUDA (with tuned configurations when GPU 0 is
