@@ -11,7 +11,7 @@ using ShiftWise.Runtime.Compile;
 namespace ShiftWise.Cli.Commands;
 
 /// <summary>swc run MODEL: one forward pass; prints the top classes, optionally writes the output.</summary>
-public static class RunCommand
+public static partial class RunCommand
 {
     /// <summary>Creates the command.</summary>
     public static Command Create(CommandContext ctx)
@@ -20,9 +20,14 @@ public static class RunCommand
         var weights = new Option<string?>("--weights") { Description = "A .pth or .safetensors checkpoint." };
         var input = new Option<string?>("--input")
         {
-            Description = "Input .npy (N, C, H, W); default: a seeded random image.",
+            Description = "Input: an .npy (N, C, H, W), or images: a PNG or JPEG file, a folder of them, or a glob "
+                + "(dir/*.jpg), classified --batch at a time; default: a seeded random image.",
         };
-        var output = new Option<string?>("--output") { Description = "Write the output as .npy." };
+        var output = new Option<string?>("--output")
+        {
+            Description = "Write the output as .npy; for images, the predictions as .csv or .json.",
+        };
+        var image = new ImageOptions();
         var device = new Option<string>("--device")
         {
             Description =
@@ -50,6 +55,7 @@ public static class RunCommand
         {
             cmd.Options.Add(o);
         }
+        image.AddTo(cmd);
         cmd.SetAction(r =>
         {
             var dev = r.GetValue(device)!;
@@ -61,6 +67,17 @@ public static class RunCommand
             var target = Driver.Target(dev, CudaRunOptionsOf(r));
             target.Require();
             uint s = (uint)(ModelOptions.Int(r, seed) ?? 0);
+            if (r.GetValue(input) is { } given && !given.EndsWith(".npy", StringComparison.OrdinalIgnoreCase))
+            {
+                var imageArgs = model.Read(r) with
+                {
+                    Weights = r.GetValue(weights),
+                    Init = ParseInit(r.GetValue(init)!),
+                    Seed = s,
+                };
+                return Images(ctx, r, target, r.GetValue(model.Model)!, imageArgs, given, image, r.GetValue(output),
+                    r.GetValue(checkFinite));
+            }
             Tensor? x = r.GetValue(input) is { } path ? Npy.Read(path) : null;
             var args = model.Read(r) with
             {

@@ -53,14 +53,15 @@ public static class TrainCommand
                 + $"(warm-up {F(cfg.WarmupEpochs)} epochs), weight decay {F(cfg.WeightDecay)}, label smoothing "
                 + $"{F(cfg.LabelSmoothing)}, "
                 + $"seed {cfg.Seed}; output {cfg.Out}");
-            var bar = new ProgressBar(ctx.Err, ReferenceEquals(ctx.Err, Console.Error) && !Console.IsErrorRedirected);
+            var bar = ProgressBar.For(ctx.Err);
             var run = new TrainRun(cfg, msg =>
             {
                 bar.Clear();
                 ctx.Out.WriteLine(msg);
             }) { Profiling = r.GetValue(profile), CheckFinite = r.GetValue(checkFinite) };
             var total = Stopwatch.StartNew();
-            run.Run(r.GetValue(resume), default, bar.Update);
+            run.Run(r.GetValue(resume), default, p => bar.Update(p.Step, p.Steps, $"epoch {p.Epoch}/{p.Epochs} ",
+                $" loss {p.Loss:F4} acc {100 * p.Accuracy:F2}% {p.ImagesPerSecond:F0} img/s lr {p.Lr:E2}"));
             bar.Clear();
             var last = run.Epochs[^1];
             ctx.Out.WriteLine($"final test accuracy {100 * last.TestAccuracy:F2}% after {last.Epoch} epochs; "
@@ -94,49 +95,4 @@ public static class TrainCommand
     }
 
     private static string F(double v) => v.ToString("G4", CultureInfo.InvariantCulture);
-
-    /// <summary>
-    /// A one-line bar redrawn in place on a terminal; elsewhere (a log, a pipe) one line per tenth of an epoch.
-    /// </summary>
-    private sealed class ProgressBar(TextWriter w, bool live)
-    {
-        private int _lastTenth = -1;
-        private long _lastDraw;
-        private bool _drawn;
-
-        public void Update(TrainProgress p)
-        {
-            int tenth = p.Step * 10 / p.Steps;
-            string Line()
-            {
-                int width = 24, filled = p.Step * width / p.Steps;
-                return $"epoch {p.Epoch}/{p.Epochs} [{new string('#', filled)}{new string('.', width - filled)}] "
-                    + $"{p.Step}/{p.Steps} loss {p.Loss:F4} acc {100 * p.Accuracy:F2}% {p.ImagesPerSecond:F0} img/s lr "
-                    + $"{p.Lr:E2}";
-            }
-            if (live)
-            {
-                long now = Environment.TickCount64;
-                if (now - _lastDraw < 200 && p.Step != p.Steps) return;
-                _lastDraw = now;
-                w.Write("\r" + Line() + "\u001b[K");
-                _drawn = true;
-            }
-            else if (tenth != _lastTenth && tenth > 0)
-            {
-                _lastTenth = tenth;
-                w.WriteLine(Line());
-            }
-            if (p.Step == p.Steps) _lastTenth = -1;
-        }
-
-        public void Clear()
-        {
-            if (live && _drawn)
-            {
-                w.Write("\r\u001b[K");
-                _drawn = false;
-            }
-        }
-    }
 }
