@@ -41,7 +41,8 @@ internal static partial class ImageFixtures
         gz.CopyTo(ms);
         var npy = ms.ToArray();
         Assert.Equal("\x93NUMPY", Encoding.Latin1.GetString(npy, 0, 6));
-        var headerLen = npy[6] == 1 ? BinaryPrimitives.ReadUInt16LittleEndian(npy.AsSpan(8)) : throw new InvalidDataException();
+        Assert.Equal(1, npy[6]); // .npy format 1.0
+        var headerLen = BinaryPrimitives.ReadUInt16LittleEndian(npy.AsSpan(8));
         var header = Encoding.ASCII.GetString(npy, 10, headerLen);
         Assert.Contains("'descr': '|u1'", header);
         Assert.Contains("'fortran_order': False", header);

@@ -11,7 +11,8 @@ internal delegate void RowSink(int y, ReadOnlySpan<byte> pixels, int bytesPerPix
 /// Decodes PNG and JPEG files with SkiaSharp into 8-bit rows with what PIL's <c>Image.open(path).convert('RGB')</c>
 /// (torchvision's default loader, the original's) makes of them:
 /// <list type="bullet">
-/// <item>no colour management: PIL ignores ICC profiles, gAMA and cHRM, so Skia decodes with no target colour space;</item>
+/// <item>no colour management: PIL ignores ICC profiles, gAMA and cHRM, so Skia decodes with no target colour
+/// space;</item>
 /// <item>alpha is dropped, not composited (PIL's RGBA, LA and transparent-palette conversions to RGB keep the colour
 /// channels as stored), so Skia decodes unpremultiplied;</item>
 /// <item>16-bit colour PNGs: PIL keeps each sample's high byte (its "RGB;16B" and "RGBA;16B" unpackers, checked with
@@ -44,7 +45,8 @@ internal static class ImageDecoder
         {
             codec = SKCodec.Create(path, out result);
         }
-        catch (Exception e) when (e is DllNotFoundException or TypeInitializationException or EntryPointNotFoundException)
+        catch (Exception e)
+            when (e is DllNotFoundException or TypeInitializationException or EntryPointNotFoundException)
         {
             throw new ImageException(path, "cannot be decoded: SkiaSharp's native library (libSkiaSharp.so) did not "
                 + $"load, which on Debian needs the package libfontconfig1 ({e.GetBaseException().Message})", e);
@@ -58,7 +60,8 @@ internal static class ImageDecoder
             var expected = format == "PNG" ? SKEncodedImageFormat.Png : SKEncodedImageFormat.Jpeg;
             if (codec.EncodedFormat != expected)
             {
-                throw new ImageException(path, $"not a PNG or JPEG image (SkiaSharp reads it as {codec.EncodedFormat})");
+                throw new ImageException(path,
+                    $"not a PNG or JPEG image (SkiaSharp reads it as {codec.EncodedFormat})");
             }
             var (w, h) = (codec.Info.Width, codec.Info.Height);
             CheckSize(path, w, h);

@@ -88,7 +88,8 @@ public static class ImageInput
         var dir = Path.GetDirectoryName(input);
         if (dir is not null && dir.AsSpan().IndexOfAny('*', '?') >= 0)
         {
-            throw new ImageException(input, "has a wildcard in a folder name, and * and ? may only be in the file name");
+            throw new ImageException(input,
+                "has a wildcard in a folder name, and * and ? may only be in the file name");
         }
         if (name.AsSpan().IndexOfAny('*', '?') >= 0)
         {

@@ -57,8 +57,8 @@ public sealed record ImageTransform(int Size, double CropPct = 0.875, double[]? 
             var side = Math.Floor(Size / CropPct);
             if (side < 1 || side > MaxResizedSide)
             {
-                throw new OptionException(
-                    $"crop_pct: {Num(CropPct)} resizes the shorter side to {Num(side)} pixels, not 1 to {MaxResizedSide}");
+                throw new OptionException($"crop_pct: {Num(CropPct)} resizes the shorter side to {Num(side)} "
+                    + $"pixels, not 1 to {MaxResizedSide}");
             }
         }
         CheckTriple("mean", Mean, positive: false);
@@ -76,8 +76,9 @@ public sealed record ImageTransform(int Size, double CropPct = 0.875, double[]? 
         {
             if (width != Size || height != Size)
             {
-                throw new ImageException(file, $"is {width} x {height} pixels, but at image size {Size} the original's "
-                    + $"evaluation transform neither resizes nor crops (it does above 32), so it must be {Size} x {Size}");
+                throw new ImageException(file, $"is {width} x {height} pixels, but at image size {Size} the "
+                    + "original's evaluation transform neither resizes nor crops (it does above 32), so it must be "
+                    + $"{Size} x {Size}");
             }
             return new ResizePlan(width, height, 0, 0, Size);
         }

@@ -94,7 +94,7 @@ internal sealed class PilAxis
         return new PilAxis(kSize, first, count, weights);
     }
 
-    /// <summary>Pillow's bicubic_filter: Keys' cubic with a = -0.5, evaluated in the same order of operations.</summary>
+    /// <summary>Pillow's bicubic_filter: Keys' cubic with a = -0.5, in the same order of operations.</summary>
     private static double Cubic(double x)
     {
         const double a = -0.5;
