@@ -114,7 +114,7 @@ public static partial class RunCommand
         foreach (var p in preds)
         {
             ctx.Out.WriteLine(p.Error is { } e
-                ? $"skipped {p.File}: {e}"
+                ? $"skipped {e}"
                 : $"{p.File}: " + string.Join(", ", p.Top.Select((c, i) =>
                     $"{Name(c)} {p.Probabilities[i].ToString("F4", CultureInfo.InvariantCulture)}")));
         }

@@ -130,7 +130,7 @@ public static partial class Driver
         {
             case ".csv":
                 var sw = new StringWriter();
-                using (var csv = new CsvWriter(sw, CultureInfo.InvariantCulture))
+                using (var csv = CsvWriter.Create(sw, null, true))
                 {
                     csv.WriteField("file");
                     for (int i = 1; i <= k; i++)
@@ -138,7 +138,7 @@ public static partial class Driver
                         foreach (var f in new[] { "class", "name", "probability" }) csv.WriteField($"{f}{i}");
                     }
                     csv.WriteField("error");
-                    csv.NextRecord();
+                    csv.EndRecord();
                     foreach (var p in predictions)
                     {
                         csv.WriteField(p.File);
@@ -150,8 +150,9 @@ public static partial class Driver
                             csv.WriteField(has ? p.Probabilities[i].ToString("G6", CultureInfo.InvariantCulture) : "");
                         }
                         csv.WriteField(p.Error ?? "");
-                        csv.NextRecord();
+                        csv.EndRecord();
                     }
+                    csv.Flush();
                 }
                 text = sw.ToString();
                 break;
