@@ -1,6 +1,5 @@
 using System.Buffers.Binary;
 using System.Text;
-using ShiftWise.IR;
 
 namespace ShiftWise.Frontend.IO;
 
@@ -10,10 +9,10 @@ namespace ShiftWise.Frontend.IO;
 /// whitelist maps to a C# construction (tensors, storages, OrderedDict), and any other global, with whatever calls,
 /// instantiates or builds it, becomes an inert <see cref="PyObject"/> record (PickleObjects.cs); nothing is ever
 /// imported or called, so a hostile file cannot run code. An opcode outside the set read is an error, never
-/// skipped. The input is one in-memory
-/// buffer whose length bounds every count (strings, memo, stack), and lengths are checked against the bytes
-/// left before anything is allocated. The machine is a loop, not a recursion, so nesting cannot overflow the
-/// call stack; the finished object graph is then checked for cycles and depth (<see cref="PickleValues.Check"/>).
+/// skipped. The input is one in-memory buffer whose length bounds every count (strings, memo, stack), and lengths
+/// are checked against the bytes left before anything is allocated. The machine is a loop, not a recursion, so
+/// nesting cannot overflow the call stack; the finished object graph, inert records included, is then checked for
+/// cycles and depth (<see cref="PickleValues.Check"/>).
 /// </summary>
 internal sealed partial class Unpickler
 {

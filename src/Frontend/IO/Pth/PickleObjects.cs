@@ -1,3 +1,5 @@
+using ShiftWise.IR;
+
 namespace ShiftWise.Frontend.IO;
 
 /// <summary>
@@ -15,12 +17,12 @@ internal sealed partial class Unpickler
         new("torch._utils", "_rebuild_tensor", GlobalKind.RebuildTensor),
         new("torch._utils", "_rebuild_parameter", GlobalKind.RebuildParameter),
         new("torch._utils", "_rebuild_parameter_with_state", GlobalKind.RebuildParameter),
-        new("torch", "FloatStorage", GlobalKind.Storage, IR.DType.F32),
-        new("torch", "DoubleStorage", GlobalKind.Storage, IR.DType.F64),
-        new("torch", "HalfStorage", GlobalKind.Storage, IR.DType.F16),
-        new("torch", "BFloat16Storage", GlobalKind.Storage, IR.DType.BF16),
-        new("torch", "IntStorage", GlobalKind.Storage, IR.DType.I32),
-        new("torch", "LongStorage", GlobalKind.Storage, IR.DType.I64),
+        new("torch", "FloatStorage", GlobalKind.Storage, DType.F32),
+        new("torch", "DoubleStorage", GlobalKind.Storage, DType.F64),
+        new("torch", "HalfStorage", GlobalKind.Storage, DType.F16),
+        new("torch", "BFloat16Storage", GlobalKind.Storage, DType.BF16),
+        new("torch", "IntStorage", GlobalKind.Storage, DType.I32),
+        new("torch", "LongStorage", GlobalKind.Storage, DType.I64),
     }.ToDictionary(g => g.ToString(), StringComparer.Ordinal);
 
     private static PickleGlobal Global(string module, string name) =>
