@@ -62,6 +62,11 @@ public sealed class ModelOptions
     private readonly Option<string?> _widthPx = new("--width") { Description = "sw-layer: width (56)." };
     private readonly Option<string?> _big = new("--big") { Description = "sw-layer: big kernel (51)." };
     private readonly Option<string?> _small = new("--small") { Description = "sw-layer: small kernel (3)." };
+    private readonly Option<string?> _checkpointKey = new("--checkpoint-key")
+    {
+        Description = "The entry of a .pth checkpoint that holds the weights, e.g. model_ema (default: model, "
+            + "state_dict or model_ema, the first present, else a bare state_dict).",
+    };
 
     /// <summary>Adds the argument and options to a command.</summary>
     public void AddTo(Command cmd)
@@ -71,7 +76,7 @@ public sealed class ModelOptions
                  {
                      _inChans, _numClasses, _depths, _dims, _kernel, _ghost, _nPath, _nRep, _width, _layerScale,
                          _stemStride, _dropPath, _noBn,
-                     _batch, _imageSize, _channels, _height, _widthPx, _big, _small,
+                     _batch, _imageSize, _channels, _height, _widthPx, _big, _small, _checkpointKey,
                  })
         {
             cmd.Options.Add(o);
@@ -101,6 +106,7 @@ public sealed class ModelOptions
         Width = Int(r, _widthPx),
         Big = Int(r, _big),
         Small = Int(r, _small),
+        CheckpointKey = r.GetValue(_checkpointKey),
     };
 
     /// <summary>Parses an integer option value, naming the option when it is not one.</summary>

@@ -11,22 +11,41 @@ namespace ShiftWise.Frontend;
 public sealed partial record Checkpoint(IReadOnlyDictionary<string, Tensor> Tensors, int? InChans, int? NumClasses,
     int? NPath)
 {
+    /// <summary>The prefix DistributedDataParallel puts on every key of the state_dict of the model it wraps.</summary>
+    public const string DdpPrefix = "module.";
+
     /// <summary>
-    /// Reads a checkpoint; `num_batches_tracked` entries are dropped, merged `LoRA.weight` become `LoRAs.0.weight`.
+    /// Reads the weights file <paramref name="path"/> when one is given (null otherwise): see <see cref="Read"/>.
+    /// A <paramref name="key"/> without a file is an error, not ignored.
     /// </summary>
-    public static Checkpoint Read(string path)
+    public static Checkpoint? ReadIfGiven(string? path, string? key) => path is not null ? Read(path, key)
+        : key is null ? null
+        : throw new OptionException($"option --checkpoint-key '{key}' chooses an entry of a --weights file, and "
+            + "none is given");
+
+    /// <summary>
+    /// Reads a checkpoint; from a .pth, the state_dict under <paramref name="key"/> (null: 'model', 'state_dict' or
+    /// 'model_ema', else a bare state_dict; see <see cref="Pth.Read(string, string?)"/>). A `module.` prefix (DDP)
+    /// on every key is removed, `num_batches_tracked` entries are dropped, merged `LoRA.weight` become
+    /// `LoRAs.0.weight`.
+    /// </summary>
+    public static Checkpoint Read(string path, string? key = null)
     {
         if (!File.Exists(path)) throw new IrException($"{path}: no such file");
         IReadOnlyDictionary<string, Tensor> raw = Path.GetExtension(path).ToLowerInvariant() switch
         {
+            ".safetensors" when key is not null => throw new OptionException($"option --checkpoint-key '{key}': "
+                + $"{path} is a .safetensors file, which holds one set of tensors and no entries to choose from"),
             ".safetensors" => SafeTensors.Read(path),
-            ".pth" or ".pt" or ".bin" or ".ckpt" => Pth.Read(path),
+            ".pth" or ".pt" or ".bin" or ".ckpt" => Pth.Read(path, key),
             var e => throw new IrException($"{path}: unknown weights format '{e}' (expected .pth or .safetensors)"),
         };
+        bool ddp = raw.Count > 0 && raw.Keys.All(k => k.StartsWith(DdpPrefix, StringComparison.Ordinal));
         var t = new SortedDictionary<string, Tensor>(StringComparer.Ordinal);
         bool merged = false;
-        foreach (var (k, v) in raw)
+        foreach (var (key0, v) in raw)
         {
+            var k = ddp ? key0[DdpPrefix.Length..] : key0;
             if (k.EndsWith(".num_batches_tracked", StringComparison.Ordinal)) continue;
             var name = MergedLora().Replace(k, ".LoRAs.0.weight");
             merged |= name != k;

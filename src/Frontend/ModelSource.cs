@@ -54,6 +54,9 @@ public sealed record ModelArgs
     public int? Small { get; init; }
     /// <summary>--weights: a .pth or .safetensors file.</summary>
     public string? Weights { get; init; }
+    /// <summary>--checkpoint-key: the entry of a .pth checkpoint that holds the state_dict (null: 'model',
+    /// 'state_dict' or 'model_ema', else a bare state_dict).</summary>
+    public string? CheckpointKey { get; init; }
     /// <summary>--init, for runs without weights.</summary>
     public InitScheme Init { get; init; } = InitScheme.Lively;
     /// <summary>--seed of the initialisation.</summary>
@@ -105,7 +108,7 @@ public static class ModelSource
             return new LoadedModel(g, w, $"{model} (graph {g.Name})");
         }
         AgreeWithInput(model, a);
-        var ckpt = a.Weights is null ? null : Checkpoint.Read(a.Weights);
+        var ckpt = Checkpoint.ReadIfGiven(a.Weights, a.CheckpointKey);
         Model m;
         if (model == "sw-layer")
         {

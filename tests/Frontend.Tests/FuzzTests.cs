@@ -50,10 +50,51 @@ public sealed class FuzzTests(ITestOutputHelper output)
     [Fact]
     public void Pth_zip_and_pickle()
     {
-        var seeds = Fixtures("*.pth", "pth");
-        Assert.True(seeds.Length >= 3);
+        var seeds = Fixtures("*.pth", "pth").Concat(Fixtures("*.pth", "ckpt")).ToArray();
+        Assert.True(seeds.Length >= 10);
         Check(Fuzz.Run("pth (zip + pickle)", seeds, b => Pth.Read(new MemoryStream(b), "fuzz.pth")));
     }
+
+    /// <summary>
+    /// The pickle alone, mutated and wrapped in a valid archive each time (mutating the whole file mostly meets the
+    /// zip's CRC checks first): torch.save's training checkpoints (inert Namespace, AdamW state, the EMA, a whole
+    /// module, hostile reduces, a bool tensor) and a hand-built pickle of nested containers of inert records, each
+    /// with its own storages, read with each checkpoint key in turn (none, the EMA, an inert entry, a missing one).
+    /// </summary>
+    [Fact]
+    public void Pth_pickle_objects_and_checkpoint_keys()
+    {
+        string?[] keys = [null, "model_ema", "args", "hooks", "nope"];
+        var families = new[] { "save_model", "save_model_p4", "whole_module", "reduce_hooks", "bool_extra" }
+            .Select(f => PthFiles.Split(Path.Combine(AppContext.BaseDirectory, "Fixtures", "ckpt", f + ".pth")))
+            .Append((NestedInertRecords(), [("archive/data/0", PthFiles.F32Bytes(1, 2))]))
+            .ToArray();
+        int accepted = 0;
+        foreach (var (pickle, others) in families)
+        {
+            int calls = 0; // inputs are read one at a time, so the key goes round them in turn
+            var r = Fuzz.Run("pth pickle (objects, keys)", [pickle], b =>
+            {
+                string? key = keys[calls++ % keys.Length];
+                Pth.Read(PthFiles.Zip(b, extra: others), "fuzz.pth", key);
+            }, count: 300);
+            Check(r);
+            accepted += r.Accepted;
+        }
+        Assert.True(accepted > 0, "no mutant was read whole, so the fuzzer did not reach the key selection");
+    }
+
+    /// <summary>{'model': {'w': tensor}, 'args': Namespace(groups=[{'fn': GELU()}, {Flag(1), frozenset()}],
+    /// run=posix.system('x'), sub=defaultdict(list, k=deque([1])))}.</summary>
+    private static byte[] NestedInertRecords() => new PickleWriter().Op('}').Mark()
+        .Str("model").Op('}').Str("w").Tensor("FloatStorage", "0", 2, 0, [2], [1]).Op('s')
+        .Str("args").Global("argparse", "Namespace").Op(')').Raw(0x81).Op('}').Mark()
+        .Str("groups").Op(']').Mark().Op('}').Str("fn").Global("torch.nn", "GELU").Op(')').Raw(0x81).Op('s')
+        .Raw(0x8f).Mark().Global("enum", "Flag").Int(1).Raw(0x85).Op('R').Mark().Raw(0x91).Raw(0x90).Op('e')
+        .Str("run").Global("posix", "system").Str("x").Raw(0x85).Op('R')
+        .Str("sub").Global("collections", "defaultdict").Global("builtins", "list").Raw(0x85).Op('R')
+        .Str("k").Global("collections", "deque").Op(')').Op('R').Mark().Int(1).Op('e').Op('s')
+        .Op('u').Op('b').Op('u').Stop();
 
     [Fact]
     public void Idx()

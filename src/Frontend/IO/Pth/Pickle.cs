@@ -1,34 +1,21 @@
 using System.Buffers.Binary;
 using System.Text;
-using ShiftWise.IR;
 
 namespace ShiftWise.Frontend.IO;
 
 /// <summary>
-/// A restricted unpickler for the state_dict pickles that <c>torch.save</c> writes (protocol 2, plus the protocol
-/// 3-5 opcodes a newer writer may use). It builds plain data (see <see cref="PickleValues"/>) and nothing else:
-/// each global must be on a fixed whitelist and maps to a C# construction, never to a call, so a hostile file
-/// cannot run code. Every other opcode or global is an error, never skipped. The input is one in-memory
-/// buffer whose length bounds every count (strings, memo, stack), and lengths are checked against the bytes
-/// left before anything is allocated. The machine is a loop, not a recursion, so nesting cannot overflow the
-/// call stack; the finished object graph is then checked for cycles and depth (<see cref="PickleValues.Check"/>).
+/// A restricted unpickler for the pickles that <c>torch.save</c> writes (protocol 2, plus the protocol 3-5 opcodes a
+/// newer writer may use). It builds plain data (see <see cref="PickleValues"/>) and nothing else: a global on a fixed
+/// whitelist maps to a C# construction (tensors, storages, OrderedDict), and any other global, with whatever calls,
+/// instantiates or builds it, becomes an inert <see cref="PyObject"/> record (PickleObjects.cs); nothing is ever
+/// imported or called, so a hostile file cannot run code. An opcode outside the set read is an error, never
+/// skipped. The input is one in-memory buffer whose length bounds every count (strings, memo, stack), and lengths
+/// are checked against the bytes left before anything is allocated. The machine is a loop, not a recursion, so
+/// nesting cannot overflow the call stack; the finished object graph, inert records included, is then checked for
+/// cycles and depth (<see cref="PickleValues.Check"/>).
 /// </summary>
 internal sealed partial class Unpickler
 {
-    private static readonly Dictionary<string, PickleGlobal> Allowed = new PickleGlobal[]
-    {
-        new("collections", "OrderedDict", GlobalKind.OrderedDict),
-        new("torch._utils", "_rebuild_tensor_v2", GlobalKind.RebuildTensorV2),
-        new("torch._utils", "_rebuild_tensor", GlobalKind.RebuildTensor),
-        new("torch._utils", "_rebuild_parameter", GlobalKind.RebuildParameter),
-        new("torch", "FloatStorage", GlobalKind.Storage, DType.F32),
-        new("torch", "DoubleStorage", GlobalKind.Storage, DType.F64),
-        new("torch", "HalfStorage", GlobalKind.Storage, DType.F16),
-        new("torch", "BFloat16Storage", GlobalKind.Storage, DType.BF16),
-        new("torch", "IntStorage", GlobalKind.Storage, DType.I32),
-        new("torch", "LongStorage", GlobalKind.Storage, DType.I64),
-    }.ToDictionary(g => g.ToString(), StringComparer.Ordinal);
-
     private readonly byte[] _data;
     private readonly string _label;
     private readonly List<object?> _stack = [];
@@ -133,18 +120,37 @@ internal sealed partial class Unpickler
                     object? args = Pop();
                     Push(Reduce(Pop(), args));
                     break;
-                case 0x81: // NEWOBJ: cls.__new__(cls, *args); only an empty OrderedDict is ever built this way.
+                case 0x81: // NEWOBJ: cls.__new__(cls, *args)
                     object? newArgs = Pop(), cls = Pop();
-                    Push(cls is PickleGlobal { Kind: GlobalKind.OrderedDict } && newArgs is PyTuple { Items.Count: 0 }
-                        ? new PickleDict(ordered: true)
-                        : throw Fail($"NEWOBJ at byte {_opAt} on a {PickleValues.TypeName(cls)} is not allowed"));
+                    Push(NewObj(cls, newArgs, null, ex: false));
                     break;
+                case 0x92: // NEWOBJ_EX: cls.__new__(cls, *args, **kwargs)
+                    object? exKwargs = Pop(), exArgs = Pop(), exCls = Pop();
+                    Push(NewObj(exCls, exArgs, exKwargs, ex: true));
+                    break;
+                case (byte)'i': // INST: "module\nname\n", then cls(*items since the MARK)
+                    string instModule = Line();
+                    var instCls = Global(instModule, Line());
+                    Push(Instantiate(instCls, PopMark()));
+                    break;
+                case (byte)'o': Push(Obj()); break; // OBJ
+                case 0x82: Push(Extension(Take(1)[0])); break; // EXT1
+                case 0x83: Push(Extension(BinaryPrimitives.ReadUInt16LittleEndian(Take(2)))); break; // EXT2
+                case 0x84: Push(Extension(BinaryPrimitives.ReadInt32LittleEndian(Take(4)))); break; // EXT4
+                case 0x8f: Push(new PySet(frozen: false)); break; // EMPTY_SET
+                case 0x90: AddItems(); break; // ADDITEMS
+                case 0x91: // FROZENSET
+                    var frozen = new PySet(frozen: true);
+                    frozen.Items.AddRange(PopMark());
+                    Push(frozen);
+                    break;
+                case 0x96: Push(Take(BinaryPrimitives.ReadInt64LittleEndian(Take(8))).ToArray()); break; // BYTEARRAY8
                 case (byte)'b': Build(); break;
                 case (byte)'Q': Push(PersistentLoad(Pop())); break; // BINPERSID
                 case (byte)'.': return Stop();
                 default:
                     throw Fail($"pickle opcode {PickleOps.Name(_op)} at byte {_opAt} is not allowed (only the subset "
-                        + "torch.save uses for tensors and plain data is read)");
+                        + "torch.save writes is read)");
             }
         }
     }
@@ -166,52 +172,7 @@ internal sealed partial class Unpickler
         return _stack[0];
     }
 
-    private PickleGlobal Global(string module, string name)
-    {
-        if (Allowed.TryGetValue($"{module} {name}", out var g))
-        {
-            return g;
-        }
-        if (module == "torch" && name.EndsWith("Storage", StringComparison.Ordinal))
-        {
-            throw Fail($"pickle global '{module} {name}' is not supported: only float32, float64, float16, "
-                + "bfloat16, int32 and int64 tensors are read");
-        }
-        throw Fail($"pickle global '{module} {name}' is not allowed: only tensors, storages and OrderedDict are "
-            + "read, so that loading never runs code from the file; if the checkpoint stores other objects next "
-            + "to its weights, re-export them with tools/export_pytorch.py");
-    }
-
-    private object Reduce(object? callable, object? argsValue)
-    {
-        if (callable is not PickleGlobal g)
-        {
-            throw Fail($"REDUCE at byte {_opAt} calls a {PickleValues.TypeName(callable)}, not a whitelisted global");
-        }
-        if (argsValue is not PyTuple { Items: var args })
-        {
-            throw Fail($"REDUCE of {g} at byte {_opAt} has a {PickleValues.TypeName(argsValue)} of arguments, "
-                + "not a tuple");
-        }
-        switch (g.Kind)
-        {
-            case GlobalKind.OrderedDict when args.Count == 0:
-                return new PickleDict(ordered: true);
-            // (storage, storage_offset, size, stride, requires_grad, backward_hooks[, metadata]): autograd and
-            // the optional metadata do not affect the values, so they are ignored.
-            case GlobalKind.RebuildTensorV2 when args.Count is 6 or 7:
-            case GlobalKind.RebuildTensor when args.Count == 4:
-                return TorchTensor.Create(args[0], args[1], args[2], args[3], g, Fail);
-            // (data, requires_grad, backward_hooks): a Parameter is its data as far as weights go.
-            case GlobalKind.RebuildParameter when args.Count == 3 && args[0] is TorchTensor data:
-                return data;
-            default:
-                throw Fail($"REDUCE of {g} at byte {_opAt} with {args.Count} arguments "
-                    + $"({string.Join(", ", args.Select(PickleValues.TypeName))}) is not supported");
-        }
-    }
-
-    private TorchStorage PersistentLoad(object? pid)
+    private object PersistentLoad(object? pid)
     {
         // torch.save's persistent id: ('storage', storage_type, key, location, numel).
         if (pid is not PyTuple { Items: [string kind, var type, string key, string location, var numel] }
@@ -219,6 +180,12 @@ internal sealed partial class Unpickler
         {
             throw Fail($"BINPERSID at byte {_opAt}: expected ('storage', type, key, location, numel), got a "
                 + PickleValues.TypeName(pid));
+        }
+        if (type is PickleGlobal { Kind: GlobalKind.Inert, Module: "torch" } other
+            && other.Name.EndsWith("Storage", StringComparison.Ordinal))
+        {
+            // torch.BoolStorage and friends: an error only if a tensor of it is among the weights read.
+            return PyObject.Of(other, PyObjectKind.Storage, pid);
         }
         if (type is not PickleGlobal { Kind: GlobalKind.Storage } storageType)
         {
@@ -241,54 +208,5 @@ internal sealed partial class Unpickler
         }
         _storages[key] = storage;
         return storage;
-    }
-
-    private void Build()
-    {
-        object? state = Pop();
-        object? target = Peek();
-        // OrderedDict.__reduce__ passes the instance __dict__ (a state_dict's _metadata) as BUILD state.
-        if (target is PickleDict { Ordered: true } od && state is PickleDict attrs)
-        {
-            od.State = attrs;
-            return;
-        }
-        if (state is not null)
-        {
-            throw Fail($"BUILD at byte {_opAt} sets a {PickleValues.TypeName(state)} state on a "
-                + $"{PickleValues.TypeName(target)}, which is not supported");
-        }
-    }
-
-    private void SetItem()
-    {
-        object? value = Pop(), key = Pop();
-        Dict().Set(Key(key), value);
-    }
-
-    private void SetItems()
-    {
-        var items = PopMark();
-        if (items.Count % 2 != 0)
-        {
-            throw Fail($"SETITEMS at byte {_opAt} has an odd number ({items.Count}) of keys and values");
-        }
-        var dict = Dict();
-        for (int i = 0; i < items.Count; i += 2)
-        {
-            dict.Set(Key(items[i]), items[i + 1]);
-        }
-    }
-
-    private void Append()
-    {
-        object? value = Pop();
-        List().Add(value);
-    }
-
-    private void Appends()
-    {
-        var items = PopMark();
-        List().AddRange(items);
     }
 }

@@ -9,16 +9,10 @@ namespace ShiftWise.Frontend.IO;
 /// </summary>
 internal sealed partial class Unpickler
 {
-    /// <summary>The longest GLOBAL line accepted; real module and class names are far shorter.</summary>
+    /// <summary>The longest GLOBAL or INST line accepted; real module and class names are far shorter.</summary>
     private const int MaxLineLength = 1024;
 
     private static readonly UTF8Encoding StrictUtf8 = new(false, throwOnInvalidBytes: true);
-
-    private PickleDict Dict() => Peek() as PickleDict
-        ?? throw Fail($"{PickleOps.Name(_op)} at byte {_opAt} targets a {PickleValues.TypeName(Peek())}, not a dict");
-
-    private List<object?> List() => Peek() as List<object?>
-        ?? throw Fail($"{PickleOps.Name(_op)} at byte {_opAt} targets a {PickleValues.TypeName(Peek())}, not a list");
 
     /// <summary>Only str and int keys: they hash by value without recursion (a tuple key could nest without
     /// bound), and they are all that state_dicts and optimizer states use.</summary>
@@ -61,7 +55,7 @@ internal sealed partial class Unpickler
         int end = Array.IndexOf(_data, (byte)'\n', _pos, Math.Min(MaxLineLength, _data.Length - _pos));
         if (end < 0)
         {
-            throw Fail($"GLOBAL at byte {_opAt}: no newline within {MaxLineLength} bytes");
+            throw Fail($"{PickleOps.Name(_op)} at byte {_opAt}: no newline within {MaxLineLength} bytes");
         }
         string s = Utf8(_data.AsSpan(_pos, end - _pos));
         _pos = end + 1;

@@ -16,9 +16,13 @@ internal enum GlobalKind
     RebuildParameter,
     /// <summary>torch.FloatStorage and friends: only a type tag inside a persistent id.</summary>
     Storage,
+    /// <summary>Any other class or function: a name only, never imported; calling or instantiating it yields an
+    /// inert <see cref="PyObject"/>.</summary>
+    Inert,
 }
 
-/// <summary>A whitelisted global as it sits on the pickle stack; <see cref="DType"/> is set for storages.</summary>
+/// <summary>A global as it sits on the pickle stack: a whitelisted one, or an <see cref="GlobalKind.Inert"/> name;
+/// <see cref="DType"/> is set for storages.</summary>
 internal sealed record PickleGlobal(string Module, string Name, GlobalKind Kind, DType DType = default)
 {
     /// <inheritdoc/>
@@ -173,6 +177,9 @@ internal static class PickleValues
         TorchTensor => "tensor",
         TorchStorage => "storage",
         PickleGlobal g => $"global '{g}'",
+        PyObject o => o.ToString(),
+        PySet { Frozen: true } => "frozenset",
+        PySet => "set",
         _ => v.GetType().Name,
     };
 
@@ -236,12 +243,15 @@ internal static class PickleValues
         }
     }
 
-    /// <summary>The values a container holds, or null for a leaf (keys are str or int, so never containers).</summary>
+    /// <summary>The values a container holds, or null for a leaf (keys are str or int, so never containers). An inert
+    /// object is a container of its arguments, state and items.</summary>
     private static IEnumerable<object?>? Children(object? v) => v switch
     {
         PyTuple t => t.Items,
         List<object?> l => l,
         PickleDict d => d.State is null ? d.Items.Values : d.Items.Values.Append(d.State),
+        PyObject o => o.Values(),
+        PySet s => s.Items,
         _ => null,
     };
 

@@ -28,7 +28,8 @@ public sealed class PthException : IrException
 /// without Python and without running anything from the file. The archive holds one top-level folder (named
 /// after the file's stem, or "archive") with <c>data.pkl</c>, a pickle of the saved object whose tensors point
 /// by key at raw little-endian storages <c>data/&lt;key&gt;</c>. The pickle is read by a whitelisting unpickler
-/// (<see cref="Unpickler"/>); the whole pickle must pass it, including entries other than the weights.
+/// (<see cref="Unpickler"/>) that keeps objects of other classes as inert records; the whole pickle must pass it,
+/// including entries other than the weights.
 /// </summary>
 public static class Pth
 {
@@ -39,11 +40,13 @@ public static class Pth
     private const string PickleName = "/data.pkl";
 
     /// <summary>
-    /// Reads the state_dict of a .pth/.pt checkpoint: either a bare state_dict (a dict of tensors) or a dict
-    /// with a 'model' or 'state_dict' entry holding one (other entries are parsed, then ignored). Tensors come
-    /// back in the checkpoint's order, made contiguous; <c>*.num_batches_tracked</c> entries are included.
+    /// Reads the state_dict of a .pth/.pt checkpoint: the entry <paramref name="key"/> names, or without one a
+    /// 'model', 'state_dict' or 'model_ema' entry (the first present), or else the checkpoint itself when it is a
+    /// dict of tensors (a bare state_dict). Other entries are parsed, objects of any class as inert records, then
+    /// ignored. Tensors come back in the checkpoint's order, made contiguous; <c>*.num_batches_tracked</c> entries
+    /// are included.
     /// </summary>
-    public static IReadOnlyDictionary<string, Tensor> Read(string path)
+    public static IReadOnlyDictionary<string, Tensor> Read(string path, string? key = null)
     {
         ArgumentNullException.ThrowIfNull(path);
         FileStream fs;
@@ -57,7 +60,7 @@ public static class Pth
         }
         using (fs)
         {
-            return Read(fs, path);
+            return Read(fs, path, key);
         }
     }
 
@@ -65,7 +68,8 @@ public static class Pth
     /// buffered in memory).</summary>
     /// <param name="s">The stream, positioned at the start of the archive.</param>
     /// <param name="label">Names the source in error messages (usually the path).</param>
-    public static IReadOnlyDictionary<string, Tensor> Read(Stream s, string label)
+    /// <param name="key">The checkpoint entry that holds the state_dict; null chooses as described above.</param>
+    public static IReadOnlyDictionary<string, Tensor> Read(Stream s, string label, string? key = null)
     {
         ArgumentNullException.ThrowIfNull(s);
         ArgumentNullException.ThrowIfNull(label);
@@ -75,7 +79,7 @@ public static class Pth
         }
         try
         {
-            return ReadCore(s, label);
+            return ReadCore(s, label, key);
         }
         catch (InvalidDataException e)
         {
@@ -87,7 +91,7 @@ public static class Pth
         }
     }
 
-    private static OrderedDictionary<string, Tensor> ReadCore(Stream s, string label)
+    private static OrderedDictionary<string, Tensor> ReadCore(Stream s, string label, string? key)
     {
         if (!s.CanSeek)
         {
@@ -117,7 +121,7 @@ public static class Pth
                 + $"{MaxPickleLength}-byte limit");
         }
         var pickle = ReadEntry(pickleEntry, (int)pickleEntry.Length, label);
-        var (stateDict, where) = SelectStateDict(Unpickler.Load(pickle, label), label);
+        var (stateDict, where) = CheckpointEntries.Select(Unpickler.Load(pickle, label), key, label);
         return Materialize(stateDict, where, entries, root, label);
     }
 
@@ -197,30 +201,6 @@ public static class Pth
         }
     }
 
-    private static (PickleDict Dict, string Where) SelectStateDict(object? root, string label)
-    {
-        if (root is not PickleDict top)
-        {
-            throw Fail(label, $"the checkpoint holds a {PickleValues.TypeName(root)}, not a dict of tensors "
-                + "(a state_dict)");
-        }
-        foreach (string key in (string[])["model", "state_dict"])
-        {
-            if (top.Items.TryGetValue(key, out var v) && v is PickleDict inner)
-            {
-                return (inner, $"checkpoint['{key}']");
-            }
-        }
-        if (top.Items.Count == 0 || top.Items.Values.Any(v => v is TorchTensor))
-        {
-            return (top, "the state_dict");
-        }
-        var keys = string.Join(", ", top.Items.Keys.Take(10).Select(k => k is string s ? $"'{s}'" : $"{k}"));
-        throw Fail(label, $"no state_dict found: the checkpoint is a dict with keys {keys}"
-            + $"{(top.Items.Count > 10 ? ", ..." : "")}; expected tensors, or a 'model' or 'state_dict' entry "
-            + "holding them");
-    }
-
     private static OrderedDictionary<string, Tensor> Materialize(PickleDict stateDict, string where,
         Dictionary<string, ZipArchiveEntry> entries, string root, string label)
     {
@@ -230,6 +210,11 @@ public static class Pth
             if (key is not string name)
             {
                 throw Fail(label, $"{where} has a non-str key {key}");
+            }
+            if (value is PyObject { Kind: PyObjectKind.Tensor } other)
+            {
+                throw Fail(label, $"{where} entry '{name}' is a {other}, which is not read: only float32, float64, "
+                    + "float16, bfloat16, int32 and int64 tensors are");
             }
             if (value is not TorchTensor view)
             {
