@@ -107,7 +107,9 @@ public static partial class RunCommand
             + $"{cm.Target.Device} (compiled in {sw.Elapsed.TotalSeconds:F2} s)");
         sw.Restart();
         var bar = ProgressBar.For(ctx.Err);
-        var options = new PredictOptions { Transform = transform, Strict = r.GetValue(image.Strict) };
+        // one file given by name: nothing to skip to, so an unreadable one stops the run as --strict does
+        bool strict = r.GetValue(image.Strict) || File.Exists(input);
+        var options = new PredictOptions { Transform = transform, Strict = strict };
         var preds = Driver.Predict(cm, files, options, (done, total) => bar.Update(done, total, "images ", ""));
         bar.Clear();
         string Name(int c) => names is null ? $"class {c}" : $"{names[c]} ({c})";

@@ -70,7 +70,7 @@ public static partial class Driver
                     {
                         images[i] = ImageInput.Load(files[take[i]], o.Transform);
                     }
-                    catch (ImageException e) when (!o.Strict)
+                    catch (ImageException e)
                     {
                         errors[i] = e;
                     }
@@ -79,6 +79,7 @@ public static partial class Driver
                 {
                     if (errors[i] is { } e)
                     {
+                        if (o.Strict) throw e; // the first unreadable file in file order, whichever thread met it
                         results[take[i]] = new Prediction(files[take[i]], [], [], [], e.Message);
                         continue;
                     }
