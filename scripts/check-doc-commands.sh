@@ -5,7 +5,8 @@
 #   DOC_CHECK_FULL=1 scripts/check-doc-commands.sh    the slow commands as written too (about 30 minutes on 2 cores)
 #
 # Every line of a ```bash block runs as written, in order, in a temporary folder (where ./swc and scripts/* start the
-# repository's own, and samples/ and tools/ are links), with an empty SWC_CACHE_DIR; a line whose command (without
+# repository's own, and samples/ and tools/ are links; the README's SW-T.pth, photo.jpg and photos/ are stand-ins,
+# see 0. below), with an empty SWC_CACHE_DIR; a line whose command (without
 # its comment) already ran prints SAME and is not rerun. Three are slow and run as a fast equivalent (marked "fast",
 # at the doc line it stands for) unless DOC_CHECK_FULL=1: scripts/test.sh, the full test suite, runs with a filter
 # (the same script, build and summary line, one test), and the 16-epoch Fashion-MNIST training and its --resume run
@@ -54,12 +55,23 @@ expect_of() {
   case "$1" in
     "./swc demo"*) echo 'check against the reference executor .* OK' ;;
     "./swc inspect sw-tiny"*) echo 'parameters: 31,790,260 trainable' ;;   # docs/faithfulness.md
+    "./swc run "*"--input photo.jpg"*) echo '1 images classified, 0 skipped' ;;
+    "./swc run "*"--output predictions.csv"*) echo 'wrote predictions.csv' ;;
     "./swc run "*) echo 'sample 0 top-5' ;;
     "./swc tune "*) echo 'cache written to' ;;
     "./swc emit "*) echo 'emitted sw-tiny' ;;
     *export_pytorch.py*) echo 'wrote out/weights.safetensors and out/model.json' ;;
   esac
 }
+
+# 0. Stand-ins for what the README's photo example downloads or the user has: SW-T.pth, a random sw-tiny saved in the
+# original's save_model layout (model, epoch, args Namespace: what the released checkpoint holds), photo.jpg and a
+# folder photos/ of the image fixtures.
+/usr/bin/python3 -c "import argparse, sys, torch; sys.path.insert(0, 'tools/fixtures'); import sw_torch
+torch.manual_seed(0); m = sw_torch.ShiftWiseV2().eval()
+torch.save({'model': m.state_dict(), 'epoch': 299, 'args': argparse.Namespace(model='ShiftWise_v2_tiny')}, 'SW-T.pth')"
+images="$root/tests/Frontend.Tests/Fixtures/images"
+cp "$images/base420_640x480.jpg" photo.jpg && mkdir -p photos && cp "$images"/rgb_*.png "$images"/*.jpg photos/
 
 # 1. The ```bash blocks, line by line. quick.json: the sample recipe on 1,024 training and 500 test images, 2 epochs.
 /usr/bin/python3 -c "import json; c = json.load(open('samples/fashion-mnist.json'))
@@ -98,7 +110,7 @@ check "docs/commands.md:4" './swc --help' 'Commands:'
 check "docs/commands.md:5" './swc --version' '^[0-9]+\.[0-9]+'
 check "docs/commands.md:47" './swc inspect sw-tiny --kernel-size 51,49,47,13,4' \
   'option --kernel-size: the small kernel 4 must be odd' 2
-check "docs/commands.md:99" './swc run samples/sw_layer.swir --device reference' 'output f32\[1,3,9,9\]'
+check "docs/commands.md:106" './swc run samples/sw_layer.swir --device reference' 'output f32\[1,3,9,9\]'
 check "docs/hostile-inputs.md:12" './swc inspect sw-tiny --width-factor 1e9' '--width-factor' 2
 check "docs/training.md:27 (grad)" "/usr/bin/python3 -c \"import numpy as n; n.save('labels.npy', n.array([9,2,1,1,6,1,4,6]))\" \
 && ./swc grad sw-fmnist --weights runs/fashion-mnist/weights.safetensors --input images.npy --labels labels.npy \

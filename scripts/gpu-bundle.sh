@@ -64,6 +64,11 @@ publish() {  # project, destination
     grep -E "error|Error" "$log" | sort -u >&2 || cat "$log" >&2
     die "dotnet publish $1 failed (log above)"
   fi
+  # the GPU machines are linux-x64: native assets for other platforms (SkiaSharp ships Windows, macOS, musl, ARM and
+  # more: about 440 MB) are left out; the runtime never probes another platform's entries of deps.json
+  if [ -d "$2/runtimes" ]; then
+    find "$2/runtimes" -mindepth 1 -maxdepth 1 ! -name linux-x64 ! -name unix ! -name linux -exec rm -rf {} +
+  fi
 }
 publish "$cli_proj" "$b/swc"
 publish "$tests_proj" "$b/gpu-tests"
