@@ -11,8 +11,9 @@ namespace ShiftWise.Cli.Tests;
 /// .npy (tools/fixtures/gen_run_image_fixtures.py), a folder with broken files in it, --strict, the predictions files,
 /// and hostile images on the command line.
 /// </summary>
-public sealed class ImageRunTests
+public sealed class ImageRunTests : IDisposable
 {
+    private readonly List<string> _temps = [];
     /// <summary>A small sw-v2 with an ImageNet head at 64 × 64 (so the shipped class names apply).</summary>
     private static readonly string[] Model =
     [
@@ -37,7 +38,18 @@ public sealed class ImageRunTests
         }
     }
 
-    private static string Temp() => Directory.CreateTempSubdirectory("swc-images-").FullName;
+    private string Temp()
+    {
+        var d = Directory.CreateTempSubdirectory("swc-images-").FullName;
+        _temps.Add(d);
+        return d;
+    }
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        foreach (var d in _temps) Directory.Delete(d, recursive: true);
+    }
 
     private static string Fixture(string name) => Path.Combine(AppContext.BaseDirectory, "Fixtures", "images", name);
 
@@ -94,7 +106,7 @@ public sealed class ImageRunTests
     }
 
     /// <summary>64 files: 62 PNGs and JPEGs of the fixtures (copied under new names) and 2 broken ones.</summary>
-    private static (string Dir, string[] Broken, int Period) MixedFolder()
+    private (string Dir, string[] Broken, int Period) MixedFolder()
     {
         var dir = Temp();
         var sources = Directory.GetFiles(Images).Where(f => (f.EndsWith(".png") || f.EndsWith(".jpg"))
@@ -211,6 +223,82 @@ public sealed class ImageRunTests
         Assert.NotEqual(plain, Logits("--crop-pct", "1"));
         Assert.NotEqual(plain, Logits("--mean", "0.5,0.5,0.5"));
         Assert.NotEqual(plain, Logits("--std", "0.5,0.5,0.5"));
+    }
+
+    /// <summary>A PNG (8-bit RGB) declaring <paramref name="w"/> × <paramref name="h"/> whose IDAT holds
+    /// <paramref name="rows"/> rows of zeros (all of them: a decompression bomb), and an IEND.</summary>
+    private static void WriteZeroPng(string path, int w, int h, int rows)
+    {
+        using var f = File.Create(path);
+        void Chunk(string type, byte[] data)
+        {
+            var t = System.Text.Encoding.ASCII.GetBytes(type);
+            f.Write([(byte)(data.Length >> 24), (byte)(data.Length >> 16), (byte)(data.Length >> 8), (byte)data.Length]);
+            f.Write(t);
+            f.Write(data);
+            uint crc = System.IO.Hashing.Crc32.HashToUInt32([.. t, .. data]);
+            f.Write([(byte)(crc >> 24), (byte)(crc >> 16), (byte)(crc >> 8), (byte)crc]);
+        }
+        f.Write([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]);
+        Chunk("IHDR", [(byte)(w >> 24), (byte)(w >> 16), (byte)(w >> 8), (byte)w,
+            (byte)(h >> 24), (byte)(h >> 16), (byte)(h >> 8), (byte)h, 8, 2, 0, 0, 0]);
+        var idat = new MemoryStream();
+        using (var z = new System.IO.Compression.ZLibStream(idat, System.IO.Compression.CompressionLevel.SmallestSize, true))
+        {
+            var row = new byte[1 + 3L * w];
+            for (int y = 0; y < rows; y++) z.Write(row);
+        }
+        Chunk("IDAT", idat.ToArray());
+        Chunk("IEND", []);
+    }
+
+    /// <summary>
+    /// Hostile images named on the command line: swc (a child process under /usr/bin/time, which reports its peak
+    /// resident set) ends with exit code 2 and one sentence naming the file, and never holds 200 MB.
+    /// </summary>
+    [Fact]
+    public async Task HostileImagesEndWithExitTwoOneSentenceAndUnder200MB()
+    {
+        Assert.True(File.Exists("/usr/bin/time"), "GNU time (Debian's time) measures the peak memory; .ci/run installs it");
+        var dir = Temp();
+        string F(string n) => Path.Combine(dir, n);
+        WriteZeroPng(F("header_100000x100000.png"), 100_000, 100_000, 0);
+        WriteZeroPng(F("bomb_30000x30000.png"), 30_000, 30_000, 30_000);
+        WriteZeroPng(F("short_9000x9000.png"), 9_000, 9_000, 5);
+        File.WriteAllBytes(F("empty.png"), []);
+        File.WriteAllText(F("text.jpg"), "this is not a picture\n");
+        var jpg = File.ReadAllBytes(Path.Combine(Images, "base420_640x480.jpg"));
+        File.WriteAllBytes(F("cut_half.jpg"), jpg[..(jpg.Length / 2)]);
+        var png = File.ReadAllBytes(Path.Combine(Images, "rgb_640x480.png"));
+        File.WriteAllBytes(F("cut_half.png"), png[..(png.Length / 2)]);
+        Assert.True(new FileInfo(F("bomb_30000x30000.png")).Length < 4 << 20); // 2.7 GB of pixels in a few MB
+        var cache = Temp();
+        foreach (var file in Directory.GetFiles(dir).Order(StringComparer.Ordinal))
+        {
+            var psi = new System.Diagnostics.ProcessStartInfo("/usr/bin/time")
+            {
+                RedirectStandardError = true, RedirectStandardOutput = true,
+            };
+            foreach (var a in (string[])["-f", "peak-rss-kb %M", "dotnet", typeof(SwcApp).Assembly.Location, "run", .. Model,
+                "--input", file])
+            {
+                psi.ArgumentList.Add(a);
+            }
+            psi.Environment["SWC_CACHE_DIR"] = cache;
+            using var p = System.Diagnostics.Process.Start(psi)!;
+            var outText = p.StandardOutput.ReadToEndAsync(TestContext.Current.CancellationToken);
+            var err = await p.StandardError.ReadToEndAsync(TestContext.Current.CancellationToken);
+            await p.WaitForExitAsync(TestContext.Current.CancellationToken);
+            Assert.True(p.ExitCode == ExitCodes.BadInput, $"{file}: exit {p.ExitCode}\n{err}");
+            var lines = err.Split('\n', StringSplitOptions.RemoveEmptyEntries)
+                .Where(l => !l.StartsWith("Command exited with non-zero status", StringComparison.Ordinal)).ToArray();
+            var peak = long.Parse(lines[^1]["peak-rss-kb ".Length..], System.Globalization.CultureInfo.InvariantCulture);
+            Assert.True(peak < 200 * 1024, $"{file}: peak resident memory {peak} kB");
+            var message = Assert.Single(lines[..^1]);
+            Assert.StartsWith($"error: {file}: ", message);
+            Assert.DoesNotContain(". ", message.TrimEnd('.')); // one sentence
+            Assert.DoesNotContain("classified", await outText);
+        }
     }
 
     [Fact]

@@ -100,6 +100,10 @@ public static partial class RunCommand
         var transform = image.Transform(r, shape[2]);
         int classes = m.Graph.ValueTypes()[m.Graph.Outputs[0]].Shape[^1];
         var names = ClassNames.For(classes, r.GetValue(image.Labels));
+        // one file given by name: nothing to skip to, so an unreadable one stops the run as --strict does, and it is
+        // read before the model is compiled, so a refusal costs neither the time nor the memory of compiling
+        bool single = File.Exists(input);
+        if (single) ImageInput.Load(input, transform);
         var sw = Stopwatch.StartNew();
         using var cm = Driver.Compile(m, target, new CompileOptions { TuningCache = true }, ctx.Err.WriteLine);
         cm.Executor.CheckFinite = checkFinite;
@@ -107,9 +111,7 @@ public static partial class RunCommand
             + $"{cm.Target.Device} (compiled in {sw.Elapsed.TotalSeconds:F2} s)");
         sw.Restart();
         var bar = ProgressBar.For(ctx.Err);
-        // one file given by name: nothing to skip to, so an unreadable one stops the run as --strict does
-        bool strict = r.GetValue(image.Strict) || File.Exists(input);
-        var options = new PredictOptions { Transform = transform, Strict = strict };
+        var options = new PredictOptions { Transform = transform, Strict = single || r.GetValue(image.Strict) };
         var preds = Driver.Predict(cm, files, options, (done, total) => bar.Update(done, total, "images ", ""));
         bar.Clear();
         string Name(int c) => names is null ? $"class {c}" : $"{names[c]} ({c})";
