@@ -28,19 +28,22 @@ public sealed class AdamW : Optimizer
         _eps = eps;
     }
 
+    /// <summary>
+    /// The step's scalars as torch computes them (in double, as Python does, rounded to float32 where its kernels
+    /// round): 1 − lr·wd, lr / (1 − β₁ᵗ) and √(1 − β₂ᵗ); the device optimizer's kernel takes the same three.
+    /// </summary>
+    public static (float Decay, float StepSize, float Bc2Sqrt) Scalars(double lr, float weightDecay, double beta1,
+        double beta2, long step) =>
+        ((float)(1 - lr * weightDecay), (float)(lr / (1 - Math.Pow(beta1, step))),
+            (float)Math.Sqrt(1 - Math.Pow(beta2, step)));
+
     /// <inheritdoc/>
     protected override void Update(string name, float[] param, float[] grad, float weightDecay, long step)
     {
         var m = Buffer(name, "exp_avg");
         var v = Buffer(name, "exp_avg_sq");
-        double lr = LearningRate;
-        // torch: param.mul_(1 - lr * weight_decay), the Python double rounded to float32 by the kernel.
-        float decay = (float)(1 - lr * weightDecay);
+        var (decay, stepSize, bc2Sqrt) = Scalars(LearningRate, weightDecay, _beta1, _beta2, step);
         float b1 = (float)_beta1, c1 = (float)(1 - _beta1), b2 = (float)_beta2, c2 = (float)(1 - _beta2);
-        double bc1 = 1 - Math.Pow(_beta1, step);
-        double bc2 = 1 - Math.Pow(_beta2, step);
-        float stepSize = (float)(lr / bc1);
-        float bc2Sqrt = (float)Math.Sqrt(bc2);
         float eps = (float)_eps;
         for (int i = 0; i < param.Length; i++)
         {
