@@ -70,7 +70,8 @@ public static class OptimizerKernels
     private static CudaKernelSource Render(OptimizerModel model)
     {
         var probe = TemplateRenderer.Render("optimizer.cu.sbn", model with { Name = "swc_kernel_name_placeholder" });
-        var name = $"optim_{model.Kind}_{Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(probe)))[..8]}";
+        var hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(probe)))[..8];
+        var name = $"optim_{model.Kind}_{hash}";
         return new CudaKernelSource(name, "optimizer_" + model.Kind,
             TemplateRenderer.Render("optimizer.cu.sbn", model with { Name = name }), [name]);
     }
