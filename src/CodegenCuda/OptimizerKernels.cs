@@ -52,7 +52,9 @@ public static class OptimizerKernels
             Beta2 = Bits((float)beta2), OneMinusBeta2 = Bits((float)(1 - beta2)), Eps = Bits((float)eps),
         });
 
-    /// <summary>SGD (coupled weight decay, momentum μ; no buffer when μ = 0): hyper = [lr, 1 on the first step].</summary>
+    /// <summary>
+    /// SGD (coupled weight decay, momentum μ; no buffer when μ = 0): hyper = [lr, 1 on the first step].
+    /// </summary>
     public static CudaKernelSource Sgd(FlatParameters f, double weightDecay, double momentum) =>
         Render(new OptimizerModel("sgd", f, momentum != 0 ? "float* p, const float* g, float* buf, const float* hyper"
             : "float* p, const float* g, const float* hyper")
