@@ -96,6 +96,10 @@ public static class CudaCodegen
             case Grad:
                 GradLowering.Lower(ctx);
                 break;
+            case CrossEntropy:
+            case DropPath { Mode: Mode.Train }:
+                ElementGradLowering.LowerForward(ctx);
+                break;
             default:
                 throw new IrException($"{ctx.Node.Describe()}: the CUDA target has no kernel for {ctx.Node.Op.Name}; " +
                     "compile with the inference pipeline, which leaves only ops it supports");

@@ -26,6 +26,9 @@ internal static class GradLowering
             case Conv2d c when IsDepthwise(ctx, c):
                 DepthwiseConv(ctx, op, c);
                 break;
+            case var of when ElementGradLowering.Handles(of):
+                ElementGradLowering.Lower(ctx, op);
+                break;
             default:
                 throw Unsupported(ctx, op, op.Of is Conv2d
                     ? "only the grad of a depthwise conv2d (one input channel per group, stride 1) has a CUDA kernel"

@@ -50,7 +50,10 @@ public static class KernelCases
     public static IReadOnlyDictionary<string, string> CoveredElsewhere { get; } = new Dictionary<string, string>
     {
         ["fused_shiftwise"] = "both SW lowerings: SwCudaCompileTests and SwCudaEmuTests over tests/Shared/SwLayers.cs",
-        ["grad"] = "the SW layer's backward (shift_add, depthwise conv2d): GradCudaEmuTests; other grads are refused",
+        ["grad"] = "the SW layer's backward (shift_add, depthwise conv2d): GradCudaEmuTests; element-wise, mean, "
+            + "reshape, cross_entropy and drop_path: ElementGradEmuTests",
+        ["cross_entropy"] = "the training loss, forward and backward: ElementGradEmuTests",
+        ["drop_path"] = "train mode forward and backward: ElementGradEmuTests; eval mode is an alias of its input",
         ["reshape"] = "an alias of its input, no kernel: PlanRunnerTests",
     };
 
@@ -68,8 +71,6 @@ public static class KernelCases
         ["batch_norm"] = "FoldBatchNorm folds eval batch norms into convs, linears or a scale_bias; train mode trains",
         ["linear"] = "FuseEpilogues makes every linear layer a gemm",
         ["softmax"] = "no model of the zoo uses it; the loss's softmax is inside cross_entropy",
-        ["cross_entropy"] = "the training loss: training runs on the CPU target",
-        ["drop_path"] = "train mode trains (CPU); eval mode, an alias of its input, FuseEpilogues folds into a gemm",
     };
 
     /// <summary>Labels for a theory.</summary>
