@@ -50,7 +50,7 @@ public static class KernelCases
     public static IReadOnlyDictionary<string, string> CoveredElsewhere { get; } = new Dictionary<string, string>
     {
         ["fused_shiftwise"] = "both SW lowerings: SwCudaCompileTests and SwCudaEmuTests over tests/Shared/SwLayers.cs",
-        ["grad"] = "the SW layer's backward (shift_add, depthwise conv2d): GradCudaEmuTests; other grads are refused",
+        ["grad"] = "shift_add and depthwise conv2d: GradCudaEmuTests; conv2d and linear: ConvGradEmuTests; others refused",
         ["reshape"] = "an alias of its input, no kernel: PlanRunnerTests",
     };
 
