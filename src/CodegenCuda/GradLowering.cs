@@ -8,9 +8,10 @@ namespace ShiftWise.CodegenCuda;
 /// CUDA lowering of grad nodes (the backward of an SW layer): the shift-add's input gradient as the adjoint gather
 /// (<see cref="ShiftAddGradModel"/>), and a depthwise conv2d's input gradient (gather over the group's output channels
 /// and taps, <see cref="DwConvGradInputModel"/>) and weight gradient (block per output channel, shared-memory tree,
-/// <see cref="DwConvGradWeightModel"/>). No atomics anywhere: every sum runs in a fixed order. The grads of other
-/// ops (and a conv's bias gradient, strided or dense convs, the dy=[] seed) have no CUDA kernel yet and are refused
-/// naming the node. Tunables: block (threads of the gather kernels), wblock (threads of the weight-gradient blocks).
+/// <see cref="DwConvGradWeightModel"/>); every other conv2d grad (dense, grouped, strided, bias) and linear's grad
+/// in <see cref="ConvGradLowering"/>. No atomics anywhere: every sum runs in a fixed order. The grads of other ops
+/// (and the dy=[] seed) have no CUDA kernel yet and are refused naming the node. Tunables: block (threads of the
+/// gather kernels), wblock (threads of the weight-gradient blocks).
 /// </summary>
 internal static class GradLowering
 {
@@ -23,17 +24,21 @@ internal static class GradLowering
             case ShiftAdd s:
                 ShiftAdd(ctx, op, s);
                 break;
-            case Conv2d c when IsDepthwise(ctx, c):
+            case Conv2d c when IsDepthwise(ctx, c) && !op.Wrt.Contains(2):
                 DepthwiseConv(ctx, op, c);
+                break;
+            case Conv2d c:
+                ConvGradLowering.Conv(ctx, op, c);
+                break;
+            case Linear:
+                ConvGradLowering.Linear(ctx, op);
                 break;
             case var of when ElementGradLowering.Handles(of):
                 ElementGradLowering.Lower(ctx, op);
                 break;
             default:
-                throw Unsupported(ctx, op, op.Of is Conv2d
-                    ? "only the grad of a depthwise conv2d (one input channel per group, stride 1) has a CUDA kernel"
-                    : "the CUDA target lowers only the grads of shift_add and depthwise conv2d (the SW layer's "
-                        + "backward)");
+                throw Unsupported(ctx, op, "the CUDA target lowers the grads of shift_add, conv2d, linear and the "
+                    + "element-wise, mean, reshape, cross_entropy and drop_path ops");
         }
     }
 
@@ -85,7 +90,6 @@ internal static class GradLowering
         RequireDy(ctx, op);
         var x = ctx.InType(0).Shape;
         var w = ctx.InType(1).Shape;
-        if (op.Wrt.Contains(2)) throw Unsupported(ctx, op, "the bias gradient of conv2d has no CUDA kernel");
         int taps = w[2] * w[3];
         if (taps > DwConvGradWeightModel.MaxTaps && op.Wrt.Contains(1))
         {

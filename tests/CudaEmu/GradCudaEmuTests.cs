@@ -145,26 +145,12 @@ public sealed class GradCudaEmuTests
         var e = Assert.Throws<IrException>(() => CudaCodegen.Lower(softmax));
         Assert.Contains("%d.d0 (grad)", e.Message, StringComparison.Ordinal);
         Assert.Contains("no CUDA lowering for grad of softmax", e.Message, StringComparison.Ordinal);
-
-        var dense = new Conv2d(Vec.Of(1, 1), Vec.Of(1, 1), Vec.Of(1, 1), 1);
-        var x = F(1, 2, 5, 5);
-        var w = F(3, 2, 3, 3);
-        var y = dense.Infer([x, w])[0];
-        var g = One("dense", new Grad(dense, Vec.Of(0), Vec.Of(0)), [x, w, y, y]);
-        Assert.Contains("only the grad of a depthwise conv2d", Assert.Throws<IrException>(() => CudaCodegen.Lower(g)).Message,
-            StringComparison.Ordinal);
-
-        var dw = new Conv2d(Vec.Of(1, 1), Vec.Of(2, 2), Vec.Of(1, 1), 2);
-        var (xd, wd, bd) = (F(1, 2, 5, 5), F(4, 1, 3, 3), F(4));
-        var yd = dw.Infer([xd, wd, bd])[0];
-        var gb = One("bias", new Grad(dw, Vec.Of(2), Vec.Of(0)), [xd, wd, bd, yd, yd]);
-        Assert.Contains("bias gradient", Assert.Throws<IrException>(() => CudaCodegen.Lower(gb)).Message, StringComparison.Ordinal);
     }
 
     /// <summary>
     /// The grad nodes the autodiff pass emits for the SW layers of a small ShiftWise_v2 training graph: every
     /// shift_add and depthwise conv2d grad lowers (and the first of each kind matches the reference in emulation);
-    /// every other conv2d grad (the stem, downsampling, pointwise) is refused naming the node.
+    /// every other conv2d grad (the stem, downsampling, SE) lowers too (ConvGradEmuTests checks their values).
     /// </summary>
     [Fact]
     public void TheSwLayerGradsOfATrainingGraphLower()
@@ -177,11 +163,11 @@ public sealed class GradCudaEmuTests
         var m = ShiftWiseV2.Build(o, "small", DType.F32, new TrainingForm());
         var g = AutodiffBuilder.Build(m.Graph, ShiftWiseV2.Loss).Graph;
         var types = g.ValueTypes();
-        int shiftAdds = 0, depthwise = 0, refused = 0;
+        int shiftAdds = 0, depthwise = 0, others = 0;
         foreach (var n in g.Nodes.Where(n => n.Op is Grad { Of: ShiftAdd or Conv2d }))
         {
             var op = (Grad)n.Op;
-            var one = One($"t{shiftAdds + depthwise + refused}", op, n.Inputs.Select(i => types[i]).ToArray());
+            var one = One($"t{shiftAdds + depthwise + others}", op, n.Inputs.Select(i => types[i]).ToArray());
             bool dw = op.Of is Conv2d c && c.Groups == types[n.Inputs[0]].Shape[1] && types[n.Inputs[1]].Shape[1] == 1 &&
                 c.Stride.All(s => s == 1) && !op.Wrt.Contains(2);
             if (op.Of is ShiftAdd || dw)
@@ -197,12 +183,11 @@ public sealed class GradCudaEmuTests
             }
             else
             {
-                refused++;
-                var e = Assert.Throws<IrException>(() => CudaCodegen.Lower(one));
-                Assert.Contains("no CUDA lowering for grad of conv2d", e.Message, StringComparison.Ordinal);
+                others++;
+                Assert.NotEmpty(CudaCodegen.Lower(one).Steps);
             }
         }
-        Assert.True(shiftAdds >= 2 && depthwise >= 2 && refused >= 1, $"{shiftAdds} shift_add, {depthwise} depthwise, {refused} other conv grads");
+        Assert.True(shiftAdds >= 2 && depthwise >= 2 && others >= 1, $"{shiftAdds} shift_add, {depthwise} depthwise, {others} other conv grads");
         if (!CudaEmulator.Available) Assert.Skip("lowering checked; the kernels were not run: " + CudaEmulator.MissingReason);
     }
 }

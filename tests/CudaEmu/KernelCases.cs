@@ -50,8 +50,8 @@ public static class KernelCases
     public static IReadOnlyDictionary<string, string> CoveredElsewhere { get; } = new Dictionary<string, string>
     {
         ["fused_shiftwise"] = "both SW lowerings: SwCudaCompileTests and SwCudaEmuTests over tests/Shared/SwLayers.cs",
-        ["grad"] = "the SW layer's backward (shift_add, depthwise conv2d): GradCudaEmuTests; element-wise, mean, "
-            + "reshape, cross_entropy and drop_path: ElementGradEmuTests",
+        ["grad"] = "the SW layer's backward (shift_add, depthwise conv2d): GradCudaEmuTests; conv2d and linear: "
+            + "ConvGradEmuTests; element-wise, mean, reshape, cross_entropy and drop_path: ElementGradEmuTests",
         ["cross_entropy"] = "the training loss, forward and backward: ElementGradEmuTests",
         ["drop_path"] = "train mode forward and backward: ElementGradEmuTests; eval mode is an alias of its input",
         ["reshape"] = "an alias of its input, no kernel: PlanRunnerTests",
