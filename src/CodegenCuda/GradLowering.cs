@@ -23,6 +23,9 @@ internal static class GradLowering
             case ShiftAdd s:
                 ShiftAdd(ctx, op, s);
                 break;
+            case BatchNorm or LayerNorm or Grn:
+                NormGradLowering.Lower(ctx, op);
+                break;
             case Conv2d c when IsDepthwise(ctx, c):
                 DepthwiseConv(ctx, op, c);
                 break;

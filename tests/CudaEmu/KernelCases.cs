@@ -49,6 +49,7 @@ public static class KernelCases
     /// </summary>
     public static IReadOnlyDictionary<string, string> CoveredElsewhere { get; } = new Dictionary<string, string>
     {
+        ["batch_norm"] = "train mode: NormGradEmuTests; FoldBatchNorm folds eval batch norms (refused if left)",
         ["fused_shiftwise"] = "both SW lowerings: SwCudaCompileTests and SwCudaEmuTests over tests/Shared/SwLayers.cs",
         ["grad"] = "the SW layer's backward (shift_add, depthwise conv2d): GradCudaEmuTests; other grads are refused",
         ["reshape"] = "an alias of its input, no kernel: PlanRunnerTests",
@@ -65,7 +66,6 @@ public static class KernelCases
         ["channel_select"] = "the SW layer's channel selections: FuseShiftWise folds them into fused_shiftwise",
         ["concat"] = "the SW layer's ghost concat: FuseShiftWise folds it into fused_shiftwise",
         ["permute"] = "FuseEpilogues reads the permutes around a linear layer as the gemm's strides",
-        ["batch_norm"] = "FoldBatchNorm folds eval batch norms into convs, linears or a scale_bias; train mode trains",
         ["linear"] = "FuseEpilogues makes every linear layer a gemm",
         ["softmax"] = "no model of the zoo uses it; the loss's softmax is inside cross_entropy",
         ["cross_entropy"] = "the training loss: training runs on the CPU target",
