@@ -163,6 +163,30 @@ public sealed class NormGradEmuTests
         CheckCase(g, Block(g, seed), seed);
     }
 
+    public static TheoryData<int> LargeBatchCases() => new(Enumerable.Range(0, 4));
+
+    /// <summary>
+    /// sw-fmnist's stage-0 norms at a training batch of 32 (1568 values per batch-norm channel): the batch_norm
+    /// forward and grad, the channels-first layer_norm grad and the grn grad, each with every gradient requested.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(LargeBatchCases))]
+    public void NormGradLargeBatchMatchesTheReference(int which)
+    {
+        var x = F(32, 24, 7, 7);
+        var v = F(24);
+        var bn = new BatchNorm(1e-5, 0.1, Mode.Train);
+        var gamma = F(1, 1, 1, 96);
+        var g = which switch
+        {
+            0 => OpCatalog.OneNode("bn_large", bn, [x, v, v, v, v]),
+            1 => GradOf("bn_grad_large", bn, [0, 1, 2], [x, v, v, v, v]),
+            2 => GradOf("ln_grad_large", new LayerNorm(1e-6, NormLayout.ChannelsFirst), [0, 1, 2], [x, v, v]),
+            _ => GradOf("grn_grad_large", new Grn(1e-6), [0, 1, 2], [F(32, 7, 7, 96), gamma, gamma]),
+        };
+        CheckCase(g, null, 900 + which);
+    }
+
     [Fact]
     public void NormGradOtherCombinationsAreRefusedNamingTheNode()
     {
