@@ -85,6 +85,9 @@ public static class CudaCodegen
             case Grn:
                 NormLowering.Lower(ctx);
                 break;
+            case BatchNorm { Mode: Mode.Train } bn:
+                NormGradLowering.BatchNormTrain(ctx, bn);
+                break;
             case Unary:
             case Binary:
             case ScaleBias:

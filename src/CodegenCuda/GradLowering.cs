@@ -9,9 +9,10 @@ namespace ShiftWise.CodegenCuda;
 /// (<see cref="ShiftAddGradModel"/>), and a depthwise conv2d's input gradient (gather over the group's output channels
 /// and taps, <see cref="DwConvGradInputModel"/>) and weight gradient (block per output channel, shared-memory tree,
 /// <see cref="DwConvGradWeightModel"/>); every other conv2d grad (dense, grouped, strided, bias) and linear's grad
-/// in <see cref="ConvGradLowering"/>. No atomics anywhere: every sum runs in a fixed order. The grads of other ops
-/// (and the dy=[] seed) have no CUDA kernel yet and are refused naming the node. Tunables: block (threads of the
-/// gather kernels), wblock (threads of the weight-gradient blocks).
+/// in <see cref="ConvGradLowering"/>; the norms' in <see cref="NormGradLowering"/>; the element-wise, mean, reshape,
+/// cross_entropy and drop_path grads in <see cref="ElementGradLowering"/>. No atomics anywhere: every sum runs in a
+/// fixed order. Other grads are refused naming the node. Tunables: block (threads of the gather kernels), wblock
+/// (threads of the weight-gradient blocks).
 /// </summary>
 internal static class GradLowering
 {
@@ -23,6 +24,9 @@ internal static class GradLowering
         {
             case ShiftAdd s:
                 ShiftAdd(ctx, op, s);
+                break;
+            case BatchNorm or LayerNorm or Grn:
+                NormGradLowering.Lower(ctx, op);
                 break;
             case Conv2d c when IsDepthwise(ctx, c) && !op.Wrt.Contains(2):
                 DepthwiseConv(ctx, op, c);
@@ -37,8 +41,8 @@ internal static class GradLowering
                 ElementGradLowering.Lower(ctx, op);
                 break;
             default:
-                throw Unsupported(ctx, op, "the CUDA target lowers the grads of shift_add, conv2d, linear and the "
-                    + "element-wise, mean, reshape, cross_entropy and drop_path ops");
+                throw Unsupported(ctx, op, "the CUDA target lowers the grads of shift_add, conv2d, linear, the norms "
+                    + "and the element-wise, mean, reshape, cross_entropy and drop_path ops");
         }
     }
 

@@ -49,9 +49,11 @@ public static class KernelCases
     /// </summary>
     public static IReadOnlyDictionary<string, string> CoveredElsewhere { get; } = new Dictionary<string, string>
     {
+        ["batch_norm"] = "train mode: NormGradEmuTests; FoldBatchNorm folds eval batch norms (refused if left)",
         ["fused_shiftwise"] = "both SW lowerings: SwCudaCompileTests and SwCudaEmuTests over tests/Shared/SwLayers.cs",
         ["grad"] = "the SW layer's backward (shift_add, depthwise conv2d): GradCudaEmuTests; conv2d and linear: "
-            + "ConvGradEmuTests; element-wise, mean, reshape, cross_entropy and drop_path: ElementGradEmuTests",
+            + "ConvGradEmuTests; element-wise, mean, reshape, cross_entropy and drop_path: ElementGradEmuTests; "
+            + "batch_norm, layer_norm and grn: NormGradEmuTests",
         ["cross_entropy"] = "the training loss, forward and backward: ElementGradEmuTests",
         ["drop_path"] = "train mode forward and backward: ElementGradEmuTests; eval mode is an alias of its input",
         ["reshape"] = "an alias of its input, no kernel: PlanRunnerTests",
@@ -68,7 +70,6 @@ public static class KernelCases
         ["channel_select"] = "the SW layer's channel selections: FuseShiftWise folds them into fused_shiftwise",
         ["concat"] = "the SW layer's ghost concat: FuseShiftWise folds it into fused_shiftwise",
         ["permute"] = "FuseEpilogues reads the permutes around a linear layer as the gemm's strides",
-        ["batch_norm"] = "FoldBatchNorm folds eval batch norms into convs, linears or a scale_bias; train mode trains",
         ["linear"] = "FuseEpilogues makes every linear layer a gemm",
         ["softmax"] = "no model of the zoo uses it; the loss's softmax is inside cross_entropy",
     };
