@@ -9,17 +9,7 @@ namespace ShiftWise.Cli.Tests;
 /// </summary>
 public class ArchitectureTests
 {
-    private static string Src
-    {
-        get
-        {
-            for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
-            {
-                if (File.Exists(Path.Combine(d.FullName, "ShiftWise.Compiler.sln"))) return Path.Combine(d.FullName, "src");
-            }
-            throw new InvalidOperationException($"no ShiftWise.Compiler.sln above {AppContext.BaseDirectory}");
-        }
-    }
+    private static string Src => Path.Combine(SwcRun.Repo, "src");
 
     private static IEnumerable<string> Sources() => Directory.EnumerateFiles(Src, "*.cs", SearchOption.AllDirectories)
         .Where(f => !f.Contains($"{Path.DirectorySeparatorChar}obj{Path.DirectorySeparatorChar}", StringComparison.Ordinal)

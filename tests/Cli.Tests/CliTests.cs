@@ -3,14 +3,7 @@ namespace ShiftWise.Cli.Tests;
 /// <summary>The swc command run in-process with captured output.</summary>
 public sealed class CliTests
 {
-    private static readonly string Repo = FindRepo();
-
-    private static string FindRepo()
-    {
-        var d = new DirectoryInfo(AppContext.BaseDirectory);
-        while (d is not null && !File.Exists(Path.Combine(d.FullName, "ShiftWise.Compiler.sln"))) d = d.Parent;
-        return d?.FullName ?? throw new InvalidOperationException("repository root not found");
-    }
+    private static string Repo => SwcRun.Repo;
 
     private static (int Code, string Out, string Err) Swc(params string[] args)
     {

@@ -23,20 +23,7 @@ public sealed class ImageRunTests : IDisposable
 
     private static readonly float[] Mean = [0.485f, 0.456f, 0.406f], Std = [0.229f, 0.224f, 0.225f];
 
-    private static string Images
-    {
-        get
-        {
-            for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
-            {
-                if (File.Exists(Path.Combine(d.FullName, "ShiftWise.Compiler.sln")))
-                {
-                    return Path.Combine(d.FullName, "tests", "Frontend.Tests", "Fixtures", "images");
-                }
-            }
-            throw new InvalidOperationException($"no ShiftWise.Compiler.sln above {AppContext.BaseDirectory}");
-        }
-    }
+    private static string Images => Path.Combine(Repo, "tests", "Frontend.Tests", "Fixtures", "images");
 
     private string Temp()
     {

@@ -9,6 +9,16 @@ internal static class SwcRun
     public static readonly string[] SmallSwV2 =
         ["sw-v2", "--depths", "1,1,1,1", "--dims", "8,16,16,32", "--kernel-size", "7,5,5,3,3", "--image-size", "24", "--num-classes", "5"];
 
+    /// <summary>The repository's root folder (the one holding ShiftWise.Compiler.sln).</summary>
+    public static string Repo { get; } = FindRepo();
+
+    private static string FindRepo()
+    {
+        var d = new DirectoryInfo(AppContext.BaseDirectory);
+        while (d is not null && !File.Exists(Path.Combine(d.FullName, "ShiftWise.Compiler.sln"))) d = d.Parent;
+        return d?.FullName ?? throw new InvalidOperationException("repository root not found");
+    }
+
     /// <summary>Runs swc with <paramref name="args"/>; the exit code and what it wrote to stdout and stderr.</summary>
     public static (int Code, string Out, string Err) Swc(params string[] args)
     {

@@ -89,9 +89,8 @@ public static partial class Driver
             }
             if (slots.Count > 0)
             {
-                var y = cm.Run(Tensor.Wrap(input.Type, x));
-                var logits = y.ToDoubles();
-                var f32 = y.Cast(DType.F32).ToDoubles().Select(v => (float)v).ToArray();
+                var logits = cm.Run(Tensor.Wrap(input.Type, x)).ToDoubles();
+                var f32 = Array.ConvertAll(logits, v => (float)v); // a float32 output: exact
                 int classes = logits.Length / batch;
                 for (int s = 0; s < slots.Count; s++)
                 {
