@@ -3,6 +3,7 @@ using System.Text;
 using ShiftWise.CodegenCuda;
 using ShiftWise.Frontend;
 using ShiftWise.Frontend.IO;
+using ShiftWise.Frontend.Zoo;
 using ShiftWise.IR;
 using ShiftWise.IR.Text;
 using ShiftWise.Passes;
@@ -69,10 +70,15 @@ public static class CompileDriver
             throw new IrException($"unknown target '{req.Target}' (graph or cuda)");
         }
         var sw = Stopwatch.StartNew();
-        var src = Driver.Load(req.Model, req.Args);
+        // the training pipeline differentiates a loss: a zoo network is loaded in its training form (batch statistics,
+        // drop path, the loss); a graph file names its own
+        var args = req.Pipeline == "training" && req.Args.Training is null && !IsGraphFile(req.Model)
+            ? req.Args with { Training = new TrainingForm() }
+            : req.Args;
+        var src = Driver.Load(req.Model, args);
         var dumpDir = Path.Combine(req.OutDir, "ir");
         var ctx = Driver.Optimize(src.Graph, src.Weights, req.Pipeline, req.Passes with { DumpDir = dumpDir },
-            progress);
+            progress, src.Training?.Loss);
         var records = ctx.Records;
         var plan = MemoryPlan.Of(ctx.Graph);
         var weights = ctx.Graph.Params.ToDictionary(p => p.Name, p => ctx.Weights[p.Name], StringComparer.Ordinal);
@@ -115,6 +121,9 @@ public static class CompileDriver
         if (Directory.Exists(dumpDir)) files.AddRange(Directory.GetFiles(dumpDir).Order());
         return result with { Files = files };
     }
+
+    private static bool IsGraphFile(string model) =>
+        model == "sw-layer" || model.EndsWith(".swir", StringComparison.OrdinalIgnoreCase);
 
     /// <summary>
     /// Lowers the graph for CUDA and, when NVRTC is present, compiles every kernel to PTX for the arch's virtual arch
