@@ -36,7 +36,7 @@ public static class GradCommand
         };
         var device = new Option<string>("--device")
         {
-            Description = "cpu (the compiled training graph, the default) or reference (the float64 oracle, slow).",
+            Description = "cpu (the compiled training graph, the default), cuda (the same on GPU 0) or reference (the float64 oracle, slow).",
             DefaultValueFactory = _ => "cpu",
         };
         var smoothing = new Option<string?>("--label-smoothing")
@@ -50,7 +50,7 @@ public static class GradCommand
         var checkFinite = new Option<bool>("--check-finite")
         {
             Description =
-                "Check every node of the forward and backward pass for NaN or Inf and stop at the first (cpu).",
+                "Check every node of the forward and backward pass for NaN or Inf and stop at the first (cpu, cuda).",
         };
         var cmd = new Command("grad",
             "The loss and the gradient of every parameter for one batch (BatchNorm in batch-statistics mode, drop path "
@@ -63,10 +63,10 @@ public static class GradCommand
         cmd.SetAction(r =>
         {
             var dev = r.GetValue(device)!;
-            if (dev is not ("cpu" or "reference"))
+            if (dev is not ("cpu" or "cuda" or "reference"))
             {
                 throw new OptionException(
-                    $"option --device: '{dev}' is not available for grad; it runs on: cpu, reference");
+                    $"option --device: '{dev}' is not available for grad; it runs on: cpu, cuda, reference");
             }
             double ls = ModelOptions.Dbl(r, smoothing) ?? 0;
             if (ls is < 0 or > 1) throw new OptionException($"option --label-smoothing: {ls} must be in [0, 1]");

@@ -7,7 +7,7 @@ using ShiftWise.Runtime.Train;
 namespace ShiftWise.Cli.Commands;
 
 /// <summary>
-/// swc train CONFIG.json: trains the configured ShiftWise_v2 on Fashion-MNIST on the CPU target, with a progress bar,
+/// swc train CONFIG.json: trains the configured ShiftWise_v2 on Fashion-MNIST on the CPU or CUDA target, with a progress bar,
 /// an evaluation and an atomic checkpoint after every epoch, and --resume.
 /// </summary>
 public static class TrainCommand
@@ -30,14 +30,20 @@ public static class TrainCommand
         {
             Description = "Check every node of each training and evaluation step for NaN or Inf and stop at the first.",
         };
-        var cmd = new Command("train", "Train a model on Fashion-MNIST on the CPU from a JSON recipe.");
+        var device = new Option<string?>("--device")
+        {
+            Description = "Train on cpu or cuda (GPU 0); default: the config's \"device\", else cpu.",
+        };
+        device.AcceptOnlyFromAmong("cpu", "cuda");
+        var cmd = new Command("train", "Train a model on Fashion-MNIST on the CPU or a GPU from a JSON recipe.");
         cmd.Arguments.Add(config);
-        foreach (var o in new Option[] { resume, outDir, epochs, profile, checkFinite }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { resume, outDir, epochs, profile, checkFinite, device }) cmd.Options.Add(o);
         cmd.SetAction(r =>
         {
             var path = r.GetValue(config)!;
             var cfg = TrainConfig.Load(path);
             if (r.GetValue(outDir) is { } o) cfg = cfg with { Out = o };
+            if (r.GetValue(device) is { } d) cfg = cfg with { Device = d };
             if (ModelOptions.Int(r, epochs) is { } e)
             {
                 if (e < 1) throw new OptionException($"option --epochs: {e} must be >= 1");
@@ -52,7 +58,7 @@ public static class TrainCommand
                 + $"{F(cfg.MinLr)} "
                 + $"(warm-up {F(cfg.WarmupEpochs)} epochs), weight decay {F(cfg.WeightDecay)}, label smoothing "
                 + $"{F(cfg.LabelSmoothing)}, "
-                + $"seed {cfg.Seed}; output {cfg.Out}");
+                + $"seed {cfg.Seed}; on {cfg.Device}; output {cfg.Out}");
             var bar = ProgressBar.For(ctx.Err);
             var run = new TrainRun(cfg, msg =>
             {
@@ -61,7 +67,8 @@ public static class TrainCommand
             }) { Profiling = r.GetValue(profile), CheckFinite = r.GetValue(checkFinite) };
             var total = Stopwatch.StartNew();
             run.Run(r.GetValue(resume), default, p => bar.Update(p.Step, p.Steps, $"epoch {p.Epoch}/{p.Epochs} ",
-                $" loss {p.Loss:F4} acc {100 * p.Accuracy:F2}% {p.ImagesPerSecond:F0} img/s lr {p.Lr:E2}"));
+                $" loss {p.Loss:F4} acc {100 * p.Accuracy:F2}% {p.ImagesPerSecond:F0} img/s, waited for data "
+                + $"{100 * p.DataWait:F0}% lr {p.Lr:E2}"));
             bar.Clear();
             var last = run.Epochs[^1];
             ctx.Out.WriteLine($"final test accuracy {100 * last.TestAccuracy:F2}% after {last.Epoch} epochs; "

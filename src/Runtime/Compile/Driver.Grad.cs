@@ -1,6 +1,7 @@
 using ShiftWise.Frontend;
 using ShiftWise.IR;
 using ShiftWise.IR.Reference;
+using ShiftWise.Runtime.Train;
 
 namespace ShiftWise.Runtime.Compile;
 
@@ -12,8 +13,8 @@ public sealed record GradResult(double Loss, Dictionary<string, Tensor> Tensors)
 public static partial class Driver
 {
     /// <summary>
-    /// The loss and gradients of a model's training form on one batch: on "cpu" the training pipeline's graph on the
-    /// CPU target (one step of <see cref="Train.CpuTrainer"/>), on "reference" the float64 oracle's own backward.
+    /// The loss and gradients of a model's training form on one batch: on "cpu" and "cuda" the training pipeline's graph
+    /// on that target (one step of its <see cref="Train.ITrainer"/>), on "reference" the float64 oracle's own backward.
     /// </summary>
     public static GradResult Grad(LoadedModel m, Tensor x, int[] labels, string device, bool checkFinite = false,
         Action<string>? log = null)
@@ -25,7 +26,7 @@ public static partial class Driver
         {
             if (checkFinite)
             {
-                throw new OptionException("option --check-finite: checks the float32 kernels of --device cpu; the "
+                throw new OptionException("option --check-finite: checks the float32 kernels of --device cpu or cuda; the "
                     + "reference executor computes in float64");
             }
             log?.Invoke($"differentiating {m.Description} on the reference executor ({m.Graph.Nodes.Count} nodes)...");
@@ -41,17 +42,18 @@ public static partial class Driver
             result["loss"] = Tensor.FromDoubles(TensorType.Of(DType.F64), [loss]);
             return new GradResult(loss, result);
         }
-        if (device != "cpu")
+        if (device is not ("cpu" or "cuda"))
         {
-            throw new OptionException($"option --device: '{device}' is not available for grad; it runs on: cpu, "
+            throw new OptionException($"option --device: '{device}' is not available for grad; it runs on: cpu, cuda, "
                 + "reference");
         }
-        var t = CompileTraining(m, log);
-        t.Executor.CheckFinite = checkFinite;
+        // one step of the trainer of that target, without an update (the optimizer settings do not matter)
+        using var t = CompileTraining(m, new Train.OptimizerSettings("adamw", 0, 0), device, log);
+        t.CheckFinite = checkFinite;
         var xf = x.ToDoubles().Select(v => (float)v).ToArray();
         double l = t.Step(xf, labels, 0);
         var types = m.Graph.ValueTypes();
-        foreach (var (p, g) in t.Gradients) result[p] = Tensor.Wrap(types[p], (float[])g.Clone());
+        foreach (var (p, g) in t.Gradients()) result[p] = Tensor.Wrap(types[p], g);
         result["loss"] = Tensor.Wrap(TensorType.Of(DType.F32), new[] { (float)l });
         return new GradResult(l, result);
     }

@@ -104,6 +104,27 @@ public static partial class Driver
     }
 
     /// <summary>
+    /// A trainer of a model's training form with its optimizer on a target: on "cpu" the CPU trainer and optimizer, on
+    /// "cuda" the training plan (<see cref="CudaTrainingPlan"/>) bound to GPU 0 with the optimizer on the device.
+    /// </summary>
+    public static Train.ITrainer CompileTraining(LoadedModel m, Train.OptimizerSettings settings, string device,
+        Action<string>? log = null)
+    {
+        switch (device)
+        {
+            case "cpu":
+                return new Train.CpuTraining(CompileTraining(m, log), m.Graph, settings);
+            case "cuda":
+                var target = new CudaTarget();
+                target.Require();
+                var plan = CudaTrainingPlan.Build(m, settings, CudaDevice.Info.Arch, CudaTuning.FromCache(log), log);
+                return new CudaTrainer(plan, new CudaRunOptions(), log);
+            default:
+                throw new OptionException($"option --device: '{device}' cannot train; it trains on: cpu, cuda");
+        }
+    }
+
+    /// <summary>
     /// The cost of every node, the SW layers in their cheapest lowering (<see cref="SwLoweringCost.Cheapest"/>).
     /// </summary>
     public static IReadOnlyList<NodeCost> Costs(Graph g) => Cost.Of(g, SwLoweringCost.Cheapest);

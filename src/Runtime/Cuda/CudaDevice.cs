@@ -237,6 +237,26 @@ public sealed class CudaHandle : SafeHandle
         return new CudaHandle(m, "module " + name, CudaDriver.ModuleUnload);
     }
 
+    /// <summary>
+    /// Page-locked host memory of <paramref name="bytes"/> bytes for <paramref name="what"/> (asynchronous copies read
+    /// it while the host goes on).
+    /// </summary>
+    public static CudaHandle PinnedHost(long bytes, string what)
+    {
+        CudaDevice.MakeCurrent();
+        CudaDevice.Check(CudaDriver.MemAllocHost(out var h, (nuint)Math.Max(4, bytes)),
+            $"cuMemAllocHost of {bytes} bytes for {what}");
+        return new CudaHandle(h, "pinned " + what, CudaDriver.MemFreeHost);
+    }
+
+    /// <summary>A stream that does not synchronise with the legacy default stream (input copies).</summary>
+    public static CudaHandle NonBlockingStream()
+    {
+        CudaDevice.MakeCurrent();
+        CudaDevice.Check(CudaDriver.StreamCreate(out var s, 1), "cuStreamCreate (non-blocking)");
+        return new CudaHandle(s, "stream", CudaDriver.StreamDestroy);
+    }
+
     /// <summary>A cuBLAS context.</summary>
     public static CudaHandle Cublas()
     {

@@ -33,7 +33,7 @@ public sealed unsafe partial class CudaExecutor : Compile.IExecutor
     private readonly List<CudaHandle> _modules = [];
     private readonly Dictionary<string, IntPtr> _functions = new(StringComparer.Ordinal);
     private readonly List<DeviceBuffer> _buffers = [];
-    private readonly Dictionary<string, DeviceBuffer> _params = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, ulong> _params = new(StringComparer.Ordinal);
     private readonly Dictionary<string, DeviceBuffer> _derived = new(StringComparer.Ordinal);
     private readonly Dictionary<string, DeviceBuffer> _inputs = new(StringComparer.Ordinal);
     private readonly Dictionary<string, (ulong Base, long Floats)> _scratch = new(StringComparer.Ordinal);
@@ -47,8 +47,17 @@ public sealed unsafe partial class CudaExecutor : Compile.IExecutor
     private bool _disposed;
 
     /// <summary>Compiles, loads and uploads everything the plan needs.</summary>
+    /// <param name="plan">The plan.</param>
+    /// <param name="g">The graph it was lowered from.</param>
+    /// <param name="weights">The parameters' values.</param>
+    /// <param name="options">How it runs.</param>
+    /// <param name="log">Receives NVRTC warnings.</param>
+    /// <param name="flat">
+    /// Parameters that live in one buffer at these offsets (the trainer's: a fused optimizer updates them all in one
+    /// launch); the others get a buffer each.
+    /// </param>
     public CudaExecutor(CudaPlan plan, Graph g, IReadOnlyDictionary<string, Tensor> weights,
-        CudaRunOptions? options = null, Action<string>? log = null)
+        CudaRunOptions? options = null, Action<string>? log = null, FlatParameters? flat = null)
     {
         _plan = plan;
         Graph = g;
@@ -82,13 +91,31 @@ public sealed unsafe partial class CudaExecutor : Compile.IExecutor
                     _functions[e] = f;
                 }
             }
+            if (flat is not null)
+            {
+                Flat = Track(DeviceBuffer.Alloc(flat.Total * 4, "the trainable parameters"));
+                foreach (var (name, offset, _) in flat.Segments) _params[name] = Flat.Ptr + (ulong)(offset * 4);
+            }
             foreach (var p in g.Params)
             {
                 if (!weights.TryGetValue(p.Name, out var t))
                 {
                     throw new IrException($"no weights for parameter '{p.Name}'");
                 }
-                _params[p.Name] = Upload(t, "parameter " + p.Name);
+                if (_params.TryGetValue(p.Name, out var at))
+                {
+                    var data = (float[])t.Cast(DType.F32).Data;
+                    if (data.Length != flat!.Segments.First(s => s.Name == p.Name).Size)
+                    {
+                        throw new IrException($"parameter '{p.Name}' has {data.Length} values, its flat segment "
+                            + "another size");
+                    }
+                    Flat!.Upload(data, (long)(at - Flat.Ptr) / 4);
+                }
+                else
+                {
+                    _params[p.Name] = Upload(t, "parameter " + p.Name).Ptr;
+                }
             }
             foreach (var (name, v) in Derived.ComputeAll(plan, g, weights))
             {
@@ -152,6 +179,20 @@ public sealed unsafe partial class CudaExecutor : Compile.IExecutor
             {
                 NonFiniteException.Check((float[])inputs[i.Name].Cast(DType.F32).Data, $"the input %{i.Name}", i.Type);
             }
+        }
+        RunSteps();
+        Synchronize();
+        return ReadOutputs();
+    }
+
+    /// <summary>
+    /// Enqueues every step on the stream (<see cref="Enqueue"/>); with <see cref="CheckFinite"/> step by step,
+    /// reading each node's outputs back and stopping at the first NaN or infinity.
+    /// </summary>
+    public void RunSteps()
+    {
+        if (CheckFinite)
+        {
             for (int s = 0; s < _steps.Count; s++)
             {
                 RunStep(s);
@@ -170,8 +211,6 @@ public sealed unsafe partial class CudaExecutor : Compile.IExecutor
         {
             Enqueue();
         }
-        Synchronize();
-        return ReadOutputs();
     }
 
     /// <summary>Copies the graph inputs to the device.</summary>
@@ -239,6 +278,53 @@ public sealed unsafe partial class CudaExecutor : Compile.IExecutor
             CudaDevice.Check(CudaDriver.MemcpyHtoD(buf + (ulong)(off * 4), p, (nuint)(data.Length * 4L)),
                 "cuMemcpyHtoD of " + v);
         }
+    }
+
+    /// <summary>The buffer of the parameters placed flat (null without a flat layout).</summary>
+    public DeviceBuffer? Flat { get; }
+
+    /// <summary>The stream every step runs on.</summary>
+    public IntPtr Stream => _stream;
+
+    /// <summary>The device address of a value of the graph (an input, a parameter or an arena slot).</summary>
+    public ulong Address(string v)
+    {
+        var (b, off) = Value(v);
+        return b + (ulong)(off * 4);
+    }
+
+    /// <summary>
+    /// Launches an entry of one of the plan's kernels on the stream with pointer arguments (the trainer's optimizer).
+    /// </summary>
+    public void Launch(string entry, Dim3 grid, Dim3 block, params ulong[] args)
+    {
+        if (!_functions.TryGetValue(entry, out var f)) throw new IrException($"the plan has no kernel entry {entry}");
+        CudaDevice.MakeCurrent();
+        var vals = stackalloc ulong[Math.Max(1, args.Length)];
+        var ptrs = stackalloc IntPtr[Math.Max(1, args.Length)];
+        for (int i = 0; i < args.Length; i++)
+        {
+            vals[i] = args[i];
+            ptrs[i] = (IntPtr)(vals + i);
+        }
+        CudaDevice.Check(CudaDriver.LaunchKernel(f, (uint)grid.X, (uint)grid.Y, (uint)grid.Z, (uint)block.X,
+            (uint)block.Y, (uint)block.Z, 0, _stream, ptrs, null), "launch of " + entry);
+    }
+
+    /// <summary>Copies <paramref name="floats"/> floats from one device address to another on the stream.</summary>
+    public void Copy(ulong dst, ulong src, long floats)
+    {
+        if (floats == 0) return;
+        CudaDevice.MakeCurrent();
+        CudaDevice.Check(CudaDriver.MemcpyDtoDAsync(dst, src, (nuint)(floats * 4), _stream), "cuMemcpyDtoDAsync");
+    }
+
+    /// <summary>Sets <paramref name="floats"/> floats at a device address to zero on the stream.</summary>
+    public void Zero(ulong dst, long floats)
+    {
+        if (floats == 0) return;
+        CudaDevice.MakeCurrent();
+        CudaDevice.Check(CudaDriver.MemsetD32Async(dst, 0, (nuint)floats, _stream), "cuMemsetD32Async");
     }
 
     /// <summary>Waits for the stream.</summary>
@@ -321,7 +407,7 @@ public sealed unsafe partial class CudaExecutor : Compile.IExecutor
         ulong p = a.Kind switch
         {
             ArgKind.Value => ValueAddress(a.Name),
-            ArgKind.Param => _params.TryGetValue(a.Name, out var pb) ? pb.Ptr : throw Missing(a),
+            ArgKind.Param => _params.TryGetValue(a.Name, out var pb) ? pb : throw Missing(a),
             ArgKind.Derived => _derived.TryGetValue(a.Name, out var db) ? db.Ptr : throw Missing(a),
             ArgKind.Scratch => _scratch.TryGetValue(a.Name, out var sb) ? sb.Base : throw Missing(a),
             _ => throw Missing(a),
@@ -344,7 +430,7 @@ public sealed unsafe partial class CudaExecutor : Compile.IExecutor
     {
         v = _plan.Root(v);
         if (_inputs.TryGetValue(v, out var ib)) return (ib.Ptr, 0);
-        if (_params.TryGetValue(v, out var pb)) return (pb.Ptr, 0);
+        if (_params.TryGetValue(v, out var pb)) return (pb, 0);
         return _slots.TryGetValue(v, out long offset)
             ? (_arena.Ptr, offset / 4)
             : throw new IrException($"value %{v} has no place in the memory plan");

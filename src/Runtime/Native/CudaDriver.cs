@@ -73,6 +73,27 @@ internal static unsafe partial class CudaDriver
     [LibraryImport(Lib, EntryPoint = "cuMemsetD32_v2")]
     public static partial int MemsetD32(ulong dst, uint value, nuint count);
 
+    [LibraryImport(Lib, EntryPoint = "cuMemcpyHtoDAsync_v2")]
+    public static partial int MemcpyHtoDAsync(ulong dst, void* src, nuint bytes, IntPtr stream);
+
+    [LibraryImport(Lib, EntryPoint = "cuMemcpyDtoHAsync_v2")]
+    public static partial int MemcpyDtoHAsync(void* dst, ulong src, nuint bytes, IntPtr stream);
+
+    [LibraryImport(Lib, EntryPoint = "cuMemcpyDtoDAsync_v2")]
+    public static partial int MemcpyDtoDAsync(ulong dst, ulong src, nuint bytes, IntPtr stream);
+
+    [LibraryImport(Lib, EntryPoint = "cuMemsetD32Async")]
+    public static partial int MemsetD32Async(ulong dst, uint value, nuint count, IntPtr stream);
+
+    [LibraryImport(Lib, EntryPoint = "cuMemAllocHost_v2")]
+    public static partial int MemAllocHost(out IntPtr ptr, nuint bytes);
+
+    [LibraryImport(Lib, EntryPoint = "cuMemFreeHost")]
+    public static partial int MemFreeHost(IntPtr ptr);
+
+    [LibraryImport(Lib, EntryPoint = "cuStreamWaitEvent")]
+    public static partial int StreamWaitEvent(IntPtr stream, IntPtr ev, uint flags);
+
     [LibraryImport(Lib, EntryPoint = "cuStreamCreate")]
     public static partial int StreamCreate(out IntPtr stream, uint flags);
 

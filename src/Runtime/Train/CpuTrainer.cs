@@ -24,7 +24,7 @@ public sealed class CpuTrainer
     private readonly Dictionary<string, string> _gradValues = new(StringComparer.Ordinal);
 
     /// <summary>
-    /// Takes a model compiled for the CPU with the training pipeline (<see cref="Driver.CompileTraining"/>): its graph
+    /// Takes a model compiled for the CPU with the training pipeline (<see cref="Driver.CompileTraining(ShiftWise.Frontend.LoadedModel, Action{string})"/>): its graph
     /// has the backward nodes and one gradient output per parameter the loss depends on.
     /// </summary>
     /// <param name="compiled">The compiled training graph.</param>

@@ -64,6 +64,11 @@ public sealed record TrainConfig
     public uint Seed { get; init; }
     /// <summary>Images per evaluation batch.</summary>
     public int EvalBatch { get; init; } = 1000;
+    /// <summary>
+    /// The target that trains: cpu or cuda (swc train --device overrides it). Not part of the
+    /// <see cref="Fingerprint"/>: a checkpoint of one target resumes on the other.
+    /// </summary>
+    public string Device { get; init; } = "cpu";
     /// <summary>Output directory (checkpoint, final weights, metrics).</summary>
     public string Out { get; init; } = "runs/fashion-mnist";
 
@@ -122,7 +127,7 @@ public sealed record TrainConfig
             var data = r.Object(root.Get("data"), "data", ["dir", "mean", "std", "hflip", "shift", "erase",
                 "limit_train", "limit_test"]);
             var train = r.Object(root.Get("train"), "train", ["epochs", "batch", "accumulate", "optimizer", "lr",
-                "min_lr", "weight_decay", "momentum", "warmup_epochs", "label_smoothing", "seed", "eval_batch"]);
+                "min_lr", "weight_decay", "momentum", "warmup_epochs", "label_smoothing", "seed", "eval_batch", "device"]);
             string preset = model.Str("preset") ?? "sw-fmnist";
             var o = ShiftWiseV2Options.Preset(preset) ?? throw r.Error("model.preset",
                 $"'{preset}' is not a ShiftWise_v2 preset ({string.Join(", ", ShiftWiseV2Options.PresetNames)})");
@@ -150,6 +155,7 @@ public sealed record TrainConfig
                 LabelSmoothing = train.Num("label_smoothing") ?? 0.1,
                 Seed = (uint)(train.Int("seed") ?? 0),
                 EvalBatch = train.Int("eval_batch") ?? 1000,
+                Device = train.Str("device") ?? "cpu",
                 Out = root.Str("out") ?? "runs/fashion-mnist",
                 Model = o with
                 {
@@ -200,6 +206,7 @@ public sealed record TrainConfig
             r.Check(cfg.LabelSmoothing is >= 0 and <= 1, "train.label_smoothing",
                 $"{cfg.LabelSmoothing} must be in [0, 1]");
             r.Check(cfg.EvalBatch >= 1, "train.eval_batch", $"{cfg.EvalBatch} must be >= 1");
+            r.Check(cfg.Device is "cpu" or "cuda", "train.device", $"'{cfg.Device}' is cpu or cuda");
             r.Check(cfg.Out.Length > 0, "out", "must name a directory");
             return cfg;
         }

@@ -32,7 +32,7 @@ internal sealed class TrainData
     /// Writes batch <paramref name="s"/> of the epoch (images <paramref name="order"/>[s·B ..]) into
     /// <paramref name="x"/> and <paramref name="y"/>, each image augmented from its own draw of (seed, step, b).
     /// </summary>
-    public void Batch(ImageSet train, int[] order, int s, long step, float[] x, int[] y, int pixels)
+    public void Batch(ImageSet train, int[] order, int s, long step, Span<float> x, Span<int> y, int pixels)
     {
         for (int b = 0; b < _cfg.Batch; b++)
         {
@@ -42,10 +42,10 @@ internal sealed class TrainData
             int span = 2 * _cfg.Shift + 1;
             int dy = (int)((rnd >> 8) % (ulong)span) - _cfg.Shift;
             int dx = (int)((rnd >> 24) % (ulong)span) - _cfg.Shift;
-            Fill(train, idx, x.AsSpan(b * pixels, pixels), flip, dy, dx);
+            Fill(train, idx, x.Slice(b * pixels, pixels), flip, dy, dx);
             if (_cfg.Erase > 0)
             {
-                Erase(x.AsSpan(b * pixels, pixels), train.Images.Dims[1], train.Images.Dims[2],
+                Erase(x.Slice(b * pixels, pixels), train.Images.Dims[1], train.Images.Dims[2],
                     Mix(_cfg.Seed, (ulong)step, (ulong)b + (1UL << 32)));
             }
             y[b] = train.Labels.Data[idx];

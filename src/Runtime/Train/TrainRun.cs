@@ -13,16 +13,21 @@ namespace ShiftWise.Runtime.Train;
 /// <summary>Where a run is, for progress display: the epoch and step, running means over the epoch so far,
 /// speed.</summary>
 public sealed record TrainProgress(int Epoch, int Epochs, int Step, int Steps, double Loss, double Accuracy,
-    double ImagesPerSecond, double Lr);
+    double ImagesPerSecond, double Lr)
+{
+    /// <summary>The share of the epoch's time so far that the step waited for its batch (the input pipeline).</summary>
+    public double DataWait { get; init; }
+}
 
 /// <summary>One finished epoch.</summary>
 public sealed record EpochResult(int Epoch, double TrainLoss, double TrainAccuracy, double TestLoss,
     double TestAccuracy, double TrainSeconds, double EvalSeconds, double ImagesPerSecond);
 
 /// <summary>
-/// A training run on the CPU target: Fashion-MNIST, the configured ShiftWise_v2, the optimizer and schedule, an
-/// evaluation on the test set and a checkpoint (weights, optimizer state, progress; one file, written atomically)
-/// after every epoch. Everything random derives from the seed and the epoch or step, so a run resumed from a
+/// A training run on the CPU or CUDA target (<see cref="TrainConfig.Device"/>, through <see cref="ITrainer"/>):
+/// Fashion-MNIST, the configured ShiftWise_v2, the optimizer and schedule, an evaluation on the test set and a
+/// checkpoint (weights, optimizer state, progress; one file, written atomically, the same for both targets) after
+/// every epoch. Everything random derives from the seed and the epoch or step, so a run resumed from a
 /// checkpoint continues exactly as the uninterrupted run would have.
 /// </summary>
 public sealed class TrainRun
@@ -87,21 +92,15 @@ public sealed class TrainRun
         var trainModel = ModelSource.Network(model, "train", new TrainingForm(_cfg.LabelSmoothing, _cfg.Seed),
             InitScheme.Original, _cfg.Seed);
         var sw = Stopwatch.StartNew();
-        var trainer = Driver.CompileTraining(trainModel, _log);
-        trainer.Executor.Profile = Profiling;
-        trainer.Executor.CheckFinite = CheckFinite;
+        var settings = new OptimizerSettings(_cfg.Optimizer, _cfg.Lr, _cfg.WeightDecay, _cfg.Momentum, _cfg.Accumulate);
+        using var trainer = Driver.CompileTraining(trainModel, settings, Device, _log);
+        trainer.Profile = Profiling;
+        trainer.CheckFinite = CheckFinite;
         Stopwatch dataTime = new(), optTime = new(), evalTime = new();
         int profiledSteps = 0;
-        _log($"training graph: {trainer.Graph.Nodes.Count} nodes ({trainModel.Graph.Nodes.Count} forward), "
-            + $"{Cost.TotalParams(trainModel.Graph):N0} parameters, arena "
-            + $"{trainer.Executor.Plan.ArenaBytes / (1 << 20)} MiB, "
-            + $"bound in {sw.Elapsed.TotalSeconds:F1} s");
-        var shapes = trainer.Parameters.ToDictionary(kv => kv.Key,
-            kv => trainModel.Graph.Params.First(p => p.Name == kv.Key).Type.Shape.ToArray());
-        Optimizer opt = _cfg.Optimizer == "sgd"
-            ? new Sgd(shapes, _cfg.Lr, _cfg.Momentum, _cfg.WeightDecay)
-            : new AdamW(shapes, _cfg.Lr, weightDecay: _cfg.WeightDecay);
-        var acc = new GradientAccumulator(opt, trainer.Parameters, _cfg.Accumulate);
+        _log($"training graph on {trainer.Device}: {trainer.Graph.Nodes.Count} nodes ({trainModel.Graph.Nodes.Count} "
+            + $"forward), {Cost.TotalParams(trainModel.Graph):N0} parameters, arena "
+            + $"{trainer.ArenaBytes / (1 << 20)} MiB, bound in {sw.Elapsed.TotalSeconds:F1} s");
         var schedule = new LrSchedule(_cfg.Lr, _cfg.MinLr, (int)Math.Round(_cfg.WarmupEpochs * optSteps),
             _cfg.Epochs * optSteps);
 
@@ -111,7 +110,7 @@ public sealed class TrainRun
         if (resume)
         {
             if (!File.Exists(ckpt)) throw new OptionException($"--resume: there is no {ckpt} to resume from");
-            start = ReadCheckpoint(ckpt, trainer, opt);
+            start = ReadCheckpoint(ckpt, trainer);
             _log($"resuming after epoch {start} from {ckpt}");
         }
         else if (File.Exists(ckpt))
@@ -119,61 +118,66 @@ public sealed class TrainRun
             _log($"note: {ckpt} exists and will be replaced after the first epoch (use --resume to continue it)");
         }
 
-        var evalModel = ModelSource.Network(_cfg.Model with { Batch = Math.Min(_cfg.EvalBatch, test.Count) }, "eval",
-            trainer.Weights());
-        var evalExec = Driver.Compile(evalModel, new CpuTarget(Generated: false), new CompileOptions
-        {
-            Pipeline = "none",
-        }, _log).Cpu;
-        evalExec.CheckFinite = CheckFinite;
+        var evalModel = _cfg.Model with { Batch = Math.Min(_cfg.EvalBatch, test.Count) };
         int pixels = model.Height * model.Width;
-        var x = new float[_cfg.Batch * pixels];
-        var y = new int[_cfg.Batch];
-        float scale = 1f / _cfg.Accumulate;
-        var scaled = trainer.Gradients.ToDictionary(kv => kv.Key,
-            kv => new float[_cfg.Accumulate > 1 ? kv.Value.Length : 0]);
+        var labels = new[] { new int[_cfg.Batch], new int[_cfg.Batch] };
         for (int epoch = start; epoch < _cfg.Epochs; epoch++)
         {
             var order = TrainData.Shuffle(train.Count, _cfg.Seed, epoch);
             double lossSum = 0;
             long correct = 0, seen = 0;
             var clock = Stopwatch.StartNew();
+            var wait = new Stopwatch();
+            // the input pipeline: batch s+1 is assembled (and, on a GPU, copied) on another thread while step s runs
+            Task Assemble(int s) => Task.Run(() =>
+            {
+                long step = (long)epoch * stepsPerEpoch + s;
+                _data.Batch(train, order, s, step, trainer.InputSlot(s % 2), labels[s % 2], pixels);
+                trainer.Submit(s % 2, labels[s % 2], step);
+            });
+            var next = Assemble(0);
             for (int s = 0; s < stepsPerEpoch; s++)
             {
                 cancel.ThrowIfCancellationRequested();
                 long step = (long)epoch * stepsPerEpoch + s;
                 dataTime.Start();
-                _data.Batch(train, order, s, step, x, y, pixels);
+                wait.Start();
+                next.GetAwaiter().GetResult();
+                wait.Stop();
                 dataTime.Stop();
-                opt.LearningRate = schedule.At((int)(step / _cfg.Accumulate));
-                double loss = trainer.Step(x, y, step);
+                next = s + 1 < stepsPerEpoch ? Assemble(s + 1) : Task.CompletedTask;
+                double loss;
+                try
+                {
+                    loss = trainer.Step(s % 2);
+                }
+                catch
+                {
+                    next.Wait(TimeSpan.FromSeconds(30));
+                    throw;
+                }
                 profiledSteps++;
                 optTime.Start();
-                correct += Correct(trainer.Logits, y, model.NumClasses);
+                correct += Correct(trainer.Logits, labels[s % 2], model.NumClasses);
                 lossSum += loss;
                 seen += _cfg.Batch;
-                if (_cfg.Accumulate > 1)
-                {
-                    foreach (var (p, g) in trainer.Gradients)
-                    {
-                        var d = scaled[p];
-                        for (int i = 0; i < g.Length; i++) d[i] = g[i] * scale;
-                    }
-                }
-                acc.Accumulate(_cfg.Accumulate > 1 ? scaled : trainer.Gradients);
+                trainer.Update(schedule.At((int)(step / _cfg.Accumulate)));
                 optTime.Stop();
                 progress?.Invoke(new TrainProgress(epoch + 1, _cfg.Epochs, s + 1, stepsPerEpoch, lossSum / (s + 1),
-                    (double)correct / seen, seen / clock.Elapsed.TotalSeconds, opt.LearningRate));
+                    (double)correct / seen, seen / clock.Elapsed.TotalSeconds, schedule.At((int)(step / _cfg.Accumulate)))
+                {
+                    DataWait = wait.Elapsed.TotalSeconds / Math.Max(1e-9, clock.Elapsed.TotalSeconds),
+                });
             }
             double trainSeconds = clock.Elapsed.TotalSeconds;
             clock.Restart();
             evalTime.Start();
-            var (testLoss, testAcc) = Evaluate(evalExec, trainer, test, pixels);
+            var (testLoss, testAcc) = Evaluate(evalModel, trainer.Weights(), test, pixels);
             evalTime.Stop();
             var r = new EpochResult(epoch + 1, lossSum / stepsPerEpoch, (double)correct / seen, testLoss, testAcc,
                 trainSeconds, clock.Elapsed.TotalSeconds, seen / trainSeconds);
             Epochs.Add(r);
-            WriteCheckpoint(ckpt, trainer, opt, epoch + 1);
+            WriteCheckpoint(ckpt, trainer, epoch + 1);
             WriteMetrics();
             _log($"epoch {r.Epoch}/{_cfg.Epochs}: train loss {r.TrainLoss:F4}, "
                 + $"train accuracy {100 * r.TrainAccuracy:F2}%, "
@@ -183,18 +187,31 @@ public sealed class TrainRun
         SafeTensors.Write(Path.Combine(_cfg.Out, WeightsFile), trainer.Weights());
         if (Profiling)
         {
-            Profile = [.. trainer.Executor.Times(),
-                new KernelTime("(data)", "(data)", "batch assembly", dataTime.Elapsed, profiledSteps),
+            Profile = [.. trainer.Times(),
+                new KernelTime("(data)", "(data)", "waiting for batch assembly", dataTime.Elapsed, profiledSteps),
                 new KernelTime("(optimizer)", "(optimizer)", _cfg.Optimizer, optTime.Elapsed, profiledSteps),
                 new KernelTime("(eval)", "(eval)", "test set", evalTime.Elapsed, profiledSteps)];
         }
     }
 
-    private (double Loss, double Accuracy) Evaluate(CpuExecutor exec, CpuTrainer trainer, ImageSet test, int pixels)
+    /// <summary>The target that trains: the configuration's, or --device's.</summary>
+    public string Device => _cfg.Device;
+
+    // the test set through the inference form of the trained weights, on the training target
+    private (double Loss, double Accuracy) Evaluate(ShiftWiseV2Options o, Dictionary<string, Tensor> weights,
+        ImageSet test, int pixels)
     {
-        foreach (var p in exec.Graph.Params) trainer.Executor.Parameter(p.Name).CopyTo(exec.Parameter(p.Name), 0);
-        int n = exec.InputBuffer("x").Length / pixels;
-        string logits = exec.Graph.Outputs[0];
+        var m = ModelSource.Network(o, "eval", weights);
+        var target = Device == "cuda" ? Driver.Target("cuda") : new CpuTarget(Generated: false);
+        using var compiled = Driver.Compile(m, target, new CompileOptions
+        {
+            Pipeline = Device == "cuda" ? "inference" : "none",
+        });
+        compiled.Executor.CheckFinite = CheckFinite;
+        int n = o.Batch;
+        var xt = Tensor.Wrap(TensorType.Of(DType.F32, n, o.InChans, o.Height, o.Width), new float[n * pixels]);
+        var x = (float[])xt.Data;
+        string logits = compiled.Graph.Outputs[0];
         long correct = 0;
         double loss = 0;
         int done = 0;
@@ -203,25 +220,24 @@ public sealed class TrainRun
         {
             // the last batch may be partial: it is padded with the first images and only its real rows count
             int real = Math.Min(n, test.Count - start);
-            var x = exec.InputBuffer("x");
             for (int b = 0; b < n; b++)
             {
                 int idx = b < real ? start + b : b - real;
-                _data.Fill(test, idx, x.Slice(b * pixels, pixels), false);
+                _data.Fill(test, idx, x.AsSpan(b * pixels, pixels), false);
                 y[b] = test.Labels.Data[idx];
             }
-            exec.RunBound();
-            var l = exec.OutputBuffer(logits);
+            var l = (float[])compiled.Executor.Run(new Dictionary<string, Tensor> { [compiled.Graph.Inputs[0].Name] = xt })
+                [logits].Cast(DType.F32).Data;
             int k = l.Length / n;
             for (int b = 0; b < real; b++)
             {
-                var row = l.Slice(b * k, k);
+                var row = l.AsSpan(b * k, k);
                 double mx = double.NegativeInfinity, z = 0;
                 for (int c = 0; c < k; c++) mx = Math.Max(mx, row[c]);
                 for (int c = 0; c < k; c++) z += Math.Exp(row[c] - mx);
                 loss += Math.Log(z) + mx - row[y[b]];
             }
-            correct += Correct(l[..(real * k)], y.AsSpan(0, real), k);
+            correct += Correct(l.AsSpan(0, real * k), y.AsSpan(0, real), k);
             done += real;
         }
         return (loss / done, (double)correct / done);
@@ -243,11 +259,11 @@ public sealed class TrainRun
     /// <summary>The epoch's order of the training images (see <see cref="TrainData.Shuffle"/>).</summary>
     public static int[] Shuffle(int n, uint seed, int epoch) => TrainData.Shuffle(n, seed, epoch);
 
-    private void WriteCheckpoint(string path, CpuTrainer trainer, Optimizer opt, int epochsDone)
+    private void WriteCheckpoint(string path, ITrainer trainer, int epochsDone)
     {
         var tensors = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         foreach (var (name, t) in trainer.Weights()) tensors["model/" + name] = t;
-        var state = opt.SaveState();
+        var state = trainer.SaveState();
         foreach (var (key, buf) in state.Buffers)
         {
             tensors["optim/" + key] = Tensor.Wrap(TensorType.Of(DType.F32, buf.Length), (float[])buf.Clone());
@@ -263,7 +279,7 @@ public sealed class TrainRun
         SafeTensors.Write(path, tensors, meta);
     }
 
-    private int ReadCheckpoint(string path, CpuTrainer trainer, Optimizer opt)
+    private int ReadCheckpoint(string path, ITrainer trainer)
     {
         var meta = SafeTensors.ReadMetadata(path);
         if (!meta.TryGetValue("format", out var f) || f != Format)
@@ -280,7 +296,7 @@ public sealed class TrainRun
             .ToDictionary(kv => kv.Key[6..], kv => kv.Value));
         var bufs = t.Where(kv => kv.Key.StartsWith("optim/", StringComparison.Ordinal))
             .ToDictionary(kv => kv.Key[6..], kv => kv.Value.ToDoubles().Select(v => (float)v).ToArray());
-        opt.LoadState(new OptimizerState(long.Parse(meta["optimizer_step"], CultureInfo.InvariantCulture), bufs));
+        trainer.LoadState(new OptimizerState(long.Parse(meta["optimizer_step"], CultureInfo.InvariantCulture), bufs));
         if (meta.TryGetValue("metrics", out var m)
             && System.Text.Json.JsonSerializer.Deserialize<List<EpochResult>>(m) is { } prev)
         {
