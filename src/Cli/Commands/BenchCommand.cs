@@ -1,3 +1,4 @@
+using ShiftWise.Frontend.Zoo;
 using System.CommandLine;
 using System.Globalization;
 using ShiftWise.IR;
@@ -31,9 +32,14 @@ public static class BenchCommand
         var seconds = new Option<string?>("--seconds") { Description = "Minimum measuring time (3)." };
         var top = new Option<string?>("--top") { Description = "Rows of the per-kernel table (15)." };
         var untuned = new Option<bool>("--untuned") { Description = "Ignore the tuning cache (cost-model defaults)." };
+        var train = new Option<bool>("--train")
+        {
+            Description = "Time a training step instead (forward with batch statistics, label-smoothed loss, backward, "
+                + "AdamW update), split by kernel kind, with the device memory it holds.",
+        };
         var cmd = new Command("bench", "Measure images/s of the compiled model and time each kernel.");
         model.AddTo(cmd);
-        foreach (var o in new Option[] { weights, device, seconds, top, graphs, tf32, json, untuned })
+        foreach (var o in new Option[] { weights, device, seconds, top, graphs, tf32, json, untuned, train })
         {
             cmd.Options.Add(o);
         }
@@ -47,6 +53,22 @@ public static class BenchCommand
             }
             var target = Driver.Target(dev, CudaRunOptionsOf(r));
             target.Require();
+            if (r.GetValue(train))
+            {
+                if (r.GetValue(graphs) || r.GetValue(tf32) || r.GetValue(untuned))
+                {
+                    throw new OptionException("options --cuda-graph, --tf32 and --untuned time inference; --train runs "
+                        + "its steps eagerly in fp32 with the tuning cache");
+                }
+                var tm = Driver.Load(r.GetValue(model.Model)!, model.Read(r) with
+                {
+                    Weights = r.GetValue(weights),
+                    Training = new TrainingForm(0.1),
+                });
+                PrintTrain(ctx.Out, Driver.BenchTraining(tm, dev, ModelOptions.Dbl(r, seconds) ?? 3, r.GetValue(json),
+                    ctx.Err.WriteLine));
+                return ExitCodes.Ok;
+            }
             var m = Driver.Load(r.GetValue(model.Model)!, model.Read(r) with { Weights = r.GetValue(weights) });
             var report = Driver.Bench(m, target, new BenchOptions
             {
@@ -129,6 +151,24 @@ public static class BenchCommand
         var k = new List<string[]> { new[] { "node", "kernel", "ms" } };
         foreach (var t in b.Kernels.OrderByDescending(t => t.Ms).Take(top)) k.Add([t.Node, t.Kernel, F3(t.Ms)]);
         TextTable.Write(o, k, rightAligned: [2], totalRow: false);
+    }
+
+    private static void PrintTrain(TextWriter o, TrainBenchReport r)
+    {
+        o.WriteLine($"{r.Model}: training step at batch {r.Batch} on {r.Device}, {r.Nodes} nodes");
+        o.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"{r.MedianMs:F2} ms per step (median of {r.Steps}; min {r.MinMs:F2}, max {r.MaxMs:F2}) = "
+            + $"{r.Batch * 1000 / r.MedianMs:F1} images/s")
+            + (r.PeakBytes is { } b ? string.Create(CultureInfo.InvariantCulture,
+                $"; device memory held {b / 1048576.0:F0} MiB") : ""));
+        double total = r.MsByKind.Values.Sum();
+        var rows = new List<string[]> { new[] { "kind", "ms/step", "share" } };
+        foreach (var (k, ms) in r.MsByKind.OrderByDescending(kv => kv.Value))
+        {
+            rows.Add([k, F3(ms), F(100 * ms / total) + "%"]);
+        }
+        rows.Add(["total (one profiled step)", F3(total), "100%"]);
+        TextTable.Write(o, rows, rightAligned: [1, 2]);
     }
 
     private static string F3(double v) => v.ToString("F3", CultureInfo.InvariantCulture);

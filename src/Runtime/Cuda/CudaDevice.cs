@@ -67,6 +67,14 @@ public static unsafe class CudaDevice
         Check(CudaDriver.CtxSetCurrent(s.Ctx), "cuCtxSetCurrent");
     }
 
+    /// <summary>Bytes of device memory in use now (the device's total less cuMemGetInfo's free).</summary>
+    public static long UsedBytes()
+    {
+        MakeCurrent();
+        Check(CudaDriver.MemGetInfo(out var free, out var total), "cuMemGetInfo");
+        return (long)total - (long)free;
+    }
+
     /// <summary>
     /// Throws a <see cref="CudaException"/> naming the error when <paramref name="result"/> is not success.
     /// </summary>

@@ -94,6 +94,9 @@ internal static unsafe partial class CudaDriver
     [LibraryImport(Lib, EntryPoint = "cuStreamWaitEvent")]
     public static partial int StreamWaitEvent(IntPtr stream, IntPtr ev, uint flags);
 
+    [LibraryImport(Lib, EntryPoint = "cuMemGetInfo_v2")]
+    public static partial int MemGetInfo(out nuint free, out nuint total);
+
     [LibraryImport(Lib, EntryPoint = "cuStreamCreate")]
     public static partial int StreamCreate(out IntPtr stream, uint flags);
 
