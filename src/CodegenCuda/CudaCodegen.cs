@@ -78,6 +78,12 @@ public static class CudaCodegen
             case Gemm:
                 GemmLowering.Lower(ctx);
                 break;
+            case ShiftAdd:
+                ShiftAddLowering.Lower(ctx);
+                break;
+            case Linear:
+                LinearLowering.Lower(ctx);
+                break;
             case Conv2d:
                 ConvLowering.Lower(ctx);
                 break;

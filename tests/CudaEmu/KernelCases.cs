@@ -57,6 +57,8 @@ public static class KernelCases
         ["cross_entropy"] = "the training loss, forward and backward: ElementGradEmuTests",
         ["drop_path"] = "train mode forward and backward: ElementGradEmuTests; eval mode is an alias of its input",
         ["reshape"] = "an alias of its input, no kernel: PlanRunnerTests",
+        ["shift_add"] = "the training graph's unfused SW shift-add: TrainForwardEmuTests",
+        ["linear"] = "the training graph's linear layers (GEMM call and bias kernel): TrainForwardEmuTests",
     };
 
     /// <summary>
@@ -65,12 +67,10 @@ public static class KernelCases
     /// </summary>
     public static IReadOnlyDictionary<string, string> Refused { get; } = new Dictionary<string, string>
     {
-        ["shift_add"] = "FuseShiftWise folds the SW layer's shift_add into fused_shiftwise",
         ["sw_cross"] = "FuseShiftWise folds it into fused_shiftwise",
         ["channel_select"] = "the SW layer's channel selections: FuseShiftWise folds them into fused_shiftwise",
         ["concat"] = "the SW layer's ghost concat: FuseShiftWise folds it into fused_shiftwise",
         ["permute"] = "FuseEpilogues reads the permutes around a linear layer as the gemm's strides",
-        ["linear"] = "FuseEpilogues makes every linear layer a gemm",
         ["softmax"] = "no model of the zoo uses it; the loss's softmax is inside cross_entropy",
     };
 
