@@ -9,6 +9,7 @@
 # bundle/dotnet/     the local .NET install's `dotnet` host, host/fxr/<ver>/ and shared/Microsoft.NETCore.App/<ver>/
 # bundle/tools/      tools/*.py, tools/fixtures/*.py, tools/gpu/*.py in the same layout (the PyTorch peer in gpu/
 #                    imports fixtures/sw_torch.py)
+# bundle/bench/      bench/train_step_peers.py (the training-step peers; imports ../tools/fixtures/sw_torch.py)
 # bundle/gpu-check.sh, bundle/MANIFEST (versions, commit, the test assembly's name)
 #
 # The test publish's code-coverage collector is left out and files both publishes share are stored once (hard
@@ -55,7 +56,7 @@ out="$(cd "$(dirname "$out")" && pwd)/$(basename "$out")"
 tmp="$(mktemp -d "$(dirname "$out")/.swc-gpu-bundle.XXXXXX")" || die "cannot make a temporary folder beside $out"
 trap 'rm -rf "$tmp"' EXIT
 b="$tmp/bundle"
-mkdir -p "$b/dotnet/host/fxr" "$b/dotnet/shared/Microsoft.NETCore.App" "$b/tools/fixtures" "$b/tools/gpu"
+mkdir -p "$b/dotnet/host/fxr" "$b/dotnet/shared/Microsoft.NETCore.App" "$b/tools/fixtures" "$b/tools/gpu" "$b/bench"
 
 publish() {  # project, destination
   local log="$tmp/publish-$(basename "$2").log"
@@ -113,6 +114,7 @@ done
 for d in . fixtures gpu; do
   cp -p tools/$d/*.py "$b/tools/$d/" || die "copying tools/$d/*.py failed"
 done
+cp -p bench/train_step_peers.py "$b/bench/" || die "copying bench/train_step_peers.py failed"
 cp -p scripts/gpu-check.sh "$b/" || die "copying scripts/gpu-check.sh failed"
 chmod +x "$b/gpu-check.sh"
 

@@ -7,9 +7,16 @@
 #   1. the GPU tests (the bundled xunit v3 test executable)                     RESULTS_DIR/gpu-tests.{log,trx}
 #   2. swc bench sw-tiny at batch 1, 32, 128 (plain and --cuda-graph), and swc bench sw-layer at sw-tiny's four stage
 #      shapes (batch 32)                                                         RESULTS_DIR/swc-*.json, *.log
-#   3. the PyTorch peer, eager, then torch.compile'd while time is left          RESULTS_DIR/torch.json, torch-compiled.json
+#   3. the PyTorch peer, eager                                                  RESULTS_DIR/torch.json
+#   3b. unless GPU_CHECK_TRAIN=0, the training-step peers (bench/train_step_peers.py: sw-tiny batch 64, 224², one
+#      training step in PyTorch eager, with the original's atomicAdd shift-add as a CUDA extension, and under
+#      torch.compile while its time lasts; ratios against swc when RESULTS_DIR/swc-train-b64.json, or the file
+#      SWC_TRAIN_JSON names, holds {"ms_per_step", "peak_bytes"})          RESULTS_DIR/train-peers.{json,md,log}
+#   3c. the PyTorch peer torch.compile'd, while time is left                    RESULTS_DIR/torch-compiled.json
 #   4. a table of ratios (ours vs PyTorch) and the SW layer's TFLOP/s against the FP32 peak   RESULTS_DIR/summary.txt
-# Each step has a timeout; the whole run stays under GPU_CHECK_BUDGET_S seconds (default 465, under 8 minutes).
+#      (train-peers.md is appended to it)
+# Each step has a timeout; the whole run stays under GPU_CHECK_BUDGET_S seconds (default 520, under 9 minutes;
+# 465 with GPU_CHECK_TRAIN=0, as before the training-step peers).
 # A failed step is reported and the run goes on.
 # Exit: 0 every step passed; 1 a step failed (or the bundle is broken); 2 no GPU here (after checking that the
 # bundle unpacks and swc starts).
@@ -19,11 +26,15 @@
 # GPU_CHECK_TUNE=1 instead tunes sw-tiny at batch 128 after the tests (GPU_TUNE_BUDGET_S, default 150) and benchmarks
 # each stage's SW layer tuned and --untuned (RESULTS_DIR/swc-tune.log, swc-layer-s*-{tuned,untuned}.json, summary.txt).
 # Environment: PYTHON (default python3, needs torch for the peer), GPU_CHECK_BUDGET_S, GPU_TESTS_TIMEOUT (150),
-# GPU_TESTS_ARGS (extra runner arguments, e.g. "-class ShiftWise.Gpu.Tests.X"), PEER_COMPILE=0 to skip torch.compile.
+# GPU_TESTS_ARGS (extra runner arguments, e.g. "-class ShiftWise.Gpu.Tests.X"), PEER_COMPILE=0 to skip torch.compile,
+# TRAIN_PEERS_TIMEOUT (cap of step 3b, default 200), TRAIN_PEERS_MIN (seconds kept for it from step 3, default 130),
+# TRAIN_PEERS_ARGS (extra arguments, e.g. "--peers eager,atomic --iters 5"), SWC_TRAIN_JSON.
 set -uo pipefail
 
 start=$SECONDS
-budget="${GPU_CHECK_BUDGET_S:-465}"
+train_on=1
+[ "${GPU_CHECK_TRAIN:-1}" = "0" ] && train_on=0
+if [ "$train_on" = 1 ]; then budget="${GPU_CHECK_BUDGET_S:-520}"; else budget="${GPU_CHECK_BUDGET_S:-465}"; fi
 py="${PYTHON:-python3}"
 
 say() { echo "gpu-check: $*"; }
@@ -35,7 +46,7 @@ bundle_tgz="$1"
 mkdir -p "$2" || die "cannot create the results folder $2"
 R="$(cd "$2" && pwd)"
 rm -f "$R"/swc-tiny-*.json "$R"/swc-layer-*.json "$R"/torch.json "$R"/torch-compiled.json "$R"/gpu-tests.trx \
-  "$R"/steps.txt "$R"/summary.txt
+  "$R"/steps.txt "$R"/summary.txt "$R"/train-peers.json "$R"/train-peers.md "$R"/train-peers.log
 export SWC_GPU_RESULTS="$R"   # where tests/Gpu writes its per-kernel error table
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/swc-gpu-check.XXXXXX")" || die "cannot make a temporary folder"
@@ -158,6 +169,11 @@ expect_json() {
 swc=(dotnet "$B/swc/swc.dll")
 final_reserve=25   # kept for the table
 peer_reserve=110   # kept for the eager PyTorch peer and the table
+train_min=0        # kept for the training-step peers from the eager PyTorch peer (they have the extra budget)
+if [ "$train_on" = 1 ]; then   # the steps before the peers keep the time they had with the old 465 s budget
+  train_min="${TRAIN_PEERS_MIN:-130}"
+  [ "$budget" -gt 465 ] && peer_reserve=$((peer_reserve + budget - 465))
+fi
 
 # 1. GPU tests
 if [ "${GPU_CHECK_TESTS:-1}" = "0" ]; then
@@ -279,9 +295,53 @@ done
 
 # 3. the PyTorch peer: eager, then compiled with what time is left (its JSON is rewritten after every
 #    measurement, so a compile cut short by its timeout keeps what it finished)
-run_step "pytorch peer (eager)" 150 "$final_reserve" "$R/torch.log" \
+run_step "pytorch peer (eager)" 150 $((final_reserve + train_min)) "$R/torch.log" \
   env PYTHONUNBUFFERED=1 "$py" "$B/tools/gpu/bench_torch_peer.py" --device cuda --out "$R/torch.json" \
   && expect_json "pytorch peer (eager)" "$R/torch.json"
+
+# 3b. the training-step peers (issue 21): eager, the atomicAdd op, then torch.compile; the script stops itself
+#     (--time-budget) before the timeout and rewrites its JSON after every phase, so a compile cut short keeps the
+#     rest. A timeout is "partial", not a failure; a failed check or a failed eager peer fails the step. Nothing
+#     here stops the steps after it.
+train_step_peers() {
+  local script="$B/bench/train_step_peers.py" t swc_json="${SWC_TRAIN_JSON:-$R/swc-train-b64.json}" rc
+  if [ "$train_on" = 0 ]; then say "training-step peers skipped (GPU_CHECK_TRAIN=0)"; return 0; fi
+  step_no=$((step_no + 1))
+  if [ ! -f "$script" ]; then
+    say "step $step_no (training-step peers): the bundle has no bench/train_step_peers.py (an older bundle); skipped"
+    printf '%s\t%s\n' "training-step peers" "skipped (not in the bundle)" >>"$R/steps.txt"
+    return 0
+  fi
+  t=$(( $(remaining) - final_reserve ))
+  [ "$t" -gt "${TRAIN_PEERS_TIMEOUT:-200}" ] && t="${TRAIN_PEERS_TIMEOUT:-200}"
+  if [ "$t" -lt 60 ]; then
+    say "step $step_no (training-step peers): skipped, only ${t}s left"
+    printf '%s\t%s\n' "training-step peers" "skipped (out of time)" >>"$R/steps.txt"
+    failed+=("training-step peers (skipped: out of time)")
+    return 0
+  fi
+  local extra=()
+  [ -s "$swc_json" ] && extra+=(--swc-json "$swc_json")
+  local from="no swc step time ($swc_json not there)"
+  [ "${#extra[@]}" -gt 0 ] && from="swc step time from $swc_json"
+  say "step $step_no (training-step peers), timeout ${t}s, $from"
+  # shellcheck disable=SC2086
+  timeout -k 5 "$t" env PYTHONUNBUFFERED=1 "$py" "$script" --device cuda --out "$R/train-peers.json" \
+    --time-budget $((t - 20)) --ext-build-dir "$work/torch-ext" "${extra[@]}" ${TRAIN_PEERS_ARGS:-} 2>&1 \
+    | tee "$R/train-peers.log"
+  rc=${PIPESTATUS[0]}
+  if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+    printf '%s\t%s\n' "training-step peers" "partial (timed out after ${t}s; what was measured is kept)" >>"$R/steps.txt"
+    say "training-step peers: stopped by the ${t}s timeout; train-peers.json keeps what was measured"
+  elif [ "$rc" -ne 0 ]; then
+    printf '%s\t%s\n' "training-step peers" "failed (exit $rc)" >>"$R/steps.txt"
+    failed+=("training-step peers: failed (exit $rc), see train-peers.log")
+  else
+    printf '%s\t%s\n' "training-step peers" "ok" >>"$R/steps.txt"
+  fi
+  return 0
+}
+train_step_peers
 compile_note=""
 if [ "${PEER_COMPILE:-1}" = "0" ]; then
   compile_note="torch.compile peer skipped (PEER_COMPILE=0)"
@@ -311,5 +371,6 @@ say "step $((step_no + 1)) (table)"
 COMPILE_NOTE="$compile_note" timeout 20 "$py" "$B/tools/gpu/gpu_ratio_table.py" "$R" 2>&1 | tee "$R/summary.txt"
 [ "${PIPESTATUS[0]}" -eq 0 ] || failed+=("table: tools/gpu/gpu_ratio_table.py failed")
 
+[ -s "$R/train-peers.md" ] && { echo; cat "$R/train-peers.md"; } >>"$R/summary.txt"
 cat "$R/emit-summary.txt" >>"$R/summary.txt" 2>/dev/null
 finish
