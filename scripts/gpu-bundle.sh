@@ -10,6 +10,8 @@
 # bundle/tools/      tools/*.py, tools/fixtures/*.py, tools/gpu/*.py in the same layout (the PyTorch peer in gpu/
 #                    imports fixtures/sw_torch.py)
 # bundle/bench/      bench/train_step_peers.py (the training-step peers; imports ../tools/fixtures/sw_torch.py)
+# bundle/samples/    samples/fashion-mnist.json (gpu-check's GPU_CHECK_ONLY=train; the data, ~31 MB, does not fit the
+#                    bundle: carry it beside, FMNIST_DIR)
 # bundle/gpu-check.sh, bundle/MANIFEST (versions, commit, the test assembly's name)
 #
 # The test publish's code-coverage collector is left out and files both publishes share are stored once (hard
@@ -115,6 +117,7 @@ for d in . fixtures gpu; do
   cp -p tools/$d/*.py "$b/tools/$d/" || die "copying tools/$d/*.py failed"
 done
 cp -p bench/train_step_peers.py "$b/bench/" || die "copying bench/train_step_peers.py failed"
+mkdir -p "$b/samples" && cp -p samples/fashion-mnist.json "$b/samples/" || die "copying samples/fashion-mnist.json failed"
 cp -p scripts/gpu-check.sh "$b/" || die "copying scripts/gpu-check.sh failed"
 chmod +x "$b/gpu-check.sh"
 

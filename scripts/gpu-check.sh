@@ -25,6 +25,8 @@
 # GPU_CHECK_TESTS=0 skips the tests; GPU_CHECK_BENCH=0 stops after the standalone project (tests and the standalone project only).
 # GPU_CHECK_TUNE=1 instead tunes sw-tiny at batch 128 after the tests (GPU_TUNE_BUDGET_S, default 150) and benchmarks
 # each stage's SW layer tuned and --untuned (RESULTS_DIR/swc-tune.log, swc-layer-s*-{tuned,untuned}.json, summary.txt).
+# GPU_CHECK_ONLY=train runs issue 21's GPU lines instead (section T: the training tests, swc bench --train, the
+# training-step peers, the Fashion-MNIST recipe's accuracy and time, a killed and resumed run; budget 570 s).
 # Environment: PYTHON (default python3, needs torch for the peer), GPU_CHECK_BUDGET_S, GPU_TESTS_TIMEOUT (150),
 # GPU_TESTS_ARGS (extra runner arguments, e.g. "-class ShiftWise.Gpu.Tests.X"), PEER_COMPILE=0 to skip torch.compile,
 # TRAIN_PEERS_TIMEOUT (cap of step 3b, default 200), TRAIN_PEERS_MIN (seconds kept for it from step 3, default 130),
@@ -36,6 +38,11 @@ train_on=1
 [ "${GPU_CHECK_TRAIN:-1}" = "0" ] && train_on=0
 if [ "$train_on" = 1 ]; then budget="${GPU_CHECK_BUDGET_S:-520}"; else budget="${GPU_CHECK_BUDGET_S:-465}"; fi
 py="${PYTHON:-python3}"
+if [ "${GPU_CHECK_ONLY:-}" = "train" ]; then   # issue 21's GPU lines in one call (section T below)
+  export GPU_CHECK_EMIT=0
+  budget="${GPU_CHECK_BUDGET_S:-570}"
+  GPU_TESTS_ARGS="${GPU_TESTS_ARGS:--class ShiftWise.Gpu.Tests.TrainGpuTests -class ShiftWise.Gpu.Tests.ConvGradGpuTests}"
+fi
 
 say() { echo "gpu-check: $*"; }
 die() { echo "gpu-check: $*" >&2; exit 1; }
@@ -193,6 +200,48 @@ fi
 # 1a. the standalone project (issue 10), unless GPU_CHECK_EMIT=0: swc emit sw-tiny at batch 2, a CMake + nvcc build of
 #     it, its example on a seeded input against swc run --device cuda on the same input (relative L2 <= 1e-5), and a
 #     weights.bin with one payload byte changed, which the library must reject      RESULTS_DIR/emit-*.log, emit-summary.txt
+# 3b. the training-step peers (issue 21): eager, the atomicAdd op, then torch.compile; the script stops itself
+#     (--time-budget) before the timeout and rewrites its JSON after every phase, so a compile cut short keeps the
+#     rest. A timeout is "partial", not a failure; a failed check or a failed eager peer fails the step. Nothing
+#     here stops the steps after it.
+train_step_peers() {
+  local script="$B/bench/train_step_peers.py" t swc_json="${SWC_TRAIN_JSON:-$R/swc-train-b64.json}" rc
+  if [ "$train_on" = 0 ]; then say "training-step peers skipped (GPU_CHECK_TRAIN=0)"; return 0; fi
+  step_no=$((step_no + 1))
+  if [ ! -f "$script" ]; then
+    say "step $step_no (training-step peers): the bundle has no bench/train_step_peers.py (an older bundle); skipped"
+    printf '%s\t%s\n' "training-step peers" "skipped (not in the bundle)" >>"$R/steps.txt"
+    return 0
+  fi
+  t=$(( $(remaining) - final_reserve ))
+  [ "$t" -gt "${TRAIN_PEERS_TIMEOUT:-200}" ] && t="${TRAIN_PEERS_TIMEOUT:-200}"
+  if [ "$t" -lt 60 ]; then
+    say "step $step_no (training-step peers): skipped, only ${t}s left"
+    printf '%s\t%s\n' "training-step peers" "skipped (out of time)" >>"$R/steps.txt"
+    failed+=("training-step peers (skipped: out of time)")
+    return 0
+  fi
+  local extra=()
+  [ -s "$swc_json" ] && extra+=(--swc-json "$swc_json")
+  local from="no swc step time ($swc_json not there)"
+  [ "${#extra[@]}" -gt 0 ] && from="swc step time from $swc_json"
+  say "step $step_no (training-step peers), timeout ${t}s, $from"
+  # shellcheck disable=SC2086
+  timeout -k 5 "$t" env PYTHONUNBUFFERED=1 "$py" "$script" --device cuda --out "$R/train-peers.json" \
+    --time-budget $((t - 20)) --ext-build-dir "$work/torch-ext" "${extra[@]}" ${TRAIN_PEERS_ARGS:-} 2>&1 \
+    | tee "$R/train-peers.log"
+  rc=${PIPESTATUS[0]}
+  if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+    printf '%s\t%s\n' "training-step peers" "partial (timed out after ${t}s; what was measured is kept)" >>"$R/steps.txt"
+    say "training-step peers: stopped by the ${t}s timeout; train-peers.json keeps what was measured"
+  elif [ "$rc" -ne 0 ]; then
+    printf '%s\t%s\n' "training-step peers" "failed (exit $rc)" >>"$R/steps.txt"
+    failed+=("training-step peers: failed (exit $rc), see train-peers.log")
+  else
+    printf '%s\t%s\n' "training-step peers" "ok" >>"$R/steps.txt"
+  fi
+  return 0
+}
 finish() {  # prints the steps and exits 0, or 1 when a step failed
   echo
   if [ -f "$R/steps.txt" ]; then
@@ -207,6 +256,63 @@ finish() {  # prints the steps and exits 0, or 1 when a step failed
   say "all steps passed"
   exit 0
 }
+# T. GPU_CHECK_ONLY=train (issue 21), after the GPU tests (by default only TrainGpuTests and ConvGradGpuTests):
+#    T1 swc bench sw-tiny --train at batch 64, 224² (fp32, TF32 off)              RESULTS_DIR/swc-train-b64.{json,log}
+#    T2 the training-step peers against it (3b)                                   RESULTS_DIR/train-peers.{json,md,log}
+#    T3 the sample Fashion-MNIST recipe on the GPU: ≥ 92% test accuracy in ≤ 120 s wall time; the data from
+#       FMNIST_DIR, else bundle/data/fashion-mnist, else /usr/share/datasets/fashion-mnist  RESULTS_DIR/train-fmnist.log
+#    T4 a run killed after its first epoch's checkpoint and resumed ends with the weights of an uninterrupted run,
+#       bit for bit (2 epochs on 4,096 images)                                    RESULTS_DIR/train-resume*.log
+if [ "${GPU_CHECK_ONLY:-}" = "train" ]; then
+  run_step "swc bench sw-tiny --train batch 64" 150 300 "$R/swc-train-b64.log" "${swc[@]}" bench sw-tiny --train \
+    --batch 64 --device cuda --seconds 5 --json "$R/swc-train-b64.json" && expect_json "swc bench --train" \
+    "$R/swc-train-b64.json"
+  fm="${FMNIST_DIR:-}"
+  [ -z "$fm" ] && [ -d "$B/data/fashion-mnist" ] && fm="$B/data/fashion-mnist"
+  [ -z "$fm" ] && [ -d /usr/share/datasets/fashion-mnist ] && fm=/usr/share/datasets/fashion-mnist
+  if [ -z "$fm" ]; then
+    say "no Fashion-MNIST here (set FMNIST_DIR or bundle it): the recipe and resume steps are skipped"
+    failed+=("fashion-mnist steps: no dataset on this machine")
+  else
+    "$py" - "$B/samples/fashion-mnist.json" "$fm" "$work" <<'PY'
+import json, sys
+cfg = json.load(open(sys.argv[1]))
+cfg["data"]["dir"] = sys.argv[2]
+json.dump(cfg, open(sys.argv[3] + "/fmnist.json", "w"))
+cfg["data"]["limit_train"] = 4096
+cfg["data"]["limit_test"] = 1000
+cfg["train"]["epochs"] = 2
+json.dump(cfg, open(sys.argv[3] + "/fmnist-small.json", "w"))
+PY
+    t0=$SECONDS
+    if run_step "fashion-mnist recipe on the GPU" 240 120 "$R/train-fmnist.log" "${swc[@]}" train "$work/fmnist.json" \
+        --device cuda --out "$work/fm"; then
+      wall=$((SECONDS - t0))
+      acc="$(sed -n 's/^final test accuracy \([0-9.]*\)%.*/\1/p' "$R/train-fmnist.log" | tail -n 1)"
+      verdict="$("$py" -c "import sys; a=float(sys.argv[1] or 0); print('ok' if a >= 92 and $wall <= 120 else 'failed')" "$acc")"
+      printf '%s\t%s\n' "fashion-mnist: ${acc}% in ${wall} s wall (≥ 92% in ≤ 120 s)" "$verdict" >>"$R/steps.txt"
+      [ "$verdict" = ok ] || failed+=("fashion-mnist recipe: ${acc}% in ${wall} s")
+    fi
+    run_step "2 epochs uninterrupted" 90 60 "$R/train-resume-a.log" "${swc[@]}" train "$work/fmnist-small.json" \
+      --device cuda --out "$work/ra"
+    "${swc[@]}" train "$work/fmnist-small.json" --device cuda --out "$work/rb" >"$R/train-resume-b1.log" 2>&1 &
+    pid=$!
+    for _ in $(seq 1 900); do [ -f "$work/rb/checkpoint.safetensors" ] && break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+    run_step "resumed after a kill" 90 30 "$R/train-resume-b2.log" "${swc[@]}" train "$work/fmnist-small.json" \
+      --device cuda --out "$work/rb" --resume
+    if cmp -s "$work/ra/weights.safetensors" "$work/rb/weights.safetensors"; then
+      printf '%s\t%s\n' "killed and resumed run: the same weights bit for bit" "ok" >>"$R/steps.txt"
+    else
+      printf '%s\t%s\n' "killed and resumed run: the same weights bit for bit" "failed" >>"$R/steps.txt"
+      failed+=("killed and resumed run: weights differ from the uninterrupted run")
+    fi
+  fi
+  train_step_peers
+  { cat "$R/swc-train-b64.log" 2>/dev/null; echo; cat "$R/train-peers.md" 2>/dev/null; echo; cat "$R/steps.txt"; } \
+    >"$R/summary.txt"
+  finish
+fi
 rm -f "$R"/emit-*.log "$R"/emit-*.npy "$R"/swc-logits.npy "$R/emit-summary.txt"
 if [ "${GPU_CHECK_EMIT:-1}" = "1" ]; then
   E="$work/emit" EB="$work/emit-build"
@@ -299,48 +405,6 @@ run_step "pytorch peer (eager)" 150 $((final_reserve + train_min)) "$R/torch.log
   env PYTHONUNBUFFERED=1 "$py" "$B/tools/gpu/bench_torch_peer.py" --device cuda --out "$R/torch.json" \
   && expect_json "pytorch peer (eager)" "$R/torch.json"
 
-# 3b. the training-step peers (issue 21): eager, the atomicAdd op, then torch.compile; the script stops itself
-#     (--time-budget) before the timeout and rewrites its JSON after every phase, so a compile cut short keeps the
-#     rest. A timeout is "partial", not a failure; a failed check or a failed eager peer fails the step. Nothing
-#     here stops the steps after it.
-train_step_peers() {
-  local script="$B/bench/train_step_peers.py" t swc_json="${SWC_TRAIN_JSON:-$R/swc-train-b64.json}" rc
-  if [ "$train_on" = 0 ]; then say "training-step peers skipped (GPU_CHECK_TRAIN=0)"; return 0; fi
-  step_no=$((step_no + 1))
-  if [ ! -f "$script" ]; then
-    say "step $step_no (training-step peers): the bundle has no bench/train_step_peers.py (an older bundle); skipped"
-    printf '%s\t%s\n' "training-step peers" "skipped (not in the bundle)" >>"$R/steps.txt"
-    return 0
-  fi
-  t=$(( $(remaining) - final_reserve ))
-  [ "$t" -gt "${TRAIN_PEERS_TIMEOUT:-200}" ] && t="${TRAIN_PEERS_TIMEOUT:-200}"
-  if [ "$t" -lt 60 ]; then
-    say "step $step_no (training-step peers): skipped, only ${t}s left"
-    printf '%s\t%s\n' "training-step peers" "skipped (out of time)" >>"$R/steps.txt"
-    failed+=("training-step peers (skipped: out of time)")
-    return 0
-  fi
-  local extra=()
-  [ -s "$swc_json" ] && extra+=(--swc-json "$swc_json")
-  local from="no swc step time ($swc_json not there)"
-  [ "${#extra[@]}" -gt 0 ] && from="swc step time from $swc_json"
-  say "step $step_no (training-step peers), timeout ${t}s, $from"
-  # shellcheck disable=SC2086
-  timeout -k 5 "$t" env PYTHONUNBUFFERED=1 "$py" "$script" --device cuda --out "$R/train-peers.json" \
-    --time-budget $((t - 20)) --ext-build-dir "$work/torch-ext" "${extra[@]}" ${TRAIN_PEERS_ARGS:-} 2>&1 \
-    | tee "$R/train-peers.log"
-  rc=${PIPESTATUS[0]}
-  if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
-    printf '%s\t%s\n' "training-step peers" "partial (timed out after ${t}s; what was measured is kept)" >>"$R/steps.txt"
-    say "training-step peers: stopped by the ${t}s timeout; train-peers.json keeps what was measured"
-  elif [ "$rc" -ne 0 ]; then
-    printf '%s\t%s\n' "training-step peers" "failed (exit $rc)" >>"$R/steps.txt"
-    failed+=("training-step peers: failed (exit $rc), see train-peers.log")
-  else
-    printf '%s\t%s\n' "training-step peers" "ok" >>"$R/steps.txt"
-  fi
-  return 0
-}
 train_step_peers
 compile_note=""
 if [ "${PEER_COMPILE:-1}" = "0" ]; then
