@@ -36,7 +36,8 @@ public static class GradCommand
         };
         var device = new Option<string>("--device")
         {
-            Description = "cpu (the compiled training graph, the default), cuda (the same on GPU 0) or reference (the float64 oracle, slow).",
+            Description = "cpu (the compiled training graph, the default), cuda (the same on GPU 0) or reference "
+                + "(the float64 oracle, slow).",
             DefaultValueFactory = _ => "cpu",
         };
         var smoothing = new Option<string?>("--label-smoothing")

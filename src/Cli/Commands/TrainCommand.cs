@@ -7,7 +7,8 @@ using ShiftWise.Runtime.Train;
 namespace ShiftWise.Cli.Commands;
 
 /// <summary>
-/// swc train CONFIG.json: trains the configured ShiftWise_v2 on Fashion-MNIST on the CPU or CUDA target, with a progress bar,
+/// swc train CONFIG.json: trains the configured ShiftWise_v2 on Fashion-MNIST on the CPU or CUDA target, with a
+/// progress bar,
 /// an evaluation and an atomic checkpoint after every epoch, and --resume.
 /// </summary>
 public static class TrainCommand

@@ -13,8 +13,9 @@ public sealed record GradResult(double Loss, Dictionary<string, Tensor> Tensors)
 public static partial class Driver
 {
     /// <summary>
-    /// The loss and gradients of a model's training form on one batch: on "cpu" and "cuda" the training pipeline's graph
-    /// on that target (one step of its <see cref="Train.ITrainer"/>), on "reference" the float64 oracle's own backward.
+    /// The loss and gradients of a model's training form on one batch: on "cpu" and "cuda" the training pipeline's
+    /// graph on that target (one step of its <see cref="Train.ITrainer"/>), on "reference" the float64 oracle's own
+    /// backward.
     /// </summary>
     public static GradResult Grad(LoadedModel m, Tensor x, int[] labels, string device, bool checkFinite = false,
         Action<string>? log = null)
@@ -26,7 +27,8 @@ public static partial class Driver
         {
             if (checkFinite)
             {
-                throw new OptionException("option --check-finite: checks the float32 kernels of --device cpu or cuda; the "
+                throw new OptionException("option --check-finite: checks the float32 kernels of --device cpu or cuda; "
+                    + "the "
                     + "reference executor computes in float64");
             }
             log?.Invoke($"differentiating {m.Description} on the reference executor ({m.Graph.Nodes.Count} nodes)...");

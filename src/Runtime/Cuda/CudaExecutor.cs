@@ -243,89 +243,8 @@ public sealed unsafe partial class CudaExecutor : Compile.IExecutor
         _steps[i]();
     }
 
-    /// <summary>
-    /// Copies any value of the graph out (after <see cref="Synchronize"/>; arena slots are reused, so only a value
-    /// still live holds its data).
-    /// </summary>
-    public Tensor ReadValue(string v)
-    {
-        var t = _types[v];
-        var data = new float[t.Shape.Elements];
-        var (buf, off) = Value(v);
-        CudaDevice.MakeCurrent();
-        fixed (float* p = data)
-        {
-            CudaDevice.Check(CudaDriver.MemcpyDtoH(p, buf + (ulong)(off * 4), (nuint)(data.Length * 4L)),
-                "cuMemcpyDtoH of " + v);
-        }
-        return Tensor.Wrap(new TensorType(DType.F32, t.Shape), data);
-    }
-
-    /// <summary>
-    /// Overwrites a value of the graph on the device (a step-by-step check feeds each step exact inputs).
-    /// </summary>
-    public void WriteValue(string v, Tensor t)
-    {
-        if (!t.Shape.Equals(_types[v].Shape))
-        {
-            throw new IrException($"value %{v} has shape {_types[v].Shape}, got {t.Shape}");
-        }
-        var data = (float[])t.Cast(DType.F32).Data;
-        var (buf, off) = Value(v);
-        CudaDevice.MakeCurrent();
-        fixed (float* p = data)
-        {
-            CudaDevice.Check(CudaDriver.MemcpyHtoD(buf + (ulong)(off * 4), p, (nuint)(data.Length * 4L)),
-                "cuMemcpyHtoD of " + v);
-        }
-    }
-
     /// <summary>The buffer of the parameters placed flat (null without a flat layout).</summary>
     public DeviceBuffer? Flat { get; }
-
-    /// <summary>The stream every step runs on.</summary>
-    public IntPtr Stream => _stream;
-
-    /// <summary>The device address of a value of the graph (an input, a parameter or an arena slot).</summary>
-    public ulong Address(string v)
-    {
-        var (b, off) = Value(v);
-        return b + (ulong)(off * 4);
-    }
-
-    /// <summary>
-    /// Launches an entry of one of the plan's kernels on the stream with pointer arguments (the trainer's optimizer).
-    /// </summary>
-    public void Launch(string entry, Dim3 grid, Dim3 block, params ulong[] args)
-    {
-        if (!_functions.TryGetValue(entry, out var f)) throw new IrException($"the plan has no kernel entry {entry}");
-        CudaDevice.MakeCurrent();
-        var vals = stackalloc ulong[Math.Max(1, args.Length)];
-        var ptrs = stackalloc IntPtr[Math.Max(1, args.Length)];
-        for (int i = 0; i < args.Length; i++)
-        {
-            vals[i] = args[i];
-            ptrs[i] = (IntPtr)(vals + i);
-        }
-        CudaDevice.Check(CudaDriver.LaunchKernel(f, (uint)grid.X, (uint)grid.Y, (uint)grid.Z, (uint)block.X,
-            (uint)block.Y, (uint)block.Z, 0, _stream, ptrs, null), "launch of " + entry);
-    }
-
-    /// <summary>Copies <paramref name="floats"/> floats from one device address to another on the stream.</summary>
-    public void Copy(ulong dst, ulong src, long floats)
-    {
-        if (floats == 0) return;
-        CudaDevice.MakeCurrent();
-        CudaDevice.Check(CudaDriver.MemcpyDtoDAsync(dst, src, (nuint)(floats * 4), _stream), "cuMemcpyDtoDAsync");
-    }
-
-    /// <summary>Sets <paramref name="floats"/> floats at a device address to zero on the stream.</summary>
-    public void Zero(ulong dst, long floats)
-    {
-        if (floats == 0) return;
-        CudaDevice.MakeCurrent();
-        CudaDevice.Check(CudaDriver.MemsetD32Async(dst, 0, (nuint)floats, _stream), "cuMemsetD32Async");
-    }
 
     /// <summary>Waits for the stream.</summary>
     public void Synchronize()

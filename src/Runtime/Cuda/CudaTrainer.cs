@@ -33,11 +33,13 @@ public sealed unsafe class CudaTrainer : ITrainer
     private readonly long _xFloats, _batch;
     private readonly float[] _logits;
     private readonly List<IDisposable> _owned = [];
-    private readonly Dictionary<(string Node, string Kind), (double Ms, int Runs)> _times = [];
+    private readonly Dictionary<(string Node, string Kind), (double Ms, int Runs)> _times = new();
     private int _pending;
     private int _profiled;
 
-    /// <summary>Compiles the plan's kernels for GPU 0, uploads the weights and allocates the training buffers.</summary>
+    /// <summary>
+    /// Compiles the plan's kernels for GPU 0, uploads the weights and allocates the training buffers.
+    /// </summary>
     public CudaTrainer(CudaTrainingPlan plan, CudaRunOptions? run = null, Action<string>? log = null)
     {
         _p = plan;

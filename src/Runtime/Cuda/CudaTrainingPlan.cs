@@ -26,7 +26,9 @@ public sealed record CudaTrainingPlan(Graph Graph, IReadOnlyDictionary<string, T
     /// <summary>AdamW's β₁, β₂ and ε: the CPU trainer's (torch's defaults, the recipe's).</summary>
     public const double Beta1 = 0.9, Beta2 = 0.999, Eps = 1e-8;
 
-    /// <summary>The optimizer's state buffers in the CPU optimizer's names (exp_avg, exp_avg_sq / momentum_buffer).</summary>
+    /// <summary>
+    /// The optimizer's state buffers in the CPU optimizer's names (exp_avg, exp_avg_sq / momentum_buffer).
+    /// </summary>
     public IReadOnlyList<string> StateBuffers => Settings.Kind == "sgd"
         ? Settings.Momentum != 0 ? ["momentum_buffer"] : []
         : ["exp_avg", "exp_avg_sq"];

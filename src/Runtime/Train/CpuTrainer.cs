@@ -24,8 +24,9 @@ public sealed class CpuTrainer
     private readonly Dictionary<string, string> _gradValues = new(StringComparer.Ordinal);
 
     /// <summary>
-    /// Takes a model compiled for the CPU with the training pipeline (<see cref="Driver.CompileTraining(ShiftWise.Frontend.LoadedModel, Action{string})"/>): its graph
-    /// has the backward nodes and one gradient output per parameter the loss depends on.
+    /// Takes a model compiled for the CPU with the training pipeline
+    /// (<see cref="Driver.CompileTraining(LoadedModel, Action{string})"/>): its graph has the backward nodes and one
+    /// gradient output per parameter the loss depends on.
     /// </summary>
     /// <param name="compiled">The compiled training graph.</param>
     /// <param name="roles">The values the model names for training.</param>

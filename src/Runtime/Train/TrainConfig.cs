@@ -127,7 +127,8 @@ public sealed record TrainConfig
             var data = r.Object(root.Get("data"), "data", ["dir", "mean", "std", "hflip", "shift", "erase",
                 "limit_train", "limit_test"]);
             var train = r.Object(root.Get("train"), "train", ["epochs", "batch", "accumulate", "optimizer", "lr",
-                "min_lr", "weight_decay", "momentum", "warmup_epochs", "label_smoothing", "seed", "eval_batch", "device"]);
+                "min_lr", "weight_decay", "momentum", "warmup_epochs", "label_smoothing", "seed", "eval_batch",
+                "device"]);
             string preset = model.Str("preset") ?? "sw-fmnist";
             var o = ShiftWiseV2Options.Preset(preset) ?? throw r.Error("model.preset",
                 $"'{preset}' is not a ShiftWise_v2 preset ({string.Join(", ", ShiftWiseV2Options.PresetNames)})");

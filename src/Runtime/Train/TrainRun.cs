@@ -161,10 +161,11 @@ public sealed class TrainRun
                 correct += Correct(trainer.Logits, labels[s % 2], model.NumClasses);
                 lossSum += loss;
                 seen += _cfg.Batch;
-                trainer.Update(schedule.At((int)(step / _cfg.Accumulate)));
+                double lr = schedule.At((int)(step / _cfg.Accumulate));
+                trainer.Update(lr);
                 optTime.Stop();
                 progress?.Invoke(new TrainProgress(epoch + 1, _cfg.Epochs, s + 1, stepsPerEpoch, lossSum / (s + 1),
-                    (double)correct / seen, seen / clock.Elapsed.TotalSeconds, schedule.At((int)(step / _cfg.Accumulate)))
+                    (double)correct / seen, seen / clock.Elapsed.TotalSeconds, lr)
                 {
                     DataWait = wait.Elapsed.TotalSeconds / Math.Max(1e-9, clock.Elapsed.TotalSeconds),
                 });
@@ -226,8 +227,8 @@ public sealed class TrainRun
                 _data.Fill(test, idx, x.AsSpan(b * pixels, pixels), false);
                 y[b] = test.Labels.Data[idx];
             }
-            var l = (float[])compiled.Executor.Run(new Dictionary<string, Tensor> { [compiled.Graph.Inputs[0].Name] = xt })
-                [logits].Cast(DType.F32).Data;
+            var inputs = new Dictionary<string, Tensor> { [compiled.Graph.Inputs[0].Name] = xt };
+            var l = (float[])compiled.Executor.Run(inputs)[logits].Cast(DType.F32).Data;
             int k = l.Length / n;
             for (int b = 0; b < real; b++)
             {
