@@ -87,6 +87,7 @@ while IFS=$'\t' read -r where cmd; do
       if [ "$full" = 1 ]; then check "$where" "$cmd" '^[0-9]+ passed, 0 failed, [0-9]+ skipped$'
       else check "$where (fast)" 'scripts/test.sh --filter "FullyQualifiedName~ProcessReplayTests"' \
         '^[1-9][0-9]* passed, 0 failed, [0-9]+ skipped$'; fi ;;
+    *" --device cuda"*) if [ "$has_gpu" = 1 ]; then check "$where" "$cmd"; else gpu_only "$where" "$cmd"; fi ;;
     "./swc train samples/fashion-mnist.json --resume"*)
       if [ "$full" = 1 ]; then check "$where" "$cmd"
       else check "$where (fast)" './swc train quick.json --resume' 'resuming after epoch 1'; fi ;;
@@ -122,7 +123,8 @@ if [ "$has_gpu" = 1 ]; then
   check "docs/targets.md:68" './swc run sw-tiny --device cuda' 'sample 0 top-5'
 else  # docs/targets.md: without a driver or a GPU, one line on stderr and exit code 2
   for c in './swc run sw-tiny --device cuda' './swc bench sw-tiny --device cuda --cuda-graph --tf32 --json b.json' \
-           './swc tune sw-tiny --device cuda'; do
+           './swc tune sw-tiny --device cuda' './swc train quick.json --device cuda --out runs/gpu' \
+           './swc bench sw-tiny --train --batch 64 --device cuda'; do
     check "docs/targets.md:72 (no GPU)" "$c 2> err.txt; rc=\$?; cat err.txt; [ \$(wc -l < err.txt) = 1 ] && exit \$rc" \
       'no GPU' 2
   done
