@@ -69,10 +69,13 @@ public sealed class LayoutEmuTests
                 c[$"{label}_grad_all"] = new(GradOf($"{label}all", op, all, fwd), BlockOf(r));
             }
         }
-        // sw-tiny's first stage (80 channels, the model's rep and ghost picks) on a 14x14 plane (56x56 is hundreds
-        // of blocks for the emulator), its last stage (640 channels, 7x7); sw-fmnist's first stage at 7x7
+        // sw-tiny's first stage (80 channels, the model's rep and ghost picks) at its 56x56 plane and on 14x14, its
+        // last stage (640 channels, 7x7); sw-fmnist's first stage at 7x7
         var tiny = new ShiftWiseV2Options();
-        foreach (var (label, ch, hw, n) in new[] { ("tiny0", 80, 14, 2), ("tiny3", 640, 7, 2), ("fmnist0", 24, 7, 2) })
+        foreach (var (label, ch, hw, n) in new[]
+        {
+            ("tiny0_56", 80, 56, 2), ("tiny0", 80, 14, 2), ("tiny3", 640, 7, 2), ("fmnist0", 24, 7, 2),
+        })
         {
             var split = SwTables.Split(ch, tiny.GhostRatio);
             var x = F(n, ch, hw, hw);
