@@ -109,6 +109,11 @@ public static class CudaCodegen
             case DropPath { Mode: Mode.Train }:
                 ElementGradLowering.LowerForward(ctx);
                 break;
+            case ChannelSelect:
+            case Concat:
+            case Permute:
+                LayoutLowering.LowerForward(ctx);
+                break;
             default:
                 throw new IrException($"{ctx.Node.Describe()}: the CUDA target has no kernel for {ctx.Node.Op.Name}; " +
                     "compile with the inference pipeline, which leaves only ops it supports");

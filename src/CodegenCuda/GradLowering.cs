@@ -10,9 +10,10 @@ namespace ShiftWise.CodegenCuda;
 /// and taps, <see cref="DwConvGradInputModel"/>) and weight gradient (block per output channel, shared-memory tree,
 /// <see cref="DwConvGradWeightModel"/>); every other conv2d grad (dense, grouped, strided, bias) and linear's grad
 /// in <see cref="ConvGradLowering"/>; the norms' in <see cref="NormGradLowering"/>; the element-wise, mean, reshape,
-/// cross_entropy and drop_path grads in <see cref="ElementGradLowering"/>. No atomics anywhere: every sum runs in a
-/// fixed order. Other grads are refused naming the node. Tunables: block (threads of the gather kernels), wblock
-/// (threads of the weight-gradient blocks).
+/// cross_entropy and drop_path grads in <see cref="ElementGradLowering"/>; the channel_select, concat and permute
+/// grads in <see cref="LayoutLowering"/>. No atomics anywhere: every sum runs in a fixed order. Other grads are
+/// refused naming the node. Tunables: block (threads of the gather kernels), wblock (threads of the weight-gradient
+/// blocks).
 /// </summary>
 internal static class GradLowering
 {
@@ -40,9 +41,13 @@ internal static class GradLowering
             case var of when ElementGradLowering.Handles(of):
                 ElementGradLowering.Lower(ctx, op);
                 break;
+            case var of when LayoutLowering.Handles(of):
+                LayoutLowering.LowerGrad(ctx, op);
+                break;
             default:
-                throw Unsupported(ctx, op, "the CUDA target lowers the grads of shift_add, conv2d, linear, the norms "
-                    + "and the element-wise, mean, reshape, cross_entropy and drop_path ops");
+                throw Unsupported(ctx, op, "the CUDA target lowers the grads of shift_add, conv2d, linear, the norms, "
+                    + "the element-wise, mean, reshape, cross_entropy and drop_path ops and channel_select, concat and "
+                    + "permute");
         }
     }
 

@@ -53,12 +53,15 @@ public static class KernelCases
         ["fused_shiftwise"] = "both SW lowerings: SwCudaCompileTests and SwCudaEmuTests over tests/Shared/SwLayers.cs",
         ["grad"] = "the SW layer's backward (shift_add, depthwise conv2d): GradCudaEmuTests; conv2d and linear: "
             + "ConvGradEmuTests; element-wise, mean, reshape, cross_entropy and drop_path: ElementGradEmuTests; "
-            + "batch_norm, layer_norm and grn: NormGradEmuTests",
+            + "batch_norm, layer_norm and grn: NormGradEmuTests; channel_select, concat and permute: LayoutEmuTests",
         ["cross_entropy"] = "the training loss, forward and backward: ElementGradEmuTests",
         ["drop_path"] = "train mode forward and backward: ElementGradEmuTests; eval mode is an alias of its input",
         ["reshape"] = "an alias of its input, no kernel: PlanRunnerTests",
         ["shift_add"] = "the training graph's unfused SW shift-add: TrainForwardEmuTests",
         ["linear"] = "the training graph's linear layers (GEMM call and bias kernel): TrainForwardEmuTests",
+        ["channel_select"] = "forward and backward (the training graph's SW layers): LayoutEmuTests",
+        ["concat"] = "forward and backward (the SW layer's ghost concat in the training graph): LayoutEmuTests",
+        ["permute"] = "forward and backward (around the training graph's linear layers): LayoutEmuTests",
     };
 
     /// <summary>
@@ -68,9 +71,6 @@ public static class KernelCases
     public static IReadOnlyDictionary<string, string> Refused { get; } = new Dictionary<string, string>
     {
         ["sw_cross"] = "FuseShiftWise folds it into fused_shiftwise",
-        ["channel_select"] = "the SW layer's channel selections: FuseShiftWise folds them into fused_shiftwise",
-        ["concat"] = "the SW layer's ghost concat: FuseShiftWise folds it into fused_shiftwise",
-        ["permute"] = "FuseEpilogues reads the permutes around a linear layer as the gemm's strides",
         ["softmax"] = "no model of the zoo uses it; the loss's softmax is inside cross_entropy",
     };
 
