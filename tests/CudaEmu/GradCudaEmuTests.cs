@@ -1,3 +1,5 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
 using ShiftWise.CodegenCuda;
 using ShiftWise.Frontend.Tables;
 using ShiftWise.Frontend.Zoo;
@@ -37,17 +39,42 @@ public sealed class GradCudaEmuTests
         int big = small + 2 * r.Next(1, 5);
         int rep = r.Next(1, 4), nrep = r.Next(1, 4);
         var s = SwTables.ShiftAdd(big, small, rep, nrep);
-        int e = s.Extra, h = r.Next(small - 1, big), w = r.Next(small - 1, big);
+        int h = r.Next(small - 1, big), w = r.Next(small - 1, big);
         int nb = r.Next(1, 3);
         int mask = seed % 7 + 1;
         var dy = Enumerable.Range(0, 3).Where(p => (mask >> p & 1) != 0).ToArray();
         if (seed % 2 == 1) Array.Reverse(dy);
-        var y = F(nb, rep, h, w);
-        var types = new List<TensorType> { F(nb, rep * s.N, h + 2 * e, w + 2 * e), y, y, y };
-        types.AddRange(dy.Select(_ => y));
-        var g = One($"sa{seed}", new Grad(s, Vec.Of(0), Vec.Of(dy)), types.ToArray());
-        return (g, With(g, new() { ["block"] = 32 << r.Next(4) }));
+        return ShiftAddGrad($"sa{seed}", s, nb, h, w, dy, 32 << r.Next(4));
     }
+
+    /// <summary>
+    /// The one-node grad graph of <paramref name="s"/> wrt x on a batch of <paramref name="nb"/>, outputs
+    /// <paramref name="h"/>×<paramref name="w"/>, with the gradients of the paths <paramref name="dy"/> in that order.
+    /// </summary>
+    private static (Graph Graph, CudaOptions Options) ShiftAddGrad(string label, ShiftAdd s, int nb, int h, int w,
+        int[] dy, int block)
+    {
+        var y = F(nb, s.Rep, h, w);
+        var types = new List<TensorType> { F(nb, s.Rep * s.N, h + 2 * s.Extra, w + 2 * s.Extra), y, y, y };
+        types.AddRange(dy.Select(_ => y));
+        var g = One(label, new Grad(s, Vec.Of(0), Vec.Of(dy)), types.ToArray());
+        return (g, With(g, new() { ["block"] = block }));
+    }
+
+    /// <summary>
+    /// The shift-add's input gradient on real SW tables, planes shrunk: sw-tiny's stages 1 and 2 (160 and 320
+    /// channels, big 49 and 47) and sw-small's stage 2 (384 channels, big 47), whose tables of ints overflowed the
+    /// 64 KiB constant bank; sw-tiny's stage 2 with the h and identity paths only (listed identity first); 267
+    /// sub-kernels per channel (16-bit block indices) with the v and identity paths.
+    /// </summary>
+    private static readonly Dictionary<string, (Graph Graph, CudaOptions Options)> RealTables = new()
+    {
+        ["tiny_stage1"] = ShiftAddGrad("tiny1", TrainForwardEmuTests.Sw(160, 49, 3, 4), 1, 9, 10, [0, 1, 2], 128),
+        ["tiny_stage2"] = ShiftAddGrad("tiny2", TrainForwardEmuTests.Sw(320, 47, 3, 4), 1, 5, 4, [0, 1, 2], 256),
+        ["tiny_stage2_hi"] = ShiftAddGrad("tiny2hi", TrainForwardEmuTests.Sw(320, 47, 3, 4), 2, 3, 4, [2, 0], 64),
+        ["swsmall_stage2"] = ShiftAddGrad("small2", TrainForwardEmuTests.Sw(384, 47, 3, 4), 1, 4, 5, [0, 1, 2], 256),
+        ["wide_n"] = ShiftAddGrad("widen", SwTables.ShiftAdd(801, 3, 2, 2), 1, 3, 4, [1, 2], 32),
+    };
 
     /// <summary>
     /// Depthwise conv case <paramref name="seed"/>: n = 1..5 outputs per channel, k 3 or 5, padding k−1 or random per
@@ -91,6 +118,8 @@ public sealed class GradCudaEmuTests
 
     public static TheoryData<int> ShiftAddSeeds() => new(Enumerable.Range(0, 7));
 
+    public static TheoryData<string> RealTableLabels() => new(RealTables.Keys.Order(StringComparer.Ordinal));
+
     public static TheoryData<int> ConvSeeds() => new(Enumerable.Range(0, 6));
 
     private static void CheckCase(Graph g, CudaOptions o, int seed)
@@ -127,6 +156,98 @@ public sealed class GradCudaEmuTests
     {
         var (g, o) = ShiftAddCase(seed);
         CheckCase(g, o, seed);
+    }
+
+    /// <summary>
+    /// Real tables (<see cref="RealTables"/>): conventions, NVRTC to PTX for compute_80 and compute_90 and to CUBIN
+    /// for sm_80 and sm_90 (ptxas places the tables: the PTX of the old int tables compiled, their CUBIN failed with
+    /// "too much global constant data"), relative L2 against the float64 reference at most 1e-5, the same bits on a
+    /// rerun.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(RealTableLabels))]
+    public void ShiftAddInputGradientOnRealTablesMatchesTheReference(string label)
+    {
+        var (g, o) = RealTables[label];
+        if (NvrtcCompiler.Available)
+        {
+            var k = Assert.Single(CudaCodegen.Lower(g, o).Kernels);
+            foreach (var arch in new[] { "sm_80", "sm_90" })
+            {
+                Assert.True(NvrtcCompiler.Compile(k.Source, k.FileName, arch).IsCubin);
+            }
+        }
+        TrainForwardEmuTests.Check(g, o, label.Length);
+        if (!NvrtcCompiler.Available) Assert.Skip(NvrtcCompiler.MissingReason);
+    }
+
+    /// <summary>
+    /// The tables are bytes in constant memory while they fit 32 KiB (sw-tiny's stage 2: 2 × 3936 × 4 block indices
+    /// and 246 × 4 identity sub-channels, 32472 bytes), in global memory above (sw-small's stage 2), 16 bits past 256
+    /// sub-kernels per channel.
+    /// </summary>
+    [Fact]
+    public void ShiftAddGradTablesGoWhereTheyFit()
+    {
+        string Source(string label) =>
+            Assert.Single(CudaCodegen.Lower(RealTables[label].Graph, RealTables[label].Options).Kernels).Source;
+        var tiny = Source("tiny_stage2");
+        Assert.Equal(3, Regex.Matches(tiny, "^__constant__ unsigned char ", RegexOptions.Multiline).Count);
+        var large = Source("swsmall_stage2");
+        Assert.Equal(3, Regex.Matches(large, "^__device__ const unsigned char ", RegexOptions.Multiline).Count);
+        Assert.DoesNotContain("__constant__", large, StringComparison.Ordinal);
+        var wide = Source("wide_n");
+        Assert.Equal(2, Regex.Matches(wide, "^__constant__ unsigned short ", RegexOptions.Multiline).Count);
+        Assert.DoesNotContain("_block_h[", wide, StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// Every shift_add grad kernel of sw-tiny's and sw-base's training graphs (batch 1) declares the tables of its
+    /// paths in dy, bytes (n ≤ 256) that stay in constant memory up to 32 KiB, in global memory above: its constant
+    /// data stays under the 64 KiB bank. Read off the rendered source; nothing is run.
+    /// </summary>
+    [Theory]
+    [InlineData("sw-tiny")]
+    [InlineData("sw-base")]
+    public void ShiftAddGradTablesStayUnderTheConstantBank(string preset)
+    {
+        var o = ShiftWiseV2Options.Preset(preset)! with { Batch = 1, DropPathRate = 0 };
+        var g = AutodiffBuilder.Build(ShiftWiseV2.Build(o, preset, DType.F32, new TrainingForm()).Graph,
+            ShiftWiseV2.Loss).Graph;
+        var types = g.ValueTypes();
+        var decl = new Regex(
+            @"(?m)^(__constant__|__device__ const) (unsigned char|unsigned short|int) \w+\[(\d+)\] = \{");
+        var seen = new SortedDictionary<string, string>(StringComparer.Ordinal);
+        int count = 0;
+        foreach (var n in g.Nodes.Where(n => n.Op is Grad { Of: ShiftAdd }))
+        {
+            var op = (Grad)n.Op;
+            var s = (ShiftAdd)op.Of;
+            var k = Assert.Single(CudaCodegen.Lower(One($"c{count++}", op, n.Inputs.Select(i => types[i]).ToArray()))
+                .Kernels);
+            long constant = 0, global = 0;
+            var found = decl.Matches(k.Source);
+            foreach (Match d in found)
+            {
+                int size = d.Groups[2].Value switch { "unsigned char" => 1, "unsigned short" => 2, _ => 4 };
+                long bytes = size * long.Parse(d.Groups[3].Value, CultureInfo.InvariantCulture);
+                if (d.Groups[1].Value == "__constant__") constant += bytes;
+                else global += bytes;
+            }
+            Assert.Equal(found.Count(d => d.Groups[1].Value == "__constant__"),
+                Regex.Matches(k.Source, "__constant__").Count);
+            long shifts = (long)s.Rep * s.N * s.NRep, expected = (op.OutGrads.Contains(0) ? shifts : 0)
+                + (op.OutGrads.Contains(1) ? shifts : 0) + (op.OutGrads.Contains(2) ? (long)s.Rep * s.NRep : 0);
+            Assert.Equal(expected, constant + global);
+            Assert.True(constant < 64 * 1024, $"{n.Describe()}: {constant} bytes of constant data");
+            Assert.True(constant == 0 || global == 0, $"{n.Describe()}: tables split between constant and global");
+            Assert.True(constant <= ShiftAddKernelModel.MaxConstantBytes && (global == 0 ||
+                global > ShiftAddKernelModel.MaxConstantBytes), $"{n.Describe()}: {constant} + {global} bytes");
+            seen[$"R·n {s.Rep * s.N}, B {s.Big}"] = constant > 0 ? $"{constant} B constant" : $"{global} B global";
+        }
+        TestContext.Current.TestOutputHelper?.WriteLine($"{preset}: {count} shift_add grads; "
+            + string.Join("; ", seen.Select(kv => $"{kv.Key}: {kv.Value}")));
+        Assert.Equal(o.Depths.Sum(), count);
     }
 
     [Theory]

@@ -40,7 +40,7 @@ public sealed class TrainForwardEmuTests
     private static Graph One(string label, Op op, params TensorType[] inputs) => OpCatalog.OneNode(label, op, inputs);
 
     /// <summary>The shift_add of an SW layer of <paramref name="channels"/> channels (the ghost ratio 0.23).</summary>
-    private static ShiftAdd Sw(int channels, int big, int small, int nrep) =>
+    internal static ShiftAdd Sw(int channels, int big, int small, int nrep) =>
         SwTables.ShiftAdd(big, small, SwTables.RepCount(channels, 0.23), nrep);
 
     /// <summary>A one-node shift_add graph whose outputs are <paramref name="h"/>×<paramref name="w"/>.</summary>
@@ -112,8 +112,11 @@ public sealed class TrainForwardEmuTests
             Enumerable.Range(0, (int)d.Type.Shape.Elements).Select(_ => (rng.NextDouble() * 2 - 1) * 3).ToArray()));
     }
 
-    /// <summary>Conventions, NVRTC, error against the reference and bit-identical reruns; returns the error.</summary>
-    private static double Check(Graph g, CudaOptions o, int seed)
+    /// <summary>
+    /// Conventions, NVRTC, error against the reference and bit-identical reruns; returns the error (GradCudaEmuTests
+    /// checks the shift-add's backward on real tables with it too).
+    /// </summary>
+    internal static double Check(Graph g, CudaOptions o, int seed)
     {
         var plan = CudaCodegen.Lower(g, o);
         Assert.NotEmpty(plan.Steps);

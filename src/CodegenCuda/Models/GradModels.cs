@@ -1,4 +1,3 @@
-using System.Globalization;
 using ShiftWise.IR;
 using ShiftWise.IR.Ops;
 
@@ -7,78 +6,30 @@ namespace ShiftWise.CodegenCuda;
 /// <summary>
 /// The gradient of the SW shift-add (<see cref="ShiftAdd"/>) with respect to its input X (N, R·n, H+2e, W+2e), as the
 /// adjoint gather of <c>Backward.Vjp</c>: one thread per element of dX sums, over the replicas g, the output-gradient
-/// elements of each path in dy that read it. No atomics; the order of the sum is fixed. The shifts of every
-/// (sub-channel, replica) and the identity multiplicity of every sub-channel are baked as constant tables, already
-/// turned into plane offsets, so the kernel only adds an offset and tests two bounds per term.
+/// elements of each path in dy that read it. No atomics; the order of the sum is fixed. The tables are
+/// <see cref="ShiftAddKernelModel"/>'s (the forward's), only those of the paths in dy: the block index m of every
+/// (sub-channel, replica) shift, which the kernel turns into ρ_0 − m·k, and the identity sub-channel of every
+/// (rep channel, replica), which the kernel counts the picks of its sub-channel from.
 /// </summary>
-public sealed class ShiftAddGradModel : CudaKernelModel
+public sealed class ShiftAddGradModel : ShiftAddKernelModel
 {
     /// <summary>
     /// Builds the model for input <paramref name="x"/>; <paramref name="dy"/> lists the paths with a gradient (0 h, 1
-    /// v, 2 identity).
+    /// v, 2 identity); parameters dx, then gh, gv, gi for the paths in dy.
     /// </summary>
     public ShiftAddGradModel(string name, int threads, ShiftAdd op, Shape x, IReadOnlyList<int> dy,
         KernelSignature signature)
-        : base(name, "grad_shift_add", threads, x.Elements)
+        : base(name, "grad_shift_add", threads, op, x, signature, Paths(dy).Contains(0), dy.Contains(1),
+            dy.Contains(2))
     {
-        Parameters = signature.Declarations;
-        if (dy.Count == 0 || dy.Any(d => d is < 0 or > 2))
-        {
-            throw new ArgumentException("dy must list paths among 0, 1, 2");
-        }
-        (Batch, SubChannels, InHeight, InWidth) = (x[0], x[1], x[2], x[3]);
-        (Extra, N, Rep, NRep) = (op.Extra, op.N, op.Rep, op.NRep);
-        Height = InHeight - 2 * Extra;
-        Width = InWidth - 2 * Extra;
         HasH = dy.Contains(0);
         HasV = dy.Contains(1);
         HasI = dy.Contains(2);
-        var inv = CultureInfo.InvariantCulture;
-        int rn = Rep * N;
-        // Y_h[b, o, yy, xx] reads X[b, t, yy + e, xx − sh]: dX[b, t, ii, jj] gets gh[b, o, ii − e, jj + sh]; the
-        // offset of that element from (ii, jj) in gh's plane is −e·W + sh (column bounds: 0 ≤ jj + sh < W).
-        ShiftsH = string.Join(", ", Enumerable.Range(0, rn)
-            .SelectMany(t => Enumerable.Range(0, NRep).Select(g => op.ShiftH(t, g).ToString(inv))));
-        // Y_v[b, o, yy, xx] reads X[b, t, yy − sv, xx + e]: dX[b, t, ii, jj] gets gv[b, o, ii + sv, jj − e]
-        ShiftsV = string.Join(", ", Enumerable.Range(0, rn)
-            .SelectMany(t => Enumerable.Range(0, NRep).Select(g => op.ShiftV(t, g).ToString(inv))));
-        // Y_i[b, o, yy, xx] reads X[b, ident(o, g), yy + e, xx + e] once per replica g that picks t
-        IdentityCounts = string.Join(", ", Enumerable.Range(0, rn).Select(t =>
-            Enumerable.Range(0, NRep).Count(g => op.Identity(t / N, g) == t).ToString(inv)));
     }
 
-    /// <summary>The entry's parameter list (fixed identifiers: dx, then gh, gv, gi for the paths in dy).</summary>
-    public string Parameters { get; }
-
-    /// <summary>N.</summary>
-    public int Batch { get; }
-
-    /// <summary>R·n, the channels of X.</summary>
-    public int SubChannels { get; }
-
-    /// <summary>Rows of X (H + 2e).</summary>
-    public int InHeight { get; }
-
-    /// <summary>Columns of X (W + 2e).</summary>
-    public int InWidth { get; }
-
-    /// <summary>Rows of the outputs.</summary>
-    public int Height { get; }
-
-    /// <summary>Columns of the outputs.</summary>
-    public int Width { get; }
-
-    /// <summary>e, the extra border of X.</summary>
-    public int Extra { get; }
-
-    /// <summary>Sub-kernels per rep channel.</summary>
-    public int N { get; }
-
-    /// <summary>R, the rep channels.</summary>
-    public int Rep { get; }
-
-    /// <summary>G, the replicas.</summary>
-    public int NRep { get; }
+    private static IReadOnlyList<int> Paths(IReadOnlyList<int> dy) =>
+        dy.Count == 0 || dy.Any(d => d is < 0 or > 2) ? throw new ArgumentException("dy must list paths among 0, 1, 2")
+            : dy;
 
     /// <summary>The horizontal path has a gradient.</summary>
     public bool HasH { get; }
@@ -89,23 +40,8 @@ public sealed class ShiftAddGradModel : CudaKernelModel
     /// <summary>The identity path has a gradient.</summary>
     public bool HasI { get; }
 
-    /// <summary>Horizontal shift of (t, g), row-major t × G.</summary>
-    public string ShiftsH { get; }
-
-    /// <summary>Vertical shift of (t, g), row-major t × G.</summary>
-    public string ShiftsV { get; }
-
-    /// <summary>How many replicas pick sub-channel t for the identity path.</summary>
-    public string IdentityCounts { get; }
-
     /// <summary>Threads in all: one per element of X.</summary>
     public long Work => (long)Batch * SubChannels * InHeight * InWidth;
-
-    /// <summary>Plane of X.</summary>
-    public long InPlane => (long)InHeight * InWidth;
-
-    /// <summary>Plane of an output.</summary>
-    public long OutPlane => (long)Height * Width;
 }
 
 /// <summary>
