@@ -10,7 +10,8 @@ namespace ShiftWise.CudaEmu;
 /// <summary>
 /// The training graphs of ShiftWise_v2 on the CUDA target: every preset, sw-fmnist and sw-v2 options lower with no
 /// node refused (forward with batch statistics, loss, every grad, the optimizer kernels); sw-tiny's training plan
-/// compiles with the real NVRTC for compute_80 and compute_90 without local memory or atomics, and
+/// compiles with the real NVRTC for compute_80 and compute_90 without local memory or atomics, and to CUBIN for sm_80
+/// and sm_90, and
 /// <c>swc compile sw-tiny --pipeline training --target cuda</c> writes it.
 /// </summary>
 public sealed class TrainingCompileTests
@@ -89,6 +90,9 @@ public sealed class TrainingCompileTests
                 // determinism: no atomic or reduction instructions anywhere in the training step
                 Assert.DoesNotMatch(@"\b(atom|red)\.", c.Output.Ptx);
             }
+            // to CUBIN too: ptxas places the constant tables (PTX compiles even when they overflow the 64 KiB bank)
+            var bins = CudaKernelCompiler.CompileAll(cuda.Plan.Kernels, arch);
+            Assert.All(bins, b => Assert.True(b.Output.IsCubin, $"{b.Kernel.Name} did not compile to CUBIN for {arch}"));
             Directory.Delete(dir, recursive: true);
         }
     }
