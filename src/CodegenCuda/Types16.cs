@@ -40,8 +40,8 @@ public static class Types16
         var hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(probe)))[..8];
         string name = string.Create(CultureInfo.InvariantCulture,
             $"cast_{(widen ? "widen" : "round")}_{model.Type}{(soft ? "_soft" : "")}_n{n}_{hash}");
-        return new CudaKernelSource(name, model.Kind, TemplateRenderer.Render("cast16.cu.sbn", model with { Name = name }),
-            [name]);
+        var source = TemplateRenderer.Render("cast16.cu.sbn", model with { Name = name });
+        return new CudaKernelSource(name, model.Kind, source, [name]);
     }
 
     /// <summary>Blocks for a cast of <paramref name="n"/> values.</summary>
