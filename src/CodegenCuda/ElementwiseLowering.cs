@@ -12,30 +12,30 @@ internal static class ElementwiseLowering
     /// <summary>Adds the node's kernels and steps.</summary>
     public static void Lower(NodeLowering ctx)
     {
-        LoweringSupport.RequireF32(ctx);
+        var storage = LoweringSupport.Storage(ctx);
         int threads = LoweringSupport.Tunables(ctx)["block"];
         switch (ctx.Node.Op)
         {
             case Unary u:
-                Pointwise(ctx, threads, Activation.Word(u.Kind), null);
+                Pointwise(ctx, threads, Activation.Word(u.Kind), null, storage);
                 break;
             case ScaleBias sb:
-                Pointwise(ctx, threads, "none", sb);
+                Pointwise(ctx, threads, "none", sb, storage);
                 break;
             case Binary b:
-                BinaryKernel(ctx, threads, b);
+                BinaryKernel(ctx, threads, b, storage);
                 break;
             default:
                 throw new IrException($"{ctx.Node.Describe()}: not an element-wise op");
         }
     }
 
-    private static void Pointwise(NodeLowering ctx, int threads, string act, ScaleBias? sb)
+    private static void Pointwise(NodeLowering ctx, int threads, string act, ScaleBias? sb, DType storage)
     {
         var x = ctx.InType(0).Shape;
         long total = x.Elements;
         if (total == 0) return;
-        var sig = new KernelSignature().Out("y", ctx.Out()).In("x", ctx.In(0));
+        var sig = new KernelSignature().Out("y", ctx.Out(), storage).In("x", ctx.In(0), storage);
         int channels = 1;
         long inner = 1;
         if (sb is not null)
@@ -43,17 +43,17 @@ internal static class ElementwiseLowering
             int axis = x.Axis(sb.Axis);
             channels = x[axis];
             inner = x.Strides()[axis];
-            sig.In("scale", ctx.In(1)).In("shift", ctx.In(2));
+            sig.In("scale", ctx.In(1), storage).In("shift", ctx.In(2), storage);
         }
         string kind = sb is null ? act : "scale_bias";
-        string prefix = $"{kind}_{total}" + (sb is null ? "" : $"_c{channels}i{inner}");
+        string prefix = $"{kind}_{total}" + (sb is null ? "" : $"_c{channels}i{inner}") + Suffix(storage);
         var name = ctx.AddKernel(prefix, "pointwise", "pointwise.cu.sbn", n =>
             new PointwiseModel(n, "pointwise", threads, total, act, inPlace: false, hasPreBias: false,
-                hasAffine: sb is not null, hasResidual: false, channels, inner, sig));
+                hasAffine: sb is not null, hasResidual: false, channels, inner, sig) { Storage = storage });
         ctx.Launch(name, LoweringSupport.Grid(ctx, total, threads), new Dim3(threads), 0, sig.Args);
     }
 
-    private static void BinaryKernel(NodeLowering ctx, int threads, Binary b)
+    private static void BinaryKernel(NodeLowering ctx, int threads, Binary b, DType storage)
     {
         var outShape = ctx.OutType(0).Shape;
         long total = outShape.Elements;
@@ -61,9 +61,12 @@ internal static class ElementwiseLowering
         string op = b.Kind == BinaryKind.Add ? "+" : "*";
         string word = b.Kind == BinaryKind.Add ? "add" : "mul";
         var (sa, sb) = (ctx.InType(0).Shape, ctx.InType(1).Shape);
-        var name = ctx.AddKernel($"{word}_{LoweringSupport.Tag(sa)}_{LoweringSupport.Tag(sb)}", "binary",
-            "binary.cu.sbn", n => new BinaryModel(n, threads, op, sa, sb, outShape));
+        var name = ctx.AddKernel($"{word}_{LoweringSupport.Tag(sa)}_{LoweringSupport.Tag(sb)}{Suffix(storage)}",
+            "binary", "binary.cu.sbn", n => new BinaryModel(n, threads, op, sa, sb, outShape) { Storage = storage });
         ctx.Launch(name, LoweringSupport.Grid(ctx, total, threads), new Dim3(threads), 0,
             [ctx.Out(), ctx.In(0), ctx.In(1)]);
     }
+
+    // the kernel name's mark of a 16-bit variant (none for float32, whose names stay as they were)
+    private static string Suffix(DType storage) => storage == DType.F32 ? "" : "_" + Types16.Name(storage);
 }

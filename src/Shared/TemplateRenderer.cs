@@ -33,6 +33,10 @@ internal static class TemplateRenderer
         };
         var globals = new ScriptObject();
         globals.Import(model, renamer: StandardMemberRenamer.Default);
+        if (model is ITemplateFunctions f)
+        {
+            foreach (var (fname, function) in f.Functions) globals.Import(fname, function);
+        }
         ctx.PushGlobal(globals);
         try
         {
@@ -71,4 +75,14 @@ internal static class Literal
         if (!t.Contains('.') && !t.Contains('E')) t += ".0";
         return t + "f";
     }
+}
+
+/// <summary>
+/// A view-model that also gives its template functions (Scriban imports properties, not methods): each is called in
+/// the template by its name, e.g. <c>{{ ld "x" "i" }}</c>.
+/// </summary>
+internal interface ITemplateFunctions
+{
+    /// <summary>The functions by their template name.</summary>
+    IEnumerable<(string Name, Delegate Function)> Functions { get; }
 }

@@ -51,6 +51,12 @@ public sealed class BinaryModel : CudaKernelModel
     /// <summary>Output elements.</summary>
     public long Total { get; }
 
+    /// <summary>The index of a's element: i, or ia when a is broadcast.</summary>
+    public string IndexA => DirectA ? "i" : "ia";
+
+    /// <summary>The index of b's element: i, or ib when b is broadcast.</summary>
+    public string IndexB => DirectB ? "i" : "ib";
+
     /// <summary>a has the output's shape: ia = i.</summary>
     public bool DirectA { get; }
 

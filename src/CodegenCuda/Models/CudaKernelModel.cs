@@ -5,7 +5,7 @@ using ShiftWise.IR.Ops;
 namespace ShiftWise.CodegenCuda;
 
 /// <summary>What every CUDA kernel view-model exposes to its template.</summary>
-public abstract class CudaKernelModel
+public abstract class CudaKernelModel : ITemplateFunctions
 {
     /// <summary>Sets the members every template uses.</summary>
     /// <param name="name">The kernel's final name (its entry, or the prefix of its entries).</param>
@@ -37,6 +37,46 @@ public abstract class CudaKernelModel
 
     /// <summary>The C++ type of element indices: int, or long long when a tensor has 2^31 elements or more.</summary>
     public string IndexType => Wide ? "long long" : "int";
+
+    /// <summary>
+    /// The storage type of the kernel's tensors: float32, or bf16 / fp16 (issue 22: 16-bit loads and stores, float32
+    /// arithmetic). Templates that support 16 bits read and write through <see cref="Ld"/>, <see cref="Rd"/> and
+    /// <see cref="St"/>, declare pointers of type <see cref="T"/> and start with <see cref="Prelude"/>; in float32
+    /// these give the text the templates had before, so float32 kernels do not change.
+    /// </summary>
+    public DType Storage { get; init; } = DType.F32;
+
+    /// <summary>The element type in the source: float, swc_bf16 or swc_fp16.</summary>
+    public string T => TypeOf(Storage);
+
+    /// <summary>Types16's definitions for a 16-bit kernel; nothing for float32.</summary>
+    public string Prelude => Storage == DType.F32 ? "" : Types16.Prelude + "\n";
+
+    /// <summary>A read-only load of p[i] as float (through the read-only cache in float32).</summary>
+    public string Ld(string p, string i) => Storage == DType.F32 ? $"__ldg({p} + {i})" : $"swc_widen({p}[{i}])";
+
+    /// <summary>A plain load of p[i] as float (a buffer the kernel also writes).</summary>
+    public string Rd(string p, string i) => Storage == DType.F32 ? $"{p}[{i}]" : $"swc_widen({p}[{i}])";
+
+    /// <summary>The statement storing float v at p[i] (rounded to nearest even in 16 bits), without its ';'.</summary>
+    public string St(string p, string i, string v) =>
+        Storage == DType.F32 ? $"{p}[{i}] = {v}" : $"{p}[{i}] = swc_round_{Types16.Name(Storage)}({v})";
+
+    /// <inheritdoc/>
+    IEnumerable<(string Name, Delegate Function)> ITemplateFunctions.Functions =>
+    [
+        ("ld", new Func<string, string, string>(Ld)),
+        ("rd", new Func<string, string, string>(Rd)),
+        ("st", new Func<string, string, string, string>(St)),
+    ];
+
+    /// <summary>The element type of <paramref name="storage"/> in kernel sources.</summary>
+    public static string TypeOf(DType storage) => storage switch
+    {
+        DType.F32 => "float",
+        DType.BF16 or DType.F16 => "swc_" + Types16.Name(storage),
+        _ => throw new ArgumentException($"{storage.Name()} is not a storage type of the CUDA kernels"),
+    };
 }
 
 /// <summary>Activations a kernel can apply, as the word its template switches on.</summary>
@@ -70,6 +110,23 @@ internal static class LoweringSupport
 {
     /// <summary>The default threads per block.</summary>
     public const int DefaultBlock = 256;
+
+    /// <summary>
+    /// The storage type every input and output of the node shares (float32, bf16 or fp16: the kernels with 16-bit
+    /// variants); anything else is refused naming the node.
+    /// </summary>
+    public static DType Storage(NodeLowering ctx)
+    {
+        var t = ctx.Node.Outputs.Count > 0 ? ctx.OutType(0).DType : ctx.InType(0).DType;
+        var all = Enumerable.Range(0, ctx.Node.Inputs.Count).Select(i => ctx.InType(i))
+            .Concat(Enumerable.Range(0, ctx.Node.Outputs.Count).Select(ctx.OutType)).ToArray();
+        if (t is not (DType.F32 or DType.BF16 or DType.F16) || all.Any(x => x.DType != t))
+        {
+            throw new IrException($"{ctx.Node.Describe()}: the CUDA target runs this op on tensors of one type, "
+                + $"f32, bf16 or f16, got {string.Join(", ", all.Select(x => x.ToString()))}");
+        }
+        return t;
+    }
 
     /// <summary>Every input and output of the node must be float32: the kernels are written for float.</summary>
     public static void RequireF32(NodeLowering ctx)
