@@ -11,8 +11,8 @@ namespace ShiftWise.CudaEmu;
 
 /// <summary>
 /// The element-wise kernels (pointwise.cu.sbn, binary.cu.sbn) in bf16 and fp16 (issue 22): a one-node graph whose
-/// values are declared 16-bit lowers to the same kernels with 16-bit loads and stores and float32 arithmetic. Inputs are
-/// random 16-bit values; the output is checked against the float64 reference of the same graph in float32 on those
+/// values are declared 16-bit lowers to the same kernels with 16-bit loads and stores and float32 arithmetic. Inputs
+/// are random 16-bit values; the output is checked against the float64 reference of the same graph in float32 on those
 /// values (exact inputs), so the only error is the store's one rounding plus float32 arithmetic: relative L2 at most
 /// the unit roundoff, 2⁻⁸ for bf16 (8 significand bits) and 2⁻¹¹ for fp16 (11 bits), plus 1e-6. Where float32
 /// arithmetic is exactly reproducible on the host (add, mul, relu, scale_bias's fma), the kernel's bits must equal the
@@ -103,7 +103,8 @@ public sealed class Elementwise16EmuTests
                 var wantBits = Broadcast(f, g32, x, dt);
                 for (int i = 0; i < n; i++)
                 {
-                    Assert.True(got[i] == wantBits[i], $"{type} {c}[{i}]: kernel 0x{got[i]:X4}, host 0x{wantBits[i]:X4}");
+                    Assert.True(got[i] == wantBits[i],
+                        $"{type} {c}[{i}]: kernel 0x{got[i]:X4}, host 0x{wantBits[i]:X4}");
                 }
             }
         }
