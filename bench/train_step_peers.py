@@ -68,7 +68,9 @@ import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tools", "fixtures"))
+sys.path.insert(0, os.path.join(HERE, "..", "tools", "gpu"))
 import sw_torch  # noqa: E402
+from bench_torch_peer import select_device  # noqa: E402  (the GPU benchmarks' PyTorch peer: --device handling)
 
 PEERS = ("eager", "compile", "atomic")
 LABELS = {"eager": "PyTorch eager", "compile": "torch.compile", "atomic": "the atomicAdd op"}
@@ -556,22 +558,7 @@ def run(args):
     deadline = t_start + args.time_budget if args.time_budget else None
     left = lambda: (deadline - time.perf_counter()) if deadline else float("inf")  # noqa: E731
 
-    try:
-        dev = torch.device(args.device)
-    except RuntimeError as e:
-        raise SystemExit(f"train_step_peers: --device {args.device}: {e}")
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise SystemExit(f"train_step_peers: --device {args.device}, but torch {torch.__version__} sees no "
-                             "CUDA device")
-        if dev.index is None:
-            dev = torch.device("cuda", torch.cuda.current_device())
-        torch.cuda.set_device(dev)
-        dev_name = torch.cuda.get_device_name(dev)
-    elif dev.type == "cpu":
-        dev_name = f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-    else:
-        raise SystemExit(f"train_step_peers: unsupported --device {args.device} (cuda or cpu)")
+    dev, dev_name = select_device(args.device, "train_step_peers")
     cuda = dev.type == "cuda"
     precision = set_precision(dev)
     wanted = [p.strip() for p in args.peers.split(",") if p.strip()]

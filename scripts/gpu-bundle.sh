@@ -9,7 +9,8 @@
 # bundle/dotnet/     the local .NET install's `dotnet` host, host/fxr/<ver>/ and shared/Microsoft.NETCore.App/<ver>/
 # bundle/tools/      tools/*.py, tools/fixtures/*.py, tools/gpu/*.py in the same layout (the PyTorch peer in gpu/
 #                    imports fixtures/sw_torch.py)
-# bundle/bench/      bench/train_step_peers.py (the training-step peers; imports ../tools/fixtures/sw_torch.py)
+# bundle/bench/      bench/train_step_peers.py (the training-step peers; imports ../tools/fixtures/sw_torch.py and
+#                    ../tools/gpu/bench_torch_peer.py's select_device)
 # bundle/samples/    samples/fashion-mnist.json (gpu-check's GPU_CHECK_ONLY=train; the data, ~31 MB, does not fit the
 #                    bundle: carry it beside, FMNIST_DIR)
 # bundle/gpu-check.sh, bundle/MANIFEST (versions, commit, the test assembly's name)

@@ -2,6 +2,7 @@ using ShiftWise.Frontend;
 using ShiftWise.Frontend.IO;
 using ShiftWise.Frontend.Zoo;
 using ShiftWise.IR;
+using ShiftWise.Tests.Shared;
 
 namespace ShiftWise.Cli.Tests;
 
@@ -13,17 +14,17 @@ namespace ShiftWise.Cli.Tests;
 /// </summary>
 internal static class GradFixture
 {
-    public static readonly string Dir = Path.Combine(AppContext.BaseDirectory, "Fixtures", "grad");
+    public static readonly string Dir = GradFixtureModel.Dir;
 
     /// <summary>The model options as `swc grad` takes them (the fixture README's, less the defaults).</summary>
     public static readonly string[] CliArgs =
         ["sw-v2", "--num-classes", "10", "--depths", "1,1,1,1", "--dims", "16,24,32,48", "--kernel-size", "11,9,7,5,3"];
 
     /// <summary>The input batch (float32, (4, 3, 48, 48)).</summary>
-    public static Tensor X() => Npy.Read(Path.Combine(Dir, "x.npy"));
+    public static Tensor X() => GradFixtureModel.X();
 
     /// <summary>The labels (int64, (4)).</summary>
-    public static Tensor Labels() => Npy.Read(Path.Combine(Dir, "labels.npy"));
+    public static Tensor Labels() => GradFixtureModel.Labels();
 
     /// <summary>PyTorch's float64 gradients (state_dict keys) and loss.</summary>
     public static IReadOnlyDictionary<string, Tensor> Grads() =>
@@ -34,20 +35,7 @@ internal static class GradFixture
         SafeTensors.Read(Path.Combine(Dir, "running.safetensors"));
 
     /// <summary>The training graph and the fixture's weights, as GradCommand builds them.</summary>
-    public static LoadedModel Load()
-    {
-        var args = new ModelArgs
-        {
-            NumClasses = 10,
-            Depths = [1, 1, 1, 1],
-            Dims = [16, 24, 32, 48],
-            KernelSize = [11, 9, 7, 5, 3],
-            Weights = Path.Combine(Dir, "weights.safetensors"),
-            InputShape = X().Shape,
-            Training = new TrainingForm(0, DropPath: false),
-        };
-        return ModelSource.Load("sw-v2", args, withWeights: true);
-    }
+    public static LoadedModel Load() => GradFixtureModel.Load(0);
 
     /// <summary>The reference executor's inputs: x and the labels.</summary>
     public static Dictionary<string, Tensor> Inputs() => new()

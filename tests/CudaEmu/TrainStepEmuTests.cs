@@ -7,6 +7,7 @@ using ShiftWise.IR.Analysis;
 using ShiftWise.Runtime.Compile;
 using ShiftWise.Runtime.Cuda;
 using ShiftWise.Runtime.Train;
+using ShiftWise.Tests.Shared;
 
 namespace ShiftWise.CudaEmu;
 
@@ -22,18 +23,7 @@ namespace ShiftWise.CudaEmu;
 public sealed class TrainStepEmuTests
 {
     private const double Tol = 1e-5;
-    private static readonly string Dir = Path.Combine(AppContext.BaseDirectory, "Fixtures", "grad");
-
-    private static LoadedModel Model() => ModelSource.Load("sw-v2", new ModelArgs
-    {
-        NumClasses = 10,
-        Depths = [1, 1, 1, 1],
-        Dims = [16, 24, 32, 48],
-        KernelSize = [11, 9, 7, 5, 3],
-        Weights = Path.Combine(Dir, "weights.safetensors"),
-        InputShape = Npy.Read(Path.Combine(Dir, "x.npy")).Shape,
-        Training = new TrainingForm(0.1, DropPath: false),
-    }, withWeights: true);
+    private static LoadedModel Model() => GradFixtureModel.Load(0.1);
 
     /// <summary>
     /// The fixture's analytically zero gradients (PyTorch's float64 norm under 1e-12 of the median gradient norm: the
@@ -44,7 +34,7 @@ public sealed class TrainStepEmuTests
     /// </summary>
     private static (HashSet<string> Zero, double Median) ZeroGradients()
     {
-        var want = SafeTensors.Read(Path.Combine(Dir, "grads.safetensors"));
+        var want = SafeTensors.Read(Path.Combine(GradFixtureModel.Dir, "grads.safetensors"));
         var norms = want.Where(kv => kv.Key != "loss").ToDictionary(kv => kv.Key, kv => Norm(kv.Value.ToDoubles()));
         double median = norms.Values.Order().ElementAt(norms.Count / 2);
         return (norms.Where(kv => kv.Value < 1e-12 * median).Select(kv => kv.Key).ToHashSet(), median);
@@ -57,8 +47,8 @@ public sealed class TrainStepEmuTests
     {
         TestKernels.RequireEmulator();
         var m = Model();
-        var x = Npy.Read(Path.Combine(Dir, "x.npy"));
-        var labels = Npy.Read(Path.Combine(Dir, "labels.npy")).ToDoubles().Select(v => (int)v).ToArray();
+        var x = GradFixtureModel.X();
+        var labels = GradFixtureModel.LabelInts();
         const double lr = 3e-3;
         var (zero, median) = ZeroGradients();
         Assert.Equal(16, zero.Count);

@@ -7,6 +7,7 @@ using ShiftWise.Runtime;
 using ShiftWise.Runtime.Compile;
 using ShiftWise.Runtime.Cuda;
 using ShiftWise.Runtime.Train;
+using ShiftWise.Tests.Shared;
 
 namespace ShiftWise.Gpu.Tests;
 
@@ -18,38 +19,26 @@ namespace ShiftWise.Gpu.Tests;
 /// </summary>
 public sealed class TrainGpuTests
 {
-    private static readonly string Dir = Path.Combine(AppContext.BaseDirectory, "Fixtures", "grad");
-
     private static void RequireGpu()
     {
         if (!CudaDevice.Available) Assert.Skip(CudaDevice.MissingReason!);
         if (!NvrtcCompiler.Available) Assert.Skip(NvrtcCompiler.MissingReason);
     }
 
-    private static LoadedModel Model(double smoothing = 0) => ModelSource.Load("sw-v2", new ModelArgs
-    {
-        NumClasses = 10,
-        Depths = [1, 1, 1, 1],
-        Dims = [16, 24, 32, 48],
-        KernelSize = [11, 9, 7, 5, 3],
-        Weights = Path.Combine(Dir, "weights.safetensors"),
-        InputShape = X().Shape,
-        Training = new TrainingForm(smoothing, DropPath: false),
-    }, withWeights: true);
+    private static LoadedModel Model(double smoothing = 0) => GradFixtureModel.Load(smoothing);
 
-    private static Tensor X() => Npy.Read(Path.Combine(Dir, "x.npy"));
+    private static Tensor X() => GradFixtureModel.X();
 
     private static float[] Xf() => X().ToDoubles().Select(v => (float)v).ToArray();
 
-    private static int[] Labels() =>
-        Npy.Read(Path.Combine(Dir, "labels.npy")).ToDoubles().Select(v => (int)v).ToArray();
+    private static int[] Labels() => GradFixtureModel.LabelInts();
 
     [Fact]
     public void GradientsOnTheGpuMatchPyTorchFloat64()
     {
         RequireGpu();
         var (loss, got) = Driver.Grad(Model(), X(), Labels(), "cuda");
-        var want = SafeTensors.Read(Path.Combine(Dir, "grads.safetensors"));
+        var want = SafeTensors.Read(Path.Combine(GradFixtureModel.Dir, "grads.safetensors"));
         double median = want.Where(kv => kv.Key != "loss").Select(kv => Norm(kv.Value.ToDoubles())).Order()
             .ElementAt(want.Count / 2);
         var rows = new List<string>();

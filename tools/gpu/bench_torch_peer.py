@@ -54,6 +54,26 @@ def parse_ints(text, what):
     return vals
 
 
+def select_device(spec, prog):
+    """The torch device that --device SPEC names (cuda, cuda:N or cpu) and its name for the results; a CUDA device
+    becomes the current one (plain cuda: the current device). Exits naming PROG where torch cannot use it.
+    bench/train_step_peers.py imports this too."""
+    try:
+        dev = torch.device(spec)
+    except RuntimeError as e:
+        raise SystemExit(f"{prog}: --device {spec}: {e}")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SystemExit(f"{prog}: --device {spec}, but this torch ({torch.__version__}) sees no CUDA device")
+        if dev.index is None:
+            dev = torch.device("cuda", torch.cuda.current_device())
+        torch.cuda.set_device(dev)
+        return dev, torch.cuda.get_device_name(dev)
+    if dev.type == "cpu":
+        return dev, f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    raise SystemExit(f"{prog}: unsupported --device {spec} (cuda or cpu)")
+
+
 def set_precision(dev):
     """fp32 everywhere: TF32 off for cuBLAS and cuDNN (the peers' GEMMs are quoted without TF32)."""
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -173,22 +193,7 @@ def main(argv=None):
     rounds = args.rounds if args.rounds is not None else (1 if quick else 3)
     warmup = args.warmup if args.warmup is not None else (1 if quick else 3)
 
-    try:
-        dev = torch.device(args.device)
-    except RuntimeError as e:
-        raise SystemExit(f"bench_torch_peer: --device {args.device}: {e}")
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise SystemExit(f"bench_torch_peer: --device {args.device}, but this torch ({torch.__version__}) "
-                             "sees no CUDA device")
-        if dev.index is None:
-            dev = torch.device("cuda", torch.cuda.current_device())
-        torch.cuda.set_device(dev)
-        dev_name = torch.cuda.get_device_name(dev)
-    elif dev.type == "cpu":
-        dev_name = f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-    else:
-        raise SystemExit(f"bench_torch_peer: unsupported --device {args.device} (cuda or cpu)")
+    dev, dev_name = select_device(args.device, "bench_torch_peer")
     precision = set_precision(dev)
     timer = Timer(dev, seconds, rounds, warmup)
 
