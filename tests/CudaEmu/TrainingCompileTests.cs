@@ -1,5 +1,6 @@
 using ShiftWise.CodegenCuda;
 using ShiftWise.Frontend;
+using ShiftWise.IR;
 using ShiftWise.IR.Ops;
 using ShiftWise.Runtime.Compile;
 using ShiftWise.Runtime.Cuda;
@@ -10,8 +11,8 @@ namespace ShiftWise.CudaEmu;
 /// <summary>
 /// The training graphs of ShiftWise_v2 on the CUDA target: every preset, sw-fmnist and sw-v2 options lower with no
 /// node refused (forward with batch statistics, loss, every grad, the optimizer kernels); sw-tiny's training plan
-/// compiles with the real NVRTC for compute_80 and compute_90 without local memory or atomics, and to CUBIN for sm_80
-/// and sm_90, and
+/// compiles with the real NVRTC for compute_80 and compute_90 without local memory or atomics, and to CUBIN for sm_90,
+/// and
 /// <c>swc compile sw-tiny --pipeline training --target cuda</c> writes it.
 /// </summary>
 public sealed class TrainingCompileTests
@@ -43,7 +44,14 @@ public sealed class TrainingCompileTests
             KernelSize = o.Contains("kernels") ? [13, 11, 9, 7, 5] : null,
             Training = new Frontend.Zoo.TrainingForm(0.1),
         };
-        return ModelSource.Load(model, args, withWeights: true);
+        // zero weights: the training pipeline (dce, autodiff) and the lowering read only the graph (drawing sw-base's
+        // 89M random parameters would take most of the test's time)
+        var m = ModelSource.Load(model, args, withWeights: false);
+        return m with
+        {
+            Weights = m.Graph.Params.ToDictionary(p => p.Name,
+                p => Tensor.Wrap(p.Type, new float[p.Type.Shape.Elements]), StringComparer.Ordinal),
+        };
     }
 
     [Theory]
@@ -90,9 +98,13 @@ public sealed class TrainingCompileTests
                 // determinism: no atomic or reduction instructions anywhere in the training step
                 Assert.DoesNotMatch(@"\b(atom|red)\.", c.Output.Ptx);
             }
-            // to CUBIN too: ptxas places the constant tables (PTX compiles even when they overflow the 64 KiB bank)
-            var bins = CudaKernelCompiler.CompileAll(cuda.Plan.Kernels, arch);
-            Assert.All(bins, b => Assert.True(b.Output.IsCubin, $"{b.Kernel.Name} did not compile to CUBIN for {arch}"));
+            // to CUBIN too (for one arch: the constant bank is 64 KiB on both): ptxas places the constant tables, and
+            // PTX compiles even when they overflow the bank
+            if (arch == "sm_90")
+            {
+                var bins = CudaKernelCompiler.CompileAll(cuda.Plan.Kernels, arch);
+                Assert.All(bins, b => Assert.True(b.Output.IsCubin, $"{b.Kernel.Name} did not compile to CUBIN"));
+            }
             Directory.Delete(dir, recursive: true);
         }
     }
