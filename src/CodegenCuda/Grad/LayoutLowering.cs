@@ -110,8 +110,8 @@ internal static class LayoutLowering
         if ((grad ? x[a] + 1L + indices.Length : indices.Length) > ChannelSelectModel.MaxTableInts)
         {
             throw new IrException($"{ctx.Node.Describe()}: the CUDA channel_select keeps its index table in constant "
-                + $"memory, at most {ChannelSelectModel.MaxTableInts} ints; {indices.Length} picks of {x[a]} channels do "
-                + "not fit");
+                + $"memory, at most {ChannelSelectModel.MaxTableInts} ints; {indices.Length} picks of {x[a]} "
+                + "channels do not fit");
         }
         string kind = grad ? "grad_channel_select" : "channel_select";
         string prefix = string.Create(CultureInfo.InvariantCulture,
