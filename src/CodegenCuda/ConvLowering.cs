@@ -6,14 +6,15 @@ namespace ShiftWise.CodegenCuda;
 /// <summary>
 /// CUDA lowering of conv2d (dense, grouped and depthwise, any stride, padding and dilation): one direct-convolution
 /// kernel (<see cref="ConvModel"/>). Tunables: block (threads per block) and channels (output channels per thread,
-/// 1, 2, 4 or 8, dividing the output channels of a group).
+/// 1, 2, 4 or 8, dividing the output channels of a group). Input, weight, bias and output share one storage type,
+/// float32, bf16 or fp16; 16-bit kernels widen what they load and accumulate in float32, rounding once per output.
 /// </summary>
 internal static class ConvLowering
 {
     /// <summary>Adds the node's kernels and steps.</summary>
     public static void Lower(NodeLowering ctx)
     {
-        LoweringSupport.RequireF32(ctx);
+        var storage = LoweringSupport.Storage(ctx);
         var op = (Conv2d)ctx.Node.Op;
         var (x, w) = (ctx.InType(0).Shape, ctx.InType(1).Shape);
         bool hasBias = ctx.Node.Inputs.Count == 3;
@@ -32,8 +33,8 @@ internal static class ConvLowering
         }
         if (ctx.OutType(0).Shape.Elements == 0) return;
         string prefix = $"conv2d_c{x[1]}h{x[2]}w{x[3]}_o{w[0]}k{w[2]}x{w[3]}s{op.Stride[0]}"
-            + (op.Groups > 1 ? $"g{op.Groups}" : "");
-        ConvModel Model(string n) => new(n, threads, op, x, w, hasBias, channels);
+            + (op.Groups > 1 ? $"g{op.Groups}" : "") + LoweringSupport.Suffix(storage);
+        ConvModel Model(string n) => new(n, threads, op, x, w, hasBias, channels) { Storage = storage };
         var name = ctx.AddKernel(prefix, "conv2d", "conv2d.cu.sbn", n => Model(n));
         var args = new List<ArgRef> { ctx.Out(), ctx.In(0), ctx.In(1) };
         if (hasBias) args.Add(ctx.In(2));

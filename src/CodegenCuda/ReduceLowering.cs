@@ -4,14 +4,15 @@ using ShiftWise.IR.Ops;
 namespace ShiftWise.CodegenCuda;
 
 /// <summary>
-/// CUDA lowering of mean over trailing contiguous axes (global average pooling is axes [2,3] of NCHW).
+/// CUDA lowering of mean over trailing contiguous axes (global average pooling is axes [2,3] of NCHW), in float32,
+/// bf16 or fp16 storage (16-bit: sums in float32, one rounding per output).
 /// </summary>
 internal static class ReduceLowering
 {
     /// <summary>Adds the node's kernels and steps.</summary>
     public static void Lower(NodeLowering ctx)
     {
-        LoweringSupport.RequireF32(ctx);
+        var storage = LoweringSupport.Storage(ctx);
         var m = (Mean)ctx.Node.Op;
         var x = ctx.InType(0).Shape;
         var (rows, count) = Split(x, m.Axes) ?? throw new IrException(
@@ -20,8 +21,9 @@ internal static class ReduceLowering
         int threads = LoweringSupport.Tunables(ctx)["block"];
         if (rows == 0) return;
         if (count == 0) throw new IrException($"{ctx.Node.Describe()}: cannot average over an empty axis of {x}");
-        MeanModel Model(string n) => new(n, threads, rows, count);
-        var name = ctx.AddKernel($"mean_{rows}x{count}", "mean", "mean.cu.sbn", n => Model(n));
+        MeanModel Model(string n) => new(n, threads, rows, count) { Storage = storage };
+        string prefix = $"mean_{rows}x{count}{LoweringSupport.Suffix(storage)}";
+        var name = ctx.AddKernel(prefix, "mean", "mean.cu.sbn", n => Model(n));
         ctx.Launch(name, LoweringSupport.Grid(ctx, Model(name).Blocks, 1), new Dim3(threads), 0,
             [ctx.Out(), ctx.In(0)]);
     }

@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using ShiftWise.CodegenCuda;
 using ShiftWise.IR;
 using ShiftWise.IR.Analysis;
@@ -62,69 +61,30 @@ public sealed class Elementwise16EmuTests
         var g32 = OpCatalog.OneNode("e32_" + c, op, shapes.Select(s => T(DType.F32, s)).ToArray());
         var plan = CudaCodegen.Lower(g16);
         var launch = Assert.Single(plan.Steps.OfType<KernelLaunch>());
-        var source = plan.Kernel(launch.Kernel);
-        Assert.Contains("swc_round_" + type, source.Source, StringComparison.Ordinal);
+        Assert.Contains("swc_round_" + type, plan.Kernel(launch.Kernel).Source, StringComparison.Ordinal);
 
         // random inputs, rounded to the 16-bit type: the kernel reads them exactly as the reference does
-        var rng = new Random(c.GetHashCode(StringComparison.Ordinal) ^ (int)dt);
-        var inputs16 = new Dictionary<string, ushort[]>();
-        var inputs32 = new Dictionary<string, Tensor>();
-        foreach (var (decl, i) in g16.Inputs.Select((d, i) => (d, i)))
-        {
-            var bits = Enumerable.Range(0, (int)decl.Type.Shape.Elements)
-                .Select(_ => Float16Bits.Round((float)(rng.NextDouble() * 6 - 3), dt)).ToArray();
-            inputs16[decl.Name] = bits;
-            inputs32[decl.Name] = Tensor.Wrap(T(DType.F32, decl.Type.Shape.ToArray()),
-                bits.Select(b => Float16Bits.Widen(b, dt)).ToArray());
-        }
+        var (inputs16, inputs32) = Emu16.Inputs(g16, dt, new Random(c.GetHashCode(StringComparison.Ordinal) ^ (int)dt));
         string output = g16.Outputs[0];
-        int n = (int)g16.ValueTypes()[output].Shape.Elements;
-        var buffers = new Dictionary<string, EmuBuffer>();
-        try
+        var got = Emu16.Run(plan, g16, inputs16)[output];
+        int n = got.Length;
+        var gotF = got.Select(b => (double)Float16Bits.Widen(b, dt)).ToArray();
+        var want = ReferenceExecutor.Run(g32, new Dictionary<string, Tensor>(), inputs32)[g32.Outputs[0]].ToDoubles();
+        double bound = Emu16.Unit(dt) + 1e-6;
+        double err = Error.RelL2(gotF, want);
+        Assert.True(err <= bound, $"{type} {c}: relative L2 {err:E2} > {bound:E2}");
+        // relu of a 16-bit value is a 16-bit value; every other case has results that the store must round
+        Assert.True(err > 0 || op is Unary { Kind: UnaryKind.Relu }, "no rounding: the kernel is not 16-bit");
+        if (Exact(op) is { } f)
         {
-            foreach (var (name, bits) in inputs16) buffers[name] = EmuBuffer.From(Pack(bits));
-            buffers[output] = EmuBuffer.Alloc((n + 1) / 2);
-            var module = CudaEmulator.Compile(source);
-            module.Launch(launch.Entry, launch.Grid, launch.Block, launch.SharedBytes,
-                launch.Args.Select(a => buffers[a.Name].Ptr).ToArray());
-            foreach (var (name, b) in buffers) b.CheckGuards(name);
-            var got = MemoryMarshal.Cast<float, ushort>(buffers[output].Span)[..n].ToArray();
-            var gotF = got.Select(b => (double)Float16Bits.Widen(b, dt)).ToArray();
-            var want = ReferenceExecutor.Run(g32, new Dictionary<string, Tensor>(), inputs32)[g32.Outputs[0]]
-                .ToDoubles();
-            double bound = (dt == DType.BF16 ? Math.Pow(2, -8) : Math.Pow(2, -11)) + 1e-6;
-            double err = Error.RelL2(gotF, want);
-            Assert.True(err <= bound, $"{type} {c}: relative L2 {err:E2} > {bound:E2}");
-            // relu of a 16-bit value is a 16-bit value; every other case has results that the store must round
-            Assert.True(err > 0 || op is Unary { Kind: UnaryKind.Relu }, "no rounding: the kernel is not 16-bit");
-            if (Exact(op) is { } f)
+            var x = g16.Inputs.Select(d => (float[])inputs32[d.Name].Data).ToArray();
+            var wantBits = Broadcast(f, g32, x, dt);
+            for (int i = 0; i < n; i++)
             {
-                var x = g16.Inputs.Select(d => (float[])inputs32[d.Name].Data).ToArray();
-                var wantBits = Broadcast(f, g32, x, dt);
-                for (int i = 0; i < n; i++)
-                {
-                    Assert.True(got[i] == wantBits[i],
-                        $"{type} {c}[{i}]: kernel 0x{got[i]:X4}, host 0x{wantBits[i]:X4}");
-                }
+                Assert.True(got[i] == wantBits[i], $"{type} {c}[{i}]: kernel 0x{got[i]:X4}, host 0x{wantBits[i]:X4}");
             }
         }
-        finally
-        {
-            foreach (var b in buffers.Values) b.Dispose();
-        }
-        foreach (var arch in new[] { "compute_80", "compute_90", "sm_80", "sm_90" })
-        {
-            var compiled = CudaKernelCompiler.Compile(source, arch);
-            if (!compiled.Output.IsCubin) Assert.False(CudaKernelCompiler.UsesLocalMemory(compiled.Output.Ptx));
-        }
-    }
-
-    private static float[] Pack(ushort[] bits)
-    {
-        var packed = new float[(bits.Length + 1) / 2];
-        MemoryMarshal.Cast<ushort, float>(bits.AsSpan(0, bits.Length & ~1)).CopyTo(packed);
-        if (bits.Length % 2 == 1) packed[^1] = BitConverter.UInt32BitsToSingle(bits[^1]);
-        return packed;
+        Emu16.Compiles(plan);
     }
 
     // the ops whose float32 result the host reproduces exactly: (inputs at one output element) -> value

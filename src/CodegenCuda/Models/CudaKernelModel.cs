@@ -58,6 +58,12 @@ public abstract class CudaKernelModel : ITemplateFunctions
     /// <summary>A plain load of p[i] as float (a buffer the kernel also writes).</summary>
     public string Rd(string p, string i) => Storage == DType.F32 ? $"{p}[{i}]" : $"swc_widen({p}[{i}])";
 
+    /// <summary>
+    /// A read-only load of p[i] in the storage type, for a copy (through the read-only cache in float32; 16-bit values
+    /// are copied as they are, bit for bit).
+    /// </summary>
+    public string Cp(string p, string i) => Storage == DType.F32 ? $"__ldg({p} + {i})" : $"{p}[{i}]";
+
     /// <summary>The statement storing float v at p[i] (rounded to nearest even in 16 bits), without its ';'.</summary>
     public string St(string p, string i, string v) =>
         Storage == DType.F32 ? $"{p}[{i}] = {v}" : $"{p}[{i}] = swc_round_{Types16.Name(Storage)}({v})";
@@ -68,6 +74,7 @@ public abstract class CudaKernelModel : ITemplateFunctions
         ("ld", new Func<string, string, string>(Ld)),
         ("rd", new Func<string, string, string>(Rd)),
         ("st", new Func<string, string, string, string>(St)),
+        ("cp", new Func<string, string, string>(Cp)),
     ];
 
     /// <summary>The element type of <paramref name="storage"/> in kernel sources.</summary>
@@ -127,6 +134,9 @@ internal static class LoweringSupport
         }
         return t;
     }
+
+    /// <summary>The kernel-name mark of a 16-bit variant (_bf16, _fp16; none for float32, whose names stay).</summary>
+    public static string Suffix(DType storage) => storage == DType.F32 ? "" : "_" + Types16.Name(storage);
 
     /// <summary>Every input and output of the node must be float32: the kernels are written for float.</summary>
     public static void RequireF32(NodeLowering ctx)

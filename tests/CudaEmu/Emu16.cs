@@ -1,0 +1,99 @@
+using System.Runtime.InteropServices;
+using ShiftWise.CodegenCuda;
+using ShiftWise.IR;
+using ShiftWise.Runtime.Cuda;
+
+namespace ShiftWise.CudaEmu;
+
+/// <summary>
+/// The 16-bit one-node harness (issue 22; Elementwise16EmuTests, Conv16EmuTests): random inputs rounded to bf16 or
+/// fp16 (the kernel reads them exactly as the float32 reference does), the plan's kernel launches run in the emulator
+/// on buffers of packed 16-bit values, and each kernel compiled with NVRTC for compute_80/90 and to CUBIN for sm_80/90.
+/// </summary>
+internal static class Emu16
+{
+    /// <summary>The unit roundoff of a 16-bit type: 2⁻⁸ for bf16 (8 significand bits), 2⁻¹¹ for fp16 (11).</summary>
+    public static double Unit(DType dt) => dt == DType.BF16 ? Math.Pow(2, -8) : Math.Pow(2, -11);
+
+    /// <summary>
+    /// Random inputs of <paramref name="g16"/> uniform in ±<paramref name="scale"/> rounded to <paramref name="dt"/>:
+    /// their bits, and the same values widened, as float32 tensors of the same shapes.
+    /// </summary>
+    public static (Dictionary<string, ushort[]> Bits, Dictionary<string, Tensor> Widened) Inputs(Graph g16, DType dt,
+        Random rng, double scale = 3)
+    {
+        var bits16 = new Dictionary<string, ushort[]>();
+        var widened = new Dictionary<string, Tensor>();
+        foreach (var decl in g16.Inputs)
+        {
+            var bits = Enumerable.Range(0, (int)decl.Type.Shape.Elements)
+                .Select(_ => Float16Bits.Round((float)((rng.NextDouble() * 2 - 1) * scale), dt)).ToArray();
+            bits16[decl.Name] = bits;
+            widened[decl.Name] = Tensor.Wrap(TensorType.Of(DType.F32, decl.Type.Shape.ToArray()),
+                bits.Select(b => Float16Bits.Widen(b, dt)).ToArray());
+        }
+        return (bits16, widened);
+    }
+
+    /// <summary>
+    /// Runs every step of <paramref name="plan"/> (kernel launches only) in the emulator on packed 16-bit buffers of
+    /// <paramref name="inputs"/>; checks the buffers' guards and returns the bits of every graph output.
+    /// </summary>
+    public static Dictionary<string, ushort[]> Run(CudaPlan plan, Graph g16,
+        IReadOnlyDictionary<string, ushort[]> inputs)
+    {
+        TestKernels.RequireEmulator();
+        var types = g16.ValueTypes();
+        var buffers = new Dictionary<string, EmuBuffer>();
+        try
+        {
+            foreach (var (name, bits) in inputs) buffers[name] = EmuBuffer.From(Pack(bits));
+            foreach (var o in g16.Outputs) buffers[o] = EmuBuffer.Alloc((int)(types[o].Shape.Elements + 1) / 2);
+            var modules = new Dictionary<string, EmuModule>();
+            foreach (var step in plan.Steps)
+            {
+                var launch = Assert.IsType<KernelLaunch>(step);
+                Assert.All(launch.Args, a => Assert.Equal(0, a.Offset));
+                if (!modules.TryGetValue(launch.Kernel, out var module))
+                {
+                    module = modules[launch.Kernel] = CudaEmulator.Compile(plan.Kernel(launch.Kernel));
+                }
+                module.Launch(launch.Entry, launch.Grid, launch.Block, launch.SharedBytes,
+                    launch.Args.Select(a => buffers[a.Name].Ptr).ToArray());
+            }
+            foreach (var (name, b) in buffers) b.CheckGuards(name);
+            return g16.Outputs.ToDictionary(o => o, o => MemoryMarshal.Cast<float, ushort>(buffers[o].Span)
+                [..(int)types[o].Shape.Elements].ToArray());
+        }
+        finally
+        {
+            foreach (var b in buffers.Values) b.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Each kernel of the plan compiles with NVRTC for <paramref name="archs"/> (by default compute_80/90 and CUBIN for
+    /// sm_80/90), its PTX without local memory.
+    /// </summary>
+    public static void Compiles(CudaPlan plan, params string[] archs)
+    {
+        if (archs.Length == 0) archs = ["compute_80", "compute_90", "sm_80", "sm_90"];
+        foreach (var k in plan.Kernels)
+        {
+            foreach (var arch in archs)
+            {
+                var compiled = CudaKernelCompiler.Compile(k, arch);
+                if (!compiled.Output.IsCubin) Assert.False(CudaKernelCompiler.UsesLocalMemory(compiled.Output.Ptx));
+            }
+        }
+    }
+
+    /// <summary>16-bit values packed two to a float, the buffer's element type.</summary>
+    public static float[] Pack(ushort[] bits)
+    {
+        var packed = new float[(bits.Length + 1) / 2];
+        MemoryMarshal.Cast<ushort, float>(bits.AsSpan(0, bits.Length & ~1)).CopyTo(packed);
+        if (bits.Length % 2 == 1) packed[^1] = BitConverter.UInt32BitsToSingle(bits[^1]);
+        return packed;
+    }
+}
