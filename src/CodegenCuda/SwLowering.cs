@@ -7,7 +7,9 @@ namespace ShiftWise.CodegenCuda;
 /// <summary>
 /// CUDA lowering of fused_shiftwise nodes: one gather kernel (no atomics, deterministic) in the lowering the
 /// tunables pick. The cross reads the collapsed bands, computed once from the parameters at bind time (derived
-/// tensors); the factorised form reads the kept sub-kernels and path scales as they are.
+/// tensors); the factorised form reads the kept sub-kernels and path scales as they are. In bf16 / fp16 (issue 22) the
+/// factorised kernel loads and stores 16-bit values and computes in float32 (float shared tiles); the cross kernel is
+/// float32 only so far.
 /// </summary>
 internal static class SwLowering
 {
@@ -24,10 +26,16 @@ internal static class SwLowering
                     + $"{string.Join(", ", SwCudaTunables.Values[k])}");
             }
         }
+        var storage = LoweringSupport.Storage(ctx);
         var s = spec.Op.Shift;
         var x = spec.Input;
         var shape = string.Create(CultureInfo.InvariantCulture, $"b{s.Big}k{s.Small}g{s.NRep}_c{x[1]}_h{x[2]}w{x[3]}");
         bool cross = t["lowering"] == 0;
+        if (cross && storage != DType.F32)
+        {
+            throw new IrException($"{ctx.Node.Describe()}: the cross lowering runs float32 only, got "
+                + $"{storage.Name()}; use lowering=1");
+        }
         if (cross && !(ctx.IsParam(1) && ctx.IsParam(2)))
         {
             throw new IrException($"{ctx.Node.Describe()}: the cross lowering needs the sub-kernels and scales as "
@@ -47,8 +55,8 @@ internal static class SwLowering
         else
         {
             var m = new SwFactorisedCudaModel(spec, t, "probe");
-            var name = ctx.AddKernel("sw_fact_" + shape, "fused_shiftwise", "sw_factorised.cu.sbn",
-                n => new SwFactorisedCudaModel(spec, t, n));
+            var name = ctx.AddKernel("sw_fact_" + shape + LoweringSupport.Suffix(storage), "fused_shiftwise",
+                "sw_factorised.cu.sbn", n => new SwFactorisedCudaModel(spec, t, n) { Storage = storage });
             ctx.Launch(name, m.Grid, m.Block, 0, [ctx.Out(), ctx.In(0), ctx.In(1), ctx.In(2), ctx.In(3), ctx.In(4)]);
         }
     }

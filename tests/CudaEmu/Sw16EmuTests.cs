@@ -10,11 +10,13 @@ namespace ShiftWise.CudaEmu;
 
 /// <summary>
 /// The SW layer's kernels in bf16 and fp16 (issue 22): the training graph's unfused shift_add (forward and input
-/// gradient) on real SW tables, sw-fmnist's stages and sw-tiny's with planes shrunk. A one-node graph whose values are
+/// gradient) on real SW tables, and the fused inference SW layer (factorised lowering), on sw-fmnist's stages and
+/// sw-tiny's with planes shrunk. A one-node graph whose values are
 /// declared 16-bit lowers to a kernel with 16-bit loads and stores and float32 sums, run in the emulator on random
 /// 16-bit inputs and compared with the float64 reference of the same graph in float32 on those exact values. Every
-/// output is one float32 sum of exact inputs, rounded once at the store: relative L2 at most the unit roundoff u (2⁻⁸
-/// bf16, 2⁻¹¹ fp16) plus 1e-5 for the float32 sums (at most n·G + G ≤ 80 terms here). Each kernel also compiles with
+/// output is one float32 expression of exact inputs (the fused layer's parameters rounded to 16 bits first, the
+/// reference reading them widened), rounded once at the store: relative L2 at most the unit roundoff u (2⁻⁸ bf16, 2⁻¹¹
+/// fp16) plus 1e-5 for the float32 sums (as SwCudaEmuTests' float32 bound). Each kernel also compiles with
 /// NVRTC for compute_80/90 and to CUBIN for sm_80/90, without local memory.
 /// </summary>
 public sealed class Sw16EmuTests
@@ -83,12 +85,70 @@ public sealed class Sw16EmuTests
         Assert.True(err <= Unit(dt) + Slack, $"{type} grad_shift_add {c}: relative L2 {err:E2}");
     }
 
+    // fused SW layers (ghost ratio 0.23, 30% of the sub-kernels pruned): sw-fmnist's stages 0 and 1 at their planes,
+    // sw-tiny's stage 0 with planes shrunk and its stage 3's kernel (big 13) on 160 channels: (channels, h, w, big,
+    // batch). (sw-tiny's stages 1 to 3 do not build to CUBIN in the factorised lowering, float32 or 16-bit alike: its
+    // int tables pass the 64 KiB constant bank; sw-tiny runs the cross lowering.)
+    private static (int C, int H, int W, int Big, int Batch) Fused(string c) => c switch
+    {
+        "fmnist0" => (24, 14, 14, 7, 2),
+        "fmnist1" => (48, 7, 7, 5, 2),
+        "tiny0" => (80, 9, 11, 51, 1),
+        "tiny3_c160" => (160, 7, 7, 13, 1),
+        _ => throw new ArgumentException(c),
+    };
+
+    public static TheoryData<string, string> FusedCases()
+    {
+        var d = new TheoryData<string, string>();
+        foreach (var t in new[] { "bf16", "fp16" })
+        {
+            foreach (var c in new[] { "fmnist0", "fmnist1", "tiny0", "tiny3_c160" }) d.Add(t, c);
+        }
+        return d;
+    }
+
+    /// <summary>
+    /// The fused SW layer's factorised kernel: x, the sub-kernels, scales and biases 16-bit; the sub-kernel maps and
+    /// path sums float32 (shared tiles of widened values), one rounding at each store (rep and ghost channels alike).
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(FusedCases))]
+    public void FusedSwLayerIsOneRoundingFromTheReference(string type, string c)
+    {
+        TestKernels.RequireEmulator();
+        var dt = Type(type);
+        var (ch, h, w, big, batch) = Fused(c);
+        var (g32, w32) = SwLayers.Layer(ch, h, w, big, 3, 4, batch, ch + big);
+        var g16 = Retype(g32, dt);
+        var o = OneNodeEmu.Tunables(g16, new() { ["lowering"] = 1 });
+        // the weights rounded to 16 bits; the reference reads them widened
+        var p16 = w32.ToDictionary(kv => kv.Key, kv => kv.Value.ToDoubles().Select(v => Float16Bits.Round((float)v, dt))
+            .ToArray());
+        var p32 = p16.ToDictionary(kv => kv.Key, kv => Tensor.Wrap(w32[kv.Key].Type,
+            kv.Value.Select(x => Float16Bits.Widen(x, dt)).ToArray()));
+        double err = Check(g16, g32, dt, o, "sw_fact_", c, p16, p32);
+        Assert.True(err <= Unit(dt) + Slack, $"{type} fused SW {c}: relative L2 {err:E2}");
+    }
+
+    // the graph with every value and parameter of type t
+    private static Graph Retype(Graph g, DType t) => g with
+    {
+        Inputs = Vec.Of(g.Inputs.Select(d => d with { Type = new TensorType(t, d.Type.Shape) }).ToArray()),
+        Params = Vec.Of(g.Params.Select(d => d with { Type = new TensorType(t, d.Type.Shape) }).ToArray()),
+        Nodes = Vec.Of(g.Nodes.Select(n => n with
+        {
+            Types = Vec.Of(n.Types.Select(x => new TensorType(t, x.Shape)).ToArray()),
+        }).ToArray()),
+    };
+
     /// <summary>
     /// Lowers <paramref name="g16"/> (one kernel, named <paramref name="prefix"/>…_bf16 / _fp16, with 16-bit stores),
     /// runs it on random 16-bit inputs and returns the worst relative L2 error of its outputs against the reference of
     /// <paramref name="g32"/> on the widened inputs; compiles it for compute_80/90 and sm_80/90.
     /// </summary>
-    private static double Check(Graph g16, Graph g32, DType dt, CudaOptions? o, string prefix, string c)
+    private static double Check(Graph g16, Graph g32, DType dt, CudaOptions? o, string prefix, string c,
+        Dictionary<string, ushort[]>? p16 = null, Dictionary<string, Tensor>? p32 = null)
     {
         var plan = CudaCodegen.Lower(g16, o);
         var launch = Assert.Single(plan.Steps.OfType<KernelLaunch>());
@@ -100,7 +160,7 @@ public sealed class Sw16EmuTests
         Assert.DoesNotContain("const float*", source.Source, StringComparison.Ordinal);
 
         var rng = new Random(c.GetHashCode(StringComparison.Ordinal) ^ prefix.Length ^ (int)dt);
-        var in16 = new Dictionary<string, ushort[]>();
+        var in16 = new Dictionary<string, ushort[]>(p16 ?? []);
         var in32 = new Dictionary<string, Tensor>();
         foreach (var (d16, d32) in g16.Inputs.Zip(g32.Inputs))
         {
@@ -110,7 +170,7 @@ public sealed class Sw16EmuTests
         }
         var types = g16.ValueTypes();
         var got = Emu16.Run(source, launch, in16, g16.Outputs.ToDictionary(n => n, n => types[n].Shape.Elements));
-        var want = ReferenceExecutor.Run(g32, new Dictionary<string, Tensor>(), in32);
+        var want = ReferenceExecutor.Run(g32, p32 ?? [], in32);
         double worst = 0;
         foreach (var (n16, n32) in g16.Outputs.Zip(g32.Outputs))
         {
@@ -118,6 +178,7 @@ public sealed class Sw16EmuTests
             double err = Error.RelL2(gotF, want[n32].ToDoubles());
             Assert.True(err > 0, $"{n16}: no rounding, the kernel is not 16-bit");
             worst = Math.Max(worst, double.IsNaN(err) ? double.PositiveInfinity : err);
+            TestContext.Current.TestOutputHelper?.WriteLine($"{Types16.Name(dt)} {source.Name} {n16}: relative L2 {err:E2}");
         }
         foreach (var arch in new[] { "compute_80", "compute_90", "sm_80", "sm_90" })
         {
