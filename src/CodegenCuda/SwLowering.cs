@@ -8,8 +8,8 @@ namespace ShiftWise.CodegenCuda;
 /// CUDA lowering of fused_shiftwise nodes: one gather kernel (no atomics, deterministic) in the lowering the
 /// tunables pick. The cross reads the collapsed bands, computed once from the parameters at bind time (derived
 /// tensors); the factorised form reads the kept sub-kernels and path scales as they are. In bf16 / fp16 (issue 22) the
-/// factorised kernel loads and stores 16-bit values and computes in float32 (float shared tiles); the cross kernel is
-/// float32 only so far.
+/// kernels load and store 16-bit values and compute in float32 (float shared tiles); the cross kernel's bands, derived
+/// at bind time, stay float32.
 /// </summary>
 internal static class SwLowering
 {
@@ -31,11 +31,6 @@ internal static class SwLowering
         var x = spec.Input;
         var shape = string.Create(CultureInfo.InvariantCulture, $"b{s.Big}k{s.Small}g{s.NRep}_c{x[1]}_h{x[2]}w{x[3]}");
         bool cross = t["lowering"] == 0;
-        if (cross && storage != DType.F32)
-        {
-            throw new IrException($"{ctx.Node.Describe()}: the cross lowering runs float32 only, got "
-                + $"{storage.Name()}; use lowering=1");
-        }
         if (cross && !(ctx.IsParam(1) && ctx.IsParam(2)))
         {
             throw new IrException($"{ctx.Node.Describe()}: the cross lowering needs the sub-kernels and scales as "
@@ -45,8 +40,8 @@ internal static class SwLowering
         if (cross)
         {
             var m = new SwCrossCudaModel(spec, t, "probe");
-            var name = ctx.AddKernel("sw_cross_" + shape, "fused_shiftwise", "sw_cross.cu.sbn", n =>
-                new SwCrossCudaModel(spec, t, n));
+            var name = ctx.AddKernel("sw_cross_" + shape + LoweringSupport.Suffix(storage), "fused_shiftwise",
+                "sw_cross.cu.sbn", n => new SwCrossCudaModel(spec, t, n) { Storage = storage });
             long band = (long)spec.Rep * s.Small * spec.BandWidth;
             ctx.Launch(name, m.Grid, m.Block, 0,
                 [ctx.Out(), ctx.In(0), ctx.Derived(Derived.SwBandH, band), ctx.Derived(Derived.SwBandV, band),

@@ -28,16 +28,19 @@ internal static class Emu16
 
     /// <summary>
     /// Runs <paramref name="launch"/> of <paramref name="source"/> with its arguments looked up by name: the
-    /// <paramref name="inputs"/> (16-bit patterns) and fresh <paramref name="outputs"/> (name → element count; NaN
-    /// filled). Checks every buffer's guards; returns each output's 16-bit patterns.
+    /// <paramref name="inputs"/> (16-bit patterns), the float32 <paramref name="floats"/> (derived tensors, say) and
+    /// fresh <paramref name="outputs"/> (name → element count; NaN filled). Checks every buffer's guards; returns each
+    /// output's 16-bit patterns.
     /// </summary>
     public static Dictionary<string, ushort[]> Run(CudaKernelSource source, KernelLaunch launch,
-        IReadOnlyDictionary<string, ushort[]> inputs, IReadOnlyDictionary<string, long> outputs)
+        IReadOnlyDictionary<string, ushort[]> inputs, IReadOnlyDictionary<string, long> outputs,
+        IReadOnlyDictionary<string, float[]>? floats = null)
     {
         var buffers = new Dictionary<string, EmuBuffer>();
         try
         {
             foreach (var (name, bits) in inputs) buffers[name] = EmuBuffer.From(Pack(bits));
+            foreach (var (name, data) in floats ?? new Dictionary<string, float[]>()) buffers[name] = EmuBuffer.From(data);
             foreach (var (name, n) in outputs) buffers[name] = EmuBuffer.Alloc((n + 1) / 2);
             var module = CudaEmulator.Compile(source);
             module.Launch(launch.Entry, launch.Grid, launch.Block, launch.SharedBytes,
