@@ -63,8 +63,8 @@ internal static class ElementwiseLowering
         string word = b.Kind == BinaryKind.Add ? "add" : "mul";
         var (sa, sb) = (ctx.InType(0).Shape, ctx.InType(1).Shape);
         string prefix = $"{word}_{LoweringSupport.Tag(sa)}_{LoweringSupport.Tag(sb)}{LoweringSupport.Suffix(storage)}";
-        var name = ctx.AddKernel(prefix,
-            "binary", "binary.cu.sbn", n => new BinaryModel(n, threads, op, sa, sb, outShape) { Storage = storage });
+        var name = ctx.AddKernel(prefix, "binary", "binary.cu.sbn",
+            n => new BinaryModel(n, threads, op, sa, sb, outShape) { Storage = storage });
         ctx.Launch(name, LoweringSupport.Grid(ctx, total, threads), new Dim3(threads), 0,
             [ctx.Out(), ctx.In(0), ctx.In(1)]);
     }

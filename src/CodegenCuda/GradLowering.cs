@@ -71,24 +71,26 @@ internal static class GradLowering
 
     private static void ShiftAdd(NodeLowering ctx, Grad op, ShiftAdd s)
     {
-        LoweringSupport.RequireF32(ctx);
+        // float32, or bf16 / fp16 storage (issue 22): 16-bit loads, float32 sums, one rounding at the store
+        var storage = LoweringSupport.Storage(ctx);
         RequireDy(ctx, op);
         var t = LoweringSupport.Tunables(ctx);
         int threads = t["block"];
         var x = ctx.InType(0).Shape;
         if (ctx.OutType(0).Shape.Elements == 0) return;
         // grad inputs: x, y_h, y_v, y_i, then the gradients of the outputs in dy (in dy's order)
-        var sig = new KernelSignature().Out("dx", ctx.Out(0));
+        var sig = new KernelSignature().Out("dx", ctx.Out(0), storage);
         var names = new[] { "gh", "gv", "gi" };
         foreach (int path in op.OutGrads.Order())
         {
-            sig.In(names[path], ctx.In(4 + op.OutGrads.ToList().IndexOf(path)));
+            sig.In(names[path], ctx.In(4 + op.OutGrads.ToList().IndexOf(path)), storage);
         }
         var dy = op.OutGrads.ToArray();
         string paths = string.Concat(op.OutGrads.Order().Select(p => "hvi"[p]));
         string prefix = string.Create(CultureInfo.InvariantCulture,
-            $"grad_shift_add_b{s.Big}k{s.Small}g{s.NRep}_c{x[1]}h{x[2]}w{x[3]}_{paths}");
-        ShiftAddGradModel Model(string n) => new(n, threads, s, x, dy, sig);
+            $"grad_shift_add_b{s.Big}k{s.Small}g{s.NRep}_c{x[1]}h{x[2]}w{x[3]}_{paths}")
+            + LoweringSupport.Suffix(storage);
+        ShiftAddGradModel Model(string n) => new(n, threads, s, x, dy, sig) { Storage = storage };
         var name = ctx.AddKernel(prefix, "grad_shift_add", "grad_shift_add.cu.sbn", n => Model(n));
         ctx.Launch(name, LoweringSupport.Grid(ctx, Model(name).Work, threads), new Dim3(threads), 0, sig.Args);
     }

@@ -7,7 +7,9 @@ namespace ShiftWise.CodegenCuda;
 /// <summary>
 /// CUDA lowering of fused_shiftwise nodes: one gather kernel (no atomics, deterministic) in the lowering the
 /// tunables pick. The cross reads the collapsed bands, computed once from the parameters at bind time (derived
-/// tensors); the factorised form reads the kept sub-kernels and path scales as they are.
+/// tensors); the factorised form reads the kept sub-kernels and path scales as they are. In bf16 / fp16 (issue 22) the
+/// kernels load and store 16-bit values and compute in float32 (float shared tiles); the cross kernel's bands, derived
+/// at bind time, stay float32.
 /// </summary>
 internal static class SwLowering
 {
@@ -24,6 +26,7 @@ internal static class SwLowering
                     + $"{string.Join(", ", SwCudaTunables.Values[k])}");
             }
         }
+        var storage = LoweringSupport.Storage(ctx);
         var s = spec.Op.Shift;
         var x = spec.Input;
         var shape = string.Create(CultureInfo.InvariantCulture, $"b{s.Big}k{s.Small}g{s.NRep}_c{x[1]}_h{x[2]}w{x[3]}");
@@ -37,8 +40,8 @@ internal static class SwLowering
         if (cross)
         {
             var m = new SwCrossCudaModel(spec, t, "probe");
-            var name = ctx.AddKernel("sw_cross_" + shape, "fused_shiftwise", "sw_cross.cu.sbn", n =>
-                new SwCrossCudaModel(spec, t, n));
+            var name = ctx.AddKernel("sw_cross_" + shape + LoweringSupport.Suffix(storage), "fused_shiftwise",
+                "sw_cross.cu.sbn", n => new SwCrossCudaModel(spec, t, n) { Storage = storage });
             long band = (long)spec.Rep * s.Small * spec.BandWidth;
             ctx.Launch(name, m.Grid, m.Block, 0,
                 [ctx.Out(), ctx.In(0), ctx.Derived(Derived.SwBandH, band), ctx.Derived(Derived.SwBandV, band),
@@ -47,8 +50,8 @@ internal static class SwLowering
         else
         {
             var m = new SwFactorisedCudaModel(spec, t, "probe");
-            var name = ctx.AddKernel("sw_fact_" + shape, "fused_shiftwise", "sw_factorised.cu.sbn",
-                n => new SwFactorisedCudaModel(spec, t, n));
+            var name = ctx.AddKernel("sw_fact_" + shape + LoweringSupport.Suffix(storage), "fused_shiftwise",
+                "sw_factorised.cu.sbn", n => new SwFactorisedCudaModel(spec, t, n) { Storage = storage });
             ctx.Launch(name, m.Grid, m.Block, 0, [ctx.Out(), ctx.In(0), ctx.In(1), ctx.In(2), ctx.In(3), ctx.In(4)]);
         }
     }

@@ -6,8 +6,8 @@ using ShiftWise.Runtime.Cuda;
 namespace ShiftWise.CudaEmu;
 
 /// <summary>
-/// The 16-bit one-node harness (issue 22; Elementwise16EmuTests, Conv16EmuTests): random inputs rounded to bf16 or
-/// fp16 (the kernel reads them exactly as the float32 reference does), the plan's kernel launches run in the emulator
+/// The 16-bit one-node harness (issue 22; Elementwise16EmuTests, Conv16EmuTests, Sw16EmuTests): random inputs rounded
+/// to bf16 or fp16 (the kernel reads them exactly as the float32 reference does), the plan's kernel launches run in the emulator
 /// on buffers of packed 16-bit values, and each kernel compiled with NVRTC for compute_80/90 and to CUBIN for sm_80/90.
 /// </summary>
 internal static class Emu16
@@ -26,8 +26,7 @@ internal static class Emu16
         var widened = new Dictionary<string, Tensor>();
         foreach (var decl in g16.Inputs)
         {
-            var bits = Enumerable.Range(0, (int)decl.Type.Shape.Elements)
-                .Select(_ => Float16Bits.Round((float)((rng.NextDouble() * 2 - 1) * scale), dt)).ToArray();
+            var bits = Random(rng, decl.Type.Shape.Elements, dt, scale);
             bits16[decl.Name] = bits;
             widened[decl.Name] = Tensor.Wrap(TensorType.Of(DType.F32, decl.Type.Shape.ToArray()),
                 bits.Select(b => Float16Bits.Widen(b, dt)).ToArray());
@@ -36,34 +35,66 @@ internal static class Emu16
     }
 
     /// <summary>
+    /// <paramref name="n"/> random values uniform in ±<paramref name="scale"/>, rounded to <paramref name="t"/>.
+    /// </summary>
+    public static ushort[] Random(Random rng, long n, DType t, double scale = 3) =>
+        Enumerable.Range(0, checked((int)n))
+            .Select(_ => Float16Bits.Round((float)((rng.NextDouble() * 2 - 1) * scale), t)).ToArray();
+
+    /// <summary>
     /// Runs every step of <paramref name="plan"/> (kernel launches only) in the emulator on packed 16-bit buffers of
     /// <paramref name="inputs"/>; checks the buffers' guards and returns the bits of every graph output.
     /// </summary>
     public static Dictionary<string, ushort[]> Run(CudaPlan plan, Graph g16,
         IReadOnlyDictionary<string, ushort[]> inputs)
     {
-        TestKernels.RequireEmulator();
         var types = g16.ValueTypes();
+        var launches = plan.Steps.Select(step =>
+        {
+            var launch = Assert.IsType<KernelLaunch>(step);
+            Assert.All(launch.Args, a => Assert.Equal(0, a.Offset));
+            return (plan.Kernel(launch.Kernel), launch);
+        }).ToArray();
+        return Launch(launches, inputs, g16.Outputs.ToDictionary(o => o, o => types[o].Shape.Elements), null);
+    }
+
+    /// <summary>
+    /// Runs <paramref name="launch"/> of <paramref name="source"/> with its arguments looked up by name: the
+    /// <paramref name="inputs"/> (16-bit patterns), the float32 <paramref name="floats"/> (derived tensors, say) and
+    /// fresh <paramref name="outputs"/> (name → element count; NaN filled). Checks every buffer's guards; returns each
+    /// output's 16-bit patterns.
+    /// </summary>
+    public static Dictionary<string, ushort[]> Run(CudaKernelSource source, KernelLaunch launch,
+        IReadOnlyDictionary<string, ushort[]> inputs, IReadOnlyDictionary<string, long> outputs,
+        IReadOnlyDictionary<string, float[]>? floats = null) => Launch([(source, launch)], inputs, outputs, floats);
+
+    private static Dictionary<string, ushort[]> Launch(IReadOnlyList<(CudaKernelSource Source, KernelLaunch Launch)>
+        launches, IReadOnlyDictionary<string, ushort[]> inputs, IReadOnlyDictionary<string, long> outputs,
+        IReadOnlyDictionary<string, float[]>? floats)
+    {
+        TestKernels.RequireEmulator();
         var buffers = new Dictionary<string, EmuBuffer>();
         try
         {
             foreach (var (name, bits) in inputs) buffers[name] = EmuBuffer.From(Pack(bits));
-            foreach (var o in g16.Outputs) buffers[o] = EmuBuffer.Alloc((int)(types[o].Shape.Elements + 1) / 2);
-            var modules = new Dictionary<string, EmuModule>();
-            foreach (var step in plan.Steps)
+            foreach (var (name, data) in floats ?? new Dictionary<string, float[]>())
             {
-                var launch = Assert.IsType<KernelLaunch>(step);
-                Assert.All(launch.Args, a => Assert.Equal(0, a.Offset));
-                if (!modules.TryGetValue(launch.Kernel, out var module))
+                buffers[name] = EmuBuffer.From(data);
+            }
+            foreach (var (name, n) in outputs) buffers[name] = EmuBuffer.Alloc((n + 1) / 2);
+            var modules = new Dictionary<string, EmuModule>();
+            foreach (var (source, launch) in launches)
+            {
+                if (!modules.TryGetValue(source.Name, out var module))
                 {
-                    module = modules[launch.Kernel] = CudaEmulator.Compile(plan.Kernel(launch.Kernel));
+                    module = modules[source.Name] = CudaEmulator.Compile(source);
                 }
                 module.Launch(launch.Entry, launch.Grid, launch.Block, launch.SharedBytes,
                     launch.Args.Select(a => buffers[a.Name].Ptr).ToArray());
             }
             foreach (var (name, b) in buffers) b.CheckGuards(name);
-            return g16.Outputs.ToDictionary(o => o, o => MemoryMarshal.Cast<float, ushort>(buffers[o].Span)
-                [..(int)types[o].Shape.Elements].ToArray());
+            return outputs.ToDictionary(o => o.Key,
+                o => MemoryMarshal.Cast<float, ushort>(buffers[o.Key].Span)[..(int)o.Value].ToArray());
         }
         finally
         {

@@ -49,13 +49,15 @@ public sealed class GradCudaEmuTests
 
     /// <summary>
     /// The one-node grad graph of <paramref name="s"/> wrt x on a batch of <paramref name="nb"/>, outputs
-    /// <paramref name="h"/>×<paramref name="w"/>, with the gradients of the paths <paramref name="dy"/> in that order.
+    /// <paramref name="h"/>×<paramref name="w"/>, with the gradients of the paths <paramref name="dy"/> in that order;
+    /// its values of type <paramref name="t"/>.
     /// </summary>
-    private static (Graph Graph, CudaOptions Options) ShiftAddGrad(string label, ShiftAdd s, int nb, int h, int w,
-        int[] dy, int block)
+    internal static (Graph Graph, CudaOptions Options) ShiftAddGrad(string label, ShiftAdd s, int nb, int h, int w,
+        int[] dy, int block, DType t = DType.F32)
     {
-        var y = F(nb, s.Rep, h, w);
-        var types = new List<TensorType> { F(nb, s.Rep * s.N, h + 2 * s.Extra, w + 2 * s.Extra), y, y, y };
+        var y = TensorType.Of(t, nb, s.Rep, h, w);
+        var x = TensorType.Of(t, nb, s.Rep * s.N, h + 2 * s.Extra, w + 2 * s.Extra);
+        var types = new List<TensorType> { x, y, y, y };
         types.AddRange(dy.Select(_ => y));
         var g = One(label, new Grad(s, Vec.Of(0), Vec.Of(dy)), types.ToArray());
         return (g, OneNodeEmu.Tunables(g, new() { ["block"] = block }));

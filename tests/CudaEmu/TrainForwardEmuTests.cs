@@ -32,9 +32,12 @@ public sealed class TrainForwardEmuTests
     internal static ShiftAdd Sw(int channels, int big, int small, int nrep) =>
         SwTables.ShiftAdd(big, small, SwTables.RepCount(channels, 0.23), nrep);
 
-    /// <summary>A one-node shift_add graph whose outputs are <paramref name="h"/>×<paramref name="w"/>.</summary>
-    private static Graph ShiftAddGraph(string label, ShiftAdd s, int batch, int h, int w) =>
-        One(label, s, F(batch, s.Rep * s.N, h + 2 * s.Extra, w + 2 * s.Extra));
+    /// <summary>
+    /// A one-node shift_add graph whose outputs are <paramref name="h"/>×<paramref name="w"/>, its values of type
+    /// <paramref name="t"/>.
+    /// </summary>
+    internal static Graph ShiftAddGraph(string label, ShiftAdd s, int batch, int h, int w, DType t = DType.F32) =>
+        One(label, s, TensorType.Of(t, batch, s.Rep * s.N, h + 2 * s.Extra, w + 2 * s.Extra));
 
     /// <summary>Every case by label.</summary>
     private static readonly Dictionary<string, OneNodeEmu.Case> Cases = BuildCases();

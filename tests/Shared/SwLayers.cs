@@ -24,6 +24,20 @@ public static class SwLayers
         int lim = maxSize > 0 ? maxSize : n * small + 12;
         var m = ShiftWiseV2.BuildLayer(rng.Next(3, 12), rng.Next(1, Math.Min(lim, n * small + 4)), rng.Next(1, lim), big,
             small, rng.Next(1, 5), 0.23, rng.Next(1, 3));
+        return Fuse(m, seed, rng);
+    }
+
+    /// <summary>
+    /// The fused SW layer of <paramref name="channels"/> channels on <paramref name="height"/>×<paramref name="width"/>
+    /// planes (ghost ratio 0.23), lively weights from <paramref name="seed"/>, 30% of the sub-kernels pruned.
+    /// </summary>
+    public static (Graph Graph, Dictionary<string, Tensor> Weights) Layer(int channels, int height, int width, int big,
+        int small, int nrep, int batch, int seed) =>
+        Fuse(ShiftWiseV2.BuildLayer(channels, height, width, big, small, nrep, 0.23, batch), seed, new Random(seed));
+
+    private static (Graph Graph, Dictionary<string, Tensor> Weights) Fuse(Model m, int seed, Random rng)
+    {
+        int small = ((ShiftAdd)m.Graph.Nodes.First(x => x.Op is ShiftAdd).Op).Small;
         var weights = WeightInit.Draw(m, InitScheme.Lively, (uint)seed);
         foreach (var name in weights.Keys.Where(k => k.StartsWith("LoRAs.", StringComparison.Ordinal)).ToList())
         {

@@ -53,7 +53,7 @@ public abstract class CudaKernelModel : ITemplateFunctions
     public string Prelude => Storage == DType.F32 ? "" : Types16.Prelude + "\n";
 
     /// <summary>A read-only load of p[i] as float (through the read-only cache in float32).</summary>
-    public string Ld(string p, string i) => Storage == DType.F32 ? $"__ldg({p} + {i})" : $"swc_widen({p}[{i}])";
+    public string Ld(string p, string i) => Load(Storage, p, i);
 
     /// <summary>A plain load of p[i] as float (a buffer the kernel also writes).</summary>
     public string Rd(string p, string i) => Storage == DType.F32 ? $"{p}[{i}]" : $"swc_widen({p}[{i}])";
@@ -65,8 +65,15 @@ public abstract class CudaKernelModel : ITemplateFunctions
     public string Cp(string p, string i) => Storage == DType.F32 ? $"__ldg({p} + {i})" : $"{p}[{i}]";
 
     /// <summary>The statement storing float v at p[i] (rounded to nearest even in 16 bits), without its ';'.</summary>
-    public string St(string p, string i, string v) =>
-        Storage == DType.F32 ? $"{p}[{i}] = {v}" : $"{p}[{i}] = swc_round_{Types16.Name(Storage)}({v})";
+    public string St(string p, string i, string v) => Store(Storage, p, i, v);
+
+    /// <summary><see cref="Ld"/> for a model that is not a <see cref="CudaKernelModel"/>.</summary>
+    public static string Load(DType storage, string p, string i) =>
+        storage == DType.F32 ? $"__ldg({p} + {i})" : $"swc_widen({p}[{i}])";
+
+    /// <summary><see cref="St"/> for a model that is not a <see cref="CudaKernelModel"/>.</summary>
+    public static string Store(DType storage, string p, string i, string v) =>
+        storage == DType.F32 ? $"{p}[{i}] = {v}" : $"{p}[{i}] = swc_round_{Types16.Name(storage)}({v})";
 
     /// <inheritdoc/>
     IEnumerable<(string Name, Delegate Function)> ITemplateFunctions.Functions =>
@@ -184,6 +191,9 @@ internal static class LoweringSupport
         }
         return new Dim3((int)blocks);
     }
+
+    /// <summary>The kernel name's mark of a 16-bit variant: _bf16, _fp16; none for float32 (names unchanged).</summary>
+    public static string Suffix(DType storage) => storage == DType.F32 ? "" : "_" + Types16.Name(storage);
 
     /// <summary>Shape as a compact tag for kernel prefixes (2x3x5).</summary>
     public static string Tag(Shape s) => s.Rank == 0 ? "scalar" : string.Join("x", s);

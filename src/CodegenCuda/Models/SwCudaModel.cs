@@ -1,9 +1,11 @@
+using ShiftWise.Codegen;
+using ShiftWise.IR;
 using ShiftWise.Passes.Lowering;
 
 namespace ShiftWise.CodegenCuda;
 
 /// <summary>What both CUDA SW kernels know of their layer: the node's shape, channel lists and small kernel.</summary>
-public abstract class SwCudaModel
+public abstract class SwCudaModel : ITemplateFunctions
 {
     /// <summary>
     /// Takes the facts of <paramref name="spec"/>; <paramref name="name"/> is the kernel's entry point.
@@ -51,4 +53,26 @@ public abstract class SwCudaModel
 
     /// <summary>Input channel of each ghost channel.</summary>
     public string GhostList { get; }
+
+    /// <summary>
+    /// The storage type of x, y and the layer's parameters: float32, or bf16 / fp16 (issue 22; as
+    /// <see cref="CudaKernelModel.Storage"/>: 16-bit loads and stores, float32 arithmetic and shared tiles).
+    /// </summary>
+    public DType Storage { get; init; } = DType.F32;
+
+    /// <summary>The element type in the source: float, swc_bf16 or swc_fp16.</summary>
+    public string T => CudaKernelModel.TypeOf(Storage);
+
+    /// <summary>Whether the kernel stores 16-bit values.</summary>
+    public bool Is16 => Storage != DType.F32;
+
+    /// <summary>Types16's definitions for a 16-bit kernel; nothing for float32.</summary>
+    public string Prelude => Is16 ? Types16.Prelude + "\n" : "";
+
+    /// <inheritdoc/>
+    IEnumerable<(string Name, Delegate Function)> ITemplateFunctions.Functions =>
+    [
+        ("ld", new Func<string, string, string>((p, i) => CudaKernelModel.Load(Storage, p, i))),
+        ("st", new Func<string, string, string, string>((p, i, v) => CudaKernelModel.Store(Storage, p, i, v))),
+    ];
 }
