@@ -7,8 +7,9 @@ namespace ShiftWise.CudaEmu;
 
 /// <summary>
 /// The 16-bit one-node harness (issue 22; Elementwise16EmuTests, Conv16EmuTests, Sw16EmuTests): random inputs rounded
-/// to bf16 or fp16 (the kernel reads them exactly as the float32 reference does), the plan's kernel launches run in the emulator
-/// on buffers of packed 16-bit values, and each kernel compiled with NVRTC for compute_80/90 and to CUBIN for sm_80/90.
+/// to bf16 or fp16 (the kernel reads them exactly as the float32 reference does), the plan's kernel launches run in the
+/// emulator on buffers of packed 16-bit values, and each kernel compiled with NVRTC for compute_80/90 and to CUBIN for
+/// sm_80/90.
 /// </summary>
 internal static class Emu16
 {

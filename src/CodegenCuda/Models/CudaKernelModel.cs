@@ -192,9 +192,6 @@ internal static class LoweringSupport
         return new Dim3((int)blocks);
     }
 
-    /// <summary>The kernel name's mark of a 16-bit variant: _bf16, _fp16; none for float32 (names unchanged).</summary>
-    public static string Suffix(DType storage) => storage == DType.F32 ? "" : "_" + Types16.Name(storage);
-
     /// <summary>Shape as a compact tag for kernel prefixes (2x3x5).</summary>
     public static string Tag(Shape s) => s.Rank == 0 ? "scalar" : string.Join("x", s);
 }
