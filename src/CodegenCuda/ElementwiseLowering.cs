@@ -46,7 +46,8 @@ internal static class ElementwiseLowering
             sig.In("scale", ctx.In(1), storage).In("shift", ctx.In(2), storage);
         }
         string kind = sb is null ? act : "scale_bias";
-        string prefix = $"{kind}_{total}" + (sb is null ? "" : $"_c{channels}i{inner}") + Suffix(storage);
+        string prefix = $"{kind}_{total}" + (sb is null ? "" : $"_c{channels}i{inner}")
+            + LoweringSupport.Suffix(storage);
         var name = ctx.AddKernel(prefix, "pointwise", "pointwise.cu.sbn", n =>
             new PointwiseModel(n, "pointwise", threads, total, act, inPlace: false, hasPreBias: false,
                 hasAffine: sb is not null, hasResidual: false, channels, inner, sig) { Storage = storage });
@@ -61,12 +62,10 @@ internal static class ElementwiseLowering
         string op = b.Kind == BinaryKind.Add ? "+" : "*";
         string word = b.Kind == BinaryKind.Add ? "add" : "mul";
         var (sa, sb) = (ctx.InType(0).Shape, ctx.InType(1).Shape);
-        var name = ctx.AddKernel($"{word}_{LoweringSupport.Tag(sa)}_{LoweringSupport.Tag(sb)}{Suffix(storage)}",
-            "binary", "binary.cu.sbn", n => new BinaryModel(n, threads, op, sa, sb, outShape) { Storage = storage });
+        string suffix = LoweringSupport.Suffix(storage);
+        var name = ctx.AddKernel($"{word}_{LoweringSupport.Tag(sa)}_{LoweringSupport.Tag(sb)}{suffix}", "binary",
+            "binary.cu.sbn", n => new BinaryModel(n, threads, op, sa, sb, outShape) { Storage = storage });
         ctx.Launch(name, LoweringSupport.Grid(ctx, total, threads), new Dim3(threads), 0,
             [ctx.Out(), ctx.In(0), ctx.In(1)]);
     }
-
-    // the kernel name's mark of a 16-bit variant (none for float32, whose names stay as they were)
-    private static string Suffix(DType storage) => storage == DType.F32 ? "" : "_" + Types16.Name(storage);
 }

@@ -12,20 +12,26 @@ namespace ShiftWise.CodegenCuda;
 /// </summary>
 internal static class NormGradLowering
 {
-    /// <summary>The training forward of batch_norm: y and the updated running mean and variance.</summary>
+    /// <summary>
+    /// The training forward of batch_norm: y and the updated running mean and variance. In bf16 / fp16 every tensor,
+    /// the running statistics included, is stored in that type (one rounding of a value computed in float32): the
+    /// node's tensors share one storage type, and a running statistic is an estimate averaged over steps whose
+    /// rounding, 2^-8 relative in bf16, is far below its own sampling noise.
+    /// </summary>
     public static void BatchNormTrain(NodeLowering ctx, BatchNorm bn)
     {
-        LoweringSupport.RequireF32(ctx);
+        var storage = LoweringSupport.Storage(ctx);
         int threads = LoweringSupport.Tunables(ctx)["block"];
         var (n, c, inner) = Nci(ctx.InType(0).Shape);
         if (c == 0) return;
-        var sig = new KernelSignature().Out("y", ctx.Out(0)).Out("new_mean", ctx.Out(1)).Out("new_var", ctx.Out(2))
-            .In("x", ctx.In(0)).In("weight", ctx.In(1)).In("bias", ctx.In(2)).In("running_mean", ctx.In(3))
-            .In("running_var", ctx.In(4));
+        var sig = new KernelSignature().Out("y", ctx.Out(0), storage).Out("new_mean", ctx.Out(1), storage)
+            .Out("new_var", ctx.Out(2), storage).In("x", ctx.In(0), storage).In("weight", ctx.In(1), storage)
+            .In("bias", ctx.In(2), storage).In("running_mean", ctx.In(3), storage)
+            .In("running_var", ctx.In(4), storage);
         BatchNormTrainModel Model(string name) => new(name, "batch_norm_train", threads, n, c, inner, bn.Eps,
-            bn.Momentum, sig.Declarations);
-        var k = ctx.AddKernel(Tag($"batch_norm_train_c{c}_p{inner}_n{n}"), "batch_norm_train",
-            "batch_norm_train.cu.sbn", Model);
+            bn.Momentum, sig.Declarations) { Storage = storage };
+        var k = ctx.AddKernel(Tag($"batch_norm_train_c{c}_p{inner}_n{n}") + LoweringSupport.Suffix(storage),
+            "batch_norm_train", "batch_norm_train.cu.sbn", Model);
         ctx.Launch(k, new Dim3(c), new Dim3(threads), 0, sig.Args);
     }
 

@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using ShiftWise.CodegenCuda;
 using ShiftWise.IR;
 using ShiftWise.IR.Analysis;
@@ -82,13 +81,12 @@ public sealed class Elementwise16EmuTests
         var buffers = new Dictionary<string, EmuBuffer>();
         try
         {
-            foreach (var (name, bits) in inputs16) buffers[name] = EmuBuffer.From(Pack(bits));
-            buffers[output] = EmuBuffer.Alloc((n + 1) / 2);
+            foreach (var (name, bits) in inputs16) buffers[name] = EmuBuffer.From(Emu16.Pack(bits));
+            buffers[output] = Emu16.Alloc(n);
             var module = CudaEmulator.Compile(source);
-            module.Launch(launch.Entry, launch.Grid, launch.Block, launch.SharedBytes,
-                launch.Args.Select(a => buffers[a.Name].Ptr).ToArray());
+            Emu16.Launch(module, launch, buffers);
             foreach (var (name, b) in buffers) b.CheckGuards(name);
-            var got = MemoryMarshal.Cast<float, ushort>(buffers[output].Span)[..n].ToArray();
+            var got = Emu16.Unpack(buffers[output], n);
             var gotF = got.Select(b => (double)Float16Bits.Widen(b, dt)).ToArray();
             var want = ReferenceExecutor.Run(g32, new Dictionary<string, Tensor>(), inputs32)[g32.Outputs[0]]
                 .ToDoubles();
@@ -117,14 +115,6 @@ public sealed class Elementwise16EmuTests
             var compiled = CudaKernelCompiler.Compile(source, arch);
             if (!compiled.Output.IsCubin) Assert.False(CudaKernelCompiler.UsesLocalMemory(compiled.Output.Ptx));
         }
-    }
-
-    private static float[] Pack(ushort[] bits)
-    {
-        var packed = new float[(bits.Length + 1) / 2];
-        MemoryMarshal.Cast<ushort, float>(bits.AsSpan(0, bits.Length & ~1)).CopyTo(packed);
-        if (bits.Length % 2 == 1) packed[^1] = BitConverter.UInt32BitsToSingle(bits[^1]);
-        return packed;
     }
 
     // the ops whose float32 result the host reproduces exactly: (inputs at one output element) -> value

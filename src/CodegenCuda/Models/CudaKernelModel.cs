@@ -128,6 +128,9 @@ internal static class LoweringSupport
         return t;
     }
 
+    /// <summary>The kernel name's mark of a 16-bit variant: _bf16, _fp16; none for float32.</summary>
+    public static string Suffix(DType storage) => storage == DType.F32 ? "" : "_" + Types16.Name(storage);
+
     /// <summary>Every input and output of the node must be float32: the kernels are written for float.</summary>
     public static void RequireF32(NodeLowering ctx)
     {
