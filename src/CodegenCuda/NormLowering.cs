@@ -5,7 +5,8 @@ namespace ShiftWise.CodegenCuda;
 
 /// <summary>
 /// CUDA lowering of layer_norm (channels-last: one warp per row; channels-first: positions across threads, channels
-/// across warps) and grn (three entries of <see cref="GrnModel"/>, shared with the GEMM epilogue).
+/// across warps) and grn (three entries of <see cref="GrnModel"/>, shared with the GEMM epilogue), in float32, bf16 or
+/// fp16 storage (issue 22; the statistics are float32 in every case).
 /// </summary>
 internal static class NormLowering
 {

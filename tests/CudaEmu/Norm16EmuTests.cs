@@ -16,8 +16,10 @@ namespace ShiftWise.CudaEmu;
 /// (y; batch_norm's updated running mean and variance too). So against the float64 reference of the same graph in
 /// float32 on those values, each output's relative L2 error is at most the unit roundoff, 2⁻⁸ for bf16 and 2⁻¹¹
 /// for fp16, plus the float32 error of the normalisation (sums over at most a few hundred values, a reciprocal square
-/// root: well under 1e-5). The plan passes OneNodeEmu's source checks (with NVRTC for compute_80/90) and every kernel
-/// also compiles to CUBIN for sm_80/90.
+/// root: well under 1e-5). The grads (grad_layer_norm.cu.sbn, grad_grn.cu.sbn, batch_norm_train.cu.sbn's backward) are
+/// checked the same way: dx, dweight and dbias are float32 results rounded once, and the float32 error of their sums
+/// is the 1e-5 that NormGradEmuTests allows the float32 kernels. The plan passes OneNodeEmu's source checks (with
+/// NVRTC for compute_80/90) and every kernel also compiles to CUBIN for sm_80/90.
 /// </summary>
 public sealed class Norm16EmuTests
 {
@@ -59,15 +61,53 @@ public sealed class Norm16EmuTests
         };
     }
 
+    public static TheoryData<string, string> GradCases()
+    {
+        var d = new TheoryData<string, string>();
+        foreach (var t in new[] { "bf16", "fp16" })
+        {
+            foreach (var c in new[] { "ln_first", "ln_last", "ln_last_batch1_odd", "grn", "grn_batch1_odd_no_beta",
+                "bn_train", "bn_train_batch1_odd" })
+            {
+                d.Add(t, c);
+            }
+        }
+        return d;
+    }
+
     [Theory]
     [MemberData(nameof(Cases))]
     public void TheSixteenBitKernelMatchesTheReferenceWithinOneRounding(string type, string c)
     {
-        TestKernels.RequireEmulator();
         var dt = type == "bf16" ? DType.BF16 : DType.F16;
         var (op, shapes) = Case(c);
-        var g16 = OpCatalog.OneNode("n16_" + c, op, shapes.Select(s => TensorType.Of(dt, s)).ToArray());
-        var g32 = OpCatalog.OneNode("n32_" + c, op, shapes.Select(s => TensorType.Of(DType.F32, s)).ToArray());
+        Check(type, c, dt, t => OpCatalog.OneNode($"n{t.Name()}_{c}", op, shapes.Select(s => TensorType.Of(t, s))
+            .ToArray()));
+    }
+
+    [Theory]
+    [MemberData(nameof(GradCases))]
+    public void TheSixteenBitGradMatchesTheReferenceWithinOneRounding(string type, string c)
+    {
+        var dt = type == "bf16" ? DType.BF16 : DType.F16;
+        var (op, shapes) = Case(c);
+        // every input with a gradient (x, weight, bias; gamma and beta for grn), from the gradient of output 0
+        int[] wrt = op is Grn && shapes.Length == 2 ? [0, 1] : [0, 1, 2];
+        Check(type, "grad_" + c, dt, t =>
+        {
+            var fwd = shapes.Select(s => TensorType.Of(t, s)).ToArray();
+            var outs = op.Infer(fwd);
+            return OpCatalog.OneNode($"g{t.Name()}_{c}", new Grad(op, Vec.Of(wrt), Vec.Of(0)),
+                [.. fwd, .. outs, outs[0]]);
+        });
+    }
+
+    // the graph of `graph` in dt, emulated on random dt inputs, against the reference of the graph in float32
+    private static void Check(string type, string c, DType dt, Func<DType, Graph> graph)
+    {
+        TestKernels.RequireEmulator();
+        var (g16, g32) = (graph(dt), graph(DType.F32));
+        var op = g16.Nodes[0].Op;
         var plan = OneNodeEmu.Lower(g16, null);
         foreach (var k in plan.Kernels)
         {
@@ -77,7 +117,7 @@ public sealed class Norm16EmuTests
 
         // random inputs rounded to the 16-bit type: the kernel reads them exactly as the reference does; a variance
         // positive
-        var rng = new Random(c.GetHashCode(StringComparison.Ordinal) ^ (int)dt);
+        var rng = new Random(c.Aggregate((int)dt, (h, ch) => h * 31 + ch)); // the same values every run
         var inputs16 = new Dictionary<string, ushort[]>();
         var inputs32 = new Dictionary<string, Tensor>();
         foreach (var (decl, i) in g16.Inputs.Select((d, i) => (d, i)))
