@@ -5,25 +5,26 @@ namespace ShiftWise.CodegenCuda;
 
 /// <summary>
 /// CUDA lowering of layer_norm (channels-last: one warp per row; channels-first: positions across threads, channels
-/// across warps) and grn (three entries of <see cref="GrnModel"/>, shared with the GEMM epilogue).
+/// across warps) and grn (three entries of <see cref="GrnModel"/>, shared with the GEMM epilogue), in float32, bf16 or
+/// fp16 storage (issue 22; the statistics are float32 in every case).
 /// </summary>
 internal static class NormLowering
 {
     /// <summary>Adds the node's kernels and steps.</summary>
     public static void Lower(NodeLowering ctx)
     {
-        LoweringSupport.RequireF32(ctx);
+        var storage = LoweringSupport.Storage(ctx);
         switch (ctx.Node.Op)
         {
             case LayerNorm ln:
-                LayerNormKernel(ctx, ln);
+                LayerNormKernel(ctx, ln, storage);
                 break;
             case Grn grn:
             {
                 var x = ctx.InType(0).Shape;
                 var beta = ctx.Node.Inputs.Count == 3 ? ctx.In(2) : null;
                 Grn(ctx, LoweringSupport.Tunables(ctx)["block"], new GrnLayout(x[0], (long)x[1] * x[2], x[3], false),
-                    grn.Eps, ctx.In(0), "none", null, ctx.In(1), beta, null);
+                    grn.Eps, ctx.In(0), "none", null, ctx.In(1), beta, null, storage);
                 break;
             }
             default:
@@ -35,7 +36,7 @@ internal static class NormLowering
     /// position, so each thread sums fewer channels): about one block per SM of a large GPU.</summary>
     public const long FewBlocks = 132;
 
-    private static void LayerNormKernel(NodeLowering ctx, LayerNorm ln)
+    private static void LayerNormKernel(NodeLowering ctx, LayerNorm ln, DType storage)
     {
         var x = ctx.InType(0).Shape;
         int axis = ln.Axis(x.Rank), c = x[axis];
@@ -45,18 +46,19 @@ internal static class NormLowering
             : LoweringSupport.DefaultBlock })["block"];
         if (x.Elements == 0) return;
         var args = new[] { ctx.Out(), ctx.In(0), ctx.In(1), ctx.In(2) };
+        string suffix = LoweringSupport.Suffix(storage);
         if (inner == 1)
         {
             // the normalised axis is the innermost: rows of C whatever the declared layout
-            LayerNormLastModel Model(string n) => new(n, threads, outer, c, ln.Eps);
-            var name = ctx.AddKernel($"layer_norm_last_c{c}_r{outer}", "layer_norm", "layer_norm_last.cu.sbn", n =>
-                Model(n));
+            LayerNormLastModel Model(string n) => new(n, threads, outer, c, ln.Eps) { Storage = storage };
+            var name = ctx.AddKernel($"layer_norm_last_c{c}_r{outer}{suffix}", "layer_norm", "layer_norm_last.cu.sbn",
+                n => Model(n));
             ctx.Launch(name, LoweringSupport.Grid(ctx, Model(name).Blocks, 1), new Dim3(threads), 0, args);
         }
         else
         {
-            LayerNormFirstModel Model(string n) => new(n, threads, outer, c, inner, ln.Eps);
-            var name = ctx.AddKernel($"layer_norm_first_c{c}_p{inner}_n{outer}", "layer_norm",
+            LayerNormFirstModel Model(string n) => new(n, threads, outer, c, inner, ln.Eps) { Storage = storage };
+            var name = ctx.AddKernel($"layer_norm_first_c{c}_p{inner}_n{outer}{suffix}", "layer_norm",
                 "layer_norm_first.cu.sbn", n => Model(n));
             ctx.Launch(name, LoweringSupport.Grid(ctx, Model(name).Blocks, 1), new Dim3(threads), 0, args);
         }
@@ -64,10 +66,11 @@ internal static class NormLowering
 
     /// <summary>
     /// Adds the three GRN launches. <paramref name="x"/> null means in place on the node's output (a GEMM's result, to
-    /// which <paramref name="bias"/> and <paramref name="act"/> are applied first).
+    /// which <paramref name="bias"/> and <paramref name="act"/> are applied first). The tensors are of
+    /// <paramref name="storage"/>; the sums and factors in scratch are float32.
     /// </summary>
     public static void Grn(NodeLowering ctx, int threads, GrnLayout layout, double eps, ArgRef? x, string act,
-        ArgRef? bias, ArgRef gamma, ArgRef? beta, ArgRef? residual)
+        ArgRef? bias, ArgRef gamma, ArgRef? beta, ArgRef? residual, DType storage = DType.F32)
     {
         var (batch, positions, channels, channelsFirst) = layout;
         long total = batch * positions * channels;
@@ -79,20 +82,21 @@ internal static class NormLowering
         string kind = x is null ? "gemm_grn" : "grn";
         GrnModel Model(string n, KernelSignature st, KernelSignature sc, KernelSignature ap) =>
             new(n, kind, threads, batch, positions, channels, channelsFirst, eps, x is null, act, bias is not null,
-                beta is not null, residual is not null, st, sc, ap);
+                beta is not null, residual is not null, st, sc, ap) { Storage = storage };
         var sums = ctx.Scratch("grn_sums", Model("probe", new(), new(), new()).PartialFloats);
         var factor = ctx.Scratch("grn_factor", (long)batch * channels);
         var stats = new KernelSignature().Out("sumsq", sums);
-        if (x is null) stats.Out("y", ctx.Out());
-        else stats.In("x", x);
-        if (bias is not null) stats.In("bias", bias);
-        var scale = new KernelSignature().Out("factor", factor).In("sumsq", sums).In("gamma", gamma);
-        var apply = new KernelSignature().Out("y", ctx.Out());
-        if (x is not null) apply.In("x", x);
+        if (x is null) stats.Out("y", ctx.Out(), storage);
+        else stats.In("x", x, storage);
+        if (bias is not null) stats.In("bias", bias, storage);
+        var scale = new KernelSignature().Out("factor", factor).In("sumsq", sums).In("gamma", gamma, storage);
+        var apply = new KernelSignature().Out("y", ctx.Out(), storage);
+        if (x is not null) apply.In("x", x, storage);
         apply.In("factor", factor);
-        if (beta is not null) apply.In("beta", beta);
-        if (residual is not null) apply.In("res", residual);
-        string prefix = $"{kind}_{(channelsFirst ? "nchw" : "nhwc")}_c{channels}p{positions}n{batch}";
+        if (beta is not null) apply.In("beta", beta, storage);
+        if (residual is not null) apply.In("res", residual, storage);
+        string prefix = $"{kind}_{(channelsFirst ? "nchw" : "nhwc")}_c{channels}p{positions}n{batch}"
+            + LoweringSupport.Suffix(storage);
         var name = ctx.AddKernel(prefix, kind, "grn.cu.sbn", n => Model(n, stats, scale, apply), GrnModel.Entries);
         var model = Model(name, stats, scale, apply);
         var entries = GrnModel.Entries(name);

@@ -6,7 +6,7 @@ using ShiftWise.Runtime.Cuda;
 namespace ShiftWise.CudaEmu;
 
 /// <summary>
-/// The 16-bit one-node harness (issue 22; Elementwise16EmuTests, Conv16EmuTests, Sw16EmuTests): random inputs rounded
+/// The 16-bit one-node harness (issue 22; Elementwise16, Conv16, Sw16 and Norm16EmuTests): random inputs rounded
 /// to bf16 or fp16 (the kernel reads them exactly as the float32 reference does), the plan's kernel launches run in the
 /// emulator on buffers of packed 16-bit values, and each kernel compiled with NVRTC for compute_80/90 and to CUBIN for
 /// sm_80/90.
@@ -53,7 +53,6 @@ internal static class Emu16
         var launches = plan.Steps.Select(step =>
         {
             var launch = Assert.IsType<KernelLaunch>(step);
-            Assert.All(launch.Args, a => Assert.Equal(0, a.Offset));
             return (plan.Kernel(launch.Kernel), launch);
         }).ToArray();
         return Launch(launches, inputs, g16.Outputs.ToDictionary(o => o, o => types[o].Shape.Elements), null);
@@ -82,7 +81,7 @@ internal static class Emu16
             {
                 buffers[name] = EmuBuffer.From(data);
             }
-            foreach (var (name, n) in outputs) buffers[name] = EmuBuffer.Alloc((n + 1) / 2);
+            foreach (var (name, n) in outputs) buffers[name] = Alloc(n);
             var modules = new Dictionary<string, EmuModule>();
             foreach (var (source, launch) in launches)
             {
@@ -90,12 +89,10 @@ internal static class Emu16
                 {
                     module = modules[source.Name] = CudaEmulator.Compile(source);
                 }
-                module.Launch(launch.Entry, launch.Grid, launch.Block, launch.SharedBytes,
-                    launch.Args.Select(a => buffers[a.Name].Ptr).ToArray());
+                Launch(module, launch, buffers);
             }
             foreach (var (name, b) in buffers) b.CheckGuards(name);
-            return outputs.ToDictionary(o => o.Key,
-                o => MemoryMarshal.Cast<float, ushort>(buffers[o.Key].Span)[..(int)o.Value].ToArray());
+            return outputs.ToDictionary(o => o.Key, o => Unpack(buffers[o.Key], (int)o.Value));
         }
         finally
         {
@@ -118,6 +115,23 @@ internal static class Emu16
                 if (!compiled.Output.IsCubin) Assert.False(CudaKernelCompiler.UsesLocalMemory(compiled.Output.Ptx));
             }
         }
+    }
+
+    /// <summary>The first <paramref name="n"/> 16-bit values of a buffer.</summary>
+    public static ushort[] Unpack(EmuBuffer buffer, int n) => MemoryMarshal.Cast<float, ushort>(buffer.Span)[..n]
+        .ToArray();
+
+    /// <summary>A buffer for <paramref name="n"/> 16-bit values.</summary>
+    public static EmuBuffer Alloc(long n) => EmuBuffer.Alloc((n + 1) / 2);
+
+    /// <summary>
+    /// Runs <paramref name="launch"/> of <paramref name="module"/>, each argument the buffer of its name (no offsets).
+    /// </summary>
+    public static void Launch(EmuModule module, KernelLaunch launch, IReadOnlyDictionary<string, EmuBuffer> buffers)
+    {
+        Assert.All(launch.Args, a => Assert.Equal(0, a.Offset));
+        module.Launch(launch.Entry, launch.Grid, launch.Block, launch.SharedBytes,
+            launch.Args.Select(a => buffers[a.Name].Ptr).ToArray());
     }
 
     /// <summary>16-bit values packed two to a float, the buffer's element type.</summary>
