@@ -87,32 +87,43 @@ DEFAULTS = dict(in_chans=3, num_classes=1000, kernel_size=(51, 49, 47, 13, 3), g
 # Y: (3N, R, H, W) = [Y_h; Y_v; Y_i] along dim 0, zeroed by the caller.
 
 KERNELS = r"""
+// Where input element idx of the padded (N, T, H+2e, W+2e) tensor sits: row i, column j, sub-channel t, sample b,
+// rep channel o; and the offset of (b, o)'s first output plane. Shared by the scatter and its adjoint gather.
+struct SwPos { int i, j, t, o; long long base; bool row_ok, col_ok; };
+__device__ __forceinline__ SwPos sw_pos(long long idx, int T, int R, int n, int H, int W, int e) {
+  const int Hp = H + 2 * e, Wp = W + 2 * e;
+  SwPos p;
+  p.j = (int)(idx % Wp);
+  long long rest = idx / Wp;
+  p.i = (int)(rest % Hp);
+  rest /= Hp;
+  p.t = (int)(rest % T);
+  const int b = (int)(rest / T);
+  p.o = p.t / n;
+  p.base = ((long long)b * R + p.o) * H * W;
+  p.row_ok = p.i - e >= 0 && p.i - e < H;  // the unshifted axis of the horizontal and identity paths
+  p.col_ok = p.j - e >= 0 && p.j - e < W;  // the unshifted axis of the vertical and identity paths
+  return p;
+}
+
 __global__ void sw_scatter_kernel(const float* __restrict__ X, const int* __restrict__ sh,
                                   const int* __restrict__ sv, const int* __restrict__ ident,
                                   float* __restrict__ Y, long long total, int N, int T, int R, int n, int G,
                                   int H, int W, int e) {
-  const int Hp = H + 2 * e, Wp = W + 2 * e;
   const long long plane = (long long)N * R * H * W;
   const long long step = (long long)blockDim.x * gridDim.x;
   for (long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += step) {
-    const int j = (int)(idx % Wp);
-    long long rest = idx / Wp;
-    const int i = (int)(rest % Hp);
-    rest /= Hp;
-    const int t = (int)(rest % T);
-    const int b = (int)(rest / T);
-    const int o = t / n;
+    const SwPos p = sw_pos(idx, T, R, n, H, W, e);
+    const int i = p.i, j = p.j, t = p.t;
     const float val = X[idx];
-    float* yh = Y + ((long long)b * R + o) * H * W;
+    float* yh = Y + p.base;
     float* yv = yh + plane;
     float* yi = yv + plane;
-    const bool row_ok = i - e >= 0 && i - e < H;  // the unshifted axis of the horizontal and identity paths
-    const bool col_ok = j - e >= 0 && j - e < W;  // the unshifted axis of the vertical and identity paths
     for (int g = 0; g < G; ++g) {
       const int s_h = sh[t * G + g], s_v = sv[t * G + g];
-      if (row_ok && j + s_h >= 0 && j + s_h < W) atomicAdd(yh + (long long)(i - e) * W + (j + s_h), val);
-      if (col_ok && i + s_v >= 0 && i + s_v < H) atomicAdd(yv + (long long)(i + s_v) * W + (j - e), val);
-      if (row_ok && col_ok && ident[o * G + g] == t) atomicAdd(yi + (long long)(i - e) * W + (j - e), val);
+      if (p.row_ok && j + s_h >= 0 && j + s_h < W) atomicAdd(yh + (long long)(i - e) * W + (j + s_h), val);
+      if (p.col_ok && i + s_v >= 0 && i + s_v < H) atomicAdd(yv + (long long)(i + s_v) * W + (j - e), val);
+      if (p.row_ok && p.col_ok && ident[p.o * G + g] == t) atomicAdd(yi + (long long)(i - e) * W + (j - e), val);
     }
   }
 }
@@ -121,28 +132,20 @@ __global__ void sw_gather_grad_kernel(const float* __restrict__ GY, const int* _
                                       const int* __restrict__ sv, const int* __restrict__ ident,
                                       float* __restrict__ DX, long long total, int N, int T, int R, int n, int G,
                                       int H, int W, int e) {
-  const int Hp = H + 2 * e, Wp = W + 2 * e;
   const long long plane = (long long)N * R * H * W;
   const long long step = (long long)blockDim.x * gridDim.x;
   for (long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += step) {
-    const int j = (int)(idx % Wp);
-    long long rest = idx / Wp;
-    const int i = (int)(rest % Hp);
-    rest /= Hp;
-    const int t = (int)(rest % T);
-    const int b = (int)(rest / T);
-    const int o = t / n;
-    const float* gh = GY + ((long long)b * R + o) * H * W;
+    const SwPos p = sw_pos(idx, T, R, n, H, W, e);
+    const int i = p.i, j = p.j, t = p.t;
+    const float* gh = GY + p.base;
     const float* gv = gh + plane;
     const float* gi = gv + plane;
-    const bool row_ok = i - e >= 0 && i - e < H;
-    const bool col_ok = j - e >= 0 && j - e < W;
     float acc = 0.0f;
     for (int g = 0; g < G; ++g) {
       const int s_h = sh[t * G + g], s_v = sv[t * G + g];
-      if (row_ok && j + s_h >= 0 && j + s_h < W) acc += gh[(long long)(i - e) * W + (j + s_h)];
-      if (col_ok && i + s_v >= 0 && i + s_v < H) acc += gv[(long long)(i + s_v) * W + (j - e)];
-      if (row_ok && col_ok && ident[o * G + g] == t) acc += gi[(long long)(i - e) * W + (j - e)];
+      if (p.row_ok && j + s_h >= 0 && j + s_h < W) acc += gh[(long long)(i - e) * W + (j + s_h)];
+      if (p.col_ok && i + s_v >= 0 && i + s_v < H) acc += gv[(long long)(i + s_v) * W + (j - e)];
+      if (p.row_ok && p.col_ok && ident[p.o * G + g] == t) acc += gi[(long long)(i - e) * W + (j - e)];
     }
     DX[idx] = acc;
   }
