@@ -44,7 +44,8 @@ internal static class Emu16
 
     /// <summary>
     /// Runs every step of <paramref name="plan"/> (kernel launches only) in the emulator on packed 16-bit buffers of
-    /// <paramref name="inputs"/>; checks the buffers' guards and returns the bits of every graph output.
+    /// <paramref name="inputs"/> and float32 buffers of its scratch; checks the buffers' guards and returns the bits of
+    /// every graph output.
     /// </summary>
     public static Dictionary<string, ushort[]> Run(CudaPlan plan, Graph g16,
         IReadOnlyDictionary<string, ushort[]> inputs)
@@ -55,7 +56,8 @@ internal static class Emu16
             var launch = Assert.IsType<KernelLaunch>(step);
             return (plan.Kernel(launch.Kernel), launch);
         }).ToArray();
-        return Launch(launches, inputs, g16.Outputs.ToDictionary(o => o, o => types[o].Shape.Elements), null);
+        return Launch(launches, inputs, g16.Outputs.ToDictionary(o => o, o => types[o].Shape.Elements), null,
+            plan.Scratch);
     }
 
     /// <summary>
@@ -66,11 +68,12 @@ internal static class Emu16
     /// </summary>
     public static Dictionary<string, ushort[]> Run(CudaKernelSource source, KernelLaunch launch,
         IReadOnlyDictionary<string, ushort[]> inputs, IReadOnlyDictionary<string, long> outputs,
-        IReadOnlyDictionary<string, float[]>? floats = null) => Launch([(source, launch)], inputs, outputs, floats);
+        IReadOnlyDictionary<string, float[]>? floats = null) =>
+        Launch([(source, launch)], inputs, outputs, floats, []);
 
     private static Dictionary<string, ushort[]> Launch(IReadOnlyList<(CudaKernelSource Source, KernelLaunch Launch)>
         launches, IReadOnlyDictionary<string, ushort[]> inputs, IReadOnlyDictionary<string, long> outputs,
-        IReadOnlyDictionary<string, float[]>? floats)
+        IReadOnlyDictionary<string, float[]>? floats, IReadOnlyList<ScratchBuffer> scratch)
     {
         TestKernels.RequireEmulator();
         var buffers = new Dictionary<string, EmuBuffer>();
@@ -82,6 +85,8 @@ internal static class Emu16
                 buffers[name] = EmuBuffer.From(data);
             }
             foreach (var (name, n) in outputs) buffers[name] = Alloc(n);
+            // float32 scratch (the norms' statistics), NaN-filled like every fresh buffer
+            foreach (var s in scratch) buffers[s.Name] = EmuBuffer.Alloc(s.Floats);
             var modules = new Dictionary<string, EmuModule>();
             foreach (var (source, launch) in launches)
             {

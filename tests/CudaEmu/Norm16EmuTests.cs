@@ -129,36 +129,17 @@ public sealed class Norm16EmuTests
             inputs32[decl.Name] = Tensor.Wrap(TensorType.Of(DType.F32, decl.Type.Shape.ToArray()),
                 bits.Select(b => Float16Bits.Widen(b, dt)).ToArray());
         }
-        var types = g16.ValueTypes();
         var want = ReferenceExecutor.Run(g32, new Dictionary<string, Tensor>(), inputs32);
-        var buffers = new Dictionary<string, EmuBuffer>();
-        try
+        Assert.Empty(plan.Derived);
+        var outputs = Emu16.Run(plan, g16, inputs16);
+        double bound = Emu16.Unit(dt) + Float32Slack;
+        foreach (var (o, o32) in g16.Outputs.Zip(g32.Outputs))
         {
-            foreach (var (name, bits) in inputs16) buffers[name] = EmuBuffer.From(Emu16.Pack(bits));
-            foreach (var o in g16.Outputs) buffers[o] = Emu16.Alloc(types[o].Shape.Elements);
-            foreach (var s in plan.Scratch) buffers[s.Name] = EmuBuffer.Alloc(s.Floats);
-            var modules = plan.Kernels.ToDictionary(k => k.Name, CudaEmulator.Compile);
-            Assert.Empty(plan.Derived);
-            foreach (var step in plan.Steps)
-            {
-                var launch = Assert.IsType<KernelLaunch>(step);
-                Emu16.Launch(modules[launch.Kernel], launch, buffers);
-            }
-            foreach (var (name, b) in buffers) b.CheckGuards(name);
-            double bound = (dt == DType.BF16 ? Math.Pow(2, -8) : Math.Pow(2, -11)) + Float32Slack;
-            foreach (var (o, o32) in g16.Outputs.Zip(g32.Outputs))
-            {
-                int n = (int)types[o].Shape.Elements;
-                var got = Emu16.Unpack(buffers[o], n).Select(b => (double)Float16Bits.Widen(b, dt)).ToArray();
-                double err = Error.RelL2(got, want[o32].ToDoubles());
-                TestContext.Current.TestOutputHelper?.WriteLine($"{type} {c} %{o}: relative L2 {err:E2}");
-                Assert.True(err <= bound, $"{type} {c} %{o}: relative L2 {err:E2} > {bound:E2}");
-                Assert.True(err > 0, $"{type} {c} %{o}: no rounding, the kernel is not 16-bit");
-            }
-        }
-        finally
-        {
-            foreach (var b in buffers.Values) b.Dispose();
+            var got = outputs[o].Select(b => (double)Float16Bits.Widen(b, dt)).ToArray();
+            double err = Error.RelL2(got, want[o32].ToDoubles());
+            TestContext.Current.TestOutputHelper?.WriteLine($"{type} {c} %{o}: relative L2 {err:E2}");
+            Assert.True(err <= bound, $"{type} {c} %{o}: relative L2 {err:E2} > {bound:E2}");
+            Assert.True(err > 0, $"{type} {c} %{o}: no rounding, the kernel is not 16-bit");
         }
         foreach (var k in plan.Kernels)
         {

@@ -32,6 +32,7 @@ public sealed unsafe class CudaTrainer : ITrainer
     private readonly CudaHandle[] _ready;
     private readonly long _xFloats, _batch;
     private readonly float[] _logits;
+    private readonly (ulong Dst, ulong Src, long Floats)[] _afterStep;
     private readonly List<IDisposable> _owned = [];
     private readonly Dictionary<(string Node, string Kind), (double Ms, int Runs)> _times = new();
     private int _pending;
@@ -72,7 +73,17 @@ public sealed unsafe class CudaTrainer : ITrainer
                 Own(DeviceBuffer.Alloc(slotFloats * 4, "input staging 1"))];
             _copyStream = Own(CudaHandle.NonBlockingStream());
             _ready = [Own(CudaHandle.Event()), Own(CudaHandle.Event())];
-            _logits = new float[plan.Graph.ValueTypes()[plan.Roles.Logits].Shape.Elements];
+            var types = plan.Graph.ValueTypes();
+            _logits = new float[types[plan.Roles.Logits].Shape.Elements];
+            // the copies after every step, resolved once (the arena, parameters and flat buffers do not move): each
+            // BatchNorm's new running statistics into its buffers, each gradient into its flat segment
+            var gradOf = plan.Gradients.ToDictionary(g => g.Param, g => g.Grad, StringComparer.Ordinal);
+            _afterStep = [
+                .. plan.Running.Select(r => (_exec.Address(r.Param), _exec.Address(r.Value),
+                    types[r.Value].Shape.Elements)),
+                .. plan.Flat.Segments.Select(s => (_grads.Ptr + (ulong)(s.Offset * 4), _exec.Address(gradOf[s.Name]),
+                    (long)s.Size)),
+            ];
         }
         catch
         {
@@ -163,14 +174,7 @@ public sealed unsafe class CudaTrainer : ITrainer
         {
             _exec.RunSteps();
         }
-        foreach (var (param, value) in _p.Running)
-        {
-            _exec.Copy(_exec.Address(param), _exec.Address(value), _p.Graph.ValueTypes()[value].Shape.Elements);
-        }
-        foreach (var (name, offset, size) in _p.Flat.Segments)
-        {
-            _exec.Copy(_grads.Ptr + (ulong)(offset * 4), _exec.Address(GradOf(name)), size);
-        }
+        foreach (var (dst, src, floats) in _afterStep) _exec.Copy(dst, src, floats);
         _exec.Synchronize();
         var loss = new float[1];
         fixed (float* l = loss)
@@ -184,8 +188,6 @@ public sealed unsafe class CudaTrainer : ITrainer
         }
         return loss[0];
     }
-
-    private string GradOf(string param) => _p.Gradients.First(g => g.Param == param).Grad;
 
     /// <inheritdoc/>
     public ReadOnlySpan<float> Logits => _logits;
