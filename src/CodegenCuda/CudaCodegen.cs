@@ -99,6 +99,9 @@ public static class CudaCodegen
             case ScaleBias:
                 ElementwiseLowering.Lower(ctx);
                 break;
+            case Cast:
+                CastLowering.Lower(ctx);
+                break;
             case Mean:
                 ReduceLowering.Lower(ctx);
                 break;

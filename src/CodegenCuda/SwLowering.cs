@@ -16,7 +16,7 @@ internal static class SwLowering
     /// <summary>Adds the node's kernel and its launch.</summary>
     public static void Lower(NodeLowering ctx)
     {
-        var spec = SwLayerSpec.Of(ctx.Node, ctx.InType(0).Shape);
+        var spec = SwLayerSpec.Of(ctx.Node, ctx.InType(0));
         var t = ctx.Tunables(SwCudaTunables.Defaults(spec), ctx.Options.Tuned?.Invoke(spec));
         foreach (var (k, v) in t)
         {

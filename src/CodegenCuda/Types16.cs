@@ -48,7 +48,7 @@ public static class Types16
     public static Dim3 Grid(long n) => new((int)Math.Max(1, (n + Threads - 1) / Threads));
 
     /// <summary>The view-model of cast16.cu.sbn.</summary>
-    private sealed record CastModel(string Type, long N, bool Widen, bool Soft, string Prelude)
+    internal sealed record CastModel(string Type, long N, bool Widen, bool Soft, string Prelude)
     {
         public string Name { get; init; } = "";
 

@@ -105,8 +105,24 @@ public sealed class PassManager
 /// <summary>The named pipelines: explicit lists, no registry.</summary>
 public static class Pipelines
 {
-    /// <summary>Names accepted by <see cref="Get"/>.</summary>
+    /// <summary>Names accepted by <see cref="Get(string)"/>.</summary>
     public static IReadOnlyList<string> Names { get; } = ["inference", "training", "none"];
+
+    /// <summary>
+    /// The passes of a pipeline; with a 16-bit <paramref name="precision"/> the inference (or none) pipeline ends with
+    /// <see cref="StoreIn16Bits"/> (the training pipeline's mixed precision is the trainer's, not a pass).
+    /// </summary>
+    public static IReadOnlyList<Pass> Get(string name, Precision precision)
+    {
+        var passes = Get(name);
+        if (!precision.Is16Bit()) return passes;
+        if (name == "training")
+        {
+            throw new IrException($"--precision {precision.Name()}: the training pipeline keeps float32 graphs (mixed "
+                + "precision is the trainer's); 16-bit storage compiles with the inference or none pipeline");
+        }
+        return [.. passes, new StoreIn16Bits(precision.Storage())];
+    }
 
     /// <summary>The passes of a pipeline.</summary>
     public static IReadOnlyList<Pass> Get(string name) => name switch

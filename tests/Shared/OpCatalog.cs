@@ -176,6 +176,8 @@ public static class OpCatalog
                 new(new Permute(Vec.Of(0, 1, 1, 2)), [F(1, 2, 3, 4)], "is not a permutation")),
             new(new Reshape(Vec.Of(6, 4)), [X("x", 2, 3, 4)],
                 new(new Reshape(Vec.Of(5, 5)), [F(2, 3, 4)], "cannot reshape")),
+            new(new Cast(DType.F64), [X("x", 2, 3)],
+                new(new Cast(DType.I32), [F(2, 3)], "must be a float type")),
             new(new ScaleBias(1), [X("x", 1, 3, 2, 2), P("s", 3), P("b", 3)],
                 new(new ScaleBias(1), [F(1, 3, 2, 2), F(2), F(3)], "scale and bias must have shape [3]")),
             new(new SwCross(sw, Vec.Of(0, 2, 3, 5)), [X("x", 1, 2, 5, 6), P("w", 4, 1, 3, 3), P("s", 4, 2), P("b", 2)],

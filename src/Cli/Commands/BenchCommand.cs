@@ -37,9 +37,11 @@ public static class BenchCommand
             Description = "Time a training step instead (forward with batch statistics, label-smoothed loss, backward, "
                 + "AdamW update), split by kernel kind, with the device memory it holds.",
         };
+        var precision = PrecisionOption.Create();
         var cmd = new Command("bench", "Measure images/s of the compiled model and time each kernel.");
         model.AddTo(cmd);
-        foreach (var o in new Option[] { weights, device, seconds, top, graphs, tf32, json, untuned, train })
+        foreach (var o in new Option[] { weights, device, seconds, top, graphs, tf32, json, untuned, train,
+            precision })
         {
             cmd.Options.Add(o);
         }
@@ -51,14 +53,16 @@ public static class BenchCommand
                 throw new OptionException(
                     $"option --device: '{dev}' is not available; this build benchmarks: cpu, cuda");
             }
-            var target = Driver.Target(dev, CudaRunOptionsOf(r));
+            var target = Driver.Target(dev, CudaRunOptionsOf(r), precision: PrecisionOption.Read(r, precision));
             target.Require();
             if (r.GetValue(train))
             {
-                if (r.GetValue(graphs) || r.GetValue(tf32) || r.GetValue(untuned))
+                if (r.GetValue(graphs) || r.GetValue(tf32) || r.GetValue(untuned)
+                    || target.Precision != ShiftWise.IR.Precision.Fp32)
                 {
-                    throw new OptionException("options --cuda-graph, --tf32 and --untuned time inference; --train runs "
-                        + "its steps eagerly in fp32 with the tuning cache");
+                    throw new OptionException("options --cuda-graph, --tf32, --precision and --untuned time inference; "
+                        + "--train runs its steps eagerly in fp32 with the tuning cache (mixed-precision training is "
+                        + "not built yet)");
                 }
                 var tm = Driver.Load(r.GetValue(model.Model)!, model.Read(r) with
                 {

@@ -50,12 +50,13 @@ public static class CompileCommand
             Description = "CUDA device arch for --target cuda (sm_90).",
             DefaultValueFactory = _ => "sm_90",
         };
+        var precision = PrecisionOption.Create();
         var cmd = new Command("compile",
             "Run the pass pipeline on a model; write model.swir, weights.safetensors and report.md (and CUDA kernels "
             + "with --target cuda).");
         model.AddTo(cmd);
         foreach (var o in new Option[] { weights, pipeline, outDir, printAll, printAfter, disable, init, seed,
-            target, arch })
+            target, arch, precision })
         {
             cmd.Options.Add(o);
         }
@@ -77,6 +78,7 @@ public static class CompileCommand
                 },
                 Target = r.GetValue(target)!,
                 Arch = r.GetValue(arch)!,
+                Precision = PrecisionOption.Read(r, precision),
             };
             var res = CompileDriver.Run(req, p => ctx.Err.WriteLine(
                 $"  {p.Index,2} {p.Name,-24} {(p.Disabled ? "disabled" : p.Changed ? "changed" : "unchanged"),-9} "

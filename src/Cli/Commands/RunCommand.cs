@@ -49,9 +49,11 @@ public static partial class RunCommand
         {
             Description = "cuda: let cuBLAS use TF32 tensor cores for the GEMMs (off: fp32).",
         };
+        var precision = PrecisionOption.Create();
         var cmd = new Command("run", "Run a model once and print the top-5 classes.");
         model.AddTo(cmd);
-        foreach (var o in new Option[] { weights, input, output, device, init, seed, tf32, checkFinite })
+        foreach (var o in new Option[] { weights, input, output, device, init, seed, tf32, checkFinite,
+            precision })
         {
             cmd.Options.Add(o);
         }
@@ -64,7 +66,7 @@ public static partial class RunCommand
                 throw new OptionException($"option --device: '{dev}' is not available; this build runs on: cpu, cuda, "
                     + $"reference");
             }
-            var target = Driver.Target(dev, CudaRunOptionsOf(r));
+            var target = Driver.Target(dev, CudaRunOptionsOf(r), precision: PrecisionOption.Read(r, precision));
             target.Require();
             uint s = (uint)(ModelOptions.Int(r, seed) ?? 0);
             if (r.GetValue(input) is { } given && !given.EndsWith(".npy", StringComparison.OrdinalIgnoreCase))

@@ -32,10 +32,11 @@ public static class TuneCommand
             Description = "Seconds of measuring, shared among the kernels (120).",
         };
         var force = new Option<bool>("--force") { Description = "Measure again kernels the cache already has." };
+        var precision = PrecisionOption.Create("16-bit SW kernels are tuned separately from fp32 ones.");
         var cmd = new Command(
             "tune", "Find the fastest configuration of every tunable kernel on this device and cache it.");
         model.AddTo(cmd);
-        foreach (var o in new Option[] { weights, device, budget, force }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { weights, device, budget, force, precision }) cmd.Options.Add(o);
         cmd.SetAction(r =>
         {
             var dev = r.GetValue(device);
@@ -43,7 +44,7 @@ public static class TuneCommand
             {
                 throw new OptionException($"option --device: '{dev}' is not available; swc tune tunes: cpu, cuda");
             }
-            var target = Driver.Target(dev);
+            var target = Driver.Target(dev, precision: PrecisionOption.Read(r, precision));
             target.Require();
             double seconds = ModelOptions.Dbl(r, budget) ?? 120;
             if (!(seconds > 0)) throw new OptionException($"option --budget: {seconds} must be > 0");

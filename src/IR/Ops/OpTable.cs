@@ -29,6 +29,7 @@ public static class OpTable
         ["fused_shiftwise"] = FusedShiftWise.Read,
         ["gemm"] = Gemm.Read,
         ["grad"] = Grad.Read,
+        ["cast"] = Cast.Read,
     };
 
     /// <summary>Every op name the parser knows.</summary>

@@ -30,7 +30,8 @@ public static class Backward
         {
             Conv2d or ShiftAdd or SwCross or FusedShiftWise or Gemm or Linear => ConvBackward.Vjp(op, xs, ys, gs),
             BatchNorm or LayerNorm or Grn or Unary or Binary or Mean or Softmax or CrossEntropy or DropPath
-                or ChannelSelect or Concat or Permute or Reshape or ScaleBias => ElementBackward.Vjp(op, xs, ys, gs),
+                or ChannelSelect or Concat or Permute or Reshape or Cast or ScaleBias
+                => ElementBackward.Vjp(op, xs, ys, gs),
             _ => throw new IrException($"no backward rule for op '{op.Name}'"),
         };
         if (g.Length != inputs.Count)

@@ -30,6 +30,7 @@ internal static partial class ElementBackward
             Concat c => Concat(c, xs, ys[0].Shape, gy),
             Permute p => [Permute(p, xs[0], gy)],
             Reshape => [(double[])gy.Clone()],
+            Cast => [(double[])gy.Clone()],
             ScaleBias sb => ScaleBias(sb, xs, gy),
             _ => throw new IrException($"no backward rule for op '{op.Name}'"),
         };

@@ -73,6 +73,7 @@ public static class ReferenceExecutor
             Concat c => [LayoutKernels.Concat(c, xs, types[0].Shape)],
             Permute p => [LayoutKernels.Permute(p, xs[0])],
             Reshape => [xs[0].Data],
+            Cast => [xs[0].Data],
             ScaleBias sb => [FusedKernels.ScaleBias(sb, xs)],
             SwCross c => [FusedKernels.SwCross(c.Shift, c.Subs, xs[0], xs[1], xs[2], xs[3].Data)],
             FusedShiftWise f => [FusedKernels.FusedShiftWise(f, xs)],

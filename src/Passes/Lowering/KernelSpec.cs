@@ -16,14 +16,23 @@ namespace ShiftWise.Passes.Lowering;
 /// <param name="Input">The input shape (N, C, H, W).</param>
 public sealed record SwLayerSpec(string Name, FusedShiftWise Op, Shape Input)
 {
-    /// <summary>The spec of a fused_shiftwise node on input shape <paramref name="x"/>.</summary>
-    public static SwLayerSpec Of(Node n, Shape x)
+    /// <summary>The spec of a fused_shiftwise node on a float32 input of shape <paramref name="x"/>.</summary>
+    public static SwLayerSpec Of(Node n, Shape x) => Of(n, new TensorType(DType.F32, x));
+
+    /// <summary>
+    /// The spec of a fused_shiftwise node on input <paramref name="x"/>: a 16-bit input (--precision bf16 / fp16)
+    /// is another kernel, with its own name, hash and tuning entry (float32 names and hashes are as they were).
+    /// </summary>
+    public static SwLayerSpec Of(Node n, TensorType x)
     {
         var op = (FusedShiftWise)n.Op;
         var s = op.Shift;
+        var shape = x.Shape;
+        var mark = x.DType == DType.F32 ? "" : "_" + x.DType.Name();
+        var hash = Sha(SpecText(op, shape, x.DType))[..8];
         var name = string.Create(CultureInfo.InvariantCulture,
-            $"sw_fused_b{s.Big}k{s.Small}g{s.NRep}_c{x[1]}_h{x[2]}w{x[3]}_{Sha(SpecText(op, x))[..8]}");
-        return new SwLayerSpec(name, op, x);
+            $"sw_fused_b{s.Big}k{s.Small}g{s.NRep}_c{shape[1]}_h{shape[2]}w{shape[3]}{mark}_{hash}");
+        return new SwLayerSpec(name, op, shape) { Storage = x.DType };
     }
 
     /// <summary>The specs of every fused_shiftwise node of a graph, by node name, each computed once.</summary>
@@ -31,17 +40,20 @@ public sealed record SwLayerSpec(string Name, FusedShiftWise Op, Shape Input)
     {
         var types = g.ValueTypes();
         return g.Nodes.Where(n => n.Op is FusedShiftWise)
-            .ToDictionary(n => n.Name, n => Of(n, types[n.Inputs[0]].Shape), StringComparer.Ordinal);
+            .ToDictionary(n => n.Name, n => Of(n, types[n.Inputs[0]]), StringComparer.Ordinal);
     }
+
+    /// <summary>The element type of the layer's tensors: f32, or bf16 / f16 (float32 arithmetic).</summary>
+    public DType Storage { get; init; } = DType.F32;
 
     /// <summary>R, rep channels.</summary>
     public int Rep => Op.Rep.Count;
 
     /// <summary>
-    /// SHA-256 (hex) over everything that specialises the kernel: the op's attributes (shift tables, kept channels)
-    /// and the input shape; it keys the tuning cache.
+    /// SHA-256 (hex) over everything that specialises the kernel: the op's attributes (shift tables, kept channels),
+    /// the input shape and the storage type; it keys the tuning cache.
     /// </summary>
-    public string Hash => Sha("fused_shiftwise\n" + SpecText(Op, Input));
+    public string Hash => Sha("fused_shiftwise\n" + SpecText(Op, Input, Storage));
 
     /// <summary>Width of the band: n·k.</summary>
     public int BandWidth => Op.Shift.N * Op.Shift.Small;
@@ -73,11 +85,13 @@ public sealed record SwLayerSpec(string Name, FusedShiftWise Op, Shape Input)
             .Select(g => vertical ? s.ShiftV(t, g) : s.ShiftH(t, g))).ToArray();
     }
 
-    private static string SpecText(FusedShiftWise op, Shape x)
+    private static string SpecText(FusedShiftWise op, Shape x, DType storage)
     {
         var w = new AttrWriter();
         op.WriteAttrs(w);
-        return x + ";" + string.Join(";", w.Items.Select(i => i.Name + "=" + i.Text));
+        // float32 specs hash as before the 16-bit types existed, so tuning caches stay valid
+        var type = storage == DType.F32 ? "" : ";storage=" + storage.Name();
+        return x + ";" + string.Join(";", w.Items.Select(i => i.Name + "=" + i.Text)) + type;
     }
 
     private static string Sha(string text) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)));

@@ -23,6 +23,9 @@ public sealed record CompileRequest(string Model, ModelArgs Args, string Pipelin
     /// <summary>The CUDA device arch (sm_NN); PTX is compiled for its virtual arch compute_NN.</summary>
     public string Arch { get; init; } = "sm_90";
 
+    /// <summary>--precision: bf16 and fp16 end the pipeline with the 16-bit storage pass.</summary>
+    public Precision Precision { get; init; } = Precision.Fp32;
+
     /// <summary>
     /// The tuned configurations the CUDA target lowers with; null (swc compile): GPU 0's tuning cache when GPU 0 is the
     /// arch compiled for, else the cost-model defaults.
@@ -78,7 +81,7 @@ public static class CompileDriver
         var src = Driver.Load(req.Model, args);
         var dumpDir = Path.Combine(req.OutDir, "ir");
         var ctx = Driver.Optimize(src.Graph, src.Weights, req.Pipeline, req.Passes with { DumpDir = dumpDir },
-            progress, src.Training?.Loss);
+            progress, src.Training?.Loss, req.Precision);
         var records = ctx.Records;
         var plan = MemoryPlan.Of(ctx.Graph);
         var weights = ctx.Graph.Params.ToDictionary(p => p.Name, p => ctx.Weights[p.Name], StringComparer.Ordinal);

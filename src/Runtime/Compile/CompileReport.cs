@@ -22,7 +22,7 @@ public static class CompileReport
         sb.Append("# swc compile report\n\n");
         sb.Append($"- model: {r.Source.Description}\n");
         sb.Append($"- input: {string.Join(", ", before.Inputs.Select(i => $"%{i.Name} {i.Type}"))}\n");
-        sb.Append($"- pipeline: `{req.Pipeline}`; compiled in {Ms(r.Time)} ms\n");
+        sb.Append($"- pipeline: `{req.Pipeline}`, precision `{req.Precision.Name()}`; compiled in {Ms(r.Time)} ms\n");
         sb.Append($"- graph hash before: `{before.ContentHash()[..16]}`, after: `{after.ContentHash()[..16]}`\n\n");
 
         sb.Append("## Passes\n\n| # | pass | changed | time (ms) | nodes after |\n|---|---|---|---|---|\n");

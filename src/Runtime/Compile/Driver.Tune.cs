@@ -22,7 +22,7 @@ public static partial class Driver
         target.Require();
         var tuner = target.Tuner(seconds, force, log, progress)
             ?? throw new IrException($"the {target.Name} target has no tunable kernels");
-        var opt = Optimize(m.Graph, m.Weights, target.Pipeline);
+        var opt = Optimize(m.Graph, m.Weights, target.Pipeline, precision: target.Precision);
         var cache = TuningCache.Load(tuner.CacheFile, log);
         return new TuneSession(tuner.Where, cache.File, () => tuner.Tune(opt.Graph, opt.Weights, cache));
     }

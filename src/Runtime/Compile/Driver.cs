@@ -51,11 +51,15 @@ public static partial class Driver
     /// A target by its --device name, with the CUDA executor's options; <paramref name="generated"/> false runs the
     /// CPU's SW layers on the managed kernels (the unoptimised baseline).
     /// </summary>
-    public static ITarget Target(string name, CudaRunOptions? cuda = null, bool generated = true) => name switch
+    public static ITarget Target(string name, CudaRunOptions? cuda = null, bool generated = true,
+        Precision precision = Precision.Fp32) => name switch
     {
+        "cpu" when precision != Precision.Fp32 => throw new OptionException($"option --precision: "
+            + $"{precision.Name()} needs --device cuda (or reference, which rounds what it stores to 16 bits); the CPU "
+            + "target computes in fp32 only"),
         "cpu" => new CpuTarget(generated),
-        "cuda" => new CudaTarget(cuda),
-        "reference" => new ReferenceTarget(),
+        "cuda" => new CudaTarget(cuda, Precision: precision),
+        "reference" => new ReferenceTarget(precision),
         _ => throw new IrException($"unknown target '{name}' ({string.Join(", ", TargetNames)})"),
     };
 
@@ -65,11 +69,12 @@ public static partial class Driver
 
     /// <summary>Runs a pass pipeline over a graph and its weights (the caller's weights are not changed).</summary>
     public static OptimizedGraph Optimize(Graph graph, IReadOnlyDictionary<string, Tensor> weights, string pipeline,
-        PassOptions? options = null, Action<PassRecord>? progress = null, string? loss = null)
+        PassOptions? options = null, Action<PassRecord>? progress = null, string? loss = null,
+        Precision precision = Precision.Fp32)
     {
         var sw = Stopwatch.StartNew();
         var ctx = new PassContext(graph, weights) { Loss = loss };
-        var records = new PassManager(Pipelines.Get(pipeline), options).Run(ctx, progress);
+        var records = new PassManager(Pipelines.Get(pipeline, precision), options).Run(ctx, progress);
         return new OptimizedGraph(ctx.Graph, ctx.Weights, records, sw.Elapsed);
     }
 
@@ -82,7 +87,8 @@ public static partial class Driver
     {
         options ??= new CompileOptions();
         target.Require();
-        var opt = Optimize(m.Graph, m.Weights, options.Pipeline ?? target.Pipeline, options.Passes, loss: options.Loss);
+        var opt = Optimize(m.Graph, m.Weights, options.Pipeline ?? target.Pipeline, options.Passes, loss: options.Loss,
+            precision: target.Precision);
         var sw = Stopwatch.StartNew();
         var tuning = options.Tuning ?? target.Tuning(options.TuningCache, log);
         var plan = target.Lower(opt.Graph, opt.Weights, tuning);

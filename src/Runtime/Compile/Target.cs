@@ -21,6 +21,12 @@ public interface ITarget
     /// <summary>The pass pipeline a model is compiled with for this target.</summary>
     string Pipeline { get; }
 
+    /// <summary>
+    /// How it stores and multiplies tensors (--precision): bf16 and fp16 add the 16-bit storage pass to the pipeline,
+    /// tf32 lets the GEMMs use TF32 tensor cores. Float32 unless the target says otherwise.
+    /// </summary>
+    Precision Precision => Precision.Fp32;
+
     /// <summary>The tunables, defaults and search space of its SW layer kernels (null: it has none).</summary>
     ISwTunables? Tunables { get; }
 

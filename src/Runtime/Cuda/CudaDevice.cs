@@ -179,6 +179,15 @@ public sealed class DeviceBuffer : SafeHandle
             (nuint)(data.Length * 4)), "cuMemcpyDtoH");
     }
 
+    /// <summary>Copies host bytes in at a byte offset (synchronous): tensors of any element type.</summary>
+    public unsafe void UploadBytes(ReadOnlySpan<byte> data, long offsetBytes = 0)
+    {
+        if (offsetBytes + data.Length > Bytes) throw new ArgumentOutOfRangeException(nameof(data));
+        CudaDevice.MakeCurrent();
+        fixed (byte* p = data) CudaDevice.Check(CudaDriver.MemcpyHtoD(Ptr + (ulong)offsetBytes, p,
+            (nuint)data.Length), "cuMemcpyHtoD");
+    }
+
     /// <summary>Sets every 32-bit word to <paramref name="bits"/> (0x7FC00000 fills with NaN).</summary>
     public void Fill(uint bits)
     {

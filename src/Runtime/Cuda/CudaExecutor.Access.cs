@@ -10,25 +10,25 @@ namespace ShiftWise.Runtime.Cuda;
 public sealed unsafe partial class CudaExecutor
 {
     /// <summary>
-    /// Copies any value of the graph out (after <see cref="Synchronize"/>; arena slots are reused, so only a value
-    /// still live holds its data).
+    /// Copies any value of the graph out as float32 (16-bit values widened exactly; after <see cref="Synchronize"/>;
+    /// arena slots are reused, so only a value still live holds its data).
     /// </summary>
     public Tensor ReadValue(string v)
     {
-        var t = _types[v];
-        var data = new float[t.Shape.Elements];
+        var t = Tensor.Zeros(_types[v]);
+        var bytes = t.Bytes();
         var (buf, off) = Value(v);
         CudaDevice.MakeCurrent();
-        fixed (float* p = data)
+        fixed (byte* p = bytes)
         {
-            CudaDevice.Check(CudaDriver.MemcpyDtoH(p, buf + (ulong)(off * 4), (nuint)(data.Length * 4L)),
-                "cuMemcpyDtoH of " + v);
+            CudaDevice.Check(CudaDriver.MemcpyDtoH(p, buf + (ulong)off, (nuint)bytes.Length), "cuMemcpyDtoH of " + v);
         }
-        return Tensor.Wrap(new TensorType(DType.F32, t.Shape), data);
+        return t.Cast(DType.F32);
     }
 
     /// <summary>
-    /// Overwrites a value of the graph on the device (a step-by-step check feeds each step exact inputs).
+    /// Overwrites a value of the graph on the device, converted to its type (a step-by-step check feeds each step
+    /// exact inputs).
     /// </summary>
     public void WriteValue(string v, Tensor t)
     {
@@ -36,13 +36,12 @@ public sealed unsafe partial class CudaExecutor
         {
             throw new IrException($"value %{v} has shape {_types[v].Shape}, got {t.Shape}");
         }
-        var data = (float[])t.Cast(DType.F32).Data;
+        var bytes = t.Cast(_types[v].DType).Bytes();
         var (buf, off) = Value(v);
         CudaDevice.MakeCurrent();
-        fixed (float* p = data)
+        fixed (byte* p = bytes)
         {
-            CudaDevice.Check(CudaDriver.MemcpyHtoD(buf + (ulong)(off * 4), p, (nuint)(data.Length * 4L)),
-                "cuMemcpyHtoD of " + v);
+            CudaDevice.Check(CudaDriver.MemcpyHtoD(buf + (ulong)off, p, (nuint)bytes.Length), "cuMemcpyHtoD of " + v);
         }
     }
 
@@ -53,7 +52,7 @@ public sealed unsafe partial class CudaExecutor
     public ulong Address(string v)
     {
         var (b, off) = Value(v);
-        return b + (ulong)(off * 4);
+        return b + (ulong)off;
     }
 
     /// <summary>

@@ -114,7 +114,7 @@ public sealed unsafe partial class CudaExecutor : Compile.IExecutor
                 }
                 else
                 {
-                    _params[p.Name] = Upload(t, "parameter " + p.Name).Ptr;
+                    _params[p.Name] = Upload(t, p.Type.DType, "parameter " + p.Name).Ptr;
                 }
             }
             foreach (var (name, v) in Derived.ComputeAll(plan, g, weights))
@@ -125,7 +125,8 @@ public sealed unsafe partial class CudaExecutor : Compile.IExecutor
             }
             foreach (var i in plan.Inputs)
             {
-                _inputs[i.Name] = Track(DeviceBuffer.Alloc(i.Type.Shape.Elements * 4, "input " + i.Name));
+                _inputs[i.Name] = Track(DeviceBuffer.Alloc(i.Type.Shape.Elements * i.Type.DType.Size(),
+                    "input " + i.Name));
             }
             _arena = Track(DeviceBuffer.Alloc(plan.Memory.ArenaBytes, "the activation arena"));
             _arena.Fill(0x7FC00000); // NaN: a read of a value nobody wrote shows in the output
@@ -227,7 +228,7 @@ public sealed unsafe partial class CudaExecutor : Compile.IExecutor
                 throw new IrException(
                     $"input '{i.Name}' has shape {t.Shape}, the plan was compiled for {i.Type.Shape}");
             }
-            _inputs[i.Name].Upload((float[])t.Cast(DType.F32).Data);
+            _inputs[i.Name].UploadBytes(t.Cast(i.Type.DType).Bytes());
         }
     }
 
@@ -331,34 +332,39 @@ public sealed unsafe partial class CudaExecutor : Compile.IExecutor
             ArgKind.Scratch => _scratch.TryGetValue(a.Name, out var sb) ? sb.Base : throw Missing(a),
             _ => throw Missing(a),
         };
-        return p + (ulong)(a.Offset * 4);
+        // offsets count elements of the buffer's type: values and parameters have theirs (16-bit under
+        // --precision bf16 / fp16), derived tensors and scratch are float32
+        int size = a.Kind is ArgKind.Value or ArgKind.Param ? _types[a.Name].DType.Size() : 4;
+        return p + (ulong)(a.Offset * size);
     }
 
     private ulong ValueAddress(string v)
     {
         var (b, off) = Value(v);
-        return b + (ulong)(off * 4);
+        return b + (ulong)off;
     }
 
     private static IrException Missing(ArgRef a) => new($"the plan refers to {a}, which it does not define");
 
     /// <summary>
-    /// A value's device address and float offset: through the views, then an input, a parameter or the arena.
+    /// A value's device address and byte offset: through the views, then an input, a parameter or the arena.
     /// </summary>
-    private (ulong Base, long Offset) Value(string v)
+    private (ulong Base, long Bytes) Value(string v)
     {
         v = _plan.Root(v);
         if (_inputs.TryGetValue(v, out var ib)) return (ib.Ptr, 0);
         if (_params.TryGetValue(v, out var pb)) return (pb, 0);
         return _slots.TryGetValue(v, out long offset)
-            ? (_arena.Ptr, offset / 4)
+            ? (_arena.Ptr, offset)
             : throw new IrException($"value %{v} has no place in the memory plan");
     }
 
-    private DeviceBuffer Upload(Tensor t, string what)
+    /// <summary>A new device buffer holding <paramref name="t"/> converted to <paramref name="type"/>.</summary>
+    private DeviceBuffer Upload(Tensor t, DType type, string what)
     {
-        var b = Track(DeviceBuffer.Alloc(t.Shape.Elements * 4, what));
-        b.Upload((float[])t.Cast(DType.F32).Data);
+        var c = t.Cast(type);
+        var b = Track(DeviceBuffer.Alloc(c.Shape.Elements * type.Size(), what));
+        b.UploadBytes(c.Bytes());
         return b;
     }
 

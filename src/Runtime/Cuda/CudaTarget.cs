@@ -10,7 +10,10 @@ namespace ShiftWise.Runtime.Cuda;
 /// <param name="Run">How the executor runs (TF32 GEMMs, CUDA graph replay).</param>
 /// <param name="Codegen">Code generation options (explicit tunables per node, test mutations).</param>
 /// <param name="Arch">The arch lowered for (null: GPU 0's).</param>
-public sealed record CudaTarget(CudaRunOptions? Run = null, CudaOptions? Codegen = null, string? Arch = null) : ITarget
+/// <param name="Precision">Storage and GEMM arithmetic: bf16 / fp16 storage (the pipeline's 16-bit pass), tf32
+/// GEMMs (the executor's TF32 math mode), fp32.</param>
+public sealed record CudaTarget(CudaRunOptions? Run = null, CudaOptions? Codegen = null, string? Arch = null,
+    Precision Precision = Precision.Fp32) : ITarget
 {
     /// <inheritdoc/>
     public string Name => "cuda";
@@ -51,7 +54,9 @@ public sealed record CudaTarget(CudaRunOptions? Run = null, CudaOptions? Codegen
     public IExecutor Bind(TargetPlan plan, Action<string>? log)
     {
         var p = (CudaTargetPlan)plan;
-        return new CudaExecutor(p.Plan, p.Graph, p.Weights, Run, log);
+        var run = Run ?? new CudaRunOptions();
+        return new CudaExecutor(p.Plan, p.Graph, p.Weights, run with { Tf32 = run.Tf32 || Precision == Precision.Tf32 },
+            log);
     }
 }
 

@@ -8,9 +8,11 @@ namespace ShiftWise.Runtime.Reference;
 
 /// <summary>
 /// The float64 oracle as a target: it runs the graph as loaded (pipeline "none"), node by node, with the op
-/// semantics of the IR's reference kernels; nothing to lower, tune or compile.
+/// semantics of the IR's reference kernels; nothing to lower, tune or compile. With <paramref name="Precision"/> bf16
+/// or fp16 every stored value (weights, each node's outputs) is rounded to that type while the arithmetic stays
+/// float64: what 16-bit storage alone costs. tf32 is float32 here (no tensor cores).
 /// </summary>
-public sealed record ReferenceTarget : ITarget
+public sealed record ReferenceTarget(Precision Precision = Precision.Fp32) : ITarget
 {
     /// <inheritdoc/>
     public string Name => "reference";

@@ -65,12 +65,13 @@ public sealed class CudaTuner(double budgetSeconds, Action<string>? warn = null,
         return TuneSearch.All(g, device.KeyFor, cache, Force, budgetSeconds, progress,
             (node, spec, key, share, report) =>
         {
-            int copies = CopiesFor(4 * (spec.Input.Elements + types[node.Outputs[0]].Shape.Elements));
+            int copies = CopiesFor(spec.Storage.Size() * (spec.Input.Elements
+                + types[node.Outputs[0]].Shape.Elements));
             var (mini, w) = Copies(node, types, weights, copies);
             var rng = new Random(1);
-            var inputs = mini.Inputs.ToDictionary(i => i.Name, i => Tensor.Wrap(i.Type,
-                Enumerable.Range(0, (int)i.Type.Shape.Elements).Select(_ => (float)(rng.NextDouble() * 2 - 1))
-                .ToArray()));
+            // inputs in the layer's storage type (bf16 / fp16 layers are tuned on their own kernels)
+            var inputs = mini.Inputs.ToDictionary(i => i.Name, i => Tensor.FromDoubles(i.Type,
+                Enumerable.Range(0, (int)i.Type.Shape.Elements).Select(_ => rng.NextDouble() * 2 - 1).ToArray()));
             var search = new TuneSearch { CompileTimeout = CompileTimeout, Repeats = Repeats };
             return search.Run(key, spec.Name, SwCudaTunables.Candidates(spec, device.MaxSharedPerBlock),
                 share, cfg =>

@@ -37,6 +37,8 @@ public static class KernelTable
         SwCross => new GenericSwLayerKernel(r),
         FusedShiftWise => new GenericFusedShiftWiseKernel(r),
         Grad => GradKernels.Create(r),
+        Cast => throw new IrException($"{r.Node.Describe()}: the CPU target has no kernel for op 'cast': it computes "
+            + "in float32 only (16-bit storage, --precision bf16 or fp16, runs on --device cuda)"),
         _ => throw new IrException($"{r.Node.Describe()}: the CPU target has no kernel for op '{r.Node.Op.Name}'"),
     };
 }
