@@ -19,7 +19,7 @@ public sealed class PassContext
     public Dictionary<string, Tensor> Weights { get; }
 
     /// <summary>The value the autodiff pass differentiates (null: output 0 when it is a single float).</summary>
-    public string? Loss { get; init; }
+    public string? Loss { get; set; }
 }
 
 /// <summary>

@@ -110,7 +110,8 @@ public static class Pipelines
 
     /// <summary>
     /// The passes of a pipeline; with a 16-bit <paramref name="precision"/> the inference (or none) pipeline ends with
-    /// <see cref="StoreIn16Bits"/> (the training pipeline's mixed precision is the trainer's, not a pass).
+    /// <see cref="StoreIn16Bits"/>, and the training pipeline runs <see cref="MixedPrecision"/> before autodiff
+    /// (float32 master weights; fp16 with a loss-scale input).
     /// </summary>
     public static IReadOnlyList<Pass> Get(string name, Precision precision)
     {
@@ -118,8 +119,8 @@ public static class Pipelines
         if (!precision.Is16Bit()) return passes;
         if (name == "training")
         {
-            throw new IrException($"--precision {precision.Name()}: the training pipeline keeps float32 graphs (mixed "
-                + "precision is the trainer's); 16-bit storage compiles with the inference or none pipeline");
+            return [new DeadCodeElimination(), new MixedPrecision(precision.Storage(), precision == Precision.Fp16),
+                new Autodiff()];
         }
         return [.. passes, new StoreIn16Bits(precision.Storage())];
     }
