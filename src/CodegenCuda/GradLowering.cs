@@ -38,6 +38,9 @@ internal static class GradLowering
             case Linear:
                 ConvGradLowering.Linear(ctx, op);
                 break;
+            case Cast:
+                CastLowering.LowerGrad(ctx, op);
+                break;
             case var of when ElementGradLowering.Handles(of):
                 ElementGradLowering.Lower(ctx, op);
                 break;

@@ -35,7 +35,8 @@ public sealed record FlatParameters(IReadOnlyList<(string Name, long Offset, int
 /// <summary>
 /// Fused optimizer kernels over a <see cref="FlatParameters"/> buffer, one element per thread, with the CPU
 /// trainer's float32 arithmetic step for step (Runtime.Train.AdamW and Sgd): AdamW (p, g, m, v, hyper), SGD with
-/// momentum (p, g, buf, hyper) and the gradient accumulation (acc, g, hyper). The per-step scalars (learning rate,
+/// momentum (p, g, buf, hyper), the gradient accumulation (acc, g, hyper) and fp16's unscale-and-check (g, found,
+/// hyper). The per-step scalars (learning rate,
 /// bias corrections) are the hyper buffer's, computed on the host as the CPU optimizer computes them; the constants
 /// are baked in as bit patterns.
 /// </summary>
@@ -65,6 +66,13 @@ public static class OptimizerKernels
     /// <summary>acc += g · hyper[0] over <paramref name="f"/>'s buffer.</summary>
     public static CudaKernelSource Accumulate(FlatParameters f) =>
         Render(new OptimizerModel("accumulate", f, "float* acc, const float* g, const float* hyper"));
+
+    /// <summary>
+    /// fp16 loss scaling: g *= hyper[0] (1 / scale) over <paramref name="f"/>'s buffer, found[0] = 1 if any result
+    /// is infinite or NaN.
+    /// </summary>
+    public static CudaKernelSource Unscale(FlatParameters f) =>
+        Render(new OptimizerModel("unscale", f, "float* g, int* found, const float* hyper"));
 
     /// <summary>Blocks for one launch over the buffer.</summary>
     public static Dim3 Grid(FlatParameters f) => new((int)Math.Max(1, (f.Total + Threads - 1) / Threads));

@@ -57,12 +57,10 @@ public static class BenchCommand
             target.Require();
             if (r.GetValue(train))
             {
-                if (r.GetValue(graphs) || r.GetValue(tf32) || r.GetValue(untuned)
-                    || target.Precision != ShiftWise.IR.Precision.Fp32)
+                if (r.GetValue(graphs) || r.GetValue(tf32) || r.GetValue(untuned))
                 {
-                    throw new OptionException("options --cuda-graph, --tf32, --precision and --untuned time inference; "
-                        + "--train runs its steps eagerly in fp32 with the tuning cache (mixed-precision training is "
-                        + "not built yet)");
+                    throw new OptionException("options --cuda-graph, --tf32 and --untuned time inference; --train runs "
+                        + "its steps eagerly with the tuning cache (--precision: mixed precision)");
                 }
                 var tm = Driver.Load(r.GetValue(model.Model)!, model.Read(r) with
                 {
@@ -70,7 +68,7 @@ public static class BenchCommand
                     Training = new TrainingForm(0.1),
                 });
                 PrintTrain(ctx.Out, Driver.BenchTraining(tm, dev, ModelOptions.Dbl(r, seconds) ?? 3, r.GetValue(json),
-                    ctx.Err.WriteLine));
+                    ctx.Err.WriteLine, target.Precision));
                 return ExitCodes.Ok;
             }
             var m = Driver.Load(r.GetValue(model.Model)!, model.Read(r) with { Weights = r.GetValue(weights) });

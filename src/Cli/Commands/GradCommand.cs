@@ -53,11 +53,14 @@ public static class GradCommand
             Description =
                 "Check every node of the forward and backward pass for NaN or Inf and stop at the first (cpu, cuda).",
         };
+        var precision = PrecisionOption.Create("grad: bf16 and fp16 differentiate the mixed-precision training graph "
+            + "(cuda).");
         var cmd = new Command("grad",
             "The loss and the gradient of every parameter for one batch (BatchNorm in batch-statistics mode, drop path "
             + "off).");
         model.AddTo(cmd);
-        foreach (var o in new Option[] { weights, input, labels, output, device, smoothing, seed, checkFinite })
+        foreach (var o in new Option[] { weights, input, labels, output, device, smoothing, seed, checkFinite,
+            precision })
         {
             cmd.Options.Add(o);
         }
@@ -84,7 +87,8 @@ public static class GradCommand
             var lPath = r.GetValue(labels)!;
             var y = ReadLabels(lPath, x.Shape[0], m.Graph.ValueTypes()[m.Training!.Logits].Shape[1]);
             var sw = Stopwatch.StartNew();
-            var (loss, result) = Driver.Grad(m, x, y, dev, r.GetValue(checkFinite), ctx.Err.WriteLine);
+            var (loss, result) = Driver.Grad(m, x, y, dev, r.GetValue(checkFinite), ctx.Err.WriteLine,
+                PrecisionOption.Read(r, precision));
             SafeTensors.Write(r.GetValue(output)!, result);
             ctx.Out.WriteLine($"{m.Description}: batch {x.Shape[0]}, loss "
                 + $"{loss.ToString("G9", CultureInfo.InvariantCulture)}, "

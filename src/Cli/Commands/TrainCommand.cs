@@ -36,15 +36,29 @@ public static class TrainCommand
             Description = "Train on cpu or cuda (GPU 0); default: the config's \"device\", else cpu.",
         };
         device.AcceptOnlyFromAmong("cpu", "cuda");
+        var precision = new Option<string?>("--precision")
+        {
+            Description = "fp32, tf32, or bf16 / fp16 mixed precision (float32 master weights; fp16 with dynamic loss "
+                + "scaling; cuda); default: the config's \"precision\", else fp32.",
+        };
         var cmd = new Command("train", "Train a model on Fashion-MNIST on the CPU or a GPU from a JSON recipe.");
         cmd.Arguments.Add(config);
-        foreach (var o in new Option[] { resume, outDir, epochs, profile, checkFinite, device }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { resume, outDir, epochs, profile, checkFinite, device,
+            precision }) cmd.Options.Add(o);
         cmd.SetAction(r =>
         {
             var path = r.GetValue(config)!;
             var cfg = TrainConfig.Load(path);
             if (r.GetValue(outDir) is { } o) cfg = cfg with { Out = o };
             if (r.GetValue(device) is { } d) cfg = cfg with { Device = d };
+            if (r.GetValue(precision) is { } p)
+            {
+                cfg = cfg with
+                {
+                    Precision = ShiftWise.IR.Precisions.TryParse(p, out var pp) ? pp : throw new OptionException(
+                        $"option --precision: '{p}' is not one of {string.Join(", ", ShiftWise.IR.Precisions.Names)}"),
+                };
+            }
             if (ModelOptions.Int(r, epochs) is { } e)
             {
                 if (e < 1) throw new OptionException($"option --epochs: {e} must be >= 1");

@@ -92,7 +92,8 @@ public static partial class Driver
             ["tflops"] = r.FlopsPerImage * r.Batch / (r.MedianMs * 1e-3) / 1e12,
             ["fp32_peak_tflops"] = peak / 1e12,
             ["cuda_graph"] = cuda?.Graphs,
-            ["tf32"] = cuda?.Tf32,
+            ["tf32"] = cuda is null ? null : cuda.Tf32 || r.Model.Target.Precision == Precision.Tf32,
+            ["precision"] = r.Model.Target.Precision.Name(),
             ["ms_by_kind"] = r.Gpu is null ? null
                 : r.Kernels.GroupBy(t => t.Group).ToDictionary(g => g.Key, g => g.Sum(t => t.Ms)),
         };

@@ -23,10 +23,10 @@ public static partial class Driver
     /// profiled step split by kernel kind. Writes JSON to <paramref name="json"/> when given.
     /// </summary>
     public static TrainBenchReport BenchTraining(LoadedModel m, string device, double seconds, string? json,
-        Action<string>? log = null)
+        Action<string>? log = null, Precision precision = Precision.Fp32)
     {
         long before = device == "cuda" ? UsedDeviceBytes() : 0;
-        using var t = CompileTraining(m, new OptimizerSettings("adamw", 4e-3, 0.05), device, log);
+        using var t = CompileTraining(m, new OptimizerSettings("adamw", 4e-3, 0.05), device, log, precision);
         var x = ModelSource.RandomInput(m.Graph.Inputs.Single(i => i.Name == m.Training!.Input).Type, 0);
         var xf = x.ToDoubles().Select(v => (float)v).ToArray();
         int batch = x.Shape[0];
@@ -73,6 +73,7 @@ public static partial class Driver
             {
                 ["model"] = r.Model,
                 ["device"] = r.Device,
+                ["precision"] = precision.Name(),
                 ["batch"] = r.Batch,
                 ["ms_per_step"] = r.MedianMs,
                 ["min_ms"] = r.MinMs,

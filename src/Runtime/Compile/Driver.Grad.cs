@@ -1,6 +1,7 @@
 using ShiftWise.Frontend;
 using ShiftWise.IR;
 using ShiftWise.IR.Reference;
+using ShiftWise.Runtime.Cuda;
 using ShiftWise.Runtime.Train;
 
 namespace ShiftWise.Runtime.Compile;
@@ -18,13 +19,18 @@ public static partial class Driver
     /// backward.
     /// </summary>
     public static GradResult Grad(LoadedModel m, Tensor x, int[] labels, string device, bool checkFinite = false,
-        Action<string>? log = null)
+        Action<string>? log = null, Precision precision = Precision.Fp32)
     {
         var roles = m.Training ?? throw new IrException($"graph '{m.Graph.Name}' is not a training form (its model "
             + "names no loss and labels)");
         var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         if (device == "reference")
         {
+            if (precision != Precision.Fp32)
+            {
+                throw new OptionException($"option --precision: {precision.Name()} gradients come from --device cuda; "
+                    + "the reference executor differentiates in float64");
+            }
             if (checkFinite)
             {
                 throw new OptionException("option --check-finite: checks the float32 kernels of --device cpu or cuda; "
@@ -50,10 +56,17 @@ public static partial class Driver
                 + "reference");
         }
         // one step of the trainer of that target, without an update (the optimizer settings do not matter)
-        using var t = CompileTraining(m, new Train.OptimizerSettings("adamw", 0, 0), device, log);
+        using var t = CompileTraining(m, new Train.OptimizerSettings("adamw", 0, 0), device, log, precision);
         t.CheckFinite = checkFinite;
         var xf = x.ToDoubles().Select(v => (float)v).ToArray();
         double l = t.Step(xf, labels, 0);
+        // fp16: the loss scale halves until no gradient overflows, as training's first steps would
+        while (t is CudaTrainer { Scaler: { } scaler, Overflowed: true } ct)
+        {
+            scaler.Record(false);
+            log?.Invoke($"fp16 gradients overflowed; loss scale now 2^{Math.ILogB(scaler.Scale)}");
+            l = ct.Step(xf, labels, 0);
+        }
         var types = m.Graph.ValueTypes();
         foreach (var (p, g) in t.Gradients()) result[p] = Tensor.Wrap(types[p], g);
         result["loss"] = Tensor.Wrap(TensorType.Of(DType.F32), new[] { (float)l });

@@ -114,17 +114,21 @@ public static partial class Driver
     /// "cuda" the training plan (<see cref="CudaTrainingPlan"/>) bound to GPU 0 with the optimizer on the device.
     /// </summary>
     public static Train.ITrainer CompileTraining(LoadedModel m, Train.OptimizerSettings settings, string device,
-        Action<string>? log = null)
+        Action<string>? log = null, Precision precision = Precision.Fp32)
     {
         switch (device)
         {
+            case "cpu" when precision != Precision.Fp32:
+                throw new OptionException($"option --precision: {precision.Name()} trains on --device cuda; the CPU "
+                    + "target computes in fp32 only");
             case "cpu":
                 return new Train.CpuTraining(CompileTraining(m, log), m.Graph, settings);
             case "cuda":
                 var target = new CudaTarget();
                 target.Require();
-                var plan = CudaTrainingPlan.Build(m, settings, CudaDevice.Info.Arch, CudaTuning.FromCache(log), log);
-                return new CudaTrainer(plan, new CudaRunOptions(), log);
+                var plan = CudaTrainingPlan.Build(m, settings, CudaDevice.Info.Arch, CudaTuning.FromCache(log), log,
+                    precision);
+                return new CudaTrainer(plan, new CudaRunOptions { Tf32 = precision == Precision.Tf32 }, log);
             default:
                 throw new OptionException($"option --device: '{device}' cannot train; it trains on: cpu, cuda");
         }

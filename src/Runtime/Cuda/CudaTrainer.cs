@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Runtime.InteropServices;
 using ShiftWise.CodegenCuda;
 using ShiftWise.IR;
+using ShiftWise.Passes;
 using ShiftWise.Runtime.Cpu;
 using ShiftWise.Runtime.Native;
 using ShiftWise.Runtime.Train;
@@ -25,6 +26,9 @@ public sealed unsafe class CudaTrainer : ITrainer
     private readonly DeviceBuffer[] _state;
     private readonly DeviceBuffer _hyper;
     private readonly DeviceBuffer? _scale;
+    private readonly DeviceBuffer? _found, _invScale;
+    private double _scaleSet;
+    private bool _overflow, _windowOverflow;
     private readonly CudaHandle _pinnedHyper;
     private readonly CudaHandle[] _pinned;
     private readonly DeviceBuffer[] _staging;
@@ -61,6 +65,12 @@ public sealed unsafe class CudaTrainer : ITrainer
             {
                 _scale = Own(DeviceBuffer.Alloc(4, "the accumulation scale"));
                 _scale.Upload([1f / plan.Settings.Accumulate]);
+            }
+            if (plan.Unscale is not null)
+            {
+                Scaler = new LossScaler();
+                _found = Own(DeviceBuffer.Alloc(4, "the overflow flag"));
+                _invScale = Own(DeviceBuffer.Alloc(4, "1 / loss scale"));
             }
             var x = plan.Graph.Inputs.Single(i => i.Name == plan.Roles.Input).Type.Shape;
             X = x;
@@ -100,6 +110,12 @@ public sealed unsafe class CudaTrainer : ITrainer
 
     /// <summary>The plan this trainer runs.</summary>
     public CudaTrainingPlan Plan => _p;
+
+    /// <summary>fp16's dynamic loss scaler (null for fp32, tf32 and bf16).</summary>
+    public LossScaler? Scaler { get; }
+
+    /// <summary>Whether the last step's gradients had an infinity or NaN (fp16 loss scaling; false otherwise).</summary>
+    public bool Overflowed => _overflow;
 
     /// <summary>The executor of the forward and backward steps.</summary>
     public CudaExecutor Executor => _exec;
@@ -160,6 +176,15 @@ public sealed unsafe class CudaTrainer : ITrainer
         _exec.Copy(_exec.Address(_p.Roles.Input), st, _xFloats);
         _exec.Copy(_exec.Address(_p.Roles.Labels), st + (ulong)(_xFloats * 4), _batch);
         if (_p.Roles.Step is { } s) _exec.Copy(_exec.Address(s), st + (ulong)((_xFloats + _batch) * 4), 1);
+        if (Scaler is not null && Scaler.Scale != _scaleSet)
+        {
+            // a new scale (the first step, or after an overflow or growth): the loss's factor and its inverse
+            _exec.Synchronize();
+            _exec.WriteValue(MixedPrecision.ScaleInput, Tensor.FromDoubles(
+                _p.Graph.Inputs.Single(i => i.Name == MixedPrecision.ScaleInput).Type, [Scaler.Scale]));
+            _invScale!.Upload([(float)(1 / Scaler.Scale)]);
+            _scaleSet = Scaler.Scale;
+        }
         if (Profile)
         {
             foreach (var t in _exec.Profile())
@@ -175,7 +200,20 @@ public sealed unsafe class CudaTrainer : ITrainer
             _exec.RunSteps();
         }
         foreach (var (dst, src, floats) in _afterStep) _exec.Copy(dst, src, floats);
+        if (_p.Unscale is { } unscale)
+        {
+            // the flat gradients back to the loss's scale, and whether any overflowed
+            _exec.Zero(_found!.Ptr, 1);
+            _exec.Launch(unscale.Entries[0], OptimizerKernels.Grid(_p.Flat), new Dim3(OptimizerKernels.Threads),
+                _grads.Ptr, _found.Ptr, _invScale!.Ptr);
+        }
         _exec.Synchronize();
+        if (_found is not null)
+        {
+            int found = 0;
+            CudaDevice.Check(CudaDriver.MemcpyDtoH(&found, _found.Ptr, 4), "cuMemcpyDtoH of the overflow flag");
+            _overflow = found != 0;
+        }
         var loss = new float[1];
         fixed (float* l = loss)
         {
@@ -200,9 +238,22 @@ public sealed unsafe class CudaTrainer : ITrainer
         var block = new Dim3(OptimizerKernels.Threads);
         if (_acc is not null)
         {
-            _exec.Launch(_p.Accumulate!.Entries[0], grid, block, _acc.Ptr, _grads.Ptr, _scale!.Ptr);
+            // an overflowed micro-batch is not added (it would poison the sum); its window's step is skipped
+            if (_overflow) _windowOverflow = true;
+            else _exec.Launch(_p.Accumulate!.Entries[0], grid, block, _acc.Ptr, _grads.Ptr, _scale!.Ptr);
             if (++_pending < _p.Settings.Accumulate) return false;
             _pending = 0;
+        }
+        if (Scaler is not null)
+        {
+            bool clean = !(_acc is null ? _overflow : _windowOverflow);
+            _windowOverflow = false;
+            if (!Scaler.Record(clean))
+            {
+                if (_acc is not null) _exec.Zero(_acc.Ptr, _p.Flat.Total);
+                _exec.Synchronize();
+                return false;
+            }
         }
         StepCount++;
         var hyper = _p.Hyper(lr, StepCount);
@@ -265,7 +316,7 @@ public sealed unsafe class CudaTrainer : ITrainer
                 foreach (var (name, v) in Split(_state[i])) buffers[name + "/" + _p.StateBuffers[i]] = v;
             }
         }
-        return new OptimizerState(StepCount, buffers);
+        return new OptimizerState(StepCount, buffers) { LossScale = Scaler?.Save() };
     }
 
     /// <inheritdoc/>
@@ -295,6 +346,7 @@ public sealed unsafe class CudaTrainer : ITrainer
             _state[i].Upload(all);
         }
         StepCount = state.Step;
+        if (state.LossScale is { } ls) Scaler?.Load(ls);
     }
 
     /// <inheritdoc/>

@@ -23,6 +23,18 @@ public sealed record CudaTrainingPlan(Graph Graph, IReadOnlyDictionary<string, T
     IReadOnlyList<(string Param, string Grad)> Gradients, IReadOnlyList<(string Param, string Value)> Running,
     CudaKernelSource Update, CudaKernelSource? Accumulate)
 {
+    /// <summary>
+    /// --precision: bf16 and fp16 train mixed (<see cref="MixedPrecision"/>: float32 master weights, optimizer state,
+    /// batch norm and loss; 16-bit activations), tf32 lets the GEMMs use TF32.
+    /// </summary>
+    public Precision Precision { get; init; } = Precision.Fp32;
+
+    /// <summary>
+    /// fp16's unscale-and-check kernel over the flat gradients (null without loss scaling); the graph then has the
+    /// input <see cref="MixedPrecision.ScaleInput"/>.
+    /// </summary>
+    public CudaKernelSource? Unscale { get; init; }
+
     /// <summary>AdamW's β₁, β₂ and ε: the CPU trainer's (torch's defaults, the recipe's).</summary>
     public const double Beta1 = 0.9, Beta2 = 0.999, Eps = 1e-8;
 
@@ -53,11 +65,11 @@ public sealed record CudaTrainingPlan(Graph Graph, IReadOnlyDictionary<string, T
     /// optimizer kernels of <paramref name="settings"/>. Needs no GPU.
     /// </summary>
     public static CudaTrainingPlan Build(LoadedModel m, OptimizerSettings settings, string arch,
-        KernelTuning? tuning = null, Action<string>? warn = null)
+        KernelTuning? tuning = null, Action<string>? warn = null, Precision precision = Precision.Fp32)
     {
         var roles = m.Training ?? throw new IrException($"graph '{m.Graph.Name}' is not a training form (its model "
             + "names no loss and labels)");
-        var opt = Driver.Optimize(m.Graph, m.Weights, "training", loss: roles.Loss);
+        var opt = Driver.Optimize(m.Graph, m.Weights, "training", loss: roles.Loss, precision: precision);
         var g = opt.Graph;
         var values = g.ValueTypes();
         var grads = new List<(string, string)>();
@@ -82,10 +94,11 @@ public sealed record CudaTrainingPlan(Graph Graph, IReadOnlyDictionary<string, T
             ? OptimizerKernels.Sgd(flat, settings.WeightDecay, settings.Momentum)
             : OptimizerKernels.AdamW(flat, Beta1, Beta2, Eps);
         var accumulate = settings.Accumulate > 1 ? OptimizerKernels.Accumulate(flat) : null;
+        var unscale = g.Inputs.Any(i => i.Name == MixedPrecision.ScaleInput) ? OptimizerKernels.Unscale(flat) : null;
         var plan = ((CudaTargetPlan)new CudaTarget(Arch: arch).Lower(g, opt.Weights, tuning)).Plan;
         var kernels = plan.Kernels.Append(update).Concat(accumulate is null ? [] : [accumulate])
-            .OrderBy(k => k.Name, StringComparer.Ordinal).ToArray();
+            .Concat(unscale is null ? [] : [unscale]).OrderBy(k => k.Name, StringComparer.Ordinal).ToArray();
         return new CudaTrainingPlan(g, opt.Weights, plan with { Kernels = kernels }, roles, settings, flat, grads,
-            running, update, accumulate);
+            running, update, accumulate) { Precision = precision, Unscale = unscale };
     }
 }

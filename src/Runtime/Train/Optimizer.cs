@@ -7,7 +7,11 @@ namespace ShiftWise.Runtime.Train;
 /// </summary>
 /// <param name="Step">The number of optimizer steps taken.</param>
 /// <param name="Buffers">The per-parameter float32 buffers, each as long as its parameter.</param>
-public sealed record OptimizerState(long Step, IReadOnlyDictionary<string, float[]> Buffers);
+public sealed record OptimizerState(long Step, IReadOnlyDictionary<string, float[]> Buffers)
+{
+    /// <summary>fp16 training's loss scaler (null: no loss scaling).</summary>
+    public LossScaleState? LossScale { get; init; }
+}
 
 /// <summary>
 /// An optimizer over named float32 parameters. Each <see cref="Step"/> updates every parameter in place from its

@@ -69,6 +69,11 @@ public sealed record TrainConfig
     /// <see cref="Fingerprint"/>: a checkpoint of one target resumes on the other.
     /// </summary>
     public string Device { get; init; } = "cpu";
+    /// <summary>
+    /// fp32 (default), tf32, or bf16 / fp16 mixed precision (float32 master weights; fp16 with dynamic loss scaling);
+    /// CUDA only. Part of the <see cref="Fingerprint"/> when not fp32.
+    /// </summary>
+    public Precision Precision { get; init; } = Precision.Fp32;
     /// <summary>Output directory (checkpoint, final weights, metrics).</summary>
     public string Out { get; init; } = "runs/fashion-mnist";
 
@@ -83,7 +88,8 @@ public sealed record TrainConfig
             F(m.WidthFactor), F(m.LayerScaleInit), F(m.DropPathRate), m.Height, m.Width, m.StemStride, m.Bn,
             F(Mean), F(Std), HFlip, Shift, LimitTrain, Batch, Accumulate, Optimizer, F(Lr), F(MinLr), F(WeightDecay),
             F(Momentum), F(WarmupEpochs), F(LabelSmoothing), Seed)
-            + (Erase > 0 ? "|erase=" + F(Erase) : "");
+            + (Erase > 0 ? "|erase=" + F(Erase) : "")
+            + (Precision != Precision.Fp32 ? "|precision=" + Precision.Name() : "");
         return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)))[..16];
     }
 
@@ -128,7 +134,7 @@ public sealed record TrainConfig
                 "limit_train", "limit_test"]);
             var train = r.Object(root.Get("train"), "train", ["epochs", "batch", "accumulate", "optimizer", "lr",
                 "min_lr", "weight_decay", "momentum", "warmup_epochs", "label_smoothing", "seed", "eval_batch",
-                "device"]);
+                "device", "precision"]);
             string preset = model.Str("preset") ?? "sw-fmnist";
             var o = ShiftWiseV2Options.Preset(preset) ?? throw r.Error("model.preset",
                 $"'{preset}' is not a ShiftWise_v2 preset ({string.Join(", ", ShiftWiseV2Options.PresetNames)})");
@@ -157,6 +163,9 @@ public sealed record TrainConfig
                 Seed = (uint)(train.Int("seed") ?? 0),
                 EvalBatch = train.Int("eval_batch") ?? 1000,
                 Device = train.Str("device") ?? "cpu",
+                Precision = Precisions.TryParse(train.Str("precision") ?? "fp32", out var precision) ? precision
+                    : throw r.Error("train.precision", $"'{train.Str("precision")}' is not one of "
+                        + string.Join(", ", Precisions.Names)),
                 Out = root.Str("out") ?? "runs/fashion-mnist",
                 Model = o with
                 {

@@ -93,7 +93,7 @@ public sealed class TrainRun
             InitScheme.Original, _cfg.Seed);
         var sw = Stopwatch.StartNew();
         var settings = new OptimizerSettings(_cfg.Optimizer, _cfg.Lr, _cfg.WeightDecay, _cfg.Momentum, _cfg.Accumulate);
-        using var trainer = Driver.CompileTraining(trainModel, settings, Device, _log);
+        using var trainer = Driver.CompileTraining(trainModel, settings, Device, _log, _cfg.Precision);
         trainer.Profile = Profiling;
         trainer.CheckFinite = CheckFinite;
         Stopwatch dataTime = new(), optTime = new(), evalTime = new();
@@ -277,6 +277,11 @@ public sealed class TrainRun
             ["optimizer_step"] = state.Step.ToString(CultureInfo.InvariantCulture),
             ["metrics"] = System.Text.Json.JsonSerializer.Serialize(Epochs),
         };
+        if (state.LossScale is { } ls)
+        {
+            meta["loss_scale"] = ls.Scale.ToString("R", CultureInfo.InvariantCulture);
+            meta["loss_scale_clean_steps"] = ls.CleanSteps.ToString(CultureInfo.InvariantCulture);
+        }
         SafeTensors.Write(path, tensors, meta);
     }
 
@@ -297,7 +302,14 @@ public sealed class TrainRun
             .ToDictionary(kv => kv.Key[6..], kv => kv.Value));
         var bufs = t.Where(kv => kv.Key.StartsWith("optim/", StringComparison.Ordinal))
             .ToDictionary(kv => kv.Key[6..], kv => kv.Value.ToDoubles().Select(v => (float)v).ToArray());
-        trainer.LoadState(new OptimizerState(long.Parse(meta["optimizer_step"], CultureInfo.InvariantCulture), bufs));
+        LossScaleState? scale = meta.TryGetValue("loss_scale", out var ls)
+            ? new LossScaleState(double.Parse(ls, CultureInfo.InvariantCulture),
+                long.Parse(meta.GetValueOrDefault("loss_scale_clean_steps", "0"), CultureInfo.InvariantCulture))
+            : null;
+        trainer.LoadState(new OptimizerState(long.Parse(meta["optimizer_step"], CultureInfo.InvariantCulture), bufs)
+        {
+            LossScale = scale,
+        });
         if (meta.TryGetValue("metrics", out var m)
             && System.Text.Json.JsonSerializer.Deserialize<List<EpochResult>>(m) is { } prev)
         {
