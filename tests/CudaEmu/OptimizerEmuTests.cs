@@ -175,4 +175,40 @@ public sealed class OptimizerEmuTests
         Assert.Equal(40 + 216, f.Decaying);
         Assert.Equal(f.Decaying + 37 + 5 + 8 + 8, f.Total);
     }
+    /// <summary>
+    /// fp16's unscale-and-check: every gradient times 1 / scale (a power of two: exact), the flag set by an infinity
+    /// or a NaN anywhere in the buffer (first, last or middle element) and left 0 otherwise.
+    /// </summary>
+    [Fact]
+    public void UnscaleDividesByTheLossScaleAndFlagsNonFiniteGradients()
+    {
+        TestKernels.RequireEmulator();
+        var rng = new Random(5);
+        var f = Layout(new AdamW(Shapes, weightDecay: 0.05));
+        using var module = CudaEmulator.Compile(OptimizerKernels.Unscale(f));
+        var entry = OptimizerKernels.Unscale(f).Entries[0];
+        var clean = Flat(f, Random(rng, 3e4));
+        foreach (long bad in new long[] { -1, 0, f.Total / 2, f.Total - 1 })
+        {
+            foreach (float poison in new[] { float.PositiveInfinity, float.NegativeInfinity, float.NaN })
+            {
+                if (bad < 0 && !float.IsPositiveInfinity(poison)) continue;
+                var g = (float[])clean.Clone();
+                if (bad >= 0) g[bad] = poison;
+                using var gb = EmuBuffer.From(g);
+                using var found = EmuBuffer.From([0f]);
+                using var hyper = EmuBuffer.From([1f / 65536]);
+                module.Launch(entry, OptimizerKernels.Grid(f), new(OptimizerKernels.Threads), 0,
+                    [gb.Ptr, found.Ptr, hyper.Ptr]);
+                int flag = BitConverter.SingleToInt32Bits(found.ToArray()[0]);
+                Assert.Equal(bad >= 0 ? 1 : 0, flag);
+                var got = gb.ToArray();
+                for (long i = 0; i < f.Total; i++)
+                {
+                    if (i == bad) continue;
+                    Assert.Equal(BitConverter.SingleToInt32Bits(clean[i] / 65536), BitConverter.SingleToInt32Bits(got[i]));
+                }
+            }
+        }
+    }
 }

@@ -1,9 +1,33 @@
+using System.Globalization;
+using ShiftWise.IR;
+
 namespace ShiftWise.Runtime.Train;
 
 /// <summary>A loss scaler's state, as a checkpoint stores it.</summary>
 /// <param name="Scale">The current loss scale.</param>
 /// <param name="CleanSteps">Steps without an overflow since the scale last changed.</param>
-public sealed record LossScaleState(double Scale, long CleanSteps);
+public sealed record LossScaleState(double Scale, long CleanSteps)
+{
+    /// <summary>Adds the state to a checkpoint's metadata (loss_scale, loss_scale_clean_steps).</summary>
+    public void WriteTo(IDictionary<string, string> meta)
+    {
+        meta["loss_scale"] = Scale.ToString("R", CultureInfo.InvariantCulture);
+        meta["loss_scale_clean_steps"] = CleanSteps.ToString(CultureInfo.InvariantCulture);
+    }
+
+    /// <summary>The state in a checkpoint's metadata, null when it has none; a malformed one names the file.</summary>
+    public static LossScaleState? ReadFrom(IReadOnlyDictionary<string, string> meta, string path)
+    {
+        if (!meta.TryGetValue("loss_scale", out var s)) return null;
+        var clean = meta.GetValueOrDefault("loss_scale_clean_steps", "0");
+        if (!double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out double scale)
+            || !long.TryParse(clean, NumberStyles.None, CultureInfo.InvariantCulture, out long steps))
+        {
+            throw new IrException($"{path}: loss_scale '{s}' / loss_scale_clean_steps '{clean}' are not numbers");
+        }
+        return new LossScaleState(scale, steps);
+    }
+}
 
 /// <summary>
 /// Dynamic loss scaling for fp16 training (issue 22): the loss is multiplied by <see cref="Scale"/> before the backward
@@ -60,7 +84,7 @@ public sealed class LossScaler
             CleanSteps = 0;
             if (Scale / 2 < MinScale)
             {
-                throw new ShiftWise.IR.IrException("fp16 training diverged: the gradients are infinite or NaN even at "
+                throw new IrException("fp16 training diverged: the gradients are infinite or NaN even at "
                     + $"a loss scale of 2^{Math.ILogB(Scale)}; try --precision bf16 or a lower learning rate");
             }
             Scale /= 2;

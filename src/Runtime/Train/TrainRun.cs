@@ -277,11 +277,7 @@ public sealed class TrainRun
             ["optimizer_step"] = state.Step.ToString(CultureInfo.InvariantCulture),
             ["metrics"] = System.Text.Json.JsonSerializer.Serialize(Epochs),
         };
-        if (state.LossScale is { } ls)
-        {
-            meta["loss_scale"] = ls.Scale.ToString("R", CultureInfo.InvariantCulture);
-            meta["loss_scale_clean_steps"] = ls.CleanSteps.ToString(CultureInfo.InvariantCulture);
-        }
+        state.LossScale?.WriteTo(meta);
         SafeTensors.Write(path, tensors, meta);
     }
 
@@ -302,10 +298,7 @@ public sealed class TrainRun
             .ToDictionary(kv => kv.Key[6..], kv => kv.Value));
         var bufs = t.Where(kv => kv.Key.StartsWith("optim/", StringComparison.Ordinal))
             .ToDictionary(kv => kv.Key[6..], kv => kv.Value.ToDoubles().Select(v => (float)v).ToArray());
-        LossScaleState? scale = meta.TryGetValue("loss_scale", out var ls)
-            ? new LossScaleState(double.Parse(ls, CultureInfo.InvariantCulture),
-                long.Parse(meta.GetValueOrDefault("loss_scale_clean_steps", "0"), CultureInfo.InvariantCulture))
-            : null;
+        var scale = LossScaleState.ReadFrom(meta, path);
         trainer.LoadState(new OptimizerState(long.Parse(meta["optimizer_step"], CultureInfo.InvariantCulture), bufs)
         {
             LossScale = scale,
