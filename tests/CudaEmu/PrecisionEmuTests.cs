@@ -50,4 +50,44 @@ public sealed class PrecisionEmuTests
             }
         }
     }
+    public static TheoryData<Precision, int> SmallNets() => new()
+    {
+        { Precision.Bf16, 0 }, { Precision.Bf16, 1 }, { Precision.Fp16, 0 }, { Precision.Fp16, 1 },
+    };
+
+    /// <summary>
+    /// A small ShiftWise_v2 (every stage, stem and downsamples, SE, GRN, head; odd image size, batch 2) in bf16 and
+    /// fp16, both SW lowerings, every kernel and GEMM in the emulator, float32 in and out: against the float64
+    /// reference of the float32 graph, and against the reference executor on the same 16-bit graph (which rounds
+    /// only where the graph stores: what the kernels add is float32 arithmetic and a second rounding where a GEMM's
+    /// 16-bit output feeds its epilogue). Bounds in units of u (2⁻⁸, 2⁻¹¹): see the assertions.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(SmallNets))]
+    public void ASmallShiftWiseV2RunsEndToEndIn16Bits(Precision p, int lowering)
+    {
+        TestKernels.RequireEmulator();
+        var args = new ModelArgs
+        {
+            Depths = [1, 1, 1, 1], Dims = [8, 16, 16, 32], KernelSize = [7, 5, 5, 3, 3], ImageSize = 29, NumClasses = 7,
+            Batch = 2, Seed = 3,
+        };
+        var (g, w, src) = Compiled("sw-v2", args, p);
+        var tunables = g.Nodes.Where(n => n.Op is FusedShiftWise).ToDictionary(n => n.Name,
+            n => (IReadOnlyDictionary<string, int>)new Dictionary<string, int> { ["lowering"] = lowering });
+        var plan = CudaCodegen.Lower(g, new CudaOptions { Tunables = tunables });
+        Assert.Contains(plan.Steps, s => s is GemmCall { Storage: not DType.F32 });
+        var inputs = SwLayers.Input(src.Graph, 11);
+        var o = g.Outputs[0];
+        var got = EmuPlanRunner.Run(plan, g, w, inputs)[o];
+        Assert.Equal(DType.F32, got.DType);
+        var want = IR.Reference.ReferenceExecutor.Run(src.Graph, src.Weights, inputs)[o].ToDoubles();
+        var stored = IR.Reference.ReferenceExecutor.Run(g, w, inputs)[o].ToDoubles();
+        double u = p == Precision.Bf16 ? Math.Pow(2, -8) : Math.Pow(2, -11);
+        double err = IR.Analysis.Error.RelL2(got.ToDoubles(), want), vsStored = IR.Analysis.Error.RelL2(got.ToDoubles(), stored);
+        TestContext.Current.TestOutputHelper?.WriteLine($"{p.Name()} lowering {lowering}: against float64 {err / u:F2}u, "
+            + $"against the 16-bit graph's reference {vsStored / u:F2}u");
+        Assert.True(err <= 8 * u, $"{p.Name()}: logits relative L2 {err:E2} = {err / u:F2}u against float64");
+        Assert.True(vsStored <= 4 * u, $"{p.Name()}: {vsStored / u:F2}u against the 16-bit graph's reference");
+    }
 }
