@@ -27,6 +27,11 @@
 # each stage's SW layer tuned and --untuned (RESULTS_DIR/swc-tune.log, swc-layer-s*-{tuned,untuned}.json, summary.txt).
 # GPU_CHECK_ONLY=train runs issue 21's GPU lines instead (section T: the training tests, swc bench --train, the
 # training-step peers, the Fashion-MNIST recipe's accuracy and time, a killed and resumed run; budget 570 s).
+# GPU_CHECK_ONLY=precision runs issue 22's GPU lines instead (section P: the bf16/fp16 accuracy checks, swc bench sw-tiny
+# at batch 128 in fp32/tf32/bf16/fp16, the PyTorch peers side by side with them, UniRepLKNet-T; budget 480 s; the GPU
+# tests only with GPU_CHECK_TESTS=1, then -class ShiftWise.Gpu.Tests.Types16GpuTests unless GPU_TESTS_ARGS says;
+# PRECISION_ACC_ARGS and PRECISION_PEERS_ARGS add arguments to the accuracy preparation and the peers, e.g.
+# "--peers eager-fp32,eager-bf16,unireplknet-bf16" to leave torch.compile out; PRECISION_PEERS_MIN, default 150 s).
 # Environment: PYTHON (default python3, needs torch for the peer), GPU_CHECK_BUDGET_S, GPU_TESTS_TIMEOUT (150),
 # GPU_TESTS_ARGS (extra runner arguments, e.g. "-class ShiftWise.Gpu.Tests.X"), PEER_COMPILE=0 to skip torch.compile,
 # TRAIN_PEERS_TIMEOUT (cap of step 3b, default 200), TRAIN_PEERS_MIN (seconds kept for it from step 3, default 130),
@@ -43,6 +48,12 @@ if [ "${GPU_CHECK_ONLY:-}" = "train" ]; then   # issue 21's GPU lines in one cal
   budget="${GPU_CHECK_BUDGET_S:-570}"
   GPU_TESTS_ARGS="${GPU_TESTS_ARGS:--class ShiftWise.Gpu.Tests.TrainGpuTests -class ShiftWise.Gpu.Tests.ConvGradGpuTests}"
 fi
+if [ "${GPU_CHECK_ONLY:-}" = "precision" ]; then   # issue 22's GPU lines in one call (section P below)
+  export GPU_CHECK_EMIT=0
+  GPU_CHECK_TESTS="${GPU_CHECK_TESTS:-0}"   # the 8 minutes go to the acceptance lines unless asked
+  budget="${GPU_CHECK_BUDGET_S:-480}"
+  GPU_TESTS_ARGS="${GPU_TESTS_ARGS:--class ShiftWise.Gpu.Tests.Types16GpuTests}"
+fi
 
 say() { echo "gpu-check: $*"; }
 die() { echo "gpu-check: $*" >&2; exit 1; }
@@ -53,7 +64,9 @@ bundle_tgz="$1"
 mkdir -p "$2" || die "cannot create the results folder $2"
 R="$(cd "$2" && pwd)"
 rm -f "$R"/swc-tiny-*.json "$R"/swc-layer-*.json "$R"/torch.json "$R"/torch-compiled.json "$R"/gpu-tests.trx \
-  "$R"/steps.txt "$R"/summary.txt "$R"/train-peers.json "$R"/train-peers.md "$R"/train-peers.log
+  "$R"/steps.txt "$R"/summary.txt "$R"/train-peers.json "$R"/train-peers.md "$R"/train-peers.log \
+  "$R"/precision-*.json "$R"/precision-*.md "$R"/precision-*.log "$R"/accuracy-*.json "$R"/accuracy-*.log \
+  "$R"/swc-logits-*.npy "$R"/unireplknet.json "$R"/unireplknet.log
 export SWC_GPU_RESULTS="$R"   # where tests/Gpu writes its per-kernel error table
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/swc-gpu-check.XXXXXX")" || die "cannot make a temporary folder"
@@ -311,6 +324,63 @@ PY
   train_step_peers
   { cat "$R/swc-train-b64.log" 2>/dev/null; echo; cat "$R/train-peers.md" 2>/dev/null; echo; cat "$R/steps.txt"; } \
     >"$R/summary.txt"
+  finish
+fi
+# P. GPU_CHECK_ONLY=precision (issue 22), within GPU_CHECK_BUDGET_S (480):
+#    P1 precision_accuracy.py prepare: the seeded image-like batch of 16, sw-tiny's weights (.safetensors) and the
+#       float64 reference (on the GPU), with 16-bit storage emulated in PyTorch for context   RESULTS_DIR/precision-prepare.*
+#    P2 swc run sw-tiny --device cuda --precision bf16|fp16 on them, and the check: relative L2 <= 2e-2 (bf16) /
+#       5e-3 (fp16), the same top-1 where the reference's top-1/top-2 gap >= 0.1   RESULTS_DIR/accuracy-*.{log,json}
+#    P3 swc bench sw-tiny --device cuda --batch 128 --precision fp32|tf32|bf16|fp16   RESULTS_DIR/swc-tiny-b128-*.json
+#    P4 bench/unireplknet.py: UniRepLKNet-T's parameters and FLOPs (both forms)        RESULTS_DIR/unireplknet.{json,log}
+#    P5 bench/precision_peers.py: PyTorch eager fp32 / autocast-bf16 / autocast-fp16, torch.compile (bf16, while time
+#       is left), UniRepLKNet-T (bf16, channels_last, reparameterised), beside P3's rows, and the ratio lines
+#       against issue 22's targets                                           RESULTS_DIR/precision-peers.{json,md,log}
+#    The big files (weights 127 MB, input 9.6 MB) stay in the temporary folder; summary.txt collects the lines.
+if [ "${GPU_CHECK_ONLY:-}" = "precision" ]; then
+  A="$work/accuracy" P_MIN="${PRECISION_PEERS_MIN:-150}"   # seconds kept for P5 from the steps before it
+  # a step's reserve is what the steps after it need at least (swc run or bench ~25 s, a check 5 s, unireplknet.py
+  # 10 s), not their caps: the caps add up to more than the budget, and a fast step leaves its time to the next
+  after_acc=$((P_MIN + 10 + 4 * 25))
+  acc_py="$B/tools/gpu/precision_accuracy.py" peers_py="$B/bench/precision_peers.py" url_py="$B/bench/unireplknet.py"
+  for f in "$acc_py" "$peers_py" "$url_py"; do
+    [ -f "$f" ] || { say "the bundle has no ${f#"$B/"} (an older bundle)"; failed+=("${f#"$B/"} missing from the bundle"); }
+  done
+  # shellcheck disable=SC2086
+  if run_step "accuracy: prepare input, weights, float64 reference" 120 $((after_acc + 2 * 30)) "$R/precision-prepare.log" \
+       env PYTHONUNBUFFERED=1 "$py" "$acc_py" prepare --out "$A" --batch 16 --image-size 224 --device cuda \
+       ${PRECISION_ACC_ARGS:-}; then
+    cp "$A/prepare.json" "$R/precision-prepare.json"
+    n_after=1
+    for p in bf16 fp16; do
+      n_after=$((n_after - 1))
+      run_step "swc run sw-tiny --precision $p (batch 16)" 120 $((after_acc + 5 + 30 * n_after)) "$R/accuracy-$p-run.log" \
+        "${swc[@]}" run sw-tiny --weights "$A/weights.safetensors" --input "$A/input.npy" --device cuda \
+        --precision "$p" --output "$R/swc-logits-$p.npy" \
+        && run_step "accuracy check $p" 30 $((after_acc + 30 * n_after)) "$R/accuracy-$p.log" "$py" "$acc_py" check \
+          --logits "$R/swc-logits-$p.npy" --reference "$A/reference.npy" --precision "$p" --json "$R/accuracy-$p.json"
+    done
+  fi
+  swc_args=()
+  left=4
+  for p in fp32 tf32 bf16 fp16; do
+    left=$((left - 1))
+    run_step "swc bench sw-tiny batch 128 $p" 75 $((P_MIN + 10 + 25 * left)) "$R/swc-tiny-b128-$p.log" \
+      "${swc[@]}" bench sw-tiny --device cuda --batch 128 --precision "$p" --seconds 3 --json "$R/swc-tiny-b128-$p.json" \
+      && expect_json "swc bench sw-tiny batch 128 $p" "$R/swc-tiny-b128-$p.json"
+    [ -s "$R/swc-tiny-b128-$p.json" ] && swc_args+=(--swc "$p=$R/swc-tiny-b128-$p.json")
+  done
+  run_step "unireplknet.py: parameters and FLOPs" 30 "$((P_MIN + final_reserve))" "$R/unireplknet.log" \
+    "$py" "$url_py" --json "$R/unireplknet.json"
+  t=$(( $(remaining) - final_reserve ))
+  # shellcheck disable=SC2086
+  run_step "precision peers (batch 128)" "$t" "$final_reserve" "$R/precision-peers.log" \
+    env PYTHONUNBUFFERED=1 "$py" "$peers_py" --device cuda --batch 128 --json "$R/precision-peers.json" \
+    --time-budget $((t - 20)) "${swc_args[@]}" ${PRECISION_PEERS_ARGS:-}
+  { for p in bf16 fp16; do grep -h "^$p" "$R/accuracy-$p.log" 2>/dev/null || echo "$p accuracy: not measured"; done
+    echo; grep -h "^UniRepLKNet-T" "$R/unireplknet.log" 2>/dev/null
+    echo; cat "$R/precision-peers.md" 2>/dev/null || echo "precision peers: no table (see precision-peers.log)"
+    echo; cat "$R/steps.txt"; } >"$R/summary.txt"
   finish
 fi
 rm -f "$R"/emit-*.log "$R"/emit-*.npy "$R"/swc-logits.npy "$R/emit-summary.txt"

@@ -248,7 +248,7 @@ def self_test(swc=None):
         assert np.array_equal(forward(model, torch.from_numpy(np.load(os.path.join(tmp, "input.npy")))).numpy(), ref)
         if swc:  # end to end through swc's reference target in 16 bits: the same names, options and files as on a GPU
             opts = ["--num-classes", "10", "--depths", "1,1,1,1", "--dims", "16,32,48,64", "--kernel-size",
-                    "13,11,7,5,3", "--layer-scale-init", "1"]
+                    "13,11,7,5,3"]  # layer scale: its values come with the weights
             for p in ("fp32", "bf16", "fp16"):
                 out = os.path.join(tmp, f"swc-{p}.npy")
                 cmd = ["dotnet", swc, "run", "sw-v2", *opts, "--weights", os.path.join(tmp, "weights.safetensors"),
