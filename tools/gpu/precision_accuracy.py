@@ -17,9 +17,15 @@ Two steps around `swc run`, so that swc and the reference see the same weights a
 Weights: swc's own seeded init (`--init lively`) draws from MT19937 streams that PyTorch does not reproduce, so the
 weights are made here and handed to swc as a .safetensors with the original's state_dict names (the path
 tools/export_pytorch.py documents). They are tools/fixtures/gen_sw_v2_golden.py's randomise(): every weight
-N(0, 1/fan-in), random BN statistics, GRN and layer scale at O(1), 30% of the SW sub-kernels zeroed. With the
-original's init (weights N(0, 0.02²), layer scale 1e-6) every image gets nearly the same logits and the top-1 check
-would test nothing.
+N(0, 1/fan-in), random BN statistics, GRN at O(1), 30% of the SW sub-kernels zeroed, with the layer scales
+U(0.5, 1.5) then multiplied by 0.1 (--layer-scale-factor). Why 0.1: at U(0.5, 1.5) (randomise()'s, and swc's own
+--init lively) the 18 blocks of sw-tiny's third stage compound: its residual stream grows to ~400x its input's size
+and small perturbations grow chaotically (measured with 16-bit storage emulated, batch 2: the relative error of
+stage 3's output jumps from 1.5e-2 to 0.62 in bf16, the logits' is 0.75 in bf16 and 0.46 in fp16, top-1 changes),
+so no 16-bit implementation could meet any bound and the check would measure the weights, not swc. With 0.1 every
+stage's output stays O(1), as in a trained network, and the emulation gives 6.5e-3 (bf16) and 8.1e-4 (fp16). With
+the original's init (weights N(0, 0.02²), layer scale 1e-6) every image gets nearly the same logits and the blocks
+add nothing, so the top-1 check and the error would test nothing either.
 
 Image-like input (image_like()): per image, a smooth random field, the sum of three octaves of bilinearly upsampled
 Gaussian noise (4, 12 and 48 cells across at 224, in proportion at other sizes; amplitudes 1, 0.5,
@@ -56,6 +62,7 @@ from gen_sw_v2_golden import randomise  # noqa: E402  (the project's non-trivial
 
 BOUNDS = {"bf16": 2e-2, "fp16": 5e-3}  # issue 22
 TOP1_GAP = 0.1
+LAYER_SCALE_FACTOR = 0.1  # see "Weights" in the docstring
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -79,10 +86,14 @@ def image_like(batch, size, seed):
     return ((img - mean) / std).float()
 
 
-def build(cfg, device):
-    """sw_torch's ShiftWise_v2 with randomise()'s weights (float32 values), float64, eval, on device."""
+def build(cfg, device, layer_scale_factor=LAYER_SCALE_FACTOR):
+    """sw_torch's ShiftWise_v2 with randomise()'s weights, the layer scales times layer_scale_factor (float32
+    values), float64, eval, on device."""
     model = sw_torch.build_from_options(dict(cfg, layer_scale_init_value=1.0)).double().eval()
     randomise(model)
+    with torch.no_grad():
+        for block in (m for m in model.modules() if isinstance(m, sw_torch.Block)):
+            block.gamma.copy_((block.gamma * layer_scale_factor).float().double())
     model = model.to(device)
     for m in model.modules():
         if isinstance(m, sw_torch.ShiftWiseConv):
@@ -157,12 +168,13 @@ def save_npy(path, arr):
     os.replace(path + ".tmp", path)
 
 
-def prepare(out, batch, image_size, seed, device, cfg=SW_TINY, emulate_precisions=("bf16", "fp16")):
+def prepare(out, batch, image_size, seed, device, cfg=SW_TINY, emulate_precisions=("bf16", "fp16"),
+            layer_scale_factor=LAYER_SCALE_FACTOR):
     t0 = time.perf_counter()
     os.makedirs(out, exist_ok=True)
     dev = torch.device(device if device != "cuda" or torch.cuda.is_available() else "cpu")
     x = image_like(batch, image_size, seed)
-    model = build(cfg, dev)
+    model = build(cfg, dev, layer_scale_factor)
     state = {k: v.detach().cpu().float().numpy() for k, v in model.state_dict().items()
              if not k.endswith("num_batches_tracked")}
     sw_torch.write_safetensors(os.path.join(out, "weights.safetensors"), state)
@@ -170,7 +182,7 @@ def prepare(out, batch, image_size, seed, device, cfg=SW_TINY, emulate_precision
     ref = forward(model, x).numpy()
     save_npy(os.path.join(out, "reference.npy"), ref)
     top2 = np.sort(ref, axis=1)[:, -2:]
-    info = {"model": cfg, "batch": batch, "image_size": image_size, "seed": seed, "reference_device": str(dev),
+    info = {"model": cfg, "layer_scale_factor": layer_scale_factor, "batch": batch, "image_size": image_size, "seed": seed, "reference_device": str(dev),
             "input": {"min": float(x.min()), "max": float(x.max()), "mean": float(x.mean()), "std": float(x.std())},
             "reference": {"logit_std": float(ref.std()), "top1": ref.argmax(1).tolist(),
                           "top1_top2_gap": (top2[:, 1] - top2[:, 0]).tolist()},
@@ -226,12 +238,10 @@ def self_test(swc=None):
         info = prepare(tmp, 4, 64, 0, "cpu", cfg)
         ref_path = os.path.join(tmp, "reference.npy")
         ref = np.load(ref_path)
-        # emulated 16-bit storage: fp16 meets its bound; bf16 lands near 2e-2 at these weights (its 8-bit mantissa
-        # on weights alone gives ~3e-2 on this small network), so only its sanity and top-1 are asserted here
+        # emulated 16-bit storage meets both bounds at these weights, with fp16 (3 more mantissa bits) well below
         em = {p: compare(np.load(os.path.join(tmp, f"emulated-{p}.npy")), ref, p) for p in ("bf16", "fp16")}
-        assert em["fp16"]["pass"], em["fp16"]
-        assert 2e-3 < em["bf16"]["relative_l2"] < 1e-1 and not em["bf16"]["top1_wrong"], em["bf16"]
-        assert em["fp16"]["relative_l2"] < em["bf16"]["relative_l2"] / 4, em
+        assert em["bf16"]["pass"] and em["fp16"]["pass"], em
+        assert 1e-4 < em["fp16"]["relative_l2"] < em["bf16"]["relative_l2"] / 4, em
         # a swapped pair of samples, and noise over the bound, must fail
         bad = ref.copy()
         bad[[0, 1]] = bad[[1, 0]]
@@ -240,7 +250,7 @@ def self_test(swc=None):
         res = compare(ref + noise * 0.03 * np.linalg.norm(ref) / np.linalg.norm(noise), ref, "bf16")
         assert not res["pass"] and abs(res["relative_l2"] - 0.03) < 1e-9, res
         # the weights load back into the model by name and give the reference bit for bit
-        model = sw_torch.build_from_options(dict(cfg, layer_scale_init_value=1.0)).double().eval()
+        model = sw_torch.build_from_options(cfg).double().eval()  # layer scale values come with the weights
         loaded = {k: torch.from_numpy(v.astype(np.float64)) for k, v in
                   sw_torch.read_safetensors(os.path.join(tmp, "weights.safetensors")).items()}
         missing, unexpected = model.load_state_dict(loaded, strict=False)
@@ -278,6 +288,8 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0, help="seeds the input (the weights are randomise()'s, seed 0)")
     p.add_argument("--device", default="cuda", help="where the float64 reference runs (cuda, else cpu)")
     p.add_argument("--no-emulate", action="store_true", help="skip the emulated 16-bit forward passes")
+    p.add_argument("--layer-scale-factor", type=float, default=LAYER_SCALE_FACTOR,
+                   help="multiplies randomise()'s U(0.5, 1.5) layer scales (default 0.1; 1 is chaotic, see above)")
     c = sub.add_parser("check", help="swc's logits against the reference")
     c.add_argument("--logits", required=True)
     c.add_argument("--reference", required=True)
@@ -288,7 +300,8 @@ def main(argv=None):
         return self_test(args.swc)
     if args.cmd == "prepare":
         prepare(args.out, args.batch, args.image_size, args.seed, args.device,
-                emulate_precisions=() if args.no_emulate else ("bf16", "fp16"))
+                emulate_precisions=() if args.no_emulate else ("bf16", "fp16"),
+                layer_scale_factor=args.layer_scale_factor)
         return 0
     if args.cmd == "check":
         return check(args.logits, args.reference, args.precision, args.json)
