@@ -372,12 +372,33 @@ if [ "${GPU_CHECK_ONLY:-}" = "precision" ]; then
   done
   run_step "unireplknet.py: parameters and FLOPs" 30 "$((P_MIN + final_reserve))" "$R/unireplknet.log" \
     "$py" "$url_py" --json "$R/unireplknet.json"
+  # P5 stops its own rounds at --time-budget and rewrites its JSON after every phase, but a torch.compile cannot be
+  # cut short from inside: a timeout there keeps the eager rows and is recorded as partial, not as a failure
   t=$(( $(remaining) - final_reserve ))
-  # shellcheck disable=SC2086
-  run_step "precision peers (batch 128)" "$t" "$final_reserve" "$R/precision-peers.log" \
-    env PYTHONUNBUFFERED=1 "$py" "$peers_py" --device cuda --batch 128 --json "$R/precision-peers.json" \
-    --time-budget $((t - 20)) "${swc_args[@]}" ${PRECISION_PEERS_ARGS:-}
-  { for p in bf16 fp16; do grep -h "^$p" "$R/accuracy-$p.log" 2>/dev/null || echo "$p accuracy: not measured"; done
+  step_no=$((step_no + 1))
+  if [ "$t" -lt 40 ]; then
+    say "step $step_no (precision peers): skipped, only ${t}s left"
+    printf '%s\t%s\n' "precision peers" "skipped (out of time)" >>"$R/steps.txt"
+    failed+=("precision peers (skipped: out of time)")
+  else
+    say "step $step_no (precision peers, batch 128), timeout ${t}s"
+    # shellcheck disable=SC2086
+    timeout -k 5 "$t" env PYTHONUNBUFFERED=1 "$py" "$peers_py" --device cuda --batch 128 \
+      --json "$R/precision-peers.json" --time-budget $((t - 20)) "${swc_args[@]}" ${PRECISION_PEERS_ARGS:-} 2>&1 \
+      | tee "$R/precision-peers.log"
+    rc=${PIPESTATUS[0]}
+    if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+      printf '%s\t%s\n' "precision peers" "partial (timed out after ${t}s; the rows measured are kept)" >>"$R/steps.txt"
+    elif [ "$rc" -ne 0 ]; then
+      printf '%s\t%s\n' "precision peers" "failed (exit $rc)" >>"$R/steps.txt"
+      failed+=("precision peers: failed (exit $rc), see precision-peers.log")
+    else
+      printf '%s\t%s\n' "precision peers" "ok" >>"$R/steps.txt"
+    fi
+  fi
+  { for p in bf16 fp16; do
+      grep -h "^$p" "$R/accuracy-$p.log" 2>/dev/null || echo "$p accuracy: not measured (see accuracy-$p-run.log)"
+    done
     echo; grep -h "^UniRepLKNet-T" "$R/unireplknet.log" 2>/dev/null
     echo; cat "$R/precision-peers.md" 2>/dev/null || echo "precision peers: no table (see precision-peers.log)"
     echo; cat "$R/steps.txt"; } >"$R/summary.txt"
