@@ -10,7 +10,8 @@
 # bundle/tools/      tools/*.py, tools/fixtures/*.py, tools/gpu/*.py in the same layout (the PyTorch peer in gpu/
 #                    imports fixtures/sw_torch.py)
 # bundle/bench/      bench/train_step_peers.py (the training-step peers; imports ../tools/fixtures/sw_torch.py and
-#                    ../tools/gpu/bench_torch_peer.py's select_device), bench/precision_peers.py and bench/unireplknet.py
+#                    ../tools/gpu/bench_torch_peer.py's select_device), bench/precision_peers.py (+ precision_rows.py)
+#                    and bench/unireplknet.py
 #                    (issue 22's side-by-side rows and UniRepLKNet-T; gpu-check's GPU_CHECK_ONLY=precision; the
 #                    accuracy check is tools/gpu/precision_accuracy.py, which imports tools/fixtures/gen_sw_v2_golden.py)
 # bundle/samples/    samples/fashion-mnist.json (gpu-check's GPU_CHECK_ONLY=train; the data, ~31 MB, does not fit the
@@ -119,7 +120,7 @@ done
 for d in . fixtures gpu; do
   cp -p tools/$d/*.py "$b/tools/$d/" || die "copying tools/$d/*.py failed"
 done
-for f in train_step_peers.py precision_peers.py unireplknet.py; do
+for f in train_step_peers.py precision_peers.py precision_rows.py unireplknet.py; do
   cp -p "bench/$f" "$b/bench/" || die "copying bench/$f failed"
 done
 mkdir -p "$b/samples" && cp -p samples/fashion-mnist.json "$b/samples/" || die "copying samples/fashion-mnist.json failed"
