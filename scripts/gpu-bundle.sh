@@ -10,10 +10,13 @@
 # bundle/tools/      tools/*.py, tools/fixtures/*.py, tools/gpu/*.py in the same layout (the PyTorch peer in gpu/
 #                    imports fixtures/sw_torch.py)
 # bundle/bench/      bench/train_step_peers.py (the training-step peers; imports ../tools/fixtures/sw_torch.py and
-#                    ../tools/gpu/bench_torch_peer.py's select_device)
+#                    ../tools/gpu/bench_torch_peer.py's select_device), bench/precision_peers.py (+ precision_rows.py)
+#                    and bench/unireplknet.py
+#                    (issue 22's side-by-side rows and UniRepLKNet-T; gpu-check's GPU_CHECK_ONLY=precision; the
+#                    accuracy check is tools/gpu/precision_accuracy.py, which imports tools/fixtures/gen_sw_v2_golden.py)
 # bundle/samples/    samples/fashion-mnist.json (gpu-check's GPU_CHECK_ONLY=train; the data, ~31 MB, does not fit the
 #                    bundle: carry it beside, FMNIST_DIR)
-# bundle/gpu-check.sh, bundle/MANIFEST (versions, commit, the test assembly's name)
+# bundle/gpu-check.sh (+ gpu-check-precision.sh, its section P), bundle/MANIFEST (versions, commit, the test assembly's name)
 #
 # The test publish's code-coverage collector is left out and files both publishes share are stored once (hard
 # links). Everything is made in a temporary folder beside OUT and renamed into place at the end; OUT must stay
@@ -117,9 +120,11 @@ done
 for d in . fixtures gpu; do
   cp -p tools/$d/*.py "$b/tools/$d/" || die "copying tools/$d/*.py failed"
 done
-cp -p bench/train_step_peers.py "$b/bench/" || die "copying bench/train_step_peers.py failed"
+for f in train_step_peers.py precision_peers.py precision_rows.py unireplknet.py; do
+  cp -p "bench/$f" "$b/bench/" || die "copying bench/$f failed"
+done
 mkdir -p "$b/samples" && cp -p samples/fashion-mnist.json "$b/samples/" || die "copying samples/fashion-mnist.json failed"
-cp -p scripts/gpu-check.sh "$b/" || die "copying scripts/gpu-check.sh failed"
+cp -p scripts/gpu-check.sh scripts/gpu-check-precision.sh "$b/" || die "copying scripts/gpu-check*.sh failed"
 chmod +x "$b/gpu-check.sh"
 
 commit="$(git -C "$root" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)"

@@ -27,6 +27,11 @@
 # each stage's SW layer tuned and --untuned (RESULTS_DIR/swc-tune.log, swc-layer-s*-{tuned,untuned}.json, summary.txt).
 # GPU_CHECK_ONLY=train runs issue 21's GPU lines instead (section T: the training tests, swc bench --train, the
 # training-step peers, the Fashion-MNIST recipe's accuracy and time, a killed and resumed run; budget 570 s).
+# GPU_CHECK_ONLY=precision runs issue 22's GPU lines instead (section P: the bf16/fp16 accuracy checks, swc bench sw-tiny
+# at batch 128 in fp32/tf32/bf16/fp16, the PyTorch peers side by side with them, UniRepLKNet-T; budget 480 s; the GPU
+# tests only with GPU_CHECK_TESTS=1, then -class ShiftWise.Gpu.Tests.Types16GpuTests unless GPU_TESTS_ARGS says;
+# PRECISION_ACC_ARGS and PRECISION_PEERS_ARGS add arguments to the accuracy preparation and the peers, e.g.
+# "--peers eager-fp32,eager-bf16,unireplknet-bf16" to leave torch.compile out; PRECISION_PEERS_MIN, default 150 s).
 # Environment: PYTHON (default python3, needs torch for the peer), GPU_CHECK_BUDGET_S, GPU_TESTS_TIMEOUT (150),
 # GPU_TESTS_ARGS (extra runner arguments, e.g. "-class ShiftWise.Gpu.Tests.X"), PEER_COMPILE=0 to skip torch.compile,
 # TRAIN_PEERS_TIMEOUT (cap of step 3b, default 200), TRAIN_PEERS_MIN (seconds kept for it from step 3, default 130),
@@ -43,7 +48,14 @@ if [ "${GPU_CHECK_ONLY:-}" = "train" ]; then   # issue 21's GPU lines in one cal
   budget="${GPU_CHECK_BUDGET_S:-570}"
   GPU_TESTS_ARGS="${GPU_TESTS_ARGS:--class ShiftWise.Gpu.Tests.TrainGpuTests -class ShiftWise.Gpu.Tests.ConvGradGpuTests}"
 fi
+if [ "${GPU_CHECK_ONLY:-}" = "precision" ]; then   # issue 22's GPU lines in one call (section P below)
+  export GPU_CHECK_EMIT=0
+  GPU_CHECK_TESTS="${GPU_CHECK_TESTS:-0}"   # the 8 minutes go to the acceptance lines unless asked
+  budget="${GPU_CHECK_BUDGET_S:-480}"
+  GPU_TESTS_ARGS="${GPU_TESTS_ARGS:--class ShiftWise.Gpu.Tests.Types16GpuTests}"
+fi
 
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 say() { echo "gpu-check: $*"; }
 die() { echo "gpu-check: $*" >&2; exit 1; }
 
@@ -53,7 +65,9 @@ bundle_tgz="$1"
 mkdir -p "$2" || die "cannot create the results folder $2"
 R="$(cd "$2" && pwd)"
 rm -f "$R"/swc-tiny-*.json "$R"/swc-layer-*.json "$R"/torch.json "$R"/torch-compiled.json "$R"/gpu-tests.trx \
-  "$R"/steps.txt "$R"/summary.txt "$R"/train-peers.json "$R"/train-peers.md "$R"/train-peers.log
+  "$R"/steps.txt "$R"/summary.txt "$R"/train-peers.json "$R"/train-peers.md "$R"/train-peers.log \
+  "$R"/precision-*.json "$R"/precision-*.md "$R"/precision-*.log "$R"/accuracy-*.json "$R"/accuracy-*.log \
+  "$R"/swc-logits-*.npy "$R"/unireplknet.json "$R"/unireplknet.log
 export SWC_GPU_RESULTS="$R"   # where tests/Gpu writes its per-kernel error table
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/swc-gpu-check.XXXXXX")" || die "cannot make a temporary folder"
@@ -311,6 +325,13 @@ PY
   train_step_peers
   { cat "$R/swc-train-b64.log" 2>/dev/null; echo; cat "$R/train-peers.md" 2>/dev/null; echo; cat "$R/steps.txt"; } \
     >"$R/summary.txt"
+  finish
+fi
+# P. GPU_CHECK_ONLY=precision (issue 22): scripts/gpu-check-precision.sh (beside this script, here and in the bundle)
+if [ "${GPU_CHECK_ONLY:-}" = "precision" ]; then
+  # shellcheck source=gpu-check-precision.sh
+  . "$here/gpu-check-precision.sh" || die "$here/gpu-check-precision.sh is missing (an older bundle?)"
+  precision_section
   finish
 fi
 rm -f "$R"/emit-*.log "$R"/emit-*.npy "$R"/swc-logits.npy "$R/emit-summary.txt"
