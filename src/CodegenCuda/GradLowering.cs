@@ -11,9 +11,10 @@ namespace ShiftWise.CodegenCuda;
 /// <see cref="DwConvGradWeightModel"/>); every other conv2d grad (dense, grouped, strided, bias) and linear's grad
 /// in <see cref="ConvGradLowering"/>; the norms' in <see cref="NormGradLowering"/>; the element-wise, mean, reshape,
 /// cross_entropy and drop_path grads in <see cref="ElementGradLowering"/>; the channel_select, concat and permute
-/// grads in <see cref="LayoutLowering"/>. No atomics anywhere: every sum runs in a fixed order. Other grads are
-/// refused naming the node. Tunables: block (threads of the gather kernels), wblock (threads of the weight-gradient
-/// blocks).
+/// grads in <see cref="LayoutLowering"/>. No atomics anywhere: every sum runs in a fixed order. Every grad but
+/// linear's runs on float32, bf16 or fp16 storage (issue 22: 16-bit loads and stores, float32 sums, one rounding per
+/// stored value). Other grads are refused naming the node. Tunables: block (threads of the gather kernels), wblock
+/// (threads of the weight-gradient blocks).
 /// </summary>
 internal static class GradLowering
 {
