@@ -212,6 +212,33 @@ public sealed class Grad16EmuTests
     }
 
     /// <summary>
+    /// Other float types are refused naming the node (float64 conv2d and gelu grads), and so is linear's grad in 16
+    /// bits, whose cuBLAS calls are float32 only. (The IR already refuses a grad node whose types differ.)
+    /// </summary>
+    [Fact]
+    public void OtherTypesAndSixteenBitLinearGradsAreRefusedNamingTheNode()
+    {
+        var (bf, f64) = (DType.BF16, DType.F64);
+        var conv = new Conv2d(Vec.Of(1, 1), Vec.Of(1, 1), Vec.Of(1, 1), 1);
+        var (x, w) = (TensorType.Of(f64, 1, 2, 5, 5), TensorType.Of(f64, 3, 2, 3, 3));
+        var y = TensorType.Of(f64, 1, 3, 5, 5);
+        var g = OpCatalog.OneNode("f64_conv", new Grad(conv, Vec.Of(0, 1), Vec.Of(0)), [x, w, y, y]);
+        var e = Assert.Throws<IrException>(() => CudaCodegen.Lower(g));
+        Assert.Contains("(grad)", e.Message, StringComparison.Ordinal);
+        Assert.Contains("f32, bf16 or f16", e.Message, StringComparison.Ordinal);
+        var a = TensorType.Of(f64, 2, 3);
+        var ge = OpCatalog.OneNode("f64_gelu", new Grad(new Unary(UnaryKind.Gelu), Vec.Of(0), Vec.Of(0)), [a, a, a]);
+        e = Assert.Throws<IrException>(() => CudaCodegen.Lower(ge));
+        Assert.Contains("(grad)", e.Message, StringComparison.Ordinal);
+        Assert.Contains("f32, bf16 or f16", e.Message, StringComparison.Ordinal);
+        var (lx, lw, ly) = (TensorType.Of(bf, 4, 8), TensorType.Of(bf, 5, 8), TensorType.Of(bf, 4, 5));
+        var lin = OpCatalog.OneNode("lin16", new Grad(new Linear(), Vec.Of(0, 1), Vec.Of(0)), [lx, lw, ly, ly]);
+        e = Assert.Throws<IrException>(() => CudaCodegen.Lower(lin));
+        Assert.Contains("(grad)", e.Message, StringComparison.Ordinal);
+        Assert.Contains("float32 only", e.Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>
     /// Random inputs: float values uniform in ±3 rounded to <paramref name="dt"/> (their bits for the kernels, the
     /// values and their absolute values for the reference), i64 labels below <paramref name="classes"/> or a step
     /// (as float32 for the kernels, i64 for the reference).
