@@ -1,8 +1,10 @@
 using ShiftWise.CodegenCuda;
+using ShiftWise.Frontend.Zoo;
 using ShiftWise.IR;
 using ShiftWise.IR.Analysis;
 using ShiftWise.IR.Ops;
 using ShiftWise.IR.Reference;
+using ShiftWise.Passes;
 using ShiftWise.Runtime.Cuda;
 using ShiftWise.Tests.Shared;
 
@@ -236,6 +238,37 @@ public sealed class Grad16EmuTests
         e = Assert.Throws<IrException>(() => CudaCodegen.Lower(lin));
         Assert.Contains("(grad)", e.Message, StringComparison.Ordinal);
         Assert.Contains("float32 only", e.Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// Every grad node the autodiff pass emits for a bf16 sw-fmnist training graph (batch 2, drop path 0.2, label
+    /// smoothing 0.1), lowered as a one-node graph, gives 16-bit kernels only, but linear's (float32 cuBLAS only).
+    /// </summary>
+    [Fact]
+    public void EveryGradOfASixteenBitFmnistTrainingGraphButLinearsLowers()
+    {
+        var o = ShiftWiseV2Options.FashionMnist with { Batch = 2, DropPathRate = 0.2 };
+        var m = ShiftWiseV2.Build(o, "sw-fmnist", DType.BF16, new TrainingForm(0.1, 3));
+        var g = AutodiffBuilder.Build(m.Graph, ShiftWiseV2.Loss).Graph;
+        var types = g.ValueTypes();
+        var kinds = new SortedSet<string>(StringComparer.Ordinal);
+        int lowered = 0;
+        foreach (var n in g.Nodes.Where(n => n.Op is Grad { Of: not Linear }))
+        {
+            var one = OpCatalog.OneNode($"fm16_{lowered++}", n.Op, n.Inputs.Select(v => types[v]).ToArray());
+            foreach (var k in CudaCodegen.Lower(one).Kernels)
+            {
+                Assert.Matches("_bf16_[0-9a-f]{8}$", k.Name);
+                kinds.Add(k.Kind);
+            }
+        }
+        TestContext.Current.TestOutputHelper?.WriteLine($"{lowered} grad nodes: {string.Join(", ", kinds)}");
+        foreach (var kind in new[] { "grad_conv2d_input", "grad_conv2d_weight", "grad_conv2d_dw_input",
+            "grad_conv2d_dw_weight", "grad_bias", "grad_elem_pointwise", "grad_elem_reduce", "cross_entropy_grad",
+            "drop_path_train" })
+        {
+            Assert.Contains(kind, kinds);
+        }
     }
 
     /// <summary>
