@@ -11,9 +11,10 @@ namespace ShiftWise.CodegenCuda;
 /// <see cref="DwConvGradWeightModel"/>); every other conv2d grad (dense, grouped, strided, bias) and linear's grad
 /// in <see cref="ConvGradLowering"/>; the norms' in <see cref="NormGradLowering"/>; the element-wise, mean, reshape,
 /// cross_entropy and drop_path grads in <see cref="ElementGradLowering"/>; the channel_select, concat and permute
-/// grads in <see cref="LayoutLowering"/>. No atomics anywhere: every sum runs in a fixed order. Other grads are
-/// refused naming the node. Tunables: block (threads of the gather kernels), wblock (threads of the weight-gradient
-/// blocks).
+/// grads in <see cref="LayoutLowering"/>. No atomics anywhere: every sum runs in a fixed order. Every grad but
+/// linear's runs on float32, bf16 or fp16 storage (issue 22: 16-bit loads and stores, float32 sums, one rounding per
+/// stored value). Other grads are refused naming the node. Tunables: block (threads of the gather kernels), wblock
+/// (threads of the weight-gradient blocks).
 /// </summary>
 internal static class GradLowering
 {
@@ -100,7 +101,8 @@ internal static class GradLowering
 
     private static void DepthwiseConv(NodeLowering ctx, Grad op, Conv2d c)
     {
-        LoweringSupport.RequireF32(ctx);
+        // float32, or bf16 / fp16 storage (issue 22): 16-bit loads, float32 sums, one rounding per output
+        var storage = LoweringSupport.Storage(ctx);
         RequireDy(ctx, op);
         var x = ctx.InType(0).Shape;
         var w = ctx.InType(1).Shape;
@@ -128,13 +130,14 @@ internal static class GradLowering
         string dil = c.Dilation[0] * c.Dilation[1] > 1 ? string.Create(CultureInfo.InvariantCulture,
             $"d{c.Dilation[0]}x{c.Dilation[1]}") : "";
         string shape = string.Create(CultureInfo.InvariantCulture,
-            $"c{x[1]}h{x[2]}w{x[3]}_o{w[0]}k{w[2]}x{w[3]}p{c.Padding[0]}x{c.Padding[1]}") + dil;
+            $"c{x[1]}h{x[2]}w{x[3]}_o{w[0]}k{w[2]}x{w[3]}p{c.Padding[0]}x{c.Padding[1]}") + dil
+            + LoweringSupport.Suffix(storage);
         for (int j = 0; j < op.Wrt.Count; j++)
         {
             if (ctx.OutType(j).Shape.Elements == 0) continue;
             if (op.Wrt[j] == 0)
             {
-                DwConvGradInputModel Model(string n) => new(n, threads, c, x, w);
+                DwConvGradInputModel Model(string n) => new(n, threads, c, x, w) { Storage = storage };
                 var name = ctx.AddKernel("grad_conv2d_dw_input_" + shape, "grad_conv2d_dw_input",
                     "grad_conv2d_dw_input.cu.sbn", n => Model(n));
                 ctx.Launch(name, LoweringSupport.Grid(ctx, Model(name).Work, threads), new Dim3(threads), 0,
@@ -142,7 +145,7 @@ internal static class GradLowering
             }
             else
             {
-                DwConvGradWeightModel Model(string n) => new(n, wthreads, c, x, w);
+                DwConvGradWeightModel Model(string n) => new(n, wthreads, c, x, w) { Storage = storage };
                 var name = ctx.AddKernel("grad_conv2d_dw_weight_" + shape, "grad_conv2d_dw_weight",
                     "grad_conv2d_dw_weight.cu.sbn", n => Model(n));
                 ctx.Launch(name, new Dim3(w[0]), new Dim3(wthreads), 0, [ctx.Out(j), ctx.In(0), ctx.In(gy)]);

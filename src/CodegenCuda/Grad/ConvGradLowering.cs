@@ -13,7 +13,8 @@ namespace ShiftWise.CodegenCuda;
 /// order, no atomics): the input gradient is a gather (<see cref="ConvGradInputModel"/>), the weight gradient a block
 /// per weight row with a shared-memory tree (<see cref="ConvGradWeightModel"/>), the bias gradient a block per
 /// channel (<see cref="BiasGradModel"/>). Tunables: block (threads of the input gather), wblock (threads of the
-/// weight and bias blocks).
+/// weight and bias blocks). Input, weight, output gradient and every result share one storage type, float32, bf16 or
+/// fp16 (issue 22); 16-bit kernels widen what they load, sum in float32 and round once per result.
 /// </para>
 /// <para>
 /// linear (y = x·Wᵀ + b over the last axis, rows = every leading axis): dx = gy·W and dW = gyᵀ·x as one cuBLAS
@@ -26,7 +27,8 @@ internal static class ConvGradLowering
     /// <summary>Adds the kernels of a conv2d grad node.</summary>
     public static void Conv(NodeLowering ctx, Grad op, Conv2d c)
     {
-        LoweringSupport.RequireF32(ctx);
+        // float32, or bf16 / fp16 storage (issue 22): 16-bit loads, float32 sums, one rounding per output
+        var storage = LoweringSupport.Storage(ctx);
         RequireDy(ctx, op);
         var (x, w) = (ctx.InType(0).Shape, ctx.InType(1).Shape);
         int taps = w[2] * w[3];
@@ -54,7 +56,7 @@ internal static class ConvGradLowering
             ? string.Create(inv, $"d{c.Dilation[0]}x{c.Dilation[1]}") : "";
         string shape = string.Create(inv,
             $"c{x[1]}h{x[2]}w{x[3]}_o{w[0]}k{w[2]}x{w[3]}s{c.Stride[0]}x{c.Stride[1]}p{c.Padding[0]}x{c.Padding[1]}")
-            + dil + (c.Groups > 1 ? string.Create(inv, $"g{c.Groups}") : "");
+            + dil + (c.Groups > 1 ? string.Create(inv, $"g{c.Groups}") : "") + LoweringSupport.Suffix(storage);
         for (int j = 0; j < op.Wrt.Count; j++)
         {
             if (ctx.OutType(j).Shape.Elements == 0) continue;
@@ -62,7 +64,7 @@ internal static class ConvGradLowering
             {
                 case 0:
                 {
-                    ConvGradInputModel Model(string n) => new(n, threads, c, x, w);
+                    ConvGradInputModel Model(string n) => new(n, threads, c, x, w) { Storage = storage };
                     var name = ctx.AddKernel("grad_conv2d_input_" + shape, "grad_conv2d_input",
                         "grad_conv2d_input.cu.sbn", n => Model(n));
                     ctx.Launch(name, LoweringSupport.Grid(ctx, Model(name).Work, threads), new Dim3(threads), 0,
@@ -71,7 +73,7 @@ internal static class ConvGradLowering
                 }
                 case 1:
                 {
-                    ConvGradWeightModel Model(string n) => new(n, wthreads, c, x, w);
+                    ConvGradWeightModel Model(string n) => new(n, wthreads, c, x, w) { Storage = storage };
                     var name = ctx.AddKernel("grad_conv2d_weight_" + shape, "grad_conv2d_weight",
                         "grad_conv2d_weight.cu.sbn", n => Model(n));
                     ctx.Launch(name, new Dim3(Model(name).Rows), new Dim3(wthreads), 0,
@@ -79,7 +81,7 @@ internal static class ConvGradLowering
                     break;
                 }
                 default:
-                    Bias(ctx, wthreads, y[0], w[0], (long)y[2] * y[3], ctx.Out(j), ctx.In(gy));
+                    Bias(ctx, wthreads, y[0], w[0], (long)y[2] * y[3], ctx.Out(j), ctx.In(gy), storage);
                     break;
             }
         }
@@ -115,7 +117,7 @@ internal static class ConvGradLowering
                         C: ctx.Out(j), Ldc: Math.Max(1, k), StrideC: 0, Batch: 1, Alpha: 1f, Beta: 0f));
                     break;
                 default:
-                    Bias(ctx, wthreads, rows, o, 1, ctx.Out(j), ctx.In(gy));
+                    Bias(ctx, wthreads, rows, o, 1, ctx.Out(j), ctx.In(gy), DType.F32);
                     break;
             }
         }
@@ -129,11 +131,12 @@ internal static class ConvGradLowering
     }
 
     private static void Bias(NodeLowering ctx, int threads, long outer, int channels, long inner, ArgRef db,
-        ArgRef gy)
+        ArgRef gy, DType storage)
     {
-        string prefix = string.Create(CultureInfo.InvariantCulture, $"grad_bias_n{outer}_c{channels}_p{inner}");
+        string prefix = string.Create(CultureInfo.InvariantCulture, $"grad_bias_n{outer}_c{channels}_p{inner}")
+            + LoweringSupport.Suffix(storage);
         var name = ctx.AddKernel(prefix, "grad_bias", "grad_conv2d_bias.cu.sbn",
-            n => new BiasGradModel(n, threads, outer, channels, inner));
+            n => new BiasGradModel(n, threads, outer, channels, inner) { Storage = storage });
         ctx.Launch(name, new Dim3(channels), new Dim3(threads), 0, [db, gy]);
     }
 
