@@ -126,7 +126,8 @@ public sealed class Gemm16EmuTests
         {
             Assert.Equal(dt, got[o].DType);
             double err = Error.RelL2(got[o].ToDoubles(), want[o32].ToDoubles());
-            TestContext.Current.TestOutputHelper?.WriteLine($"{type} {c} %{o}: relative L2 {err:E2} (bound {bound:E2})");
+            TestContext.Current.TestOutputHelper?.WriteLine(
+                $"{type} {c} %{o}: relative L2 {err:E2} (bound {bound:E2})");
             Assert.True(err <= bound, $"{type} {c} %{o}: relative L2 {err:E2} > {bound:E2}");
             Assert.True(err > 0, $"{type} {c} %{o}: no rounding, the plan is not 16-bit");
         }
@@ -168,7 +169,10 @@ public sealed class Gemm16EmuTests
 
     private static unsafe CublasStatus RunEx(GemmStridedBatchedExArgs e, ushort[] a, ushort[] b, ushort[] c)
     {
-        fixed (ushort* pa = a, pb = b, pc = c) return CublasInterpreter.RunEx(e, pa, a.Length, pb, b.Length, pc, c.Length);
+        fixed (ushort* pa = a, pb = b, pc = c)
+        {
+            return CublasInterpreter.RunEx(e, pa, a.Length, pb, b.Length, pc, c.Length);
+        }
     }
 
     private static ushort[] Bits(DType t, params double[] v) => v.Select(x => Float16Bits.Round((float)x, t)).ToArray();

@@ -93,7 +93,9 @@ public static unsafe class CublasInterpreter
             : Core<F32>(s, "cublasSgemmStridedBatched", (nint)a, aFloats, (nint)b, bFloats, (nint)c, cFloats);
     }
 
-    /// <summary>The checks of <see cref="Validate(SgemmStridedBatchedArgs)"/>, then the types this call supports.</summary>
+    /// <summary>
+    /// The checks of <see cref="Validate(SgemmStridedBatchedArgs)"/>, then the types this call supports.
+    /// </summary>
     public static CublasStatus Validate(GemmStridedBatchedExArgs e)
     {
         var status = Validate(e.Call);

@@ -186,7 +186,8 @@ internal sealed unsafe class EmuPlanMemory : IDisposable
         foreach (var (name, b) in _all) b.CheckGuards($"{what}: {name}");
         foreach (var (name, at) in _padded)
         {
-            if (MemoryMarshal.Cast<float, ushort>(at.Buf.Span)[(int)at.Elements] != unchecked((ushort)EmuBuffer.FillBits))
+            ushort pad = MemoryMarshal.Cast<float, ushort>(at.Buf.Span)[(int)at.Elements];
+            if (pad != unchecked((ushort)EmuBuffer.FillBits))
             {
                 throw new EmuException($"{what}: out-of-bounds write past the end of {name} ({at.Elements} " +
                     $"{Unit(at.Type)}: the pad after the last changed)");

@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Runtime.InteropServices;
 using ShiftWise.CodegenCuda;
 using ShiftWise.IR;
 using ShiftWise.IR.Ops;
