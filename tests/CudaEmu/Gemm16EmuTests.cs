@@ -154,6 +154,39 @@ public sealed class Gemm16EmuTests
         Assert.All(plan32.Kernels, k => Assert.DoesNotContain("swc_round", k.Source, StringComparison.Ordinal));
     }
 
+    [Fact]
+    public void A_kernel_writing_one_sixteen_bit_value_past_its_argument_fails_at_its_step()
+    {
+        TestKernels.RequireEmulator();
+        // y = %d holds 3·7·9 = 189 bf16 values (bytes 0..377 of its slot), x = %in0 holds 273: both end mid-float
+        var g = Build("linear_no_bias", DType.BF16);
+        var plan = CudaCodegen.Lower(g);
+        var past = TestKernels.Cu("emu_test_past16", """
+            extern "C" __global__ void past_y(unsigned short* __restrict__ y) { if (threadIdx.x == 0) y[189] = 0; }
+            extern "C" __global__ void past_x(unsigned short* __restrict__ x) { if (threadIdx.x == 0) x[273] = 0; }
+            """, "past_y", "past_x");
+        var rng = new Random(5);
+        Tensor Draw(ValueDecl d) => Of(d.Type, Emu16.Random(rng, d.Type.Shape.Elements, DType.BF16));
+        var (inputs, weights) = (g.Inputs.ToDictionary(d => d.Name, Draw), g.Params.ToDictionary(d => d.Name, Draw));
+        long y0 = plan.Memory.Slots.Single(s => s.Value == "d").Offset;
+        foreach (var (entry, arg, why) in new[]
+        {
+            ("past_y", new ArgRef(ArgKind.Value, "d"), $"wrote the arena at byte {y0 + 378}, outside its arguments"),
+            ("past_x", new ArgRef(ArgKind.Value, "in0"), "out-of-bounds write past the end of input in0"),
+        })
+        {
+            var bad = plan with
+            {
+                Kernels = [.. plan.Kernels, past],
+                Steps = [.. plan.Steps, new KernelLaunch("d", past.Name, entry, new Dim3(1), new Dim3(32), 0, [arg])],
+            };
+            var e = Assert.Throws<EmuException>(() => EmuPlanRunner.Run(bad, g, weights, inputs));
+            Assert.Contains($"step 1 (node %d, kernel emu_test_past16 entry {entry})", e.Message,
+                StringComparison.Ordinal);
+            Assert.Contains(why, e.Message, StringComparison.Ordinal);
+        }
+    }
+
     private static readonly ArgRef Any = new(ArgKind.Value, "x");
 
     // m×n = op(A)·op(B), N/N, A m×k (lda), B k×n (ldb), C m×n (ldc), one batch
