@@ -17,7 +17,7 @@ public enum ArgKind
     Scratch,
 }
 
-/// <summary>A pointer argument: a named buffer plus an offset in floats.</summary>
+/// <summary>A pointer argument: a named buffer plus an offset in elements of the buffer's type.</summary>
 public sealed record ArgRef(ArgKind Kind, string Name, long Offset = 0)
 {
     /// <summary>Short form for plan.json and messages: value:%x, param:@w, derived:..., scratch:....</summary>
@@ -50,13 +50,22 @@ public sealed record KernelLaunch(string Node, string Kernel, string Entry, Dim3
     IReadOnlyList<ArgRef> Args) : PlanStep(Node);
 
 /// <summary>
-/// A strided-batched SGEMM in cuBLAS's column-major convention: for each batch i,
+/// A strided-batched GEMM in cuBLAS's column-major convention: for each batch i,
 /// C_i = Alpha·op(A_i)·op(B_i) + Beta·C_i with op(A_i) M×K, op(B_i) K×N, C_i M×N (leading dimension Ldc), and
-/// X_i = X + i·StrideX (in floats). Run by cuBLAS on a GPU and by a plain reference GEMM in emulation.
+/// X_i = X + i·StrideX, leading dimensions, strides and offsets counted in elements of <see cref="Storage"/>. Run by
+/// cuBLAS on a GPU (SGEMM in float32, the Ex call with float32 compute in 16 bits) and by a plain reference GEMM in
+/// emulation.
 /// </summary>
 public sealed record GemmCall(string Node, bool TransA, bool TransB, int M, int N, int K,
     ArgRef A, int Lda, long StrideA, ArgRef B, int Ldb, long StrideB, ArgRef C, int Ldc, long StrideC,
-    int Batch, float Alpha, float Beta) : PlanStep(Node);
+    int Batch, float Alpha, float Beta) : PlanStep(Node)
+{
+    /// <summary>
+    /// The element type of A, B and C: float32, or bf16 / fp16 (issue 22: the products are summed in float32, Alpha
+    /// and Beta stay float, C is rounded once to the type).
+    /// </summary>
+    public ShiftWise.IR.DType Storage { get; init; } = ShiftWise.IR.DType.F32;
+}
 
 /// <summary>A tensor the runtime computes once from the graph's parameters (e.g. the SW cross bands).</summary>
 /// <param name="Name">Unique name in the plan.</param>

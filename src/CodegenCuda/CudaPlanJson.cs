@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.Json;
+using ShiftWise.IR;
 
 namespace ShiftWise.CodegenCuda;
 
@@ -129,6 +130,7 @@ public static class CudaPlanJson
                 w.WriteNumber("batch", g.Batch);
                 w.WriteNumber("alpha", g.Alpha);
                 w.WriteNumber("beta", g.Beta);
+                if (g.Storage != DType.F32) w.WriteString("storage", g.Storage.Name());
                 break;
             default:
                 throw new InvalidOperationException($"unknown plan step {step.GetType().Name}");

@@ -8,14 +8,15 @@ namespace ShiftWise.CodegenCuda;
 /// writing the node's output in its final layout; what follows runs in place on that output. Without GRN, bias,
 /// activation and residual are one pointwise kernel (none when there is nothing to do). With GRN, the three GRN
 /// entries: stats (bias and activation applied in place on the way), per-sample scale, apply (with β and the
-/// residual). Tunable: block, the threads per block of the epilogue kernels.
+/// residual). Tunable: block, the threads per block of the epilogue kernels. In float32, bf16 or fp16 (issue 22: the
+/// GEMM sums in float32 and rounds its output once; the epilogue reads it, computes in float32 and rounds again).
 /// </summary>
 internal static class GemmLowering
 {
     /// <summary>Adds the node's kernels and steps.</summary>
     public static void Lower(NodeLowering ctx)
     {
-        LoweringSupport.RequireF32(ctx);
+        var storage = LoweringSupport.Storage(ctx);
         var op = (Gemm)ctx.Node.Op;
         int threads = LoweringSupport.Tunables(ctx)["block"];
         var (x, w, y) = (ctx.InType(0).Shape, ctx.InType(1).Shape, ctx.OutType(0).Shape);
@@ -24,7 +25,7 @@ internal static class GemmLowering
         {
             throw new IrException($"{ctx.Node.Describe()}: a GEMM over zero input features is not supported");
         }
-        ctx.Gemm(GemmMapping.Map(op, x, w, ctx.In(0), ctx.In(1), ctx.Out()));
+        ctx.Gemm(GemmMapping.Map(op, x, w, ctx.In(0), ctx.In(1), ctx.Out()) with { Storage = storage });
         var s = op.Slots;
         ArgRef? bias = op.HasBias ? ctx.In(s.Bias) : null;
         ArgRef? residual = op.HasResidual ? ctx.In(s.Residual) : null;
@@ -38,17 +39,18 @@ internal static class GemmLowering
             int batch = y[0];
             long positions = total / ((long)batch * o);
             NormLowering.Grn(ctx, threads, new GrnLayout(batch, positions, o, op.OutNchw), op.GrnEps, null, act, bias,
-                ctx.In(s.Gamma), ctx.In(s.Beta), residual);
+                ctx.In(s.Gamma), ctx.In(s.Beta), residual, storage);
             return;
         }
         if (bias is null && act == "none" && residual is null) return;
-        var sig = new KernelSignature().Out("y", ctx.Out());
-        if (bias is not null) sig.In("pre_bias", bias);
-        if (residual is not null) sig.In("res", residual);
-        string prefix = $"gemm_epilogue_{total}_o{o}" + (op.OutNchw ? $"p{inner}" : "");
+        var sig = new KernelSignature().Out("y", ctx.Out(), storage);
+        if (bias is not null) sig.In("pre_bias", bias, storage);
+        if (residual is not null) sig.In("res", residual, storage);
+        string prefix = $"gemm_epilogue_{total}_o{o}" + (op.OutNchw ? $"p{inner}" : "")
+            + LoweringSupport.Suffix(storage);
         var name = ctx.AddKernel(prefix, "gemm_epilogue", "pointwise.cu.sbn", n =>
             new PointwiseModel(n, "gemm_epilogue", threads, total, act, inPlace: true, hasPreBias: bias is not null,
-                hasAffine: false, hasResidual: residual is not null, o, inner, sig));
+                hasAffine: false, hasResidual: residual is not null, o, inner, sig) { Storage = storage });
         ctx.Launch(name, LoweringSupport.Grid(ctx, total, threads), new Dim3(threads), 0, sig.Args);
     }
 }

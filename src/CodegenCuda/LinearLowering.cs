@@ -9,14 +9,15 @@ namespace ShiftWise.CodegenCuda;
 /// so yᵀ (O×rows, y as stored) = W·xᵀ is one <see cref="GemmCall"/> with A = W transposed (lda K), B = x (ldb K),
 /// C = y (ldc O). The bias, when present, is added afterwards in place by one pointwise kernel (pointwise.cu.sbn,
 /// channel = the innermost axis): one thread per element, no atomics. An empty output needs nothing; zero input
-/// features are refused, as gemm refuses them. Tunable: block, the threads per block of the bias kernel.
+/// features are refused, as gemm refuses them. Tunable: block, the threads per block of the bias kernel. In float32,
+/// bf16 or fp16 (issue 22: the GEMM sums in float32 and rounds y once, the bias kernel rounds it again).
 /// </summary>
 internal static class LinearLowering
 {
     /// <summary>Adds the node's GEMM call and its bias kernel.</summary>
     public static void Lower(NodeLowering ctx)
     {
-        LoweringSupport.RequireF32(ctx);
+        var storage = LoweringSupport.Storage(ctx);
         int threads = LoweringSupport.Tunables(ctx)["block"];
         var (x, w, y) = (ctx.InType(0).Shape, ctx.InType(1).Shape, ctx.OutType(0).Shape);
         if (y.Elements == 0) return;
@@ -32,13 +33,13 @@ internal static class LinearLowering
         }
         ctx.Gemm(new GemmCall("", TransA: true, TransB: false, M: o, N: (int)rows, K: k, A: ctx.In(1), Lda: k,
             StrideA: 0, B: ctx.In(0), Ldb: k, StrideB: 0, C: ctx.Out(), Ldc: o, StrideC: 0, Batch: 1, Alpha: 1f,
-            Beta: 0f));
+            Beta: 0f) { Storage = storage });
         if (ctx.Node.Inputs.Count < 3) return;
         long total = y.Elements;
-        var sig = new KernelSignature().Out("y", ctx.Out()).In("pre_bias", ctx.In(2));
-        var name = ctx.AddKernel($"linear_bias_{total}_o{o}", "linear_bias", "pointwise.cu.sbn", n =>
-            new PointwiseModel(n, "linear_bias", threads, total, "none", inPlace: true, hasPreBias: true,
-                hasAffine: false, hasResidual: false, o, 1, sig));
+        var sig = new KernelSignature().Out("y", ctx.Out(), storage).In("pre_bias", ctx.In(2), storage);
+        var name = ctx.AddKernel($"linear_bias_{total}_o{o}{LoweringSupport.Suffix(storage)}", "linear_bias",
+            "pointwise.cu.sbn", n => new PointwiseModel(n, "linear_bias", threads, total, "none", inPlace: true,
+                hasPreBias: true, hasAffine: false, hasResidual: false, o, 1, sig) { Storage = storage });
         ctx.Launch(name, LoweringSupport.Grid(ctx, total, threads), new Dim3(threads), 0, sig.Args);
     }
 }

@@ -39,6 +39,7 @@ public sealed class PrecisionEmuTests
         var type = "swc_" + Types16.Name(p.Storage());
         Assert.Equal(27, plan.Steps.OfType<KernelLaunch>().Count(l => plan.Kernel(l.Kernel).Kind == "fused_shiftwise"));
         Assert.All(plan.Kernels, k => Assert.Contains(type + "*", k.Source, StringComparison.Ordinal));
+        Assert.All(plan.Steps.OfType<GemmCall>(), c => Assert.Equal(p.Storage(), c.Storage));
         foreach (var arch in new[] { "compute_80", "compute_90" })
         {
             var compiled = CudaKernelCompiler.CompileAll(plan.Kernels, arch);
@@ -76,7 +77,7 @@ public sealed class PrecisionEmuTests
         var tunables = g.Nodes.Where(n => n.Op is FusedShiftWise).ToDictionary(n => n.Name,
             n => (IReadOnlyDictionary<string, int>)new Dictionary<string, int> { ["lowering"] = lowering });
         var plan = CudaCodegen.Lower(g, new CudaOptions { Tunables = tunables });
-        Assert.Contains(plan.Steps, s => s is GemmCall);
+        Assert.Contains(plan.Steps, s => s is GemmCall { Storage: not DType.F32 });
         var inputs = SwLayers.Input(src.Graph, 11);
         var o = g.Outputs[0];
         var got = EmuPlanRunner.Run(plan, g, w, inputs)[o];

@@ -19,7 +19,8 @@ namespace ShiftWise.CodegenCuda;
 /// <para>
 /// linear (y = x·Wᵀ + b over the last axis, rows = every leading axis): dx = gy·W and dW = gyᵀ·x as one cuBLAS
 /// <see cref="GemmCall"/> each (cuBLAS is bit-reproducible run to run on one GPU), db by the bias kernel. Tunable:
-/// wblock.
+/// wblock. In float32, bf16 or fp16 (issue 22: sums in float32, each gradient rounded once to the type); the conv2d
+/// grads are float32 only.
 /// </para>
 /// </summary>
 internal static class ConvGradLowering
@@ -90,7 +91,7 @@ internal static class ConvGradLowering
     /// <summary>Adds the GEMM calls and kernels of a linear grad node.</summary>
     public static void Linear(NodeLowering ctx, Grad op)
     {
-        LoweringSupport.RequireF32(ctx);
+        var storage = LoweringSupport.Storage(ctx);
         RequireDy(ctx, op);
         var (x, w) = (ctx.InType(0).Shape, ctx.InType(1).Shape);
         int o = w[0], k = w[1];
@@ -108,16 +109,18 @@ internal static class ConvGradLowering
                     // column-major: dxᵀ (k×rows) = Wᵀ (k×o, W as stored, ld k) · gyᵀ (o×rows, gy as stored, ld o)
                     ctx.Gemm(new GemmCall("", TransA: false, TransB: false, M: k, N: rows, K: o, A: ctx.In(1),
                         Lda: Math.Max(1, k), StrideA: 0, B: ctx.In(gy), Ldb: Math.Max(1, o), StrideB: 0,
-                        C: ctx.Out(j), Ldc: Math.Max(1, k), StrideC: 0, Batch: 1, Alpha: 1f, Beta: 0f));
+                        C: ctx.Out(j), Ldc: Math.Max(1, k), StrideC: 0, Batch: 1, Alpha: 1f, Beta: 0f)
+                        { Storage = storage });
                     break;
                 case 1:
                     // column-major: dWᵀ (k×o) = xᵀ (k×rows, x as stored, ld k) · gy (rows×o: gy as stored, transposed)
                     ctx.Gemm(new GemmCall("", TransA: false, TransB: true, M: k, N: o, K: rows, A: ctx.In(0),
                         Lda: Math.Max(1, k), StrideA: 0, B: ctx.In(gy), Ldb: Math.Max(1, o), StrideB: 0,
-                        C: ctx.Out(j), Ldc: Math.Max(1, k), StrideC: 0, Batch: 1, Alpha: 1f, Beta: 0f));
+                        C: ctx.Out(j), Ldc: Math.Max(1, k), StrideC: 0, Batch: 1, Alpha: 1f, Beta: 0f)
+                        { Storage = storage });
                     break;
                 default:
-                    Bias(ctx, wthreads, rows, o, 1, ctx.Out(j), ctx.In(gy), DType.F32);
+                    Bias(ctx, wthreads, rows, o, 1, ctx.Out(j), ctx.In(gy), storage);
                     break;
             }
         }

@@ -120,6 +120,11 @@ public static partial class StandaloneEmitter
                     launches++;
                     break;
                 case GemmCall c:
+                    if (c.Storage != DType.F32)
+                    {
+                        throw new IrException($"step {i}: swc emit runs float32 GEMMs only, this one is "
+                            + c.Storage.Name());
+                    }
                     steps.Add($"gemm(m, {i}, {B(c.TransA)}, {B(c.TransB)}, {c.M}, {c.N}, {c.K}, {Bits(c.Alpha)}, "
                         + $"{Ptr(c.A)}, {c.Lda}, {c.StrideA}LL, " +
                         $"{Ptr(c.B)}, {c.Ldb}, {c.StrideB}LL, {Bits(c.Beta)}, {Ptr(c.C)}, {c.Ldc}, {c.StrideC}LL, "

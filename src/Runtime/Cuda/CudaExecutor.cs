@@ -287,42 +287,14 @@ public sealed unsafe partial class CudaExecutor : Compile.IExecutor
                     (uint)l.Block.X, (uint)l.Block.Y, (uint)l.Block.Z, (uint)l.SharedBytes, _stream, ptrs, null), what);
             }
             case GemmCall c:
-            {
-                var s = SgemmStridedBatchedArgs.Of(c);
-                ulong a = Resolve(s.A), b = Resolve(s.B), cc = Resolve(s.C);
-                var scalars = (float*)NativeMemory.Alloc(8);
-                _native.Add((IntPtr)scalars);
-                scalars[0] = s.Alpha;
-                scalars[1] = s.Beta;
-                var what = $"cublasSgemmStridedBatched for %{c.Node} (m {s.M}, n {s.N}, k {s.K}, batch {s.BatchCount})";
-                return () => CublasCheck(CublasApi.SgemmStridedBatched(_cublas, s.TransA, s.TransB, s.M, s.N, s.K,
-                    scalars, a, s.Lda, s.StrideA, b, s.Ldb, s.StrideB, scalars + 1, cc, s.Ldc, s.StrideC,
-                    s.BatchCount), what);
-            }
+                return BindGemm(c);
             default:
                 throw new IrException($"unknown plan step {step.GetType().Name}");
         }
     }
 
-    private static void CublasCheck(int status, string what)
-    {
-        if (status != 0) throw new CudaException(what, CublasStatus(status));
-    }
-
-    private static string CublasStatus(int s) => s switch
-    {
-        1 => "CUBLAS_STATUS_NOT_INITIALIZED",
-        3 => "CUBLAS_STATUS_ALLOC_FAILED",
-        7 => "CUBLAS_STATUS_INVALID_VALUE",
-        8 => "CUBLAS_STATUS_ARCH_MISMATCH",
-        11 => "CUBLAS_STATUS_MAPPING_ERROR",
-        13 => "CUBLAS_STATUS_EXECUTION_FAILED",
-        14 => "CUBLAS_STATUS_INTERNAL_ERROR",
-        15 => "CUBLAS_STATUS_NOT_SUPPORTED",
-        _ => $"cuBLAS status {s}",
-    };
-
-    private ulong Resolve(ArgRef a)
+    // an argument's device address (its offset in elements, see below)
+    private ulong Resolve(ArgRef a, int? elementBytes = null)
     {
         ulong p = a.Kind switch
         {
@@ -332,9 +304,9 @@ public sealed unsafe partial class CudaExecutor : Compile.IExecutor
             ArgKind.Scratch => _scratch.TryGetValue(a.Name, out var sb) ? sb.Base : throw Missing(a),
             _ => throw Missing(a),
         };
-        // offsets count elements of the buffer's type: values and parameters have theirs (16-bit under
-        // --precision bf16 / fp16), derived tensors and scratch are float32
-        int size = a.Kind is ArgKind.Value or ArgKind.Param ? _types[a.Name].DType.Size() : 4;
+        // offsets count elements: of the given size (a GEMM's storage type), else of the buffer's type (values and
+        // parameters have theirs, 16-bit under --precision bf16 / fp16; derived tensors and scratch are float32)
+        int size = elementBytes ?? (a.Kind is ArgKind.Value or ArgKind.Param ? _types[a.Name].DType.Size() : 4);
         return p + (ulong)(a.Offset * size);
     }
 

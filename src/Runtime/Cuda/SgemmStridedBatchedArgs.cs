@@ -1,4 +1,5 @@
 using ShiftWise.CodegenCuda;
+using ShiftWise.IR;
 
 namespace ShiftWise.Runtime.Cuda;
 
@@ -19,7 +20,18 @@ public sealed record SgemmStridedBatchedArgs(int TransA, int TransB, int M, int 
     /// <summary>CUBLAS_OP_T: op(X) = Xᵀ.</summary>
     public const int OpT = 1;
 
-    /// <summary>The call that runs <paramref name="c"/>.</summary>
-    public static SgemmStridedBatchedArgs Of(GemmCall c) => new(c.TransA ? OpT : OpN, c.TransB ? OpT : OpN,
+    /// <summary>
+    /// The call that runs <paramref name="c"/>, a float32 GEMM (a 16-bit one runs as
+    /// <see cref="GemmStridedBatchedExArgs"/>, and is refused here).
+    /// </summary>
+    public static SgemmStridedBatchedArgs Of(GemmCall c) => c.Storage == DType.F32 ? Operands(c)
+        : throw new IrException($"the GEMM of %{c.Node} is {c.Storage.Name()}: it runs as cublasGemmStridedBatchedEx, "
+            + "not cublasSgemmStridedBatched");
+
+    /// <summary>
+    /// The arguments <paramref name="c"/> gives either call, whatever its storage (leading dimensions and strides in
+    /// elements of that type).
+    /// </summary>
+    public static SgemmStridedBatchedArgs Operands(GemmCall c) => new(c.TransA ? OpT : OpN, c.TransB ? OpT : OpN,
         c.M, c.N, c.K, c.Alpha, c.A, c.Lda, c.StrideA, c.B, c.Ldb, c.StrideB, c.Beta, c.C, c.Ldc, c.StrideC, c.Batch);
 }

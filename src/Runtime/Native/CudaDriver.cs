@@ -149,7 +149,7 @@ internal static unsafe partial class CudaDriver
     public const int AttrCcMinor = 76;
 }
 
-/// <summary>cuBLAS (v2 API): handle, stream, math mode, strided-batched SGEMM.</summary>
+/// <summary>cuBLAS (v2 API): handle, stream, math mode, strided-batched SGEMM and its Ex form.</summary>
 internal static unsafe partial class CublasApi
 {
     private const string Lib = "cublas";
@@ -175,6 +175,16 @@ internal static unsafe partial class CublasApi
     public static partial int SgemmStridedBatched(IntPtr handle, int transa, int transb, int m, int n, int k,
         float* alpha, ulong a, int lda, long strideA, ulong b, int ldb, long strideB, float* beta, ulong c, int ldc,
         long strideC, int batchCount);
+
+    /// <summary>
+    /// cublasGemmStridedBatchedEx: A, B and C of the given <c>cudaDataType_t</c>s, summed in
+    /// <paramref name="computeType"/> (a <c>cublasComputeType_t</c>); α and β point to values of the compute type's
+    /// scalar type (float for CUBLAS_COMPUTE_32F).
+    /// </summary>
+    [LibraryImport(Lib, EntryPoint = "cublasGemmStridedBatchedEx")]
+    public static partial int GemmStridedBatchedEx(IntPtr handle, int transa, int transb, int m, int n, int k,
+        float* alpha, ulong a, int atype, int lda, long strideA, ulong b, int btype, int ldb, long strideB, float* beta,
+        ulong c, int ctype, int ldc, long strideC, int batchCount, int computeType, int algo);
 
     /// <summary>CUBLAS_DEFAULT_MATH: full fp32 (no TF32).</summary>
     public const int MathDefault = 0;

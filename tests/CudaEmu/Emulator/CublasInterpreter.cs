@@ -1,3 +1,4 @@
+using ShiftWise.IR;
 using ShiftWise.Runtime.Cuda;
 
 namespace ShiftWise.CudaEmu;
@@ -10,6 +11,9 @@ public readonly record struct CublasStatus(int Code, string Name, string? Why)
 
     /// <summary>CUBLAS_STATUS_INVALID_VALUE (7 in cublas_api.h) for <paramref name="why"/>.</summary>
     public static CublasStatus InvalidValue(string why) => new(7, "CUBLAS_STATUS_INVALID_VALUE", why);
+
+    /// <summary>CUBLAS_STATUS_NOT_SUPPORTED (15 in cublas_api.h) for <paramref name="why"/>.</summary>
+    public static CublasStatus NotSupported(string why) => new(15, "CUBLAS_STATUS_NOT_SUPPORTED", why);
 
     /// <inheritdoc/>
     public override string ToString() => Why is null ? Name : $"{Name}: {Why}";
@@ -33,6 +37,13 @@ public readonly record struct CublasStatus(int Code, string Name, string? Why)
 /// What cuBLAS cannot see but an emulator can, each an <see cref="EmuException"/> rather than a status: an element
 /// read or written outside the floats behind its pointer (on a GPU a fault or silent garbage); output matrices of two
 /// batches sharing an element, or C sharing memory with A or B (results that depend on cuBLAS's schedule).
+/// </para>
+/// <para>
+/// <c>cublasGemmStridedBatchedEx</c> (<see cref="GemmStridedBatchedExArgs"/>; issue 22) the same way, with the same
+/// checks, leading dimensions, strides and bounds counted in elements of the matrices' type: A, B and C all bf16,
+/// all fp16 or all float32 with CUBLAS_COMPUTE_32F and CUBLAS_GEMM_DEFAULT (anything else is
+/// CUBLAS_STATUS_NOT_SUPPORTED here). 16-bit elements are widened exactly (<see cref="Float16Bits"/>), summed in double
+/// with α·sum + β·C (C widened from 16 bits), and the result rounded once to nearest even into C.
 /// </para>
 /// </summary>
 public static unsafe class CublasInterpreter
@@ -78,29 +89,96 @@ public static unsafe class CublasInterpreter
         long cFloats)
     {
         var status = Validate(s);
+        return status.Code != 0 ? status
+            : Core<F32>(s, "cublasSgemmStridedBatched", (nint)a, aFloats, (nint)b, bFloats, (nint)c, cFloats);
+    }
+
+    /// <summary>
+    /// The checks of <see cref="Validate(SgemmStridedBatchedArgs)"/>, then the types this call supports.
+    /// </summary>
+    public static CublasStatus Validate(GemmStridedBatchedExArgs e)
+    {
+        var status = Validate(e.Call);
         if (status.Code != 0) return status;
+        if (e.Atype != e.Ctype || e.Btype != e.Ctype
+            || e.Ctype is not (GemmStridedBatchedExArgs.R16BF or GemmStridedBatchedExArgs.R16F
+                or GemmStridedBatchedExArgs.R32F))
+        {
+            return CublasStatus.NotSupported($"Atype {GemmStridedBatchedExArgs.TypeName(e.Atype)}, Btype " +
+                $"{GemmStridedBatchedExArgs.TypeName(e.Btype)}, Ctype {GemmStridedBatchedExArgs.TypeName(e.Ctype)}: " +
+                "interpreted are A, B and C all CUDA_R_16BF, all CUDA_R_16F or all CUDA_R_32F");
+        }
+        if (e.ComputeType != GemmStridedBatchedExArgs.Compute32F)
+        {
+            return CublasStatus.NotSupported($"computeType {e.ComputeType} is not CUBLAS_COMPUTE_32F");
+        }
+        return e.Algo == GemmStridedBatchedExArgs.GemmDefault ? status
+            : CublasStatus.NotSupported($"algo {e.Algo} is not CUBLAS_GEMM_DEFAULT");
+    }
+
+    /// <summary>
+    /// Runs the Ex call on <paramref name="a"/>, <paramref name="b"/> and <paramref name="c"/>, behind which
+    /// <paramref name="aElements"/>, <paramref name="bElements"/> and <paramref name="cElements"/> elements of their
+    /// types are readable; returns the status cuBLAS would.
+    /// </summary>
+    public static CublasStatus RunEx(GemmStridedBatchedExArgs e, void* a, long aElements, void* b, long bElements,
+        void* c, long cElements)
+    {
+        const string fn = "cublasGemmStridedBatchedEx";
+        var status = Validate(e);
+        if (status.Code != 0) return status;
+        var (s, pa, pb, pc) = (e.Call, (nint)a, (nint)b, (nint)c);
+        return e.Ctype switch
+        {
+            GemmStridedBatchedExArgs.R16BF => Core<Bf16>(s, fn, pa, aElements, pb, bElements, pc, cElements),
+            GemmStridedBatchedExArgs.R16F => Core<Fp16>(s, fn, pa, aElements, pb, bElements, pc, cElements),
+            _ => Core<F32>(s, fn, pa, aElements, pb, bElements, pc, cElements),
+        };
+    }
+
+    /// <summary>
+    /// A double rounded once to bf16 or fp16, to nearest with ties to even: first to float32 rounding to odd (the
+    /// bracketing float whose last bit is 1 when v is not a float: 13 or more spare bits keep every tie and
+    /// near-tie of the 16-bit rounding where it was), then <see cref="Float16Bits.Round"/>.
+    /// </summary>
+    public static ushort RoundOnce(double v, DType t)
+    {
+        float f = (float)v;
+        if (float.IsFinite(f) && f != v && (BitConverter.SingleToUInt32Bits(f) & 1) == 0)
+        {
+            f = f < v ? MathF.BitIncrement(f) : MathF.BitDecrement(f);
+        }
+        return Float16Bits.Round(f, t);
+    }
+
+    // the validated call on elements of type TE
+    private static CublasStatus Core<TE>(SgemmStridedBatchedArgs s, string fn, nint a, long aElements, nint b,
+        long bElements, nint c, long cElements) where TE : IElement
+    {
+        var status = CublasStatus.Success;
         if (s.M == 0 || s.N == 0 || s.BatchCount == 0) return status;
         bool product = s.Alpha != 0 && s.K > 0;
         if (!product && s.Beta == 1) return status;
         bool ta = s.TransA != SgemmStridedBatchedArgs.OpN, tb = s.TransB != SgemmStridedBatchedArgs.OpN;
         // A and B as stored: op(A) = Aᵀ stores k×m, op(B) = Bᵀ stores n×k
-        var aSpan = product ? Extent("A", ta ? s.K : s.M, ta ? s.M : s.K, s.Lda, s.StrideA, s.BatchCount, aFloats)
+        var aSpan = product
+            ? Extent<TE>(fn, "A", ta ? s.K : s.M, ta ? s.M : s.K, s.Lda, s.StrideA, s.BatchCount, aElements)
             : default;
-        var bSpan = product ? Extent("B", tb ? s.N : s.K, tb ? s.K : s.N, s.Ldb, s.StrideB, s.BatchCount, bFloats)
+        var bSpan = product
+            ? Extent<TE>(fn, "B", tb ? s.N : s.K, tb ? s.K : s.N, s.Ldb, s.StrideB, s.BatchCount, bElements)
             : default;
-        var cSpan = Extent("C", s.M, s.N, s.Ldc, s.StrideC, s.BatchCount, cFloats);
+        var cSpan = Extent<TE>(fn, "C", s.M, s.N, s.Ldc, s.StrideC, s.BatchCount, cElements);
         if (product)
         {
-            Disjoint("A", (long)a, aSpan, (long)c, cSpan);
-            Disjoint("B", (long)b, bSpan, (long)c, cSpan);
+            Disjoint(fn, "A", a, aSpan, c, cSpan, TE.Bytes);
+            Disjoint(fn, "B", b, bSpan, c, cSpan, TE.Bytes);
         }
-        BatchesDisjoint(s);
-        long aP = (long)a, bP = (long)b, cP = (long)c; // pointers cannot be captured by the lambda
+        BatchesDisjoint(fn, s);
         Parallel.For(0, (long)s.BatchCount * s.N, job =>
         {
             long i = job / s.N;
             int col = (int)(job % s.N);
-            float* A = (float*)aP + i * s.StrideA, B = (float*)bP + i * s.StrideB, C = (float*)cP + i * s.StrideC;
+            long a0 = i * s.StrideA, b0 = i * s.StrideB, c0 = i * s.StrideC;
             for (int r = 0; r < s.M; r++)
             {
                 double acc = 0;
@@ -108,51 +186,86 @@ public static unsafe class CublasInterpreter
                 {
                     for (int q = 0; q < s.K; q++)
                     {
-                        double x = ta ? A[q + (long)r * s.Lda] : A[r + (long)q * s.Lda];
-                        double y = tb ? B[col + (long)q * s.Ldb] : B[q + (long)col * s.Ldb];
+                        double x = TE.Load(a, a0 + (ta ? q + (long)r * s.Lda : r + (long)q * s.Lda));
+                        double y = TE.Load(b, b0 + (tb ? col + (long)q * s.Ldb : q + (long)col * s.Ldb));
                         acc += x * y;
                     }
                 }
-                long at = r + (long)col * s.Ldc;
+                long at = c0 + r + (long)col * s.Ldc;
                 double v = product ? s.Alpha * acc : 0;
-                if (s.Beta != 0) v += s.Beta * (double)C[at];
-                C[at] = (float)v;
+                if (s.Beta != 0) v += s.Beta * TE.Load(c, at);
+                TE.Store(c, at, v);
             }
         });
         return status;
     }
 
+    // how the interpreter reads and writes one element of a matrix type
+    private interface IElement
+    {
+        static abstract int Bytes { get; }
+        static abstract string Unit { get; }
+        static abstract double Load(nint p, long i);
+        static abstract void Store(nint p, long i, double v);
+    }
+
+    private readonly struct F32 : IElement
+    {
+        public static int Bytes => 4;
+        public static string Unit => "floats";
+        public static double Load(nint p, long i) => ((float*)p)[i];
+        public static void Store(nint p, long i, double v) => ((float*)p)[i] = (float)v;
+    }
+
+    private readonly struct Bf16 : IElement
+    {
+        public static int Bytes => 2;
+        public static string Unit => "bf16 values";
+        public static double Load(nint p, long i) => Float16Bits.Widen(((ushort*)p)[i], DType.BF16);
+        public static void Store(nint p, long i, double v) => ((ushort*)p)[i] = RoundOnce(v, DType.BF16);
+    }
+
+    private readonly struct Fp16 : IElement
+    {
+        public static int Bytes => 2;
+        public static string Unit => "fp16 values";
+        public static double Load(nint p, long i) => Float16Bits.Widen(((ushort*)p)[i], DType.F16);
+        public static void Store(nint p, long i, double v) => ((ushort*)p)[i] = RoundOnce(v, DType.F16);
+    }
+
     private static string Op(int op) => op switch { 0 => "N", 1 => "T", _ => "C" };
 
-    // the first and last float the batches of a rows×cols matrix touch, relative to its pointer
-    private static (long First, long Last) Extent(string name, int rows, int cols, int ld, long stride, int batch,
-        long available)
+    // the first and last element the batches of a rows×cols matrix touch, relative to its pointer
+    private static (long First, long Last) Extent<TE>(string fn, string name, int rows, int cols, int ld, long stride,
+        int batch, long available) where TE : IElement
     {
         long span = (cols - 1) * (long)ld + rows - 1;
         long lastBatch = (batch - 1) * stride;
         long first = Math.Min(0, lastBatch), last = Math.Max(0, lastBatch) + span;
         if (first < 0 || last >= available)
         {
-            throw new EmuException($"cublasSgemmStridedBatched: {name} ({rows}x{cols}, ld {ld}, stride {stride}, " +
-                $"batchCount {batch}, as stored) reaches floats {first}..{last}, but only {available} floats are " +
-                "behind its pointer");
+            throw new EmuException($"{fn}: {name} ({rows}x{cols}, ld {ld}, stride {stride}, " +
+                $"batchCount {batch}, as stored) reaches {TE.Unit} {first}..{last}, but only {available} {TE.Unit} " +
+                "are behind its pointer");
         }
         return (first, last);
     }
 
-    private static void Disjoint(string name, long p, (long First, long Last) read, long c,
-        (long First, long Last) written)
+    private static void Disjoint(string fn, string name, long p, (long First, long Last) read, long c,
+        (long First, long Last) written, int bytes)
     {
-        long r0 = p + read.First * 4, r1 = p + read.Last * 4, w0 = c + written.First * 4, w1 = c + written.Last * 4;
+        // the byte ranges, each to the end of its last element
+        long r0 = p + read.First * bytes, r1 = p + read.Last * bytes + bytes - 1;
+        long w0 = c + written.First * bytes, w1 = c + written.Last * bytes + bytes - 1;
         if (r0 <= w1 && w0 <= r1)
         {
-            throw new EmuException($"cublasSgemmStridedBatched: C overlaps {name}, which it reads (the result would " +
+            throw new EmuException($"{fn}: C overlaps {name}, which it reads (the result would " +
                 "depend on cuBLAS's schedule)");
         }
     }
 
     // two batches i < j write one element when (j − i)·strideC = dr + dc·ldc with |dr| < m and |dc| < n
-    private static void BatchesDisjoint(SgemmStridedBatchedArgs s)
+    private static void BatchesDisjoint(string fn, SgemmStridedBatchedArgs s)
     {
         for (long d = 1; d < s.BatchCount; d++)
         {
@@ -161,7 +274,7 @@ public static unsafe class CublasInterpreter
             {
                 if (Math.Abs(off - dc * s.Ldc) < s.M)
                 {
-                    throw new EmuException($"cublasSgemmStridedBatched: the outputs of batches 0 and {d} share an " +
+                    throw new EmuException($"{fn}: the outputs of batches 0 and {d} share an " +
                         $"element (strideC {s.StrideC}, ldc {s.Ldc}, {s.M}x{s.N}): the result would depend on " +
                         "cuBLAS's schedule");
                 }
