@@ -8,7 +8,8 @@ namespace ShiftWise.CodegenCuda;
 /// CUDA lowering of the training graph's element-wise, reduction and loss ops and their grads: the grads of unary
 /// activations, of add and mul with broadcasting (an operand of the output's size element by element, a broadcast
 /// operand as a fixed-order reduction, <see cref="GradReduceModel"/>), of mean over trailing axes and of reshape;
-/// label-smoothed cross_entropy forward and backward (including the dy=[] seed, <see cref="CrossEntropyModel"/>);
+/// label-smoothed cross_entropy forward and backward (including the dy=[] seed, <see cref="CrossEntropyModel"/>; the
+/// seed of a product of equal shapes, fp16's scaled loss, is a copy of the other operand);
 /// train-mode drop_path forward and backward (<see cref="DropPathModel"/>). Integer inputs (labels, the step) reach
 /// the kernels as floats, as the runtime uploads every input: exact below 2^24. The other inputs and every output
 /// share one storage type, float32, bf16 or fp16 (issue 22): 16-bit kernels widen what they load, compute and sum in
@@ -43,10 +44,18 @@ internal static class ElementGradLowering
     {
         int threads = LoweringSupport.Tunables(ctx)["block"];
         int nf = op.ForwardInputs(ctx.Node.Inputs.Count);
+        if (op.OutGrads.Count == 0 && op.Of is Binary { Kind: BinaryKind.Mul } && op.Wrt.Count == 1
+            && ctx.InType(0).Shape.Equals(ctx.InType(1).Shape))
+        {
+            // the seed of a scaled loss (fp16 loss scaling: loss × scale): d(a·b)/da = b, a copy of the other operand
+            var sm = Storage(ctx);
+            Pointwise(ctx, threads, "copy", 1, Copy(ctx, ctx.In(1 - op.Wrt[0]), sm), sm);
+            return;
+        }
         if (op.OutGrads.Count == 0 && op.Of is not CrossEntropy)
         {
             throw Unsupported(ctx, op, "dy=[] (seeding from a one-element output) has a CUDA kernel for "
-                + "cross_entropy only");
+                + "cross_entropy and a product of equal shapes only");
         }
         // grad inputs: the forward inputs, the forward output, then its gradient when dy=[0]
         var gy = op.OutGrads.Count == 1 ? ctx.In(nf + 1) : null;
