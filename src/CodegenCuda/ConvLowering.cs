@@ -18,11 +18,23 @@ internal static class ConvLowering
         var op = (Conv2d)ctx.Node.Op;
         var (x, w) = (ctx.InType(0).Shape, ctx.InType(1).Shape);
         bool hasBias = ctx.Node.Inputs.Count == 3;
+        bool dense = op.Groups == 1 && w[1] * w[2] * w[3] > 1;
         var t = LoweringSupport.Tunables(ctx, new Dictionary<string, int>
         {
             ["block"] = LoweringSupport.DefaultBlock,
             ["channels"] = DefaultChannels(op, x, w),
+            // 16-bit dense convs default to im2col + a tensor-core GEMM; float32 keeps the direct kernel
+            ["gemm"] = dense && storage != DType.F32 ? 1 : 0,
         });
+        if (t["gemm"] == 1)
+        {
+            if (!dense)
+            {
+                throw new IrException($"{ctx.Node.Describe()}: tunable gemm = 1 needs a dense conv (groups = 1)");
+            }
+            Gemm(ctx, t["block"], storage, op, x, w, hasBias);
+            return;
+        }
         int threads = t["block"], channels = t["channels"];
         int perGroup = w[0] / op.Groups;
         if (channels is not (1 or 2 or 4 or 8) || perGroup % channels != 0)
@@ -39,6 +51,42 @@ internal static class ConvLowering
         var args = new List<ArgRef> { ctx.Out(), ctx.In(0), ctx.In(1) };
         if (hasBias) args.Add(ctx.In(2));
         ctx.Launch(name, LoweringSupport.Grid(ctx, Model(name).Work, threads), new Dim3(threads), 0, args);
+    }
+
+    /// <summary>
+    /// A dense conv as a GEMM (tensor cores in 16 bits): the input unfolded per sample into a row-major
+    /// [C·KH·KW][P] block in scratch (<see cref="Im2colModel"/>), then per sample, in cuBLAS's column-major terms,
+    /// y_n (P×O, ld P: the NCHW output) = col_n (P×K, ld P) · W (K×O, ld K: the weight as stored), one strided-batched
+    /// call over the batch; the bias, when present, in place by the GEMM epilogue kernel (channel planes of P).
+    /// </summary>
+    private static void Gemm(NodeLowering ctx, int threads, DType storage, Conv2d op, Shape x, Shape w,
+        bool hasBias)
+    {
+        var y = ctx.OutType(0).Shape;
+        if (y.Elements == 0) return;
+        long positions = (long)y[2] * y[3], k = (long)w[1] * w[2] * w[3];
+        if (positions > int.MaxValue || k > int.MaxValue)
+        {
+            throw new IrException($"{ctx.Node.Describe()}: {positions} positions or {k} taps exceed a GEMM dimension");
+        }
+        var im = new Im2colModel("probe", threads, op, x, w);
+        long bytes = im.Total * storage.Size();
+        var col = ctx.Scratch("im2col", (bytes + 3) / 4);
+        string tag = $"c{x[1]}h{x[2]}w{x[3]}_k{w[2]}x{w[3]}s{op.Stride[0]}" + LoweringSupport.Suffix(storage);
+        var name = ctx.AddKernel("im2col_" + tag, "im2col", "im2col.cu.sbn",
+            n => new Im2colModel(n, threads, op, x, w) { Storage = storage });
+        ctx.Launch(name, LoweringSupport.Grid(ctx, im.Total, threads), new Dim3(threads), 0, [col, ctx.In(0)]);
+        ctx.Gemm(new GemmCall("", TransA: false, TransB: false, M: (int)positions, N: w[0], K: (int)k, A: col,
+            Lda: (int)positions, StrideA: k * positions, B: ctx.In(1), Ldb: (int)k, StrideB: 0, C: ctx.Out(),
+            Ldc: (int)positions, StrideC: w[0] * positions, Batch: y[0], Alpha: 1f, Beta: 0f) { Storage = storage });
+        if (!hasBias) return;
+        var sig = new KernelSignature().Out("y", ctx.Out(), storage).In("pre_bias", ctx.In(2), storage);
+        long total = y.Elements;
+        var bias = ctx.AddKernel($"conv_bias_{total}_o{w[0]}p{positions}" + LoweringSupport.Suffix(storage),
+            "conv_bias", "pointwise.cu.sbn", n => new PointwiseModel(n, "conv_bias", threads, total, "none",
+                inPlace: true, hasPreBias: true, hasAffine: false, hasResidual: false, w[0], positions, sig)
+            { Storage = storage });
+        ctx.Launch(bias, LoweringSupport.Grid(ctx, total, threads), new Dim3(threads), 0, sig.Args);
     }
 
     /// <summary>Threads a launch should have at least before channels per thread are raised above 1 (about two

@@ -39,7 +39,8 @@ public sealed class Conv16EmuTests
         {
             var op = new Conv2d(Vec.Of(s, s), Vec.Of(p, p), Vec.Of(d, d), groups);
             int[][] shapes = bias ? [x, w, [w[0]]] : [x, w];
-            c["conv_" + label] = new(op, shapes, new() { ["block"] = block, ["channels"] = channels },
+            // the direct kernel (16-bit dense convs default to im2col + GEMM: Conv16GemmEmuTests)
+            c["conv_" + label] = new(op, shapes, new() { ["block"] = block, ["channels"] = channels, ["gemm"] = 0 },
                 w[1] * w[2] * w[3], false);
         }
         // sw-fmnist: the stride-4 stem as two 3x3 stride-2 convolutions, the 2x2 stride-2 downsample of stage 0,

@@ -158,7 +158,9 @@ internal sealed unsafe class EmuPlanMemory : IDisposable
             ArgKind.Value => _values.TryGetValue(a.Name, out var v) ? v : throw Missing("value"),
             ArgKind.Param => _params.TryGetValue(a.Name, out var p) ? p : throw Missing("parameter"),
             ArgKind.Derived => _derived.TryGetValue(a.Name, out var d) ? Whole(d) : throw Missing("derived"),
-            ArgKind.Scratch => _scratch.TryGetValue(a.Name, out var s) ? Whole(s) : throw Missing("scratch"),
+            // scratch is untyped: a GEMM may read 16-bit values a kernel wrote there (a conv's unfolded input)
+            ArgKind.Scratch => !_scratch.TryGetValue(a.Name, out var s) ? throw Missing("scratch")
+                : type is { } t && Is16(t) ? new Place(s, 0, s.Floats * 2, t) : Whole(s),
             _ => throw Missing("kind of argument"),
         };
         if (a.Offset < 0 || a.Offset > r.Elements)
