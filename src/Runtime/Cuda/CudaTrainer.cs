@@ -114,7 +114,7 @@ public sealed unsafe class CudaTrainer : ITrainer
     /// <summary>fp16's dynamic loss scaler (null for fp32, tf32 and bf16).</summary>
     public LossScaler? Scaler { get; }
 
-    /// <summary>Whether the last step's gradients had an infinity or NaN (fp16 loss scaling; false otherwise).</summary>
+    /// <summary>Whether the last step's gradients had an infinity or NaN (fp16 loss scaling; else false).</summary>
     public bool Overflowed => _overflow;
 
     /// <summary>The executor of the forward and backward steps.</summary>
