@@ -20,11 +20,19 @@ namespace ShiftWise.CudaEmu;
 /// </summary>
 public sealed class EmittedProject : IDisposable
 {
-    public EmittedProject()
+    public EmittedProject() : this(Precision.Fp32)
+    {
+    }
+
+    /// <summary>The model emitted with --precision <paramref name="precision"/>.</summary>
+    internal EmittedProject(Precision precision)
     {
         Root = Path.Combine(Path.GetTempPath(), "swc-emit-tests-" + Guid.NewGuid().ToString("N"));
         Tree = Path.Combine(Root, "tree");
-        Result = EmitDriver.Run(new EmitRequest("sw-v2", Args(batch: 2), Tree) { Arch = "sm_90", Version = "0.1.0" });
+        Result = EmitDriver.Run(new EmitRequest("sw-v2", Args(batch: 2), Tree)
+        {
+            Arch = "sm_90", Version = "0.1.0", Precision = precision,
+        });
         _example = new Lazy<string>(BuildMockExample);
     }
 
@@ -64,7 +72,7 @@ public sealed class EmittedProject : IDisposable
         }
         // the kernels: each through the emulator (its cache), listed for the mock's loader
         var plan = Result.Cuda.Plan;
-        var stubs = new StringBuilder("#include \"cuda_runtime.h\"\n");
+        var stubs = new StringBuilder("#include \"cuda_runtime.h\"\n" + StandaloneEmitter.Types16Structs);
         var entries = new List<string>();
         var list = new StringBuilder();
         foreach (var k in plan.Kernels)

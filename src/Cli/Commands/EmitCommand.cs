@@ -33,7 +33,8 @@ public static class EmitCommand
             "Write a standalone C++/CUDA project for a model: kernels, a host launcher on the CUDA runtime "
             + "and cuBLAS, a C API, weights.bin, CMakeLists.txt, an example program and a README.");
         model.AddTo(cmd);
-        foreach (var o in new Option[] { weights, outDir, arch, init, seed }) cmd.Options.Add(o);
+        var precision = PrecisionOption.Create("emit: bf16 and fp16 write the 16-bit kernels, weights and GEMMs.");
+        foreach (var o in new Option[] { weights, outDir, arch, init, seed, precision }) cmd.Options.Add(o);
         cmd.SetAction(r =>
         {
             var args = model.Read(r) with
@@ -45,6 +46,10 @@ public static class EmitCommand
             var req = new EmitRequest(r.GetValue(model.Model)!, args, r.GetValue(outDir)!)
             {
                 Arch = r.GetValue(arch),
+                Precision = PrecisionOption.Read(r, precision) is var p && p == ShiftWise.IR.Precision.Tf32
+                    ? throw new ShiftWise.IR.OptionException("option --precision: tf32 is a runtime math mode of swc run; swc emit "
+                        + "writes fp32, bf16 or fp16")
+                    : p,
                 Version = PrintVersion.Version,
             };
             var res = EmitDriver.Run(req, ctx.Err.WriteLine);

@@ -43,9 +43,10 @@ public static partial class StandaloneEmitter
         var input = plan.Inputs[0];
         var outputType = types[plan.Outputs[0]];
 
-        // weights.bin: the parameters in graph order, then the derived tensors in plan order
+        // weights.bin: the parameters in graph order (16-bit ones packed two to a float slot), then the derived
+        // tensors in plan order
         var tensors = new List<(string, long)>();
-        foreach (var p in g.Params) tensors.Add((p.Name, p.Type.Shape.Elements));
+        foreach (var p in g.Params) tensors.Add((p.Name, (p.Type.Shape.Elements * p.Type.DType.Size() + 3) / 4));
         foreach (var d in plan.Derived) tensors.Add((d.Name, d.Floats));
         var (rows, payloadFloats) = WeightsBin.Layout(tensors);
         var paramAt = new Dictionary<string, long>(StringComparer.Ordinal);
@@ -67,8 +68,10 @@ public static partial class StandaloneEmitter
             }
             throw new IrException($"value %{v} has no place in the memory plan");
         }
-        string Ptr(ArgRef a)
+        // an argument's pointer; its offset counts elements of the buffer's type (or of a GEMM's storage type)
+        string Ptr(ArgRef a, int? elementBytes = null)
         {
+            int size = elementBytes ?? (a.Kind is ArgKind.Value or ArgKind.Param ? types[a.Name].DType.Size() : 4);
             var (b, at) = a.Kind switch
             {
                 ArgKind.Value => Value(a.Name),
@@ -77,7 +80,7 @@ public static partial class StandaloneEmitter
                 ArgKind.Scratch => scratchAt.TryGetValue(a.Name, out var s) ? ("S", s) : throw Missing(a),
                 _ => throw Missing(a),
             };
-            return Pointer(b, at + a.Offset);
+            return PointerBytes(b, at * 4 + a.Offset * size);
         }
 
         // entry declarations, copied from the kernel sources
@@ -112,7 +115,7 @@ public static partial class StandaloneEmitter
                     steps.Add($"launch(m, {i}, \"{l.Entry}\", (const void*)&{l.Entry}, dim3({l.Grid.X}, {l.Grid.Y}, "
                         + $"{l.Grid.Z}), " +
                         $"dim3({l.Block.X}, {l.Block.Y}, {l.Block.Z}), {l.SharedBytes}u, "
-                            + $"{{{string.Join(", ", l.Args.Select(Ptr))}}})");
+                            + $"{{{string.Join(", ", l.Args.Select(a => Ptr(a)))}}})");
                     if (l.SharedBytes > 48 * 1024)
                     {
                         maxShared[l.Entry] = Math.Max(maxShared.GetValueOrDefault(l.Entry), l.SharedBytes);
@@ -120,17 +123,16 @@ public static partial class StandaloneEmitter
                     launches++;
                     break;
                 case GemmCall c:
-                    if (c.Storage != DType.F32)
-                    {
-                        throw new IrException($"step {i}: swc emit runs float32 GEMMs only, this one is "
-                            + c.Storage.Name());
-                    }
+                {
+                    // float32: cublasSgemmStridedBatched; bf16 / fp16: cublasGemmStridedBatchedEx, float32 compute
+                    int e = c.Storage.Size();
                     steps.Add($"gemm(m, {i}, {B(c.TransA)}, {B(c.TransB)}, {c.M}, {c.N}, {c.K}, {Bits(c.Alpha)}, "
-                        + $"{Ptr(c.A)}, {c.Lda}, {c.StrideA}LL, " +
-                        $"{Ptr(c.B)}, {c.Ldb}, {c.StrideB}LL, {Bits(c.Beta)}, {Ptr(c.C)}, {c.Ldc}, {c.StrideC}LL, "
-                            + $"{c.Batch})");
+                        + $"{Ptr(c.A, e)}, {c.Lda}, {c.StrideA}LL, " +
+                        $"{Ptr(c.B, e)}, {c.Ldb}, {c.StrideB}LL, {Bits(c.Beta)}, {Ptr(c.C, e)}, {c.Ldc}, {c.StrideC}LL, "
+                            + $"{c.Batch}, {CudaType(c.Storage)})");
                     gemms++;
                     break;
+                }
                 default:
                     throw new IrException($"step {i}: unknown plan step {plan.Steps[i].GetType().Name}");
             }
@@ -150,7 +152,7 @@ public static partial class StandaloneEmitter
         {
             if (paramAt.TryGetValue(r.Name, out var at) && at == r.Offset)
             {
-                return weights.TryGetValue(r.Name, out var t) ? (float[])t.Cast(DType.F32).Data
+                return weights.TryGetValue(r.Name, out var t) ? Slots(t.Cast(types[r.Name].DType), r.Floats)
                     : throw new IrException($"no weights for parameter '{r.Name}'");
             }
             return derived.TryGetValue(r.Name, out var v) ? v
@@ -173,6 +175,8 @@ public static partial class StandaloneEmitter
             ["output_elements"] = outputType.Shape.Elements,
             ["weights_format"] = WeightsBin.Format,
             ["declarations"] = declarations,
+            ["types16"] = declarations.Any(d => d.Contains("swc_bf16", StringComparison.Ordinal)
+                || d.Contains("swc_fp16", StringComparison.Ordinal)) ? Types16Structs : "",
             ["tensor_count"] = rows.Count,
             ["payload_bytes"] = payloadFloats * 4,
             ["model_id_bytes"] = string.Join(", ", modelId.Select(b => $"0x{b:x2}")),
@@ -230,6 +234,13 @@ public static partial class StandaloneEmitter
         return $"extern \"C\" __global__ void {m.Groups[1].Value}{entry}({parameters})";
     }
 
+    /// <summary>
+    /// The 16-bit storage types as the launcher declares them for the entries' parameters (their layout only; each
+    /// kernel source defines them with their arithmetic, types16.cu.sbn).
+    /// </summary>
+    public const string Types16Structs = "struct alignas(2) swc_bf16 { unsigned short bits; };\n"
+        + "struct alignas(2) swc_fp16 { unsigned short bits; };\n";
+
     /// <summary>CMake's form of an arch: sm_90 → 90, sm_90a → 90a.</summary>
     public static string CmakeArch(string arch)
     {
@@ -243,7 +254,29 @@ public static partial class StandaloneEmitter
 
     private static string Pointer(string b, long at) => at == 0 ? b : $"{b} + {at}";
 
+    // a byte offset into one of the launcher's float buffers: float steps where it can, a char pointer where a 16-bit
+    // element does not start on a float
+    private static string PointerBytes(string b, long bytes) =>
+        bytes % 4 == 0 ? Pointer(b, bytes / 4) : $"(float*)((char*){b} + {bytes})";
+
+    // the cudaDataType_t of a GEMM's storage type
+    private static string CudaType(DType t) => t switch
+    {
+        DType.F32 => "CUDA_R_32F",
+        DType.BF16 => "CUDA_R_16BF",
+        DType.F16 => "CUDA_R_16F",
+        _ => throw new IrException($"swc emit: no cuBLAS type for {t.Name()} GEMMs"),
+    };
+
     private static string B(bool b) => b ? "true" : "false";
+
+    // a tensor's bytes as the row's float slots (16-bit values two to a slot, the last half zero when odd)
+    private static float[] Slots(Tensor t, long floats)
+    {
+        var slots = new float[floats];
+        t.Bytes().CopyTo(System.Runtime.InteropServices.MemoryMarshal.AsBytes(slots.AsSpan()));
+        return slots;
+    }
 
     private static string Bits(float f) => $"0x{BitConverter.SingleToUInt32Bits(f):x8}u";
 

@@ -19,6 +19,9 @@ public sealed record EmitRequest(string Model, ModelArgs Args, string OutDir)
 
     /// <summary>The swc version written into the sources.</summary>
     public string Version { get; init; } = "0.0.0";
+
+    /// <summary>--precision: bf16 / fp16 emit the 16-bit graph's kernels, weights and GEMMs (float32 in and out).</summary>
+    public Precision Precision { get; init; } = Precision.Fp32;
 }
 
 /// <summary>The outcome: the plan, whether NVRTC checked every kernel, the files written.</summary>
@@ -52,13 +55,14 @@ public static class EmitDriver
         var outDir = Path.GetFullPath(req.OutDir);
         CheckReplaceable(outDir);
         var src = Driver.Load(req.Model, req.Args);
-        var ctx = Driver.Optimize(src.Graph, src.Weights, "inference");
+        var ctx = Driver.Optimize(src.Graph, src.Weights, "inference", precision: req.Precision);
         var arch = req.Arch ?? (CudaDevice.Available ? CudaDevice.Info.Arch : "sm_90");
         var cuda = CompileDriver.Cuda(ctx.Graph, arch, log);
         var weights = ctx.Graph.Params.ToDictionary(p => p.Name, p => ctx.Weights[p.Name], StringComparer.Ordinal);
         var derived = Derived.ComputeAll(cuda.Plan, ctx.Graph, weights);
         var files = StandaloneEmitter.Emit(cuda.Plan, ctx.Graph, weights, derived,
-            $"{src.Description}, input {Shape(cuda.Plan.Inputs[0].Type.Shape)}", req.Version, cuda.Tuning);
+            $"{src.Description}, input {Shape(cuda.Plan.Inputs[0].Type.Shape)}, {req.Precision.Name()}", req.Version,
+            cuda.Tuning);
         TreeWriter.Replace(outDir, files.Select(f => (f.Path, f.Bytes)));
         return new EmitResult(src, cuda, files, outDir, sw.Elapsed);
     }

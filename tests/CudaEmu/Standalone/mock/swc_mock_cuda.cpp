@@ -155,3 +155,66 @@ cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t, cublasOperation_t ta, c
     }
     return CUBLAS_STATUS_SUCCESS;
 }
+
+// 16-bit storage for the mock GemmEx: exact widening, rounding to nearest even (bf16 from the float32 bits; fp16
+// through the compiler's _Float16, whose conversion rounds to nearest even)
+static double widen16(const void* p, long long i, cudaDataType t)
+{
+    const unsigned short h = static_cast<const unsigned short*>(p)[i];
+    if (t == CUDA_R_16BF) {
+        unsigned u = (unsigned)h << 16;
+        float f;
+        std::memcpy(&f, &u, 4);
+        return f;
+    }
+    _Float16 v;
+    std::memcpy(&v, &h, 2);
+    return (double)(float)v;
+}
+
+static void store16(void* p, long long i, double v, cudaDataType t)
+{
+    unsigned short h;
+    float f = (float)v;
+    if (t == CUDA_R_16BF) {
+        unsigned u;
+        std::memcpy(&u, &f, 4);
+        h = (f != f) ? 0x7FFF : (unsigned short)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+    } else {
+        _Float16 x = (_Float16)f;
+        std::memcpy(&h, &x, 2);
+    }
+    static_cast<unsigned short*>(p)[i] = h;
+}
+
+// cuBLAS's column-major strided-batched GemmEx for 16-bit A, B and C with float32 compute, accumulated in double;
+// C is not read when beta is 0
+cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+    const void* alpha, const void* a, cudaDataType at, int lda, long long sa, const void* b, cudaDataType bt, int ldb,
+    long long sb, const void* beta, void* c, cudaDataType ct, int ldc, long long sc, int batch,
+    cublasComputeType_t compute, cublasGemmAlgo_t)
+{
+    if (m < 0 || n < 0 || k < 0 || batch < 0) return CUBLAS_STATUS_INVALID_VALUE;
+    if (at != bt || at != ct || (at != CUDA_R_16BF && at != CUDA_R_16F) || compute != CUBLAS_COMPUTE_32F) {
+        return CUBLAS_STATUS_INVALID_VALUE;
+    }
+    if (g_trace) std::fprintf(g_trace, "gemm %d %d m %d n %d k %d batch %d\n", (int)ta, (int)tb, m, n, k, batch);
+    const float al = *static_cast<const float*>(alpha), be = *static_cast<const float*>(beta);
+    for (int i = 0; i < batch; i++) {
+        for (int col = 0; col < n; col++) {
+            for (int r = 0; r < m; r++) {
+                double acc = 0;
+                for (int q = 0; q < k; q++) {
+                    double x = widen16(a, i * sa + (ta == CUBLAS_OP_T ? q + (long long)r * lda : r + (long long)q * lda), at);
+                    double y = widen16(b, i * sb + (tb == CUBLAS_OP_T ? col + (long long)q * ldb : q + (long long)col * ldb), bt);
+                    acc += x * y;
+                }
+                long long at_c = i * sc + r + (long long)col * ldc;
+                double v = (double)al * acc;
+                if (be != 0) v += (double)be * widen16(c, at_c, ct);
+                store16(c, at_c, v, ct);
+            }
+        }
+    }
+    return CUBLAS_STATUS_SUCCESS;
+}
