@@ -47,8 +47,8 @@ public static class EmitCommand
             {
                 Arch = r.GetValue(arch),
                 Precision = PrecisionOption.Read(r, precision) is var p && p == ShiftWise.IR.Precision.Tf32
-                    ? throw new ShiftWise.IR.OptionException("option --precision: tf32 is a runtime math mode of swc run; swc emit "
-                        + "writes fp32, bf16 or fp16")
+                    ? throw new ShiftWise.IR.OptionException("option --precision: tf32 is a runtime math mode of swc "
+                        + "run; swc emit writes fp32, bf16 or fp16")
                     : p,
                 Version = PrintVersion.Version,
             };

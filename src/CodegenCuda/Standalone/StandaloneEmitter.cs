@@ -128,7 +128,8 @@ public static partial class StandaloneEmitter
                     int e = c.Storage.Size();
                     steps.Add($"gemm(m, {i}, {B(c.TransA)}, {B(c.TransB)}, {c.M}, {c.N}, {c.K}, {Bits(c.Alpha)}, "
                         + $"{Ptr(c.A, e)}, {c.Lda}, {c.StrideA}LL, " +
-                        $"{Ptr(c.B, e)}, {c.Ldb}, {c.StrideB}LL, {Bits(c.Beta)}, {Ptr(c.C, e)}, {c.Ldc}, {c.StrideC}LL, "
+                        $"{Ptr(c.B, e)}, {c.Ldb}, {c.StrideB}LL, {Bits(c.Beta)}, {Ptr(c.C, e)}, {c.Ldc}, "
+                        + $"{c.StrideC}LL, "
                             + $"{c.Batch}, {CudaType(c.Storage)})");
                     gemms++;
                     break;

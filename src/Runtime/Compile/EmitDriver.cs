@@ -20,7 +20,7 @@ public sealed record EmitRequest(string Model, ModelArgs Args, string OutDir)
     /// <summary>The swc version written into the sources.</summary>
     public string Version { get; init; } = "0.0.0";
 
-    /// <summary>--precision: bf16 / fp16 emit the 16-bit graph's kernels, weights and GEMMs (float32 in and out).</summary>
+    /// <summary>--precision: bf16 / fp16 emit the 16-bit graph's kernels, weights and GEMMs.</summary>
     public Precision Precision { get; init; } = Precision.Fp32;
 }
 
