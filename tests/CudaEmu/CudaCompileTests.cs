@@ -28,6 +28,13 @@ public sealed class CudaCompileTests
         var plan = CudaCodegen.Lower(Compiled("sw-tiny"));
         Assert.Equal(27, plan.Steps.OfType<KernelLaunch>().Count(l => plan.Kernel(l.Kernel).Kind == "fused_shiftwise"));
         Assert.Equal(109, plan.Steps.OfType<GemmCall>().Count());
+        CompilesForCompute80And90(plan);
+    }
+
+    /// <summary>Every kernel of <paramref name="plan"/> compiles with NVRTC for compute_80 and compute_90, every entry
+    /// is in the PTX, and none uses local memory.</summary>
+    internal static void CompilesForCompute80And90(CudaPlan plan)
+    {
         foreach (var arch in new[] { "compute_80", "compute_90" })
         {
             var compiled = CudaKernelCompiler.CompileAll(plan.Kernels, arch);

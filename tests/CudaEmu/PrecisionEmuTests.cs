@@ -40,17 +40,9 @@ public sealed class PrecisionEmuTests
         Assert.Equal(27, plan.Steps.OfType<KernelLaunch>().Count(l => plan.Kernel(l.Kernel).Kind == "fused_shiftwise"));
         Assert.All(plan.Kernels, k => Assert.Contains(type + "*", k.Source, StringComparison.Ordinal));
         Assert.All(plan.Steps.OfType<GemmCall>(), c => Assert.Equal(p.Storage(), c.Storage));
-        foreach (var arch in new[] { "compute_80", "compute_90" })
-        {
-            var compiled = CudaKernelCompiler.CompileAll(plan.Kernels, arch);
-            Assert.Equal(plan.Kernels.Count, compiled.Count);
-            foreach (var c in compiled)
-            {
-                foreach (var e in c.Kernel.Entries) Assert.Contains(".entry " + e, c.Output.Ptx, StringComparison.Ordinal);
-                Assert.False(CudaKernelCompiler.UsesLocalMemory(c.Output.Ptx), $"{c.Kernel.Name} uses local memory for {arch}");
-            }
-        }
+        CudaCompileTests.CompilesForCompute80And90(plan);
     }
+
     public static TheoryData<Precision, int> SmallNets() => new()
     {
         { Precision.Bf16, 0 }, { Precision.Bf16, 1 }, { Precision.Fp16, 0 }, { Precision.Fp16, 1 },
