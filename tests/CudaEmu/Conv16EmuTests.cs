@@ -84,15 +84,8 @@ public sealed class Conv16EmuTests
         return c;
     }
 
-    public static TheoryData<string, string> CaseLabels()
-    {
-        var d = new TheoryData<string, string>();
-        foreach (var t in new[] { "bf16", "fp16" })
-        {
-            foreach (var label in Cases.Keys.Order(StringComparer.Ordinal)) d.Add(t, label);
-        }
-        return d;
-    }
+    public static TheoryData<string, string> CaseLabels() =>
+        Emu16.ByType(Cases.Keys.Order(StringComparer.Ordinal));
 
     /// <summary>The one-node graph of <paramref name="c"/> on values of type <paramref name="t"/>.</summary>
     private static Graph Build(string name, Case c, DType t)

@@ -13,15 +13,8 @@ namespace ShiftWise.CudaEmu;
 /// </summary>
 public sealed class Conv16GemmEmuTests
 {
-    public static TheoryData<string, string> Cases()
-    {
-        var d = new TheoryData<string, string>();
-        foreach (var t in new[] { "bf16", "fp16" })
-        {
-            foreach (var c in new[] { "stem", "stem2", "down2x2", "odd_dilated", "pointwise", "long" }) d.Add(t, c);
-        }
-        return d;
-    }
+    public static TheoryData<string, string> Cases() =>
+        Emu16.ByType(["stem", "stem2", "down2x2", "odd_dilated", "pointwise", "long"]);
 
     private static (Conv2d Op, int[] X, int[] W, bool Bias) Case(string c) => c switch
     {

@@ -13,6 +13,18 @@ namespace ShiftWise.CudaEmu;
 /// </summary>
 internal static class Emu16
 {
+    /// <summary>Every case label in bf16, then in fp16: the theory data of the 16-bit tests.</summary>
+    public static TheoryData<string, string> ByType(IEnumerable<string> labels)
+    {
+        var d = new TheoryData<string, string>();
+        var all = labels.ToArray();
+        foreach (var t in new[] { "bf16", "fp16" })
+        {
+            foreach (var label in all) d.Add(t, label);
+        }
+        return d;
+    }
+
     /// <summary>The unit roundoff of a 16-bit type: 2⁻⁸ for bf16 (8 significand bits), 2⁻¹¹ for fp16 (11).</summary>
     public static double Unit(DType dt) => dt == DType.BF16 ? Math.Pow(2, -8) : Math.Pow(2, -11);
 

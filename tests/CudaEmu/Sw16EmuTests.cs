@@ -47,15 +47,8 @@ public sealed class Sw16EmuTests
         _ => (1, 7, 7),
     };
 
-    public static TheoryData<string, string> Cases()
-    {
-        var d = new TheoryData<string, string>();
-        foreach (var t in new[] { "bf16", "fp16" })
-        {
-            foreach (var c in new[] { "fmnist0", "fmnist1", "tiny1", "tiny2", "tiny3" }) d.Add(t, c);
-        }
-        return d;
-    }
+    public static TheoryData<string, string> Cases() =>
+        Emu16.ByType(["fmnist0", "fmnist1", "tiny1", "tiny2", "tiny3"]);
 
     [Theory]
     [MemberData(nameof(Cases))]
