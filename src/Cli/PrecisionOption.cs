@@ -16,11 +16,10 @@ public static class PrecisionOption
     };
 
     /// <summary>The parsed value; anything else is an <see cref="OptionException"/> naming the choices.</summary>
-    public static Precision Read(ParseResult r, Option<string> o)
-    {
-        var word = r.GetValue(o);
-        return Precisions.TryParse(word, out var p) ? p
-            : throw new OptionException($"option --precision: '{word}' is not one of "
-                + string.Join(", ", Precisions.Names));
-    }
+    public static Precision Read(ParseResult r, Option<string> o) => Parse(r.GetValue(o));
+
+    /// <summary>A --precision value; anything else is an <see cref="OptionException"/> naming the choices.</summary>
+    public static Precision Parse(string? word) => Precisions.TryParse(word, out var p) ? p
+        : throw new OptionException($"option --precision: '{word}' is not one of "
+            + string.Join(", ", Precisions.Names));
 }

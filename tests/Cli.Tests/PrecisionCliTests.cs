@@ -37,6 +37,15 @@ public sealed class PrecisionCliTests
         Assert.Contains("option --precision: 'half' is not one of fp32, tf32, bf16, fp16", e);
     }
 
+    [Fact]
+    public void TrainsPrecisionOverrideNamesTheChoices()
+    {
+        var cfg = Path.Combine(SwcRun.Repo, "samples", "fashion-mnist.json");
+        var (code, _, e) = SwcRun.Swc(["train", cfg, "--precision", "half"]);
+        Assert.Equal(ExitCodes.BadInput, code);
+        Assert.Contains("option --precision: 'half' is not one of fp32, tf32, bf16, fp16", e);
+    }
+
     [Theory]
     [InlineData("run")]
     [InlineData("bench")]

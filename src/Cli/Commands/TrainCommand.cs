@@ -51,14 +51,7 @@ public static class TrainCommand
             var cfg = TrainConfig.Load(path);
             if (r.GetValue(outDir) is { } o) cfg = cfg with { Out = o };
             if (r.GetValue(device) is { } d) cfg = cfg with { Device = d };
-            if (r.GetValue(precision) is { } p)
-            {
-                cfg = cfg with
-                {
-                    Precision = ShiftWise.IR.Precisions.TryParse(p, out var pp) ? pp : throw new OptionException(
-                        $"option --precision: '{p}' is not one of {string.Join(", ", ShiftWise.IR.Precisions.Names)}"),
-                };
-            }
+            if (r.GetValue(precision) is { } p) cfg = cfg with { Precision = PrecisionOption.Parse(p) };
             if (ModelOptions.Int(r, epochs) is { } e)
             {
                 if (e < 1) throw new OptionException($"option --epochs: {e} must be >= 1");
