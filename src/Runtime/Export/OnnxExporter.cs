@@ -5,9 +5,14 @@ using ShiftWise.IR.Analysis;
 
 namespace ShiftWise.Runtime.Export;
 
-/// <summary>What <see cref="OnnxExporter"/> writes: the default-domain opset, and whether the batch is symbolic.</summary>
-/// <param name="Opset">17 to 21 (17 is the first with LayerNormalization; from 18 reductions take axes as inputs).</param>
-/// <param name="DynamicBatch">The first dimension of every graph input and output named "batch" instead of fixed.</param>
+/// <summary>What <see cref="OnnxExporter"/> writes.</summary>
+/// <param name="Opset">
+/// The default-domain opset, 17 to 21 (17 is the first with LayerNormalization; from 18 reductions take their axes as
+/// inputs).
+/// </param>
+/// <param name="DynamicBatch">
+/// The first dimension of every graph input and output named "batch" instead of fixed.
+/// </param>
 public sealed record OnnxExportOptions(int Opset = 17, bool DynamicBatch = false)
 {
     /// <summary>The opsets the exporter writes.</summary>

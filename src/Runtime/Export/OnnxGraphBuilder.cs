@@ -17,7 +17,7 @@ internal sealed class OnnxGraphBuilder
     private readonly HashSet<string> _written = new(StringComparer.Ordinal);
     private int _fresh;
 
-    /// <summary>A builder over <paramref name="weights"/> (the graph's parameters) for <paramref name="opset"/>.</summary>
+    /// <summary>A builder over <paramref name="weights"/> (the graph's parameters) for an opset.</summary>
     public OnnxGraphBuilder(string name, IReadOnlyDictionary<string, Tensor> weights, int opset)
     {
         Graph = new GraphProto { Name = name };
