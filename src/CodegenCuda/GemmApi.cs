@@ -12,7 +12,7 @@ namespace ShiftWise.CodegenCuda;
 /// cublas, lt, lt-epilogue), which <c>swc bench</c> and the GPU scripts use for side-by-side timings; a node's own
 /// tunable overrides it.
 /// </summary>
-internal static class GemmApi
+public static class GemmApi
 {
     /// <summary>The tunable's name.</summary>
     public const string Tunable = "gemm_api";
