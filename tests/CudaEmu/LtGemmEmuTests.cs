@@ -1,4 +1,5 @@
 using ShiftWise.CodegenCuda;
+using ShiftWise.CodegenCuda.Standalone;
 using ShiftWise.IR;
 using ShiftWise.IR.Analysis;
 using ShiftWise.IR.Ops;
@@ -223,6 +224,24 @@ public sealed class LtGemmEmuTests
         }
         // the two GELUs differ by ~1e-4 to 1e-3 here: far beyond float32 rounding, so never fused for gelu nodes
         Assert.True(maxGap > 1e-4, $"tanh vs erf GELU differ by only {maxGap:E2}");
+    }
+
+    [Fact]
+    public void The_standalone_emitter_keeps_cublas_a_cuBLASLt_step_emits_as_the_same_call_and_its_epilogue_is_refused()
+    {
+        var g = Build("linear", DType.F32);
+        var weights = g.Params.ToDictionary(p => p.Name, p => Tensor.Wrap(p.Type,
+            Enumerable.Range(0, (int)p.Type.Shape.Elements).Select(i => i * 0.01f).ToArray()));
+        IReadOnlyList<StandaloneFile> Emit(CudaPlan plan) =>
+            StandaloneEmitter.Emit(plan, g, weights, Derived.ComputeAll(plan, g, weights), "lt", "0.1.0");
+        var (cublas, lt) = (CudaCodegen.Lower(g, Api(0)), CudaCodegen.Lower(g, Api(1)));
+        Assert.NotNull(Assert.Single(lt.Steps.OfType<GemmCall>()).Lt);
+        var (a, b) = (Emit(cublas), Emit(lt));
+        Assert.Equal(a.Select(f => f.Path), b.Select(f => f.Path));
+        foreach (var (fa, fb) in a.Zip(b)) Assert.True(fa.Bytes.AsSpan().SequenceEqual(fb.Bytes), fa.Path);
+        var e = Assert.Throws<IrException>(() => Emit(CudaCodegen.Lower(g, Api(2))));
+        Assert.Contains("(%d)", e.Message, StringComparison.Ordinal);
+        Assert.Contains("gemm_api 0 or 1", e.Message, StringComparison.Ordinal);
     }
 
     // erf by its series (|x| ≤ 3: 60 terms are exact to double rounding)
