@@ -69,6 +69,23 @@ public sealed class GemmApiTunerTests
     }
 
     [Fact]
+    public void Nodes_of_one_op_on_the_same_types_share_one_search()
+    {
+        var b = new GraphBuilder("twice");
+        var x = b.Input("x", TensorType.Of(DType.F32, 2, 7, 24));
+        var w = b.Param("w", TensorType.Of(DType.F32, 24, 24));
+        var h = b.Apply1(new Linear(), "l1", x, w);
+        b.Output(b.Apply1(new Linear(), "l2", h, w));
+        var g = b.Build();
+        var bound = new List<CudaPlan>();
+        var rows = new GemmApiTuner { Repeats = 1 }.Tune(g, new Dictionary<string, Tensor>
+            { ["w"] = Tensor.Wrap(TensorType.Of(DType.F32, 24, 24), new float[576]) }, Fake(2.0, 1.0, 0.5, bound));
+        Assert.Equal(["l1", "l2"], rows.Select(r => r.Node));
+        Assert.Equal(rows[0].Ms, rows[1].Ms);
+        Assert.Equal(2, bound.Count); // cuBLAS and cuBLASLt once (no bias: 2 would not change the plan)
+    }
+
+    [Fact]
     public void Cublas_stays_unless_another_api_is_at_least_two_percent_faster()
     {
         var (g, w) = Net();

@@ -16,9 +16,9 @@ public sealed record GemmApiRow(string Node, IReadOnlyDictionary<int, double> Ms
 /// graph of copies of the node on separate inputs (sharing the parameters; enough copies to leave the L2 cache,
 /// <see cref="CudaTuner.CopiesFor"/>), lowered once per candidate, bound, warmed up once and timed
 /// <see cref="Repeats"/> times, the median kept. Candidate 2 is tried only where it changes the plan (cuBLASLt takes
-/// the node's whole epilogue). cuBLAS stays unless another is at least 2% faster. The result is the per-node
-/// tunables for <see cref="CudaOptions.Tunables"/>; nothing is cached (a GPU-side measurement, not yet part of
-/// <c>swc tune</c>'s cache).
+/// the node's whole epilogue). Nodes of one op on the same types share one search. cuBLAS stays unless another is at
+/// least 2% faster. The result is the per-node tunables for <see cref="CudaOptions.Tunables"/>; nothing is cached (a
+/// GPU-side measurement, not yet part of <c>swc tune</c>'s cache).
 /// </summary>
 public sealed class GemmApiTuner
 {
@@ -33,8 +33,17 @@ public sealed class GemmApiTuner
     {
         var types = g.ValueTypes();
         var rows = new List<GemmApiRow>();
+        var measured = new Dictionary<string, GemmApiRow>(StringComparer.Ordinal);
         foreach (var node in g.Nodes.Where(Chooses))
         {
+            // nodes of one op on the same types (the blocks of a stage) are measured once
+            var key = $"{node.Op} " + string.Join(" ", node.Inputs.Select(i =>
+                types[i] + (weights.ContainsKey(i) ? " (parameter)" : "")));
+            if (measured.TryGetValue(key, out var same))
+            {
+                rows.Add(same with { Node = node.Name });
+                continue;
+            }
             long bytes = node.Inputs.Where(i => !weights.ContainsKey(i)).Sum(i => types[i].Shape.Elements
                 * types[i].DType.Size()) + node.Types.Sum(t => t.Shape.Elements * t.DType.Size());
             int copies = CudaTuner.CopiesFor(bytes);
@@ -60,7 +69,7 @@ public sealed class GemmApiTuner
             }
             var best = ms.MinBy(kv => kv.Value).Key;
             if (ms[best] > 0.98 * ms[GemmApi.Cublas]) best = GemmApi.Cublas;
-            rows.Add(new GemmApiRow(node.Name, ms, best));
+            rows.Add(measured[key] = new GemmApiRow(node.Name, ms, best));
         }
         return rows;
     }
