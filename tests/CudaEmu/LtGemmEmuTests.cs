@@ -130,8 +130,17 @@ public sealed class LtGemmEmuTests
             ], l.DescAttributes(0xBEEF00));
         Assert.Equal([new(5, "CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT", 1, 4),
             new(6, "CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET", 0, 8)], l.ALayout.Attributes());
-        Assert.Equal([new LtAttribute(1, "CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES", 32L << 20, 8)],
-            LtMatmulArgs.PreferenceAttributes());
+        // the workspace, and the alignment the addresses have (the heuristic assumes 256 bytes unless told)
+        Assert.Equal(
+            [
+                new(1, "CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES", 32L << 20, 8),
+                new(5, "CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES", 256, 4),
+                new(6, "CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES", 4, 4),
+                new(7, "CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES", 16, 4),
+                new(8, "CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES", 16, 4),
+            ], LtMatmulArgs.PreferenceAttributes(0x7f0000001000, 0x7f0000001004, 0x7f0000001030));
+        Assert.Equal((256, 2, 128, 256), (LtMatmulArgs.Alignment(0x300), LtMatmulArgs.Alignment(0x302),
+            LtMatmulArgs.Alignment(0x180), LtMatmulArgs.Alignment(0)));
         // cublasLtEpilogue_t, cublasLtMatmulAlgo_t and cublasLtMatmulHeuristicResult_t as in cublasLt.h
         Assert.Equal([1, 2, 4, 6, 32, 36], new[] { LtMatmulArgs.EpilogueDefault, LtMatmulArgs.EpilogueRelu,
             LtMatmulArgs.EpilogueBias, LtMatmulArgs.EpilogueReluBias, LtMatmulArgs.EpilogueGelu,
@@ -163,6 +172,30 @@ public sealed class LtGemmEmuTests
         Assert.Equal(new LtLayout(0, 15, 13, 15, 2, 195), l.BLayout);
         Assert.Equal(new LtLayout(0, 7, 15, 7, 2, 105), l.CLayout);
         Assert.Equal(105, l.CLayout.Attributes()[1].Value);
+    }
+
+    [Fact]
+    public void The_interpreter_refuses_what_cublasLt_would_before_touching_memory()
+    {
+        var plan = CudaCodegen.Lower(Build("gemm_nchw_in_bias_relu", DType.BF16), Api(2));
+        var l = LtMatmulArgs.Of(Assert.Single(plan.Steps.OfType<GemmCall>()));
+        Assert.Equal(0, CublasInterpreter.Validate(l).Code);
+        foreach (var (bad, code, says) in new (LtMatmulArgs, int, string)[]
+        {
+            (l with { ComputeType = LtMatmulArgs.Compute32FFastTf32 }, 15, "computeType 77"),
+            (l with { ScaleType = GemmStridedBatchedExArgs.R16BF }, 15, "scaleType 14"),
+            (l with { BLayout = l.BLayout with { Type = GemmStridedBatchedExArgs.R16F } }, 15, "CUDA_R_16F"),
+            (l with { ALayout = l.ALayout with { Rows = 12 } }, 7, "do not agree"),
+            (l with { BLayout = l.BLayout with { BatchCount = 1 } }, 7, "batch counts"),
+            (l with { Epilogue = 8 }, 15, "epilogue 8"),
+            (l with { Epilogue = LtMatmulArgs.EpilogueRelu }, 7, "a bias pointer it does not read"),
+            (l with { CLayout = l.CLayout with { Ld = 6 } }, 7, "ldc 6"),
+        })
+        {
+            var st = CublasInterpreter.Validate(bad);
+            Assert.Equal(code, st.Code);
+            Assert.Contains(says, st.ToString(), StringComparison.Ordinal);
+        }
     }
 
     [Fact]

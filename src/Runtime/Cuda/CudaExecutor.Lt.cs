@@ -62,10 +62,12 @@ public sealed unsafe partial class CudaExecutor
             }
             return h;
         }
-        IntPtr la = Layout(l.ALayout), lb = Layout(l.BLayout), lc = Layout(l.CLayout), ld = Layout(l.DLayout);
+        // D is C in place: one descriptor for both
+        IntPtr la = Layout(l.ALayout), lb = Layout(l.BLayout), lc = Layout(l.CLayout), ld = lc;
+        ulong pa = Resolve(l.A, bytes), pb = Resolve(l.B, bytes), pc = Resolve(l.C, bytes);
         CublasCheck(CublasLtApi.MatmulPreferenceCreate(out var pref), "cublasLtMatmulPreferenceCreate");
         Own(pref, CublasLtApi.MatmulPreferenceDestroy);
-        foreach (var a in LtMatmulArgs.PreferenceAttributes())
+        foreach (var a in LtMatmulArgs.PreferenceAttributes(pa, pb, pc))
         {
             Set(a, what, (buf, n) => CublasLtApi.MatmulPreferenceSetAttribute(pref, a.Attr, (void*)buf, n));
         }
@@ -78,7 +80,6 @@ public sealed unsafe partial class CudaExecutor
             throw new CudaException($"cublasLtMatmulAlgoGetHeuristic for {what}",
                 "no algorithm (lower the node with gemm_api 0)");
         }
-        ulong pa = Resolve(l.A, bytes), pb = Resolve(l.B, bytes), pc = Resolve(l.C, bytes);
         ulong ws = _ltWorkspace!.Ptr;
         IntPtr handle = _lt;
         return () => CublasCheck(CublasLtApi.Matmul(handle, desc, scalars, pa, la, pb, lb, scalars + 1, pc, lc, pc,

@@ -92,6 +92,11 @@ public sealed record LtMatmulArgs(int ComputeType, int ScaleType, int TransA, in
     /// <summary>CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES (uint64_t).</summary>
     public const int PrefMaxWorkspaceBytes = 1;
 
+    /// <summary>
+    /// CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES (uint32_t); B, C and D follow it (6, 7, 8).
+    /// </summary>
+    public const int PrefMinAlignmentA = 5;
+
     /// <summary>CUBLASLT_EPILOGUE_DEFAULT.</summary>
     public const int EpilogueDefault = 1;
 
@@ -176,7 +181,10 @@ public sealed record LtMatmulArgs(int ComputeType, int ScaleType, int TransA, in
         _ => $"cublasLtEpilogue {e}",
     };
 
-    /// <summary>D: C itself (the call writes in place; β is 0 in every plan).</summary>
+    /// <summary>
+    /// D: C itself (the call writes in place, β is 0 in every plan; the executor passes C's layout descriptor for D,
+    /// as in-place calls require).
+    /// </summary>
     public LtLayout DLayout => CLayout;
 
     /// <summary>
@@ -198,9 +206,23 @@ public sealed record LtMatmulArgs(int ComputeType, int ScaleType, int TransA, in
         return list;
     }
 
-    /// <summary>The heuristic preference's attributes: the workspace the executor offers.</summary>
-    public static IReadOnlyList<LtAttribute> PreferenceAttributes() =>
-        [new(PrefMaxWorkspaceBytes, "CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES", WorkspaceBytes, 8)];
+    /// <summary>
+    /// The heuristic preference's attributes: the workspace the executor offers, and the alignment of A, B, C and D
+    /// as the device addresses <paramref name="a"/>, <paramref name="b"/> and <paramref name="c"/> (also D) have it
+    /// (<see cref="Alignment"/>): the heuristic assumes 256 bytes unless told, and an activation at an offset in the
+    /// arena may have less.
+    /// </summary>
+    public static IReadOnlyList<LtAttribute> PreferenceAttributes(ulong a, ulong b, ulong c) =>
+    [
+        new(PrefMaxWorkspaceBytes, "CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES", WorkspaceBytes, 8),
+        new(PrefMinAlignmentA, "CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES", Alignment(a), 4),
+        new(PrefMinAlignmentA + 1, "CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES", Alignment(b), 4),
+        new(PrefMinAlignmentA + 2, "CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES", Alignment(c), 4),
+        new(PrefMinAlignmentA + 3, "CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES", Alignment(c), 4),
+    ];
+
+    /// <summary>The largest power of two up to 256 that divides <paramref name="address"/>.</summary>
+    public static long Alignment(ulong address) => address == 0 ? 256 : (long)Math.Min(256, address & (~address + 1));
 
     /// <summary>
     /// The same product as a <c>cublasSgemmStridedBatched</c> argument list (m, n, k from the layouts; the
