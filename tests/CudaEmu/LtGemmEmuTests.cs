@@ -115,6 +115,12 @@ public sealed class LtGemmEmuTests
         var plan = CudaCodegen.Lower(Build("linear", DType.BF16), Api(2));
         var call = Assert.Single(plan.Steps.OfType<GemmCall>());
         Assert.Equal(new GemmLt(GemmEpilogue.Bias, new ArgRef(ArgKind.Param, "p2")), call.Lt);
+        var json = CudaPlanJson.Write(plan);
+        Assert.Contains("\"api\": \"cublaslt\"", json, StringComparison.Ordinal);
+        Assert.Contains("\"epilogue\": \"bias\"", json, StringComparison.Ordinal);
+        Assert.Contains("\"bias\": \"param:p2\"", json, StringComparison.Ordinal);
+        Assert.DoesNotContain("cublaslt", CudaPlanJson.Write(CudaCodegen.Lower(Build("linear", DType.BF16))),
+            StringComparison.Ordinal);
         var l = LtMatmulArgs.Of(call);
         // yᵀ (40×10) = W·xᵀ: A = W (24×40 as stored, op T), B = x (24×10), C = D = y (40×10), one batch
         Assert.Equal((68, 0, 1, 0, 4), (l.ComputeType, l.ScaleType, l.TransA, l.TransB, l.Epilogue));

@@ -52,7 +52,9 @@ public static partial class StandaloneEmitter
         var paramAt = new Dictionary<string, long>(StringComparer.Ordinal);
         var derivedAt = new Dictionary<string, long>(StringComparer.Ordinal);
         for (int i = 0; i < rows.Count; i++) (i < g.Params.Count ? paramAt : derivedAt)[rows[i].Name] = rows[i].Offset;
-        var planText = CudaPlanJson.Write(plan);
+        // a cuBLASLt step runs as the same cuBLAS call here (below), and plan.json says so
+        var planText = CudaPlanJson.Write(plan with
+            { Steps = [.. plan.Steps.Select(s => s is GemmCall { Lt: not null } c ? c with { Lt = null } : s)] });
         var (scratchAt, scratchFloats) = plan.ScratchLayout();
         var slots = plan.Memory.Slots.ToDictionary(s => s.Value, s => s.Offset, StringComparer.Ordinal);
 
