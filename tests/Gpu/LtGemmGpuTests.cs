@@ -18,7 +18,11 @@ namespace ShiftWise.Gpu.Tests;
 /// (linear with bias, gemm from NCHW with bias + ReLU in two batches, gemm with bias + GELU) in fp32, tf32, bf16 and
 /// fp16, each API against the float64 reference and against each other; sw-tiny's logits with every GEMM on
 /// cuBLASLt against cuBLAS; and, with SWC_GPU_RESULTS set, the gemm_api timings of sw-tiny's GEMM shapes at batch 128
-/// (<see cref="GemmApiTuner"/>) written to gemm-api-sw-tiny-b128-*.md. Skipped, with the reason, without a GPU.
+/// (<see cref="GemmApiTuner"/>) written to gemm-api-sw-tiny-b128-*.md. Skipped, with the reason, without a GPU or
+/// libcublasLt. Run with <c>GPU_CHECK_ONLY=precision GPU_CHECK_TESTS=1 GPU_TESTS_TIMEOUT=400
+/// GPU_TESTS_ARGS="-class ShiftWise.Gpu.Tests.LtGemmGpuTests" scripts/gpu-check.sh BUNDLE RESULTS</c> (the sw-tiny
+/// compilations and the batch-128 timings take minutes; the one-node theory alone is
+/// <c>-method "*CublasLtMatchesTheReferenceAndCublasOnOneNodeGraphs"</c>).
 /// <para>
 /// Bounds: fp32 1e-5 (the per-op float32 bound); tf32 2e-3 (TF32 keeps 10 of float32's 23 fraction bits of both
 /// factors, 2⁻¹¹ relative each, so a product is off by up to 2⁻¹⁰ ≈ 1e-3; sums of terms of both signs keep the
