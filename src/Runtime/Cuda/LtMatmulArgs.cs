@@ -48,8 +48,8 @@ public sealed record LtAttribute(int Attr, string Name, long Value, int Bytes);
 /// also against NVIDIA's nvmath-python bindings documentation (nvmath.bindings.cublasLt.Epilogue, current), and
 /// cublasComputeType_t (68, 77) against several bindings of cublas_api.h, the preference values against later headers
 /// (with the FP8 scale pointers: the deprecated masks 2 and 4 dropped, MIN_ALIGNMENT still 5 to 8). CUDA 12 and 13 add
-/// attributes and epilogues after these values; none of these changed. cublasLtMatmulDescCreate takes (desc*, cublasComputeType_t,
-/// cudaDataType_t scaleType) in CUDA 11 to 13.
+/// attributes and epilogues after these values; none of these changed. cublasLtMatmulDescCreate takes (desc*,
+/// cublasComputeType_t, cudaDataType_t scaleType) in CUDA 11 to 13.
 /// </para>
 /// </summary>
 /// <param name="ComputeType">cublasComputeType_t.</param>
