@@ -13,17 +13,20 @@ namespace ShiftWise.CodegenCuda;
 /// next to the previous chunk's, feeds R·k·X·X FMAs over the chunk (each value reused across the X columns, the k
 /// weight rows and the X taps); the k·X weights of a chunk are vector broadcast reads. The vertical band slides down
 /// the band rows keeping a register window of the R input row segments (X + k − 1 values, vector reads): one new
-/// segment and k broadcast weights per band row feed R·k·X FMAs. Per warp and chunk of the horizontal band (k = 3,
-/// R = X = 4): 9 shared-load instructions and 192 FMAs (21 per load; the lowering-0 kernel does 3R = 12 FMAs per
-/// R + k − 1 + k = 9 scalar loads, 1.3 per load). In bytes: (R + k − 1)·X floats per thread per chunk = 24 wavefronts
-/// of 128 B per warp, and 3 for the weights, against 32·192 FMAs: 227 FMAs per wavefront; an SM moves one 128 B
-/// wavefront per clock and retires 128 FMAs, so shared memory can feed 1.8 times the FMA rate (the old kernel: 43 FMAs per wavefront, a third of
-/// the rate, close to the 24% of peak measured on an H100). The vertical band: 2 float4 + 3 weights per 48 FMAs per
-/// thread, 8 + 3 wavefronts per 1536 warp FMAs, 140 per wavefront. FMAs are then about 90% of the issued
-/// instructions of the inner loops, so an H100 SXM (132 SMs × 128 FP32 lanes × 1.98 GHz ≈ 67 TFLOP/s) is bound by
-/// its FMA pipes rather than by shared memory: 50% of peak needs half the issue slots to be FMAs at an occupancy of
-/// about 16 warps per SM (≈ 90 registers per thread at R = X = 4), which the estimate below keeps. Untested on a GPU:
-/// the tuner measures every legal R, X and tile.
+/// segment and k broadcast weights per band row feed R·k·X FMAs.
+/// </para>
+/// <para>
+/// The arithmetic (k = 3, R = X = 4). Horizontal, per thread and chunk: 6 + 3 vector reads for 192 FMAs, 21 FMAs per
+/// shared-load instruction; the lowering-0 kernel does 3R = 12 FMAs per R + k − 1 + k = 9 scalar reads, 1.3 per
+/// load. In bytes, per warp and chunk: 24 wavefronts of 128 B for the windows and 3 for the weights against 32·192
+/// FMAs, 227 FMAs per wavefront. An SM moves one 128 B wavefront per clock and retires 128 FMAs (H100: 128 FP32
+/// lanes), so shared memory can feed 1.8 times the FMA rate; the old kernel's 43 FMAs per wavefront cap it at a third
+/// of the rate, close to the 24% of peak measured on an H100. Vertical, per thread and band row: 2 float4 + 3 weight
+/// reads for 48 FMAs; per warp 8 + 3 wavefronts for 1536 FMAs, 140 per wavefront. FMAs are then about 90% of the
+/// inner loops' instructions, so an H100 SXM (132 SMs × 128 FP32 lanes × 1.98 GHz ≈ 67 TFLOP/s) is bound by its FMA
+/// pipes, not by shared memory: 50% of peak needs half the issue slots to be FMAs at an occupancy of about 16 warps
+/// per SM (≈ 90 registers per thread at R = X = 4), which the register estimate below keeps. Not yet measured on a
+/// GPU: the tuner measures every legal R, X and tile.
 /// </para>
 /// Shared memory per channel: the horizontal window (tile_h + k − 1 rows × tile_w + chunks·X columns, starting μ
 /// columns left of the tile, rows padded to a multiple of 4 floats for aligned vectors), the vertical window
@@ -194,7 +197,9 @@ public sealed class SwCrossRbCudaModel : SwCudaModel
     /// <summary>Static shared memory of a block.</summary>
     public int SharedBytes { get; }
 
-    /// <summary>Whether 16-bit global accesses may go in pairs (W even: a pair at an even column is in or out).</summary>
+    /// <summary>
+    /// Whether 16-bit global accesses may go in pairs (W even: a pair at an even column is in the plane or out whole).
+    /// </summary>
     public bool Pairs => Is16 && Width % 2 == 0;
 
     /// <summary>The paired 16-bit type (two values in one 32-bit word).</summary>
