@@ -134,6 +134,12 @@ public sealed class SwCrossCudaModel : SwCudaModel
     /// <summary>Static shared memory of a block.</summary>
     public int SharedBytes { get; }
 
+    /// <summary>
+    /// The element type of the bands: float32, or the 16-bit storage type (derived in float32 at bind time and rounded
+    /// once, <see cref="Derived.Band"/>).
+    /// </summary>
+    public string BandType => T;
+
     /// <summary>Launch grid: tiles, channel groups, batch.</summary>
     public Dim3 Grid => new(TilesX * TilesY, RepGroups + GhostGroups, Batch);
 
