@@ -96,9 +96,6 @@ public sealed class SwFactorisedCudaModel : SwCudaModel
     /// </summary>
     public bool Paired => Is16 && Width % 2 == 0 && Pad % 2 == 0 && InCols % 2 == 0;
 
-    /// <summary>The 16-bit type's short name (bf16, fp16) for the rounding functions; empty in float32.</summary>
-    public string T16 => Is16 ? Types16.Name(Storage) : "";
-
     /// <summary>p = k−1, the small conv's padding.</summary>
     public int Pad { get; }
 
