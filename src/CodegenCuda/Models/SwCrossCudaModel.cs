@@ -145,4 +145,17 @@ public sealed class SwCrossCudaModel : SwCudaModel
 
     /// <summary>Block shape.</summary>
     public Dim3 Block => new(TileW, ThreadsY, ChPerBlock);
+
+    /// <summary>
+    /// Whether the 16-bit kernel moves its windows and ghost copies two values per 32-bit access (issue 22): an even
+    /// width (tile origins are even, tile_w being at least 8), so pairs that start at even plane columns never straddle
+    /// the plane's edge; the kernel still checks at run time that x and y are 4-byte aligned.
+    /// </summary>
+    public bool Paired => Is16 && Width % 2 == 0 && TileW % 2 == 0;
+
+    /// <summary>Pairs per row of the horizontal window (its first plane column is odd when HaloLeft is).</summary>
+    public int HsPairs => (HsCols + HaloLeft % 2 + 1) / 2;
+
+    /// <summary>Pairs per row of the vertical window.</summary>
+    public int VsPairs => (VsCols + Half % 2 + 1) / 2;
 }
