@@ -9,6 +9,10 @@
 #    P2 swc run sw-tiny --device cuda --precision bf16|fp16 on them, and the check: relative L2 <= 2e-2 (bf16) /
 #       5e-3 (fp16), the same top-1 where the reference's top-1/top-2 gap >= 0.1   RESULTS_DIR/accuracy-*.{log,json}
 #    P3 swc bench sw-tiny --device cuda --batch 128 --precision fp32|tf32|bf16|fp16   RESULTS_DIR/swc-tiny-b128-*.json
+#    P3b the same with the GEMMs on cuBLASLt (SWC_GEMM_API=2: cublasLtMatmul, its bias/ReLU epilogue where that is a
+#       node's whole epilogue) for bf16 and tf32, beside P3's cuBLAS rows       RESULTS_DIR/swc-tiny-b128-*-lt.json,
+#       and the pair's line in RESULTS_DIR/gemm-api.txt (images/s and GEMM ms, cuBLAS vs cuBLASLt); ~50 s, from
+#       what P5 would otherwise get (its P_MIN reserve is unchanged)
 #    P4 bench/unireplknet.py: UniRepLKNet-T's parameters and FLOPs (both forms)        RESULTS_DIR/unireplknet.{json,log}
 #    P5 bench/precision_peers.py: PyTorch eager fp32 / autocast-bf16 / autocast-fp16, torch.compile (bf16, while time
 #       is left), UniRepLKNet-T (bf16, channels_last, reparameterised), beside P3's rows, and the ratio lines
@@ -40,13 +44,29 @@ precision_section() {
     done
   fi
   swc_args=()
-  left=4
+  left=6   # P3's four rows and P3b's two
   for p in fp32 tf32 bf16 fp16; do
     left=$((left - 1))
     run_step "swc bench sw-tiny batch 128 $p" 75 $((P_MIN + 10 + 25 * left)) "$R/swc-tiny-b128-$p.log" \
       "${swc[@]}" bench sw-tiny --device cuda --batch 128 --precision "$p" --seconds 3 --json "$R/swc-tiny-b128-$p.json" \
       && expect_json "swc bench sw-tiny batch 128 $p" "$R/swc-tiny-b128-$p.json"
     [ -s "$R/swc-tiny-b128-$p.json" ] && swc_args+=(--swc "$p=$R/swc-tiny-b128-$p.json")
+  done
+  for p in bf16 tf32; do
+    left=$((left - 1))
+    run_step "swc bench sw-tiny batch 128 $p, GEMMs on cuBLASLt" 75 $((P_MIN + 10 + 25 * left)) \
+      "$R/swc-tiny-b128-$p-lt.log" env SWC_GEMM_API=2 "${swc[@]}" bench sw-tiny --device cuda --batch 128 \
+      --precision "$p" --seconds 3 --json "$R/swc-tiny-b128-$p-lt.json" \
+      && expect_json "swc bench sw-tiny batch 128 $p (cuBLASLt)" "$R/swc-tiny-b128-$p-lt.json"
+    [ -s "$R/swc-tiny-b128-$p.json" ] && [ -s "$R/swc-tiny-b128-$p-lt.json" ] \
+      && { "$py" - "$p" "$R/swc-tiny-b128-$p.json" "$R/swc-tiny-b128-$p-lt.json" >>"$R/gemm-api.txt" <<'PY' || true
+import json, sys
+p, ex, lt = sys.argv[1], *(json.load(open(f)) for f in sys.argv[2:])
+gemm = lambda r: sum(v for k, v in (r.get("ms_by_kind") or {}).items() if k.startswith("gemm"))
+print(f"{p} sw-tiny b128: cuBLAS {ex['images_per_s']:.0f} img/s (GEMM {gemm(ex):.2f} ms), "
+      f"cuBLASLt {lt['images_per_s']:.0f} img/s (GEMM {gemm(lt):.2f} ms): x{lt['images_per_s'] / ex['images_per_s']:.3f}")
+PY
+      }
   done
   run_step "unireplknet.py: parameters and FLOPs" 30 "$((P_MIN + final_reserve))" "$R/unireplknet.log" \
     "$py" "$url_py" --json "$R/unireplknet.json"
@@ -77,6 +97,7 @@ precision_section() {
   { for p in bf16 fp16; do
       grep -h "^$p" "$R/accuracy-$p.log" 2>/dev/null || echo "$p accuracy: not measured (see accuracy-$p-run.log)"
     done
+    echo; cat "$R/gemm-api.txt" 2>/dev/null || echo "cuBLASLt vs cuBLAS: not measured"
     echo; grep -h "^UniRepLKNet-T" "$R/unireplknet.log" 2>/dev/null
     echo; cat "$R/precision-peers.md" 2>/dev/null || echo "precision peers: no table (see precision-peers.log)"
     echo; cat "$R/steps.txt"; } >"$R/summary.txt"

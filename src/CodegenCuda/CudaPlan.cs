@@ -65,6 +65,12 @@ public sealed record GemmCall(string Node, bool TransA, bool TransB, int M, int 
     /// and Beta stay float, C is rounded once to the type).
     /// </summary>
     public ShiftWise.IR.DType Storage { get; init; } = ShiftWise.IR.DType.F32;
+
+    /// <summary>
+    /// Null: the call runs through cuBLAS (SGEMM or the Ex call); otherwise through <c>cublasLtMatmul</c> with this
+    /// epilogue (<see cref="GemmLt"/>; tunable gemm_api).
+    /// </summary>
+    public GemmLt? Lt { get; init; }
 }
 
 /// <summary>A tensor the runtime computes once from the graph's parameters (e.g. the SW cross bands).</summary>

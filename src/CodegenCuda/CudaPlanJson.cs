@@ -131,6 +131,12 @@ public static class CudaPlanJson
                 w.WriteNumber("alpha", g.Alpha);
                 w.WriteNumber("beta", g.Beta);
                 if (g.Storage != DType.F32) w.WriteString("storage", g.Storage.Name());
+                if (g.Lt is { } lt) // cuBLASLt (gemm_api 1 or 2): its epilogue and bias
+                {
+                    w.WriteString("api", "cublaslt");
+                    w.WriteString("epilogue", lt.Epilogue.ToString().ToLowerInvariant());
+                    if (lt.Bias is not null) w.WriteString("bias", lt.Bias.ToString());
+                }
                 break;
             default:
                 throw new InvalidOperationException($"unknown plan step {step.GetType().Name}");

@@ -16,6 +16,18 @@ public static class Derived
     public const string SwBandV = "sw_band_v";
 
     /// <summary>
+    /// The recipe of <paramref name="band"/> (<see cref="SwBandH"/> or <see cref="SwBandV"/>) in
+    /// <paramref name="storage"/>: the band itself in float32; in bf16 / fp16 (issue 22) "band_bf16" / "band_fp16",
+    /// the float32 band rounded to the type (nearest, ties to even) and packed two values to a float slot, the first
+    /// in the low half (as 16-bit parameters travel).
+    /// </summary>
+    public static string Band(string band, DType storage) =>
+        storage == DType.F32 ? band : band + "_" + Types16.Name(storage);
+
+    /// <summary>Float slots of <paramref name="values"/> band values in <paramref name="storage"/>.</summary>
+    public static long BandFloats(long values, DType storage) => storage == DType.F32 ? values : (values + 1) / 2;
+
+    /// <summary>
     /// Every derived tensor of <paramref name="plan"/> from the graph's weights, by name; checks that each recipe's
     /// node exists, reads only parameters, and gives the planned size.
     /// </summary>
@@ -58,8 +70,29 @@ public static class Derived
                 var (h, v) = cross.Merged();
                 return recipe == SwBandH ? h : v;
             }
+            case SwBandH + "_bf16":
+            case SwBandV + "_bf16":
+            case SwBandH + "_fp16":
+            case SwBandV + "_fp16":
+            {
+                var t = recipe.EndsWith("_bf16", StringComparison.Ordinal) ? DType.BF16 : DType.F16;
+                return Pack(Compute(recipe[..^5], node, input), t);
+            }
             default:
                 throw new IrException($"{node.Describe()}: unknown derived tensor recipe '{recipe}'");
         }
+    }
+
+    // each value rounded to t, two to a float slot (the first in the low 16 bits; a zero pad when odd)
+    private static float[] Pack(float[] v, DType t)
+    {
+        var r = new float[(v.Length + 1) / 2];
+        for (int i = 0; i < r.Length; i++)
+        {
+            uint lo = Float16Bits.Round(v[2 * i], t);
+            uint hi = 2 * i + 1 < v.Length ? Float16Bits.Round(v[2 * i + 1], t) : 0u;
+            r[i] = BitConverter.UInt32BitsToSingle(lo | hi << 16);
+        }
+        return r;
     }
 }

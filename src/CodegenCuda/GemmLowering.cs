@@ -18,14 +18,15 @@ internal static class GemmLowering
     {
         var storage = LoweringSupport.Storage(ctx);
         var op = (Gemm)ctx.Node.Op;
-        int threads = LoweringSupport.Tunables(ctx)["block"];
+        var (threads, api) = GemmApi.Tunables(ctx); // gemm_api: cuBLAS or cuBLASLt (GemmApi)
         var (x, w, y) = (ctx.InType(0).Shape, ctx.InType(1).Shape, ctx.OutType(0).Shape);
         if (y.Elements == 0) return;
         if (w[1] == 0)
         {
             throw new IrException($"{ctx.Node.Describe()}: a GEMM over zero input features is not supported");
         }
-        ctx.Gemm(GemmMapping.Map(op, x, w, ctx.In(0), ctx.In(1), ctx.Out()) with { Storage = storage });
+        var call = GemmMapping.Map(op, x, w, ctx.In(0), ctx.In(1), ctx.Out()) with { Storage = storage };
+        if (GemmApi.Add(ctx, call, api)) return; // cuBLASLt's epilogue is the whole epilogue (gemm_api 2)
         var s = op.Slots;
         ArgRef? bias = op.HasBias ? ctx.In(s.Bias) : null;
         ArgRef? residual = op.HasResidual ? ctx.In(s.Residual) : null;

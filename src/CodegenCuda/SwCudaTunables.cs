@@ -5,9 +5,10 @@ namespace ShiftWise.CodegenCuda;
 
 /// <summary>
 /// The CUDA tunables of an SW layer and their defaults. "lowering" means what it means on the CPU (0 the collapsed
-/// cross, 1 the factorised form); the cross tiles outputs as tile_h × tile_w per channel with rows_per_thread
-/// outputs in registers per thread and ch_per_block channels side by side in a block; the factorised form runs
-/// fact_threads threads over fact_rows output rows (full width) per block.
+/// cross, 1 the factorised form), and 2 the register-blocked collapsed cross (CUDA only); the cross tiles outputs as
+/// tile_h × tile_w per channel with rows_per_thread outputs in registers per thread and ch_per_block channels side by
+/// side in a block; the register-blocked cross the same, each thread owning rows_per_thread × cols_per_thread
+/// outputs; the factorised form runs fact_threads threads over fact_rows output rows (full width) per block.
 /// </summary>
 public sealed class SwCudaTunables : ISwTunables
 {
@@ -18,10 +19,11 @@ public sealed class SwCudaTunables : ISwTunables
     public static readonly IReadOnlyDictionary<string, int[]> Values =
         new Dictionary<string, int[]>(StringComparer.Ordinal)
     {
-        ["lowering"] = [0, 1],
+        ["lowering"] = [0, 1, 2],
         ["tile_w"] = [8, 16, 32, 64],
         ["tile_h"] = Enumerable.Range(1, 64).ToArray(),
         ["rows_per_thread"] = [1, 2, 4, 8],
+        ["cols_per_thread"] = [2, 4, 8],
         ["ch_per_block"] = Enumerable.Range(1, 16).ToArray(),
         ["unroll"] = [0, 1],
         ["fact_threads"] = [64, 128, 256, 512],
@@ -58,6 +60,7 @@ public sealed class SwCudaTunables : ISwTunables
             ["tile_w"] = tw,
             ["tile_h"] = th,
             ["rows_per_thread"] = opy,
+            ["cols_per_thread"] = 4,
             ["ch_per_block"] = cpb,
             ["unroll"] = 1,
             ["fact_threads"] = threads,
@@ -74,8 +77,11 @@ public sealed class SwCudaTunables : ISwTunables
     /// factorised form at every thread count and power-of-two row block. Pruned before anything is compiled: the
     /// kernel models reject what breaks a limit (1024 threads, <paramref name="maxShared"/> bytes of shared memory,
     /// 16 outputs per thread), a block must hold a warp and stay within the register file at an estimate of 32 + 4
-    /// registers per output in flight, and a tile may not be more than twice the plane in either direction. Ordered by
-    /// how many tunables differ from the default, fewest first.
+    /// registers per output in flight, and a tile may not be more than twice the plane in either direction. Then the
+    /// register-blocked cross (lowering 2, fully unrolled) at 2, 4 or 8 rows and columns per thread, every tile width,
+    /// threads down a column up to 16 and channels per block up to 4, under the same limits with its own register
+    /// estimate (<see cref="SwCrossRbCudaModel.RegisterEstimate"/>, at most 255 per thread). Ordered by how many
+    /// tunables differ from the default, fewest first.
     /// </summary>
     public static List<IReadOnlyDictionary<string, int>> Candidates(
         SwLayerSpec spec, int maxShared = SwCrossCudaModel.MaxShared)
@@ -99,6 +105,31 @@ public sealed class SwCudaTunables : ISwTunables
             if (Legal(() => new SwCrossCudaModel(spec, c, "probe"), m => (m.Threads, m.SharedBytes, rpt), maxShared))
             {
                 list.Add(c);
+            }
+        }
+        foreach (int tw in Values["tile_w"])
+        foreach (int rpt in new[] { 2, 4, 8 })
+        foreach (int cpt in Values["cols_per_thread"])
+        foreach (int ty in new[] { 1, 2, 4, 8, 16 })
+        foreach (int cpb in new[] { 1, 2, 4 })
+        {
+            int th = ty * rpt;
+            if (tw % cpt != 0 || th > 64 || tw > 2 * Math.Max(8, w) || th > 2 * Math.Max(1, h) || cpb > 2 * spec.Rep)
+            {
+                continue;
+            }
+            var c = new Dictionary<string, int>(def)
+            {
+                ["lowering"] = 2, ["tile_w"] = tw, ["tile_h"] = th, ["rows_per_thread"] = rpt,
+                ["cols_per_thread"] = cpt, ["ch_per_block"] = cpb, ["unroll"] = 1,
+            };
+            try
+            {
+                var m = new SwCrossRbCudaModel(spec, c, "probe");
+                if (WithinRegisterBlockLimits(m.Threads, m.SharedBytes, m.Registers, maxShared)) list.Add(c);
+            }
+            catch (IrException)
+            {
             }
         }
         foreach (int threads in Values["fact_threads"])
@@ -128,6 +159,13 @@ public sealed class SwCudaTunables : ISwTunables
     /// </summary>
     public static bool WithinLimits(int threads, int sharedBytes, int outputs, int maxShared) =>
         threads >= 32 && sharedBytes <= maxShared && (long)threads * (32 + 4 * outputs) <= RegisterFile;
+
+    /// <summary>
+    /// <see cref="WithinLimits"/> for a kernel whose registers per thread are estimated directly: a warp, the shared
+    /// memory, the register file, and at most 255 registers per thread (the hardware's limit).
+    /// </summary>
+    public static bool WithinRegisterBlockLimits(int threads, int sharedBytes, int registers, int maxShared) =>
+        threads >= 32 && sharedBytes <= maxShared && registers <= 255 && (long)threads * registers <= RegisterFile;
 
     private static bool Legal<T>(Func<T> build, Func<T, (int Threads, int Shared, int Outputs)> facts, int maxShared)
     {

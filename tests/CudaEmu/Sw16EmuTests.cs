@@ -16,7 +16,8 @@ namespace ShiftWise.CudaEmu;
 /// 16-bit inputs and compared with the float64 reference of the same graph in float32 on those exact values. Every
 /// output is one float32 expression of exact inputs (the fused layer's parameters rounded to 16 bits first, the
 /// reference reading them widened), rounded once at the store: relative L2 at most the unit roundoff u (2⁻⁸ bf16, 2⁻¹¹
-/// fp16) plus 1e-5 for the float32 sums (as SwCudaEmuTests' float32 bound). Each kernel also compiles with
+/// fp16) plus 1e-5 for the float32 sums (as SwCudaEmuTests' float32 bound); the cross lowering's 16-bit bands add a
+/// second u. Each kernel also compiles with
 /// NVRTC for compute_80/90 and to CUBIN for sm_80/90, without local memory.
 /// </summary>
 public sealed class Sw16EmuTests
@@ -89,6 +90,7 @@ public sealed class Sw16EmuTests
         "tiny0" => (80, 9, 11, 51, 1),
         "tiny3_c160" => (160, 7, 7, 13, 1),
         "tiny2" => (320, 5, 6, 47, 1),
+        "tiny0_even" => (40, 6, 10, 51, 1),
         _ => throw new ArgumentException(c),
     };
 
@@ -103,14 +105,17 @@ public sealed class Sw16EmuTests
                 d.Add(t, c, 1);
             }
             d.Add(t, "tiny2", 0);
+            d.Add(t, "tiny0_even", 1);
         }
         return d;
     }
 
     /// <summary>
-    /// The fused SW layer, cross (0) and factorised (1) lowerings: x, y, the sub-kernels, scales and biases 16-bit; the
-    /// cross's bands (derived from the widened parameters at bind time) float32; the sub-kernel maps and sums float32
-    /// (shared tiles of widened values), one rounding at each store (rep and ghost channels alike).
+    /// The fused SW layer, cross (0) and factorised (1) lowerings: x, y, the sub-kernels, scales and biases 16-bit (the
+    /// input windows and ghost copies move in pairs on even widths: fmnist0, tiny2, tiny0_even); the cross's bands
+    /// derived from the widened parameters at bind time and rounded once to 16 bits (a second rounding: each weight off
+    /// by at most u relative, so the cross's bound is 2u + 1e-5, as SwCrossRb16EmuTests); the sub-kernel maps and sums
+    /// float32 (shared tiles of widened values), one rounding at each store (rep and ghost channels alike).
     /// </summary>
     [Theory]
     [MemberData(nameof(FusedCases))]
@@ -127,8 +132,10 @@ public sealed class Sw16EmuTests
             .ToArray());
         var p32 = p16.ToDictionary(kv => kv.Key, kv => Tensor.Wrap(w32[kv.Key].Type,
             kv.Value.Select(x => Float16Bits.Widen(x, dt)).ToArray()));
-        double err = Check(g16, g32, dt, o, lowering == 0 ? "sw_cross_" : "sw_fact_", c, p16, p32);
-        Assert.True(err <= Unit(dt) + Slack, $"{type} fused SW {c} lowering {lowering}: relative L2 {err:E2}");
+        double err = Check(g16, g32, dt, o, lowering == 0 ? "sw_cross_" : "sw_fact_", c, p16, p32,
+            w % 2 == 0 ? "swc_ld2(plane" : null);
+        double bound = (lowering == 0 ? 2 : 1) * Unit(dt) + Slack;
+        Assert.True(err <= bound, $"{type} fused SW {c} lowering {lowering}: relative L2 {err:E2}");
     }
 
     // the graph with every value and parameter of type t
@@ -148,17 +155,20 @@ public sealed class Sw16EmuTests
     /// <paramref name="g32"/> on the widened inputs; compiles it for compute_80/90 and sm_80/90.
     /// </summary>
     private static double Check(Graph g16, Graph g32, DType dt, CudaOptions? o, string prefix, string c,
-        Dictionary<string, ushort[]>? p16 = null, Dictionary<string, Tensor>? p32 = null)
+        Dictionary<string, ushort[]>? p16 = null, Dictionary<string, Tensor>? p32 = null, string? mustUse = null)
     {
         var plan = CudaCodegen.Lower(g16, o);
         var launch = Assert.Single(plan.Steps.OfType<KernelLaunch>());
         var source = plan.Kernel(launch.Kernel);
+        // paired 16-bit loads on even widths, both lowerings (the emulator's buffers are aligned, so the paired path
+        // is the one that runs)
+        if (mustUse is not null) Assert.Contains(mustUse, source.Source, StringComparison.Ordinal);
         string t = Types16.Name(dt);
         Assert.StartsWith(prefix, source.Name, StringComparison.Ordinal);
         Assert.Contains("_" + t + "_", source.Name, StringComparison.Ordinal);
         Assert.Contains("swc_round_" + t, source.Source, StringComparison.Ordinal);
-        // only the cross's bands stay float32
-        Assert.DoesNotMatch(@"const float\* __restrict__ (?!hband|vband)", source.Source);
+        // nothing is read as float32 (the cross's bands are 16-bit too)
+        Assert.DoesNotMatch(@"const float\* __restrict__", source.Source);
 
         var rng = new Random(c.GetHashCode(StringComparison.Ordinal) ^ prefix.Length ^ (int)dt);
         var in16 = new Dictionary<string, ushort[]>(p16 ?? []);

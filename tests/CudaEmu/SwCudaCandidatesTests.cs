@@ -29,6 +29,7 @@ public sealed class SwCudaCandidatesTests
         Assert.Equal(SwCudaTunables.Defaults(spec).OrderBy(kv => kv.Key), all[0].OrderBy(kv => kv.Key));
         Assert.Contains(all, c => c["lowering"] == 0);
         Assert.Contains(all, c => c["lowering"] == 1);
+        Assert.Contains(all, c => c["lowering"] == 2);
         Assert.True(all.Count > 10, $"{all.Count} candidates");
         var def = all[0];
         var distance = all.Select(c => c.Count(kv => def[kv.Key] != kv.Value)).ToList();
@@ -41,6 +42,15 @@ public sealed class SwCudaCandidatesTests
             {
                 var m = new SwCrossCudaModel(spec, c, "k");
                 (threads, shared, outputs) = (m.Threads, m.SharedBytes, c["rows_per_thread"]);
+            }
+            else if (c["lowering"] == 2)
+            {
+                // its registers are estimated directly (RegisterEstimate), at most 255 per thread
+                var m = new SwCrossRbCudaModel(spec, c, "k");
+                Assert.InRange(m.Threads, 32, 1024);
+                Assert.True(m.SharedBytes <= SwCrossCudaModel.MaxShared);
+                Assert.True(m.Registers <= 255 && (long)m.Threads * m.Registers <= SwCudaTunables.RegisterFile);
+                continue;
             }
             else
             {

@@ -66,7 +66,7 @@ public sealed class SwCudaPruningTests
 
     /// <summary>
     /// The search space as documented (the cross at every tile width, rows per thread, power-of-two threads down a
-    /// column up to 32 and channels per block up to 16, unrolled or not; the factorised form at every thread count
+    /// column up to 32 and channels per block up to 16, unrolled or not; the register-blocked cross; the factorised form at every thread count
     /// and power-of-two row block up to the plane), in that order, keeping what <paramref name="rules"/> allow.
     /// </summary>
     public static List<IReadOnlyDictionary<string, int>> Oracle(SwLayerSpec spec, int maxShared, Rule rules)
@@ -98,6 +98,39 @@ public sealed class SwCudaPruningTests
             {
                 ["lowering"] = 0, ["tile_w"] = tw, ["tile_h"] = th, ["rows_per_thread"] = rpt, ["ch_per_block"] = cpb,
                 ["unroll"] = unroll,
+            });
+        }
+        // the register-blocked cross (lowering 2, unrolled): R × X outputs per thread, threads down a column up to 16,
+        // channels per block up to 4
+        static int Up(int v, int m) => (v + m - 1) / m * m;
+        foreach (int tw in new[] { 8, 16, 32, 64 })
+        foreach (int r in new[] { 2, 4, 8 })
+        foreach (int x in new[] { 2, 4, 8 })
+        foreach (int ty in new[] { 1, 2, 4, 8, 16 })
+        foreach (int cpb in new[] { 1, 2, 4 })
+        {
+            int th = ty * r;
+            if (tw % x != 0 || (On(Rule.TileHeight64) && th > 64)) continue;
+            if (On(Rule.TileWithinTwicePlane) && (tw > 2 * Math.Max(8, w) || th > 2 * Math.Max(1, h))) continue;
+            if (On(Rule.ChannelsWithinTwiceRep) && cpb > 2 * rep) continue;
+            // windows: horizontal (th + k − 1) rows × whole chunks of x taps past the tile, vertical (th + band − 1)
+            // rows × the tile less x plus a segment of x + k − 1 values in whole vectors, rows padded to 4 floats;
+            // the horizontal weights in whole chunks, the vertical ones
+            int chunks = (band + x - 1) / x, seg = Up(x + k - 1, Math.Min(x, 4));
+            long shared = 4L * cpb * ((th + k - 1) * Up(tw + chunks * x, 4) + (th + band - 1) * Up(tw - x + seg, 4)
+                + k * Up(chunks * x, 4) + band * k);
+            long threads = (long)(tw / x) * ty * cpb;
+            // registers: 32, the sums, and the larger working set of the two bands' loops
+            long regs = 32 + r * x + Math.Max((r + k - 1) * x + x + k * x, r * seg + k);
+            if ((On(Rule.Threads1024) && threads > 1024) || (On(Rule.Warp) && threads < 32) || !SharedOk(shared)
+                || (On(Rule.Registers) && (regs > 255 || threads * regs > RegistersPerBlock)))
+            {
+                continue;
+            }
+            list.Add(new Dictionary<string, int>(def)
+            {
+                ["lowering"] = 2, ["tile_w"] = tw, ["tile_h"] = th, ["rows_per_thread"] = r, ["cols_per_thread"] = x,
+                ["ch_per_block"] = cpb, ["unroll"] = 1,
             });
         }
         var (lo, hi) = SwFactorisedCudaModel.RowReach(spec);

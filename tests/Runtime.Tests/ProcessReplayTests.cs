@@ -26,6 +26,9 @@ public sealed class ProcessReplayTests
     /// <summary>The environment variable that makes the test rewrite the list instead of comparing.</summary>
     public const string WriteVariable = "SWC_REPLAY_WRITE";
 
+    /// <summary>The environment variable naming a folder to write every rendered file to (for a diff).</summary>
+    public const string DumpVariable = "SWC_REPLAY_DUMP";
+
     private const string Arch = "sm_90";
 
     private static string ListFile()
@@ -117,9 +120,17 @@ public sealed class ProcessReplayTests
     private static SortedDictionary<string, string> Hashes()
     {
         var all = new SortedDictionary<string, string>(StringComparer.Ordinal);
+        // SWC_REPLAY_DUMP=folder also writes every rendered file there, to diff two versions of the generator
+        var dump = Environment.GetEnvironmentVariable(DumpVariable);
         foreach (var (name, bytes) in Inference("sw-tiny").Concat(Inference("sw-fmnist")).Concat(Training()))
         {
             var h = Convert.ToHexStringLower(SHA256.HashData(bytes));
+            if (!string.IsNullOrEmpty(dump))
+            {
+                var path = Path.Combine(dump, name);
+                Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+                File.WriteAllBytes(path, bytes);
+            }
             // the same file rendered twice (a kernel shared by layers) must be the same bytes
             if (all.TryGetValue(name, out var seen)) Assert.True(seen == h, $"{name} rendered twice with different bytes");
             all[name] = h;

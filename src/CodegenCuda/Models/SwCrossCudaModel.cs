@@ -134,9 +134,28 @@ public sealed class SwCrossCudaModel : SwCudaModel
     /// <summary>Static shared memory of a block.</summary>
     public int SharedBytes { get; }
 
+    /// <summary>
+    /// The element type of the bands: float32, or the 16-bit storage type (derived in float32 at bind time and rounded
+    /// once, <see cref="Derived.Band"/>).
+    /// </summary>
+    public string BandType => T;
+
     /// <summary>Launch grid: tiles, channel groups, batch.</summary>
     public Dim3 Grid => new(TilesX * TilesY, RepGroups + GhostGroups, Batch);
 
     /// <summary>Block shape.</summary>
     public Dim3 Block => new(TileW, ThreadsY, ChPerBlock);
+
+    /// <summary>
+    /// Whether the 16-bit kernel moves its windows and ghost copies two values per 32-bit access (issue 22): an even
+    /// width (tile origins are even, tile_w being at least 8), so pairs that start at even plane columns never straddle
+    /// the plane's edge; the kernel still checks at run time that x and y are 4-byte aligned.
+    /// </summary>
+    public bool Paired => Is16 && Width % 2 == 0 && TileW % 2 == 0;
+
+    /// <summary>Pairs per row of the horizontal window (its first plane column is odd when HaloLeft is).</summary>
+    public int HsPairs => (HsCols + HaloLeft % 2 + 1) / 2;
+
+    /// <summary>Pairs per row of the vertical window.</summary>
+    public int VsPairs => (VsCols + Half % 2 + 1) / 2;
 }

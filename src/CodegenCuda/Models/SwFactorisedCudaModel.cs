@@ -89,6 +89,13 @@ public sealed class SwFactorisedCudaModel : SwCudaModel
         return (xrows + p) * (win + p) + xrows * win;
     }
 
+    /// <summary>
+    /// Whether the 16-bit kernel moves the input window and the ghost copies two values per 32-bit access (issue 22):
+    /// the width and the window's left padding even (so a pair never straddles the plane's edge) and the window's
+    /// columns even; the kernel still checks at run time that x and y are 4-byte aligned.
+    /// </summary>
+    public bool Paired => Is16 && Width % 2 == 0 && Pad % 2 == 0 && InCols % 2 == 0;
+
     /// <summary>p = k−1, the small conv's padding.</summary>
     public int Pad { get; }
 

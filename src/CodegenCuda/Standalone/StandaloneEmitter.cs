@@ -52,7 +52,9 @@ public static partial class StandaloneEmitter
         var paramAt = new Dictionary<string, long>(StringComparer.Ordinal);
         var derivedAt = new Dictionary<string, long>(StringComparer.Ordinal);
         for (int i = 0; i < rows.Count; i++) (i < g.Params.Count ? paramAt : derivedAt)[rows[i].Name] = rows[i].Offset;
-        var planText = CudaPlanJson.Write(plan);
+        // a cuBLASLt step runs as the same cuBLAS call here (below), and plan.json says so
+        var planText = CudaPlanJson.Write(plan with
+            { Steps = [.. plan.Steps.Select(s => s is GemmCall { Lt: not null } c ? c with { Lt = null } : s)] });
         var (scratchAt, scratchFloats) = plan.ScratchLayout();
         var slots = plan.Memory.Slots.ToDictionary(s => s.Value, s => s.Offset, StringComparer.Ordinal);
 
@@ -125,6 +127,8 @@ public static partial class StandaloneEmitter
                 case GemmCall c:
                 {
                     // float32: cublasSgemmStridedBatched; bf16 / fp16: cublasGemmStridedBatchedEx, float32 compute
+                    // (a cuBLASLt step too: the same product; its own epilogue would be lost, so that is refused)
+                    if (c.Lt is { Epilogue: not GemmEpilogue.Default }) throw LtEpilogue(i, c);
                     int e = c.Storage.Size();
                     steps.Add($"gemm(m, {i}, {B(c.TransA)}, {B(c.TransB)}, {c.M}, {c.N}, {c.K}, {Bits(c.Alpha)}, "
                         + $"{Ptr(c.A, e)}, {c.Lda}, {c.StrideA}LL, " +
@@ -241,6 +245,9 @@ public static partial class StandaloneEmitter
     /// </summary>
     public const string Types16Structs = "struct alignas(2) swc_bf16 { unsigned short bits; };\n"
         + "struct alignas(2) swc_fp16 { unsigned short bits; };\n";
+
+    private static IrException LtEpilogue(int i, GemmCall c) => new($"step {i} (%{c.Node}): cuBLASLt's "
+        + $"{c.Lt!.Epilogue} epilogue (gemm_api 2) has no standalone form; emit a plan lowered with gemm_api 0 or 1");
 
     /// <summary>CMake's form of an arch: sm_90 → 90, sm_90a → 90a.</summary>
     public static string CmakeArch(string arch)

@@ -8,8 +8,9 @@ namespace ShiftWise.Runtime.Cuda;
 /// <summary>
 /// The GEMM steps: a float32 <see cref="GemmCall"/> runs as <c>cublasSgemmStridedBatched</c>
 /// (<see cref="SgemmStridedBatchedArgs"/>), a bf16 or fp16 one as <c>cublasGemmStridedBatchedEx</c> with float32
-/// compute (<see cref="GemmStridedBatchedExArgs"/>; issue 22). α and β live in native memory for the executor's
-/// lifetime, so a captured CUDA graph can replay the call.
+/// compute (<see cref="GemmStridedBatchedExArgs"/>; issue 22), and one with <see cref="GemmCall.Lt"/> as
+/// <c>cublasLtMatmul</c> (CudaExecutor.Lt.cs). α and β live in native memory for the executor's lifetime, so a captured
+/// CUDA graph can replay the call.
 /// </summary>
 public sealed unsafe partial class CudaExecutor
 {
@@ -19,6 +20,7 @@ public sealed unsafe partial class CudaExecutor
         _native.Add((IntPtr)scalars);
         scalars[0] = c.Alpha;
         scalars[1] = c.Beta;
+        if (c.Lt is not null && BindLt(c, scalars) is { } lt) return lt;
         if (c.Storage == DType.F32)
         {
             var s = SgemmStridedBatchedArgs.Of(c);

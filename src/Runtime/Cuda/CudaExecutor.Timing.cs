@@ -32,7 +32,8 @@ public sealed partial class CudaExecutor
                 CudaDevice.Check(
                     CudaDriver.EventElapsedTime(out float ms, events[i], events[i + 1]), "cuEventElapsedTime");
                 var step = _plan.Steps[i];
-                times.Add(new StepTime(step, step is KernelLaunch l ? kinds[l.Kernel] : "gemm (cuBLAS)", ms));
+                times.Add(new StepTime(step, step is KernelLaunch l ? kinds[l.Kernel]
+                    : step is GemmCall { Lt: not null } ? "gemm (cuBLASLt)" : "gemm (cuBLAS)", ms));
             }
             return times;
         }

@@ -139,6 +139,7 @@ public sealed unsafe partial class CudaExecutor : Compile.IExecutor
             _cublas = _cublasHandle.Raw;
             CudaDevice.Check(CublasApi.SetStream(_cublas, _stream), "cublasSetStream");
             CudaDevice.Check(CublasApi.SetMathMode(_cublas, CublasMathMode(Options)), "cublasSetMathMode");
+            _gemmLog = log;
             foreach (var step in plan.Steps) _steps.Add(Bind(step));
         }
         catch
@@ -356,6 +357,7 @@ public sealed unsafe partial class CudaExecutor : Compile.IExecutor
         _graphExec?.Dispose();
         _graph?.Dispose();
         _cublasHandle?.Dispose();
+        DisposeLt();
         _streamHandle?.Dispose();
         foreach (var m in _modules) m.Dispose();
         _modules.Clear();

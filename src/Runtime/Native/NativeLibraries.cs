@@ -68,8 +68,13 @@ public static class NativeLibraries
     public static NativeLibrarySpec Cublas { get; } = new("cublas", "cuBLAS",
         ["libcublas.so.13", "libcublas.so.12", "libcublas.so.11"], "Debian's libcublas11 (non-free) or a CUDA toolkit");
 
+    /// <summary>cuBLASLt (the GEMM steps with gemm_api 1 or 2; shipped beside cuBLAS).</summary>
+    public static NativeLibrarySpec CublasLt { get; } = new("cublaslt", "cuBLASLt",
+        ["libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so.11"],
+        "Debian's libcublaslt11 (non-free) or a CUDA toolkit");
+
     /// <summary>Every library in the table.</summary>
-    public static IReadOnlyList<NativeLibrarySpec> All { get; } = [OpenBlas, Cuda, Nvrtc, Cublas];
+    public static IReadOnlyList<NativeLibrarySpec> All { get; } = [OpenBlas, Cuda, Nvrtc, Cublas, CublasLt];
 
     // Lazy so that two threads asking at once load once; a failed load is cached too, so absence costs one probe.
     private static readonly ConcurrentDictionary<string, Lazy<NativeLoad>> Loads = new(StringComparer.Ordinal);
@@ -97,8 +102,8 @@ public static class NativeLibraries
     }
 
     /// <summary>
-    /// Library keys listed in SWC_DISABLE (comma-separated: openblas, cuda, nvrtc, cublas) are treated as absent, to
-    /// reproduce a machine without them (CI without NVRTC, say).
+    /// Library keys listed in SWC_DISABLE (comma-separated: openblas, cuda, nvrtc, cublas, cublaslt) are treated as
+    /// absent, to reproduce a machine without them (CI without NVRTC, say).
     /// </summary>
     public static bool IsDisabled(NativeLibrarySpec spec) =>
         (Environment.GetEnvironmentVariable("SWC_DISABLE") ?? "").Split(',', StringSplitOptions.TrimEntries)

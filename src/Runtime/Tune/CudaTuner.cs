@@ -87,6 +87,14 @@ public sealed class CudaTuner(double budgetSeconds, Action<string>? warn = null,
     }
 
     /// <summary>
+    /// Searches gemm_api (cuBLAS or cuBLASLt) for every gemm and linear node on GPU 0 (<see cref="GemmApiTuner"/>).
+    /// </summary>
+    public static IReadOnlyList<GemmApiRow> TuneGemmApi(Graph g, IReadOnlyDictionary<string, Tensor> weights,
+        Action<string>? warn = null) => CudaDevice.Available
+            ? new GemmApiTuner().Tune(g, weights, CudaTuneDevice.Gpu0(warn))
+            : throw new IrException(CudaDevice.MissingReason!);
+
+    /// <summary>
     /// Copies of a layer whose input and output take <paramref name="bytes"/> together: enough that all of them
     /// take at least 256 MiB (beyond any GPU's L2 today), at least 1 and at most 16.
     /// </summary>

@@ -45,6 +45,10 @@ public readonly record struct CublasStatus(int Code, string Name, string? Why)
 /// CUBLAS_STATUS_NOT_SUPPORTED here). 16-bit elements are widened exactly (<see cref="Float16Bits"/>), summed in double
 /// with α·sum + β·C (C widened from 16 bits), and the result rounded once to nearest even into C.
 /// </para>
+/// <para>
+/// <c>cublasLtMatmul</c> (<see cref="LtMatmulArgs"/>; issue 22) as the same product with its epilogue applied before
+/// that one rounding (<see cref="RunLt"/>).
+/// </para>
 /// </summary>
 public static unsafe class CublasInterpreter
 {
@@ -137,6 +141,106 @@ public static unsafe class CublasInterpreter
     }
 
     /// <summary>
+    /// The parameter checks of <c>cublasLtMatmul</c> on the record the runtime builds (<see cref="LtMatmulArgs"/>),
+    /// as far as this interpreter goes: A, B, C and D of one type (CUDA_R_16BF, CUDA_R_16F or CUDA_R_32F), scale type
+    /// CUDA_R_32F, compute type CUBLAS_COMPUTE_32F (or CUBLAS_COMPUTE_32F_FAST_TF32 on float32, summed here exactly
+    /// as the SGEMM oracle is), layouts that agree on m, n, k and the batch count, D's layout C's, an epilogue among
+    /// DEFAULT, RELU, BIAS, RELU_BIAS, GELU and GELU_BIAS with a bias exactly when it reads one; then the checks of
+    /// <see cref="Validate(SgemmStridedBatchedArgs)"/> on the same product.
+    /// </summary>
+    public static CublasStatus Validate(LtMatmulArgs l)
+    {
+        var (a, b, c) = (l.ALayout, l.BLayout, l.CLayout);
+        if (a.Type != c.Type || b.Type != c.Type || c.Type is not (GemmStridedBatchedExArgs.R16BF
+            or GemmStridedBatchedExArgs.R16F or GemmStridedBatchedExArgs.R32F))
+        {
+            return CublasStatus.NotSupported($"A {GemmStridedBatchedExArgs.TypeName(a.Type)}, B " +
+                $"{GemmStridedBatchedExArgs.TypeName(b.Type)}, C/D {GemmStridedBatchedExArgs.TypeName(c.Type)}");
+        }
+        bool tf32 = l.ComputeType == LtMatmulArgs.Compute32FFastTf32 && c.Type == GemmStridedBatchedExArgs.R32F;
+        if (l.ScaleType != GemmStridedBatchedExArgs.R32F
+            || (l.ComputeType != GemmStridedBatchedExArgs.Compute32F && !tf32))
+        {
+            return CublasStatus.NotSupported($"computeType {l.ComputeType}, scaleType {l.ScaleType}");
+        }
+        bool ta = l.TransA != SgemmStridedBatchedArgs.OpN, tb = l.TransB != SgemmStridedBatchedArgs.OpN;
+        ulong k = ta ? a.Rows : a.Cols;
+        if ((ta ? a.Cols : a.Rows) != c.Rows || (tb ? b.Cols : b.Rows) != k || (tb ? b.Rows : b.Cols) != c.Cols)
+        {
+            return CublasStatus.InvalidValue($"op(A) {(ta ? $"{a.Cols}x{a.Rows}" : $"{a.Rows}x{a.Cols}")}, op(B) " +
+                $"{(tb ? $"{b.Cols}x{b.Rows}" : $"{b.Rows}x{b.Cols}")} and D {c.Rows}x{c.Cols} do not agree");
+        }
+        if (a.BatchCount != c.BatchCount || b.BatchCount != c.BatchCount)
+        {
+            return CublasStatus.InvalidValue($"batch counts A {a.BatchCount}, B {b.BatchCount}, D {c.BatchCount}");
+        }
+        if (l.Epilogue is not (LtMatmulArgs.EpilogueDefault or LtMatmulArgs.EpilogueRelu or LtMatmulArgs.EpilogueBias
+            or LtMatmulArgs.EpilogueReluBias or LtMatmulArgs.EpilogueGelu or LtMatmulArgs.EpilogueGeluBias))
+        {
+            return CublasStatus.NotSupported($"epilogue {l.Epilogue} is not interpreted");
+        }
+        if (LtMatmulArgs.ReadsBias(l.Epilogue) != l.Bias is not null)
+        {
+            return CublasStatus.InvalidValue($"{LtMatmulArgs.EpilogueName(l.Epilogue)} with" +
+                (l.Bias is null ? "out a bias pointer" : " a bias pointer it does not read"));
+        }
+        return Validate(l.AsStridedBatched());
+    }
+
+    /// <summary>
+    /// Runs <c>cublasLtMatmul</c> on <paramref name="a"/>, <paramref name="b"/>, <paramref name="c"/> (also D) and
+    /// <paramref name="bias"/> (null unless the epilogue reads one), behind which that many elements of their type are
+    /// readable: the product as <see cref="RunEx"/> computes it, then in double, before the one rounding to D's type,
+    /// the epilogue: BIAS adds bias[row] (widened from D's type, the same vector for every column and batch), RELU
+    /// takes max(x, 0) after it, GELU is cuBLASLt's tanh approximation 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))
+    /// (which is why the plan never asks for it: our gelu is the erf form).
+    /// </summary>
+    public static CublasStatus RunLt(LtMatmulArgs l, void* a, long aElements, void* b, long bElements, void* c,
+        long cElements, void* bias, long biasElements)
+    {
+        const string fn = "cublasLtMatmul";
+        var status = Validate(l);
+        if (status.Code != 0) return status;
+        var s = l.AsStridedBatched();
+        bool readsBias = LtMatmulArgs.ReadsBias(l.Epilogue);
+        if (readsBias && (bias is null || biasElements < s.M))
+        {
+            throw new EmuException($"{fn}: the bias vector needs {s.M} elements, {biasElements} are behind it");
+        }
+        int e = l.Epilogue;
+        var (pa, pb, pc, pbias) = ((nint)a, (nint)b, (nint)c, (nint)bias);
+        return l.CLayout.Type switch
+        {
+            GemmStridedBatchedExArgs.R16BF => Core<Bf16>(s, fn, pa, aElements, pb, bElements, pc, cElements,
+                Epilogue<Bf16>(e, pbias)),
+            GemmStridedBatchedExArgs.R16F => Core<Fp16>(s, fn, pa, aElements, pb, bElements, pc, cElements,
+                Epilogue<Fp16>(e, pbias)),
+            _ => Core<F32>(s, fn, pa, aElements, pb, bElements, pc, cElements, Epilogue<F32>(e, pbias)),
+        };
+    }
+
+    /// <summary>cuBLASLt's GELU: the tanh approximation.</summary>
+    public static double GeluTanh(double x) =>
+        0.5 * x * (1 + Math.Tanh(Math.Sqrt(2 / Math.PI) * (x + 0.044715 * x * x * x)));
+
+    // the epilogue of a cublasLtEpilogue_t on the double result of row r (null: DEFAULT)
+    private static Func<int, double, double>? Epilogue<TE>(int e, nint bias) where TE : IElement
+    {
+        if (e == LtMatmulArgs.EpilogueDefault) return null;
+        bool addBias = LtMatmulArgs.ReadsBias(e);
+        return (r, v) =>
+        {
+            if (addBias) v += TE.Load(bias, r);
+            return (e & ~LtMatmulArgs.EpilogueBias) switch
+            {
+                LtMatmulArgs.EpilogueRelu => Math.Max(v, 0),
+                LtMatmulArgs.EpilogueGelu => GeluTanh(v),
+                _ => v,
+            };
+        };
+    }
+
+    /// <summary>
     /// A double rounded once to bf16 or fp16, to nearest with ties to even: first to float32 rounding to odd (the
     /// bracketing float whose last bit is 1 when v is not a float: 13 or more spare bits keep every tie and
     /// near-tie of the 16-bit rounding where it was), then <see cref="Float16Bits.Round"/>.
@@ -153,12 +257,12 @@ public static unsafe class CublasInterpreter
 
     // the validated call on elements of type TE
     private static CublasStatus Core<TE>(SgemmStridedBatchedArgs s, string fn, nint a, long aElements, nint b,
-        long bElements, nint c, long cElements) where TE : IElement
+        long bElements, nint c, long cElements, Func<int, double, double>? epilogue = null) where TE : IElement
     {
         var status = CublasStatus.Success;
         if (s.M == 0 || s.N == 0 || s.BatchCount == 0) return status;
         bool product = s.Alpha != 0 && s.K > 0;
-        if (!product && s.Beta == 1) return status;
+        if (!product && s.Beta == 1 && epilogue is null) return status;
         bool ta = s.TransA != SgemmStridedBatchedArgs.OpN, tb = s.TransB != SgemmStridedBatchedArgs.OpN;
         // A and B as stored: op(A) = Aᵀ stores k×m, op(B) = Bᵀ stores n×k
         var aSpan = product
@@ -194,6 +298,7 @@ public static unsafe class CublasInterpreter
                 long at = c0 + r + (long)col * s.Ldc;
                 double v = product ? s.Alpha * acc : 0;
                 if (s.Beta != 0) v += s.Beta * TE.Load(c, at);
+                if (epilogue is not null) v = epilogue(r, v);
                 TE.Store(c, at, v);
             }
         });

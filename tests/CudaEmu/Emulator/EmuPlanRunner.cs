@@ -13,7 +13,8 @@ namespace ShiftWise.CudaEmu;
 /// buffer, that the arena changed only inside the step's value arguments, and that parameters and derived tensors did
 /// not change, so a kernel that writes where it should not fails at its own step. Plans in bf16 or fp16 (issue 22)
 /// run too: every value, input and parameter lives in its declared type (16-bit ones as packed 16-bit patterns, their
-/// GEMMs as <see cref="GemmStridedBatchedExArgs"/>); derived tensors and scratch are float32.
+/// GEMMs as <see cref="GemmStridedBatchedExArgs"/>); derived tensors and scratch are float32. A GEMM with
+/// <see cref="GemmCall.Lt"/> runs as the <see cref="LtMatmulArgs"/> the executor builds.
 /// </summary>
 public static class EmuPlanRunner
 {
@@ -78,6 +79,18 @@ public static class EmuPlanRunner
         var (a, aElements) = mem.Region(c.A, c.Storage);
         var (b, bElements) = mem.Region(c.B, c.Storage);
         var (cc, cElements) = mem.Region(c.C, c.Storage);
+        if (c.Lt is not null)
+        {
+            // cublasLtMatmul: the record the executor builds (TF32 is the executor's option, not the plan's)
+            var l = LtMatmulArgs.Of(c);
+            var (bias, biasElements) = l.Bias is null ? (IntPtr.Zero, 0L) : mem.Region(l.Bias, c.Storage);
+            var lt = CublasInterpreter.RunLt(l, (void*)a, aElements, (void*)b, bElements, (void*)cc, cElements,
+                (void*)bias, biasElements);
+            if (lt.Code != 0) throw new EmuException($"cublasLtMatmul returned {lt}");
+            return $"cublasLtMatmul({Describe(l.AsStridedBatched())}, type {l.CLayout.Type}, computeType " +
+                $"{l.ComputeType}, epilogue {LtMatmulArgs.EpilogueName(l.Epilogue)}" +
+                (l.Bias is null ? ")" : $", bias {l.Bias})");
+        }
         if (c.Storage == DType.F32)
         {
             var s = SgemmStridedBatchedArgs.Of(c);
