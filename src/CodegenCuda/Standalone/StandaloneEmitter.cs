@@ -165,8 +165,8 @@ public static partial class StandaloneEmitter
         var idText = new StringBuilder();
         foreach (var k in plan.Kernels) idText.Append(k.Name).Append('\n').Append(k.Source).Append('\n');
         foreach (var st in steps) idText.Append(st).Append('\n');
-        idText.Append(input.Type).Append(' ').Append(string.Join(" ", outputTypes)).Append(' ').Append(plan.Memory.ArenaBytes).Append(' ')
-            .Append(scratchFloats);
+        idText.Append(input.Type).Append(' ').Append(string.Join(" ", outputTypes)).Append(' ')
+            .Append(plan.Memory.ArenaBytes).Append(' ').Append(scratchFloats);
         var modelId = WeightsBin.ModelId(idText.ToString(), rows);
         var bin = WeightsBin.Write(rows, payloadFloats, modelId, r =>
         {
