@@ -40,7 +40,8 @@ internal static class GrnFoldLowering
         var w2s = ctx.Scratch("grn_fold_w2", (weights * size + 3) / 4);
         var name = ctx.AddKernel($"grn_fold_n{batch}o{o}k{k}" + LoweringSupport.Suffix(storage), "grn_fold",
             "grn_fold.cu.sbn", n => new GrnFoldModel(n, threads, batch, o, k) { Storage = storage });
-        ctx.Launch(name, LoweringSupport.Grid(ctx, weights, threads), new Dim3(threads), 0, [w2s, ctx.In(s.W2), factor]);
+        ctx.Launch(name, LoweringSupport.Grid(ctx, weights, threads), new Dim3(threads), 0,
+            [w2s, ctx.In(s.W2), factor]);
         ctx.Gemm(Second(op.OutNchw, batch, (int)positions, o, k, u, w2s, ctx.Out()) with { Storage = storage });
         GemmLowering.Epilogue(ctx, threads, storage, ctx.In(s.Bias2), Activation.Word(op.Act2),
             op.HasResidual ? ctx.In(s.Residual) : null, o, y.Elements, op.OutNchw ? positions : 0);
