@@ -8,7 +8,8 @@ namespace ShiftWise.CodegenCuda;
 /// writing the node's output in its final layout; what follows runs in place on that output. Without GRN, bias,
 /// activation and residual are one pointwise kernel (none when there is nothing to do). With GRN, the three GRN
 /// entries: stats (bias and activation applied in place on the way), per-sample scale, apply (with β and the
-/// residual). Tunable: block, the threads per block of the epilogue kernels. In float32, bf16 or fp16 (issue 22: the
+/// residual; <see cref="GrnFoldLowering"/> folds the apply into the consuming GEMM where the fold-grn-apply pass
+/// paired them). Tunable: block, the threads per block of the epilogue kernels. In float32, bf16 or fp16 (issue 22: the
 /// GEMM sums in float32 and rounds its output once; the epilogue reads it, computes in float32 and rounds again).
 /// </summary>
 internal static class GemmLowering
