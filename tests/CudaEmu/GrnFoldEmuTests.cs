@@ -110,7 +110,7 @@ public sealed class GrnFoldEmuTests
         TestKernels.RequireEmulator();
         var args = new ModelArgs
         {
-            Depths = [1, 1, 0, 0], Dims = [8, 16, 16, 32], KernelSize = [7, 5, 5, 3, 3], ImageSize = 16, NumClasses = 5,
+            Depths = [1, 1, 0, 0], Dims = [8, 16, 16, 32], KernelSize = [5, 3, 3, 3, 3], ImageSize = 16, NumClasses = 5,
             Batch = 2, Seed = 4,
         };
         var src = ModelSource.Load("sw-v2", args, withWeights: true);
