@@ -112,4 +112,122 @@ public sealed class ConvIgemmEmuTests
         Assert.True(rel <= u, $"{type} {label}: relative L2 {rel:E2} > u");
         Assert.True(rel > 0, "no rounding at all: the output was not stored in 16 bits");
     }
+
+    /// <summary>
+    /// A test kernel: one warp loads A (16×16, row-major), B (16×8, k by n, row-major) and C (16×8 float) into the
+    /// fragments of mma.m16n8k16 by the PTX ISA's formulas, element by element (written here independently of the
+    /// kernel's loads: A's a_i row g for i in {0, 1, 4, 5} else g + 8, col 2t + (i &amp; 1) + 8 for i ≥ 4; B's b_i
+    /// row 2t + (i &amp; 1) + 8 for i ≥ 2, col g; C's c_i row g + 8 for i ≥ 2, col 2t + (i &amp; 1); a register holds
+    /// a_2j in its low half), calls swc_mma and stores D.
+    /// </summary>
+    private static CudaKernelSource MmaKernel(DType dt)
+    {
+        string type = Types16.Name(dt);
+        return TestKernels.Cu("emu_test_mma_" + type, Types16.Prelude + "\n" + ConvIgemmModel.MmaSource(dt) + $$"""
+            extern "C" __global__ void __launch_bounds__(32) mma_test(float* __restrict__ d,
+                const unsigned short* __restrict__ a, const unsigned short* __restrict__ b, const float* __restrict__ c)
+            {
+                const unsigned lane = threadIdx.x, g = lane >> 2, t = lane & 3;
+                unsigned af[4] = {0u, 0u, 0u, 0u}, bf[2] = {0u, 0u};
+                float acc[4];
+                for (unsigned i = 0; i < 8; ++i)
+                {
+                    const unsigned row = (i < 2 || (i >= 4 && i < 6)) ? g : g + 8;
+                    const unsigned col = t * 2 + (i & 1) + (i >= 4 ? 8 : 0);
+                    af[i / 2] |= (unsigned)a[row * 16 + col] << (16 * (i & 1));
+                }
+                for (unsigned i = 0; i < 4; ++i)
+                {
+                    const unsigned row = t * 2 + (i & 1) + (i >= 2 ? 8 : 0);
+                    bf[i / 2] |= (unsigned)b[row * 8 + g] << (16 * (i & 1));
+                }
+                for (unsigned i = 0; i < 4; ++i) acc[i] = c[(i < 2 ? g : g + 8) * 8 + t * 2 + (i & 1)];
+                swc_mma_{{type}}(acc, af, bf);
+                for (unsigned i = 0; i < 4; ++i) d[(i < 2 ? g : g + 8) * 8 + t * 2 + (i & 1)] = acc[i];
+            }
+            """, "mma_test");
+    }
+
+    [Theory]
+    [InlineData("bf16")]
+    [InlineData("fp16")]
+    public void ThePortableMmaIsAPlainMatrixProductOnTheIsaFragments(string type)
+    {
+        TestKernels.RequireEmulator();
+        var dt = type == "bf16" ? DType.BF16 : DType.F16;
+        var module = CudaEmulator.Compile(MmaKernel(dt));
+        var rng = new Random(type.Length * 31);
+        // 1: small integers, exact in 16 bits and in every float32 partial sum: D must equal A·B + C exactly (any
+        // element taken from the wrong place shows); 2: random values, float32 sums: |D − A·B − C| ≤ γ_16·Σ|a·b|
+        // (C is added first, exactly: its fma is the first of 16 roundings, so γ_16·(Σ|a·b| + |c|))
+        for (int run = 0; run < 2; run++)
+        {
+            double Draw(int lo, int hi) => run == 0 ? rng.Next(lo, hi + 1) : rng.NextDouble() * 4 - 2;
+            var a = Enumerable.Range(0, 256).Select(_ => Float16Bits.Round((float)Draw(-8, 8), dt)).ToArray();
+            var b = Enumerable.Range(0, 128).Select(_ => Float16Bits.Round((float)Draw(-8, 8), dt)).ToArray();
+            var c = Enumerable.Range(0, 128).Select(_ => (float)Draw(-100, 100)).ToArray();
+            using var da = EmuBuffer.From(Emu16.Pack(a));
+            using var db = EmuBuffer.From(Emu16.Pack(b));
+            using var dc = EmuBuffer.From(c);
+            using var dd = EmuBuffer.Alloc(128);
+            module.Launch("mma_test", new Dim3(1), new Dim3(32), 0, dd.Ptr, da.Ptr, db.Ptr, dc.Ptr);
+            dd.CheckGuards("d");
+            var got = dd.Span.ToArray();
+            double gamma = 16 * Math.Pow(2, -24) / (1 - 16 * Math.Pow(2, -24));
+            for (int m = 0; m < 16; m++)
+            {
+                for (int n = 0; n < 8; n++)
+                {
+                    double want = c[m * 8 + n], mag = Math.Abs(c[m * 8 + n]);
+                    for (int k = 0; k < 16; k++)
+                    {
+                        double p = (double)Float16Bits.Widen(a[m * 16 + k], dt) * Float16Bits.Widen(b[k * 8 + n], dt);
+                        want += p;
+                        mag += Math.Abs(p);
+                    }
+                    double bound = run == 0 ? 0 : gamma * mag;
+                    Assert.True(Math.Abs(got[m * 8 + n] - want) <= bound, $"{type} run {run} D[{m},{n}]: got "
+                        + $"{got[m * 8 + n]:R}, want {want:R}, bound {bound:E2}");
+                }
+            }
+        }
+    }
+
+    [Fact]
+    public void TheTensorCoreBranchIsWhatNvrtcCompilesForSm80AndNewer()
+    {
+        if (!NvrtcCompiler.Available) Assert.Skip(NvrtcCompiler.MissingReason);
+        foreach (var dt in new[] { DType.BF16, DType.F16 })
+        {
+            var k = MmaKernel(dt);
+            string ptx = dt == DType.BF16 ? "bf16" : "f16";
+            foreach (var arch in new[] { "compute_80", "compute_90" })
+            {
+                var o = CudaKernelCompiler.Compile(k, arch).Output.Ptx;
+                Assert.Contains($"mma.sync.aligned.m16n8k16.row.col.f32.{ptx}.{ptx}.f32", o, StringComparison.Ordinal);
+                Assert.DoesNotContain("shfl.sync", o, StringComparison.Ordinal);
+                Assert.False(CudaKernelCompiler.UsesLocalMemory(o), $"{k.Name} uses local memory for {arch}");
+            }
+            // below sm_80 the portable branch (what the emulator runs) compiles too
+            var old = CudaKernelCompiler.Compile(k, "compute_75").Output.Ptx;
+            Assert.DoesNotContain("mma.sync", old, StringComparison.Ordinal);
+            Assert.Contains("shfl.sync", old, StringComparison.Ordinal);
+        }
+        // every tile of a whole conv, bf16 and fp16, with and without bias (compute_80/90, every entry, no local
+        // memory): the kernels the emulator tests run, on the tensor-core branch
+        foreach (var (label, tile) in new[] { ("stem_t32", 2), ("stem_t64", 0), ("stem_t128", 1), ("down", 2) })
+        {
+            foreach (var dt in new[] { DType.BF16, DType.F16 })
+            {
+                var g = Build("igemm_nvrtc_" + label, Cases[label], dt);
+                var plan = CudaCodegen.Lower(g, OneNodeEmu.Tunables(g, new() { ["gemm"] = 2, ["tile"] = tile }));
+                CudaCompileTests.CompilesForCompute80And90(plan);
+                foreach (var arch in new[] { "compute_80", "compute_90" })
+                {
+                    Assert.Contains("mma.sync.aligned.m16n8k16", CudaKernelCompiler.Compile(plan.Kernels[0], arch)
+                        .Output.Ptx, StringComparison.Ordinal);
+                }
+            }
+        }
+    }
 }
