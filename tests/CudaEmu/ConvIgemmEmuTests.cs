@@ -230,4 +230,46 @@ public sealed class ConvIgemmEmuTests
             }
         }
     }
+
+    [Fact]
+    public void SixteenBitDenseConvsDefaultToIt_OthersAreRefusedNamingTheNode()
+    {
+        Graph One(DType dt, int groups, int w1)
+        {
+            var b = new GraphBuilder("igemm_choice");
+            var xs = b.Input("x", TensorType.Of(dt, 1, 4, 6, 6));
+            var ws = b.Param("w", TensorType.Of(dt, 4, w1, 3, 3));
+            b.Output(b.Apply(new Conv2d(Vec.Of(1, 1), Vec.Of(1, 1), Vec.Of(1, 1), groups), "y", [xs, ws]));
+            return b.Build();
+        }
+        foreach (var dt in new[] { DType.BF16, DType.F16 })
+        {
+            var plan = CudaCodegen.Lower(One(dt, 1, 4));
+            Assert.Equal("conv_igemm", Assert.Single(plan.Kernels).Kind);
+            Assert.Contains("_t32x32_", plan.Kernels[0].Name, StringComparison.Ordinal);
+            var g = One(dt, 1, 4);
+            var e = Assert.Throws<IrException>(() => CudaCodegen.Lower(g, OneNodeEmu.Tunables(g, new() { ["tile"] = 3 })));
+            Assert.Contains("%y", e.Message, StringComparison.Ordinal);
+            Assert.Contains("tile = 3", e.Message, StringComparison.Ordinal);
+            var dw = One(dt, 4, 1);
+            Assert.Equal("conv2d", Assert.Single(CudaCodegen.Lower(dw).Kernels).Kind);
+            e = Assert.Throws<IrException>(() => CudaCodegen.Lower(dw, OneNodeEmu.Tunables(dw, new() { ["gemm"] = 2 })));
+            Assert.Contains("%y", e.Message, StringComparison.Ordinal);
+            Assert.Contains("groups = 4", e.Message, StringComparison.Ordinal);
+        }
+        // float32 keeps the direct kernel and has no tile tunable
+        var f = One(DType.F32, 1, 4);
+        Assert.Equal("conv2d", Assert.Single(CudaCodegen.Lower(f).Kernels).Kind);
+        Assert.Throws<IrException>(() => CudaCodegen.Lower(f, OneNodeEmu.Tunables(f, new() { ["gemm"] = 2 })));
+        Assert.Throws<IrException>(() => CudaCodegen.Lower(f, OneNodeEmu.Tunables(f, new() { ["tile"] = 0 })));
+    }
+
+    [Fact]
+    public void TheDefaultTileIsTheLargestThatStillFillsTheGpu()
+    {
+        Assert.Equal(1, ConvIgemmModel.DefaultTile(128L * 132 * 2, 64));
+        Assert.Equal(0, ConvIgemmModel.DefaultTile(64L * 264, 64));
+        Assert.Equal(0, ConvIgemmModel.DefaultTile(64L * 132, 128));
+        Assert.Equal(2, ConvIgemmModel.DefaultTile(64L * 100, 64));
+    }
 }
