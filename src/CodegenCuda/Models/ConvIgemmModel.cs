@@ -71,7 +71,8 @@ public sealed class ConvIgemmModel : CudaKernelModel
     /// <summary>The 16-bit type's name in the source (bf16, fp16).</summary>
     public string Type => Types16.Name(Storage);
 
-    /// <summary>The mma device function (mma16.cu.sbn) of the storage type, after <see cref="CudaKernelModel.Prelude"/>.
+    /// <summary>
+    /// The mma device function (mma16.cu.sbn) of the storage type, after <see cref="CudaKernelModel.Prelude"/>.
     /// </summary>
     public string Mma => MmaSource(Storage);
 
