@@ -213,6 +213,12 @@ public sealed class ConvIgemmEmuTests
             Assert.DoesNotContain("mma.sync", old, StringComparison.Ordinal);
             Assert.Contains("shfl.sync", old, StringComparison.Ordinal);
         }
+        // a conv whose input has more than 2^31 elements indexes in 64 bits (lowered and compiled, never run)
+        var wide = Build("igemm_nvrtc_wide", new Case(Conv(2, 2, 1, 1), [40, 64, 1024, 1024], [64, 64, 3, 3], true, 0),
+            DType.BF16);
+        var widePlan = CudaCodegen.Lower(wide, OneNodeEmu.Tunables(wide, new() { ["gemm"] = 2, ["tile"] = 0 }));
+        Assert.Contains("const long long m0 = (long long)blockIdx.x", widePlan.Kernels[0].Source, StringComparison.Ordinal);
+        CudaCompileTests.CompilesForCompute80And90(widePlan);
         // every tile of a whole conv, bf16 and fp16, with and without bias (compute_80/90, every entry, no local
         // memory): the kernels the emulator tests run, on the tensor-core branch
         foreach (var (label, tile) in new[] { ("stem_t32", 2), ("stem_t64", 0), ("stem_t128", 1), ("down", 2) })
