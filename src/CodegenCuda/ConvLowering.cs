@@ -5,13 +5,13 @@ namespace ShiftWise.CodegenCuda;
 
 /// <summary>
 /// CUDA lowering of conv2d (dense, grouped and depthwise, any stride, padding and dilation). Tunable gemm picks the
-/// kernel: 0, the direct convolution (<see cref="ConvModel"/>; float32's and grouped convs' only choice), with
+/// kernel: 0, the direct convolution (<see cref="ConvModel"/>; float32's default, grouped convs' only choice), with
 /// tunables block (threads per block) and channels (output channels per thread, 1, 2, 4 or 8, dividing the output
-/// channels of a group); for dense 16-bit convs (groups = 1, issue 22) 1, im2col into scratch and one
-/// cublasGemmStridedBatchedEx (<see cref="Im2colModel"/>), or 2, the default, an implicit GEMM on tensor cores with no
-/// unfolded copy (<see cref="ConvIgemmModel"/>, tunable tile: its block tile). Input, weight, bias and output share one
-/// storage type, float32, bf16 or fp16; 16-bit kernels widen what they load and accumulate in float32, rounding once
-/// per output.
+/// channels of a group); for dense convs (groups = 1) 1, im2col into scratch and one strided-batched GEMM
+/// (<see cref="Im2colModel"/>; cublasGemmStridedBatchedEx in 16 bits), or, in bf16 and fp16 only (issue 22), 2, their
+/// default, an implicit GEMM on tensor cores with no unfolded copy (<see cref="ConvIgemmModel"/>, tunable tile: its
+/// block tile). Input, weight, bias and output share one storage type, float32, bf16 or fp16; 16-bit kernels widen
+/// what they load and accumulate in float32, rounding once per output.
 /// </summary>
 internal static class ConvLowering
 {
@@ -38,10 +38,11 @@ internal static class ConvLowering
         var t = LoweringSupport.Tunables(ctx, defaults);
         if (t["gemm"] is 1 or 2)
         {
-            if (!dense || storage == DType.F32)
+            if (!dense || (t["gemm"] == 2 && storage == DType.F32))
             {
                 throw new IrException($"{ctx.Node.Describe()}: tunable gemm = {t["gemm"]} needs a dense conv "
-                    + $"(groups = 1) in bf16 or fp16, got groups = {op.Groups} in {storage.Name()}");
+                    + $"(groups = 1){(t["gemm"] == 2 ? " in bf16 or fp16" : "")}, got groups = {op.Groups} in "
+                    + storage.Name());
             }
             if (t["gemm"] == 1) Gemm(ctx, t["block"], storage, op, x, w, hasBias);
             else Implicit(ctx, t["tile"], storage, op, x, w, hasBias);

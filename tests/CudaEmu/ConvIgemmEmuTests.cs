@@ -217,7 +217,8 @@ public sealed class ConvIgemmEmuTests
         var wide = Build("igemm_nvrtc_wide", new Case(Conv(2, 2, 1, 1), [40, 64, 1024, 1024], [64, 64, 3, 3], true, 0),
             DType.BF16);
         var widePlan = CudaCodegen.Lower(wide, OneNodeEmu.Tunables(wide, new() { ["gemm"] = 2, ["tile"] = 0 }));
-        Assert.Contains("const long long m0 = (long long)blockIdx.x", widePlan.Kernels[0].Source, StringComparison.Ordinal);
+        Assert.Contains("const long long m0 = (long long)blockIdx.x", widePlan.Kernels[0].Source,
+            StringComparison.Ordinal);
         CudaCompileTests.CompilesForCompute80And90(widePlan);
         // every tile of a whole conv, bf16 and fp16, with and without bias (compute_80/90, every entry, no local
         // memory): the kernels the emulator tests run, on the tensor-core branch
@@ -254,19 +255,24 @@ public sealed class ConvIgemmEmuTests
             Assert.Equal("conv_igemm", Assert.Single(plan.Kernels).Kind);
             Assert.Contains("_t32x32_", plan.Kernels[0].Name, StringComparison.Ordinal);
             var g = One(dt, 1, 4);
-            var e = Assert.Throws<IrException>(() => CudaCodegen.Lower(g, OneNodeEmu.Tunables(g, new() { ["tile"] = 3 })));
+            var e = Assert.Throws<IrException>(() =>
+                CudaCodegen.Lower(g, OneNodeEmu.Tunables(g, new() { ["tile"] = 3 })));
             Assert.Contains("%y", e.Message, StringComparison.Ordinal);
             Assert.Contains("tile = 3", e.Message, StringComparison.Ordinal);
             var dw = One(dt, 4, 1);
             Assert.Equal("conv2d", Assert.Single(CudaCodegen.Lower(dw).Kernels).Kind);
-            e = Assert.Throws<IrException>(() => CudaCodegen.Lower(dw, OneNodeEmu.Tunables(dw, new() { ["gemm"] = 2 })));
+            e = Assert.Throws<IrException>(() =>
+                CudaCodegen.Lower(dw, OneNodeEmu.Tunables(dw, new() { ["gemm"] = 2 })));
             Assert.Contains("%y", e.Message, StringComparison.Ordinal);
             Assert.Contains("groups = 4", e.Message, StringComparison.Ordinal);
         }
-        // float32 keeps the direct kernel and has no tile tunable
+        // float32 keeps the direct kernel by default and im2col + GEMM as a choice; no implicit GEMM, no tile tunable
         var f = One(DType.F32, 1, 4);
         Assert.Equal("conv2d", Assert.Single(CudaCodegen.Lower(f).Kernels).Kind);
-        Assert.Throws<IrException>(() => CudaCodegen.Lower(f, OneNodeEmu.Tunables(f, new() { ["gemm"] = 2 })));
+        Assert.Single(CudaCodegen.Lower(f, OneNodeEmu.Tunables(f, new() { ["gemm"] = 1 })).Steps.OfType<GemmCall>());
+        var e32 = Assert.Throws<IrException>(() =>
+            CudaCodegen.Lower(f, OneNodeEmu.Tunables(f, new() { ["gemm"] = 2 })));
+        Assert.Contains("in bf16 or fp16", e32.Message, StringComparison.Ordinal);
         Assert.Throws<IrException>(() => CudaCodegen.Lower(f, OneNodeEmu.Tunables(f, new() { ["tile"] = 0 })));
     }
 
