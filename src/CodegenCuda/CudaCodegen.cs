@@ -78,6 +78,9 @@ public static class CudaCodegen
             case Gemm:
                 GemmLowering.Lower(ctx);
                 break;
+            case GemmGrnFold:
+                GrnFoldLowering.Lower(ctx);
+                break;
             case ShiftAdd:
                 ShiftAddLowering.Lower(ctx);
                 break;

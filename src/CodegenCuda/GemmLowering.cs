@@ -8,7 +8,8 @@ namespace ShiftWise.CodegenCuda;
 /// writing the node's output in its final layout; what follows runs in place on that output. Without GRN, bias,
 /// activation and residual are one pointwise kernel (none when there is nothing to do). With GRN, the three GRN
 /// entries: stats (bias and activation applied in place on the way), per-sample scale, apply (with β and the
-/// residual). Tunable: block, the threads per block of the epilogue kernels. In float32, bf16 or fp16 (issue 22: the
+/// residual; <see cref="GrnFoldLowering"/> folds the apply into the consuming GEMM where the fold-grn-apply pass
+/// paired them). Tunable: block, the threads per block of the epilogue kernels. In float32, bf16 or fp16 (issue 22: the
 /// GEMM sums in float32 and rounds its output once; the epilogue reads it, computes in float32 and rounds again).
 /// </summary>
 internal static class GemmLowering
@@ -43,11 +44,23 @@ internal static class GemmLowering
                 ctx.In(s.Gamma), ctx.In(s.Beta), residual, storage);
             return;
         }
+        Epilogue(ctx, threads, storage, bias, act, residual, o, total, op.OutNchw ? inner : 0);
+    }
+
+    /// <summary>
+    /// The pointwise epilogue in place on the node's output of <paramref name="total"/> elements and
+    /// <paramref name="o"/> channels: bias, activation, residual (none when there is nothing to do).
+    /// <paramref name="planes"/> is the channel plane H·W for an NCHW output, 0 for rows.
+    /// </summary>
+    internal static void Epilogue(NodeLowering ctx, int threads, DType storage, ArgRef? bias, string act,
+        ArgRef? residual, int o, long total, long planes)
+    {
+        long inner = planes > 0 ? planes : 1;
         if (bias is null && act == "none" && residual is null) return;
         var sig = new KernelSignature().Out("y", ctx.Out(), storage);
         if (bias is not null) sig.In("pre_bias", bias, storage);
         if (residual is not null) sig.In("res", residual, storage);
-        string prefix = $"gemm_epilogue_{total}_o{o}" + (op.OutNchw ? $"p{inner}" : "")
+        string prefix = $"gemm_epilogue_{total}_o{o}" + (planes > 0 ? $"p{inner}" : "")
             + LoweringSupport.Suffix(storage);
         var name = ctx.AddKernel(prefix, "gemm_epilogue", "pointwise.cu.sbn", n =>
             new PointwiseModel(n, "gemm_epilogue", threads, total, act, inPlace: true, hasPreBias: bias is not null,

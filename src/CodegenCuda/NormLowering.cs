@@ -65,16 +65,20 @@ internal static class NormLowering
     }
 
     /// <summary>
-    /// Adds the three GRN launches. <paramref name="x"/> null means in place on the node's output (a GEMM's result, to
-    /// which <paramref name="bias"/> and <paramref name="act"/> are applied first). The tensors are of
-    /// <paramref name="storage"/>; the sums and factors in scratch are float32.
+    /// Adds the three GRN launches. <paramref name="x"/> null means in place on <paramref name="y"/> (default: the
+    /// node's output; a GEMM's result, to which <paramref name="bias"/> and <paramref name="act"/> are applied first).
+    /// The tensors are of <paramref name="storage"/>; the sums and factors in scratch are float32. Without
+    /// <paramref name="apply"/> only stats and scale run (<see cref="GrnFoldLowering"/> folds the apply into the next
+    /// GEMM). Returns the factor scratch (N·C floats), null when there are no elements.
     /// </summary>
-    public static void Grn(NodeLowering ctx, int threads, GrnLayout layout, double eps, ArgRef? x, string act,
-        ArgRef? bias, ArgRef gamma, ArgRef? beta, ArgRef? residual, DType storage = DType.F32)
+    public static ArgRef? Grn(NodeLowering ctx, int threads, GrnLayout layout, double eps, ArgRef? x, string act,
+        ArgRef? bias, ArgRef gamma, ArgRef? beta, ArgRef? residual, DType storage = DType.F32, ArgRef? y = null,
+        bool apply = true)
     {
         var (batch, positions, channels, channelsFirst) = layout;
         long total = batch * positions * channels;
-        if (total == 0) return;
+        if (total == 0) return null;
+        var output = y ?? ctx.Out();
         if (x is not null && (bias is not null || act != "none"))
         {
             throw new IrException($"{ctx.Node.Describe()}: bias and activation are applied only in place");
@@ -86,19 +90,19 @@ internal static class NormLowering
         var sums = ctx.Scratch("grn_sums", Model("probe", new(), new(), new()).PartialFloats);
         var factor = ctx.Scratch("grn_factor", (long)batch * channels);
         var stats = new KernelSignature().Out("sumsq", sums);
-        if (x is null) stats.Out("y", ctx.Out(), storage);
+        if (x is null) stats.Out("y", output, storage);
         else stats.In("x", x, storage);
         if (bias is not null) stats.In("bias", bias, storage);
         var scale = new KernelSignature().Out("factor", factor).In("sumsq", sums).In("gamma", gamma, storage);
-        var apply = new KernelSignature().Out("y", ctx.Out(), storage);
-        if (x is not null) apply.In("x", x, storage);
-        apply.In("factor", factor);
-        if (beta is not null) apply.In("beta", beta, storage);
-        if (residual is not null) apply.In("res", residual, storage);
+        var applied = new KernelSignature().Out("y", output, storage);
+        if (x is not null) applied.In("x", x, storage);
+        applied.In("factor", factor);
+        if (beta is not null) applied.In("beta", beta, storage);
+        if (residual is not null) applied.In("res", residual, storage);
         string prefix = $"{kind}_{(channelsFirst ? "nchw" : "nhwc")}_c{channels}p{positions}n{batch}"
             + LoweringSupport.Suffix(storage);
-        var name = ctx.AddKernel(prefix, kind, "grn.cu.sbn", n => Model(n, stats, scale, apply), GrnModel.Entries);
-        var model = Model(name, stats, scale, apply);
+        var name = ctx.AddKernel(prefix, kind, "grn.cu.sbn", n => Model(n, stats, scale, applied), GrnModel.Entries);
+        var model = Model(name, stats, scale, applied);
         var entries = GrnModel.Entries(name);
         var block = new Dim3(threads);
         if (channelsFirst)
@@ -111,7 +115,8 @@ internal static class NormLowering
             ctx.Launch(name, new Dim3(model.ChannelBlocks, model.Splits, batch), block, 0, stats.Args, entries[0]);
         }
         ctx.Launch(name, new Dim3(batch), block, 0, scale.Args, entries[1]);
-        ctx.Launch(name, LoweringSupport.Grid(ctx, total, threads), block, 0, apply.Args, entries[2]);
+        if (apply) ctx.Launch(name, LoweringSupport.Grid(ctx, total, threads), block, 0, applied.Args, entries[2]);
+        return factor;
     }
 }
 

@@ -131,7 +131,8 @@ public static class Pipelines
         "inference" =>
         [
             new MergeParallelConvs(), new FoldBatchNorm(), new ConstantFold(), new CollapseShiftWise(),
-            new FuseShiftWise(), new PruneZeroSubkernels(), new FuseEpilogues(), new DeadCodeElimination(),
+            new FuseShiftWise(), new PruneZeroSubkernels(), new FuseEpilogues(), new FoldGrnApply(),
+            new DeadCodeElimination(),
         ],
         // the inference graph before epilogue fusion: standard ops an ONNX file can spell (issue 23)
         "export" =>

@@ -39,7 +39,7 @@ public sealed class Conv16EmuTests
         {
             var op = new Conv2d(Vec.Of(s, s), Vec.Of(p, p), Vec.Of(d, d), groups);
             int[][] shapes = bias ? [x, w, [w[0]]] : [x, w];
-            // the direct kernel (16-bit dense convs default to im2col + GEMM: Conv16GemmEmuTests)
+            // the direct kernel (16-bit dense convs default to the implicit GEMM: ConvIgemmEmuTests)
             c["conv_" + label] = new(op, shapes, new() { ["block"] = block, ["channels"] = channels, ["gemm"] = 0 },
                 w[1] * w[2] * w[3], false);
         }

@@ -6,7 +6,8 @@ using ShiftWise.Tests.Shared;
 namespace ShiftWise.CudaEmu;
 
 /// <summary>
-/// 16-bit dense convolutions as im2col + a tensor-core GEMM (issue 22: the stem and downsample convs), in the
+/// 16-bit dense convolutions as im2col + a tensor-core GEMM (issue 22: the stem and downsample convs; tunable gemm = 1,
+/// the alternative to the default implicit GEMM of ConvIgemmEmuTests), in the
 /// emulator against the float64 reference on the same 16-bit values: the unfolded input is an exact copy, the GEMM
 /// sums in float32 (the emulator's cuBLAS in double) and rounds C once (u), the bias kernel rounds again (u): relative
 /// L2 at most 2u + 1e-5 with a bias, u + 1e-5 without (1e-5: float32 accumulation of up to 1000 terms).
@@ -42,7 +43,8 @@ public sealed class Conv16GemmEmuTests
         var ins = bias ? new[] { xs, ws, b.Param("b", TensorType.Of(dt, w[0])) } : new[] { xs, ws };
         b.Output(b.Apply(op, "y", ins));
         var g = b.Build();
-        var plan = CudaCodegen.Lower(g);
+        // gemm = 1 (the alternative to the default implicit GEMM, ConvIgemmEmuTests)
+        var plan = CudaCodegen.Lower(g, OneNodeEmu.Tunables(g, new() { ["gemm"] = 1 }));
         var gemm = Assert.Single(plan.Steps.OfType<GemmCall>());
         Assert.Equal(dt, gemm.Storage);
         Assert.Contains(plan.Kernels, k => k.Kind == "im2col");

@@ -105,7 +105,10 @@ public sealed class CublasPlanTests
             {
                 ArgKind.Param => ctx.Weights[a.Name].Shape.Elements,
                 ArgKind.Value => types[a.Name].Shape.Elements,
-                _ => throw new InvalidOperationException($"%{c.Node}: GEMM operand {a} is not a value or parameter"),
+                // a folded GRN's u and scaled weights (gemm_grn_fold): float32 scratch
+                ArgKind.Scratch => plan.Scratch.Single(x => x.Name == a.Name).Floats,
+                _ => throw new InvalidOperationException($"%{c.Node}: GEMM operand {a} is not a value, parameter "
+                    + "or scratch"),
             } - a.Offset;
             var (a, b, cc) = (new float[Size(s.A)], new float[Size(s.B)], new float[Size(s.C)]);
             unsafe

@@ -58,6 +58,7 @@ public static class KernelCases
         ["drop_path"] = "train mode forward and backward: ElementGradEmuTests; eval mode is an alias of its input",
         ["reshape"] = "an alias of its input, no kernel: PlanRunnerTests",
         ["cast"] = "f32 to bf16/fp16 and back, the precision pass's graph edges: PrecisionEmuTests",
+        ["gemm_grn_fold"] = "GRN's apply folded into the next GEMM, alone and in a ShiftWise_v2: GrnFoldEmuTests",
         ["shift_add"] = "the training graph's unfused SW shift-add: TrainForwardEmuTests",
         ["linear"] = "the training graph's linear layers (GEMM call and bias kernel): TrainForwardEmuTests",
         ["channel_select"] = "forward and backward (the training graph's SW layers): LayoutEmuTests",

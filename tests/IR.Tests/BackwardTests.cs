@@ -13,8 +13,10 @@ namespace ShiftWise.IR.Tests;
 /// </summary>
 public sealed class BackwardTests
 {
-    // grad itself has no backward rule: the compiler takes first derivatives only
-    public static TheoryData<string> OpNames() => new(OpTable.Names.Where(n => n != "grad").Order());
+    // grad itself has no backward rule: the compiler takes first derivatives only; gemm_grn_fold is inference-only
+    // and refuses (InferenceOnlyFusionsRefuseBackward)
+    public static TheoryData<string> OpNames() =>
+        new(OpTable.Names.Where(n => n is not ("grad" or "gemm_grn_fold")).Order());
 
     private static (Op Op, TensorType[] Inputs) FromCatalog(string name)
     {
@@ -118,5 +120,15 @@ public sealed class BackwardTests
         var grads = Backward.Vjp(op, x, y, y.Select(t => Tensor.FromDoubles(new TensorType(DType.F64, t.Shape), new double[t.Shape.Elements])).ToArray());
         Assert.NotNull(grads[0]);
         Assert.Null(grads[1]);
+    }
+
+    [Fact]
+    public void InferenceOnlyFusionsRefuseBackward()
+    {
+        var (op, types) = FromCatalog("gemm_grn_fold");
+        var x = RandomInputs(op, types, new Random(2));
+        var y = ReferenceExecutor.Evaluate(op, x);
+        var e = Assert.Throws<IrException>(() => Backward.Vjp(op, x, y, y));
+        Assert.Contains("no backward rule for op 'gemm_grn_fold': it is an inference-only fusion", e.Message);
     }
 }

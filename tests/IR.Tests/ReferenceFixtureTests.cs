@@ -29,6 +29,8 @@ public sealed class ReferenceFixtureTests
         covered.Add("drop_path"); // no torch equivalent of its seeded generator: HandComputedTests covers it
         // the fused ops are checked against compositions of the ops above: FusedOpTests
         covered.UnionWith(["scale_bias", "sw_cross", "fused_shiftwise", "gemm"]);
+        // GRN's apply folded into the next gemm: FoldGrnApplyTests checks it against the gemm pair it replaces
+        covered.Add("gemm_grn_fold");
         // grad evaluates the backward rules: BackwardTests (finite differences) and the autodiff tests cover it
         covered.Add("grad");
         // cast rounds to nearest even (ties, overflow, NaN by hand): CastTests; every pattern: Types16EmuTests

@@ -33,10 +33,12 @@ public sealed class PipelineTests
         Assert.Equal(0, PassTestUtil.Count<Linear>(g));
         Assert.Equal(0, PassTestUtil.Count<DropPath>(g));
         // per block: pwconv1 (prologue permute, GELU, GRN), pwconv2 (NCHW out, BN and layer scale folded, residual),
-        // the two SE GEMMs; plus the head
-        Assert.Equal(5 * 4 + 1, PassTestUtil.Count<Gemm>(g));
-        Assert.Equal(5, g.Nodes.Count(n => n.Op is Gemm { InNchw: true, Act: GemmAct.Gelu, HasGrn: true }));
-        Assert.Equal(5, g.Nodes.Count(n => n.Op is Gemm { OutNchw: true, HasResidual: true }));
+        // the two SE GEMMs; plus the head. Stage 0 (12×10 positions, 16 channels) folds pwconv1 and pwconv2 into one
+        // gemm_grn_fold (fold-grn-apply: P ≥ O); the later stages (P < O) keep the pair
+        Assert.Equal(5 * 4 + 1 - 2, PassTestUtil.Count<Gemm>(g));
+        Assert.Equal(1, PassTestUtil.Count<GemmGrnFold>(g));
+        Assert.Equal(4, g.Nodes.Count(n => n.Op is Gemm { InNchw: true, Act: GemmAct.Gelu, HasGrn: true }));
+        Assert.Equal(4, g.Nodes.Count(n => n.Op is Gemm { OutNchw: true, HasResidual: true }));
         Assert.Equal(0, PassTestUtil.Count<Permute>(g));
         // every remaining parameter is used, and the graph survives a print/parse round trip
         Assert.Equal(g, SwirParser.Parse(SwirPrinter.Print(g)));

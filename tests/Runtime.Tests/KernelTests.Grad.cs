@@ -165,8 +165,10 @@ public sealed partial class KernelTests
     }
 
     /// <summary>The forward ops whose backward still runs through the float64 fallback. Shrinks as kernels land.</summary>
-    // cast: no CPU kernel at all (the CPU target computes in float32 only; KernelTests.Rejected)
-    private static readonly HashSet<string> FallbackOps = ["sw_cross", "fused_shiftwise", "gemm", "cast"];
+    // cast: no CPU kernel at all (the CPU target computes in float32 only; KernelTests.Rejected); gemm_grn_fold:
+    // inference-only, no backward rule at all (BackwardTests.InferenceOnlyFusionsRefuseBackward)
+    private static readonly HashSet<string> FallbackOps =
+        ["sw_cross", "fused_shiftwise", "gemm", "cast", "gemm_grn_fold"];
 
     [Fact]
     public void EveryTrainingOpHasAFloat32GradKernel()

@@ -192,6 +192,11 @@ public static class OpCatalog
                     X("res", 1, 4, 2, 2)],
                 new(new Gemm(true, false, GemmAct.None, false, false, 1e-6, false), [F(1, 3, 2, 2), F(4, 2)],
                     "needs 3 input features")),
+            new(new GemmGrnFold(true, GemmAct.Gelu, true, 1e-6, GemmAct.Relu, true, true),
+                [X("x", 1, 3, 2, 2), P("w", 4, 3), P("b", 4), P("g", 1, 1, 1, 4), P("w2", 5, 4), P("b2", 5),
+                    X("res", 1, 5, 2, 2)],
+                new(new GemmGrnFold(false, GemmAct.None, false, 1e-6, GemmAct.None, false, false),
+                    [F(1, 2, 2, 3), F(4, 3), F(1, 1, 1, 4), F(5, 3), F(5)], "needs 4 input features")),
         };
         return list.ToDictionary(e => e.Op.Name, StringComparer.Ordinal);
     }

@@ -14,7 +14,8 @@ namespace ShiftWise.CodegenCuda;
 /// (n, c) row, one split.</item>
 /// <item>name_scale: one block per sample adds the splits in order, G = √sum, and writes the factor
 /// γ·G/(mean G + ε) + 1 into a scratch of N·C floats.</item>
-/// <item>name_apply: one thread per element, y = v·factor[n, c] + β[c] (+ residual).</item>
+/// <item>name_apply: one thread per element, y = v·factor[n, c] + β[c] (+ residual). Not launched where
+/// <see cref="GrnFoldLowering"/> folds it into the next GEMM's weights.</item>
 /// </list>
 /// </summary>
 public sealed class GrnModel : CudaKernelModel

@@ -50,6 +50,7 @@ public static class Cost
                 Conv2d or Linear => 2 * macs,
                 Gemm gm => 2 * outShape.Elements * ins[1][1] + (gm.Act == GemmAct.None ? 0 : 8 * elems)
                     + (gm.HasGrn ? 4 * elems : 0) + (gm.HasResidual ? elems : 0),
+                GemmGrnFold f => FoldFlops(f, ins, outShape.Elements),
                 ShiftAdd => adds,
                 SwCross or FusedShiftWise => lowered?.Invoke(n.Op, ins[0]).Flops ?? 0,
                 BatchNorm or ScaleBias => 2 * elems,
@@ -66,6 +67,15 @@ public static class Cost
     }
 
     private static long Bytes(TensorType t) => t.Shape.Elements * t.DType.Size();
+
+    /// <summary>The two GEMMs of a folded GRN pair, GRN on the first's output u, the second's epilogue.</summary>
+    private static long FoldFlops(GemmGrnFold f, Shape[] ins, long outElems)
+    {
+        var w2 = ins[f.Slots.W2];
+        long u = w2[0] == 0 ? 0 : outElems / w2[0] * w2[1];
+        return 2 * u * ins[1][1] + (f.Act == GemmAct.None ? 0 : 8 * u) + 4 * u + 2 * outElems * w2[1]
+            + (f.Act2 == GemmAct.None ? 0 : 8 * outElems) + (f.HasResidual ? outElems : 0);
+    }
 
     /// <summary>Trainable parameters declared by the graph (buffers excluded).</summary>
     public static long TotalParams(Graph g) => g.Params.Where(p => !p.Buffer).Sum(p => p.Type.Shape.Elements);

@@ -28,6 +28,7 @@ public static class OpTable
         ["sw_cross"] = SwCross.Read,
         ["fused_shiftwise"] = FusedShiftWise.Read,
         ["gemm"] = Gemm.Read,
+        ["gemm_grn_fold"] = GemmGrnFold.Read,
         ["grad"] = Grad.Read,
         ["cast"] = Cast.Read,
     };

@@ -32,6 +32,9 @@ public static class Backward
             BatchNorm or LayerNorm or Grn or Unary or Binary or Mean or Softmax or CrossEntropy or DropPath
                 or ChannelSelect or Concat or Permute or Reshape or Cast or ScaleBias
                 => ElementBackward.Vjp(op, xs, ys, gs),
+            GemmGrnFold => throw new IrException($"no backward rule for op '{op.Name}': it is an inference-only fusion "
+                + "(the fold-grn-apply pass); differentiate the graph before the inference pipeline, where it is a "
+                + "gemm with GRN and the gemm that consumes it"),
             _ => throw new IrException($"no backward rule for op '{op.Name}'"),
         };
         if (g.Length != inputs.Count)

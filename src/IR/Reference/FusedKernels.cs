@@ -5,7 +5,7 @@ namespace ShiftWise.IR.Reference;
 /// <summary>
 /// The fused ops, written as their definitions: the factorised SW layer and a GEMM with its epilogues.
 /// </summary>
-internal static class FusedKernels
+internal static partial class FusedKernels
 {
     public static double[] ScaleBias(ScaleBias sb, Arr[] xs)
     {

@@ -78,6 +78,7 @@ public static class ReferenceExecutor
             SwCross c => [FusedKernels.SwCross(c.Shift, c.Subs, xs[0], xs[1], xs[2], xs[3].Data)],
             FusedShiftWise f => [FusedKernels.FusedShiftWise(f, xs)],
             Gemm g => [FusedKernels.Gemm(g, xs)],
+            GemmGrnFold f => [FusedKernels.GemmGrnFold(f, xs)],
             _ => throw new IrException($"the reference executor has no rule for op '{op.Name}'"),
         };
         return types.Select((t, i) => Tensor.FromDoubles(t, outs[i])).ToArray();

@@ -23,6 +23,7 @@ public static class KernelTable
         Grn => new GrnKernel(r),
         Linear => new GemmKernel(r),
         Gemm => new GemmKernel(r),
+        GemmGrnFold => new GemmGrnFoldKernel(r),
         Unary => new UnaryKernel(r),
         Binary => new BinaryKernel(r),
         Mean => new MeanKernel(r),
