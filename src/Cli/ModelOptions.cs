@@ -56,7 +56,15 @@ public sealed class ModelOptions
     };
     private readonly Option<bool> _noBn = new("--no-bn") { Description = "SW layers without their three batch norms." };
     private readonly Option<string?> _batch = new("--batch") { Description = "Batch size (1)." };
-    private readonly Option<string?> _imageSize = new("--image-size") { Description = "Input height and width (224)." };
+    private readonly Option<string?> _imageSize = new("--image-size")
+    {
+        Description = "Input size: N (square) or HxW, e.g. 512x640 (224).",
+    };
+    private readonly Option<string?> _features = new("--features")
+    {
+        Description = "Backbone mode: return these stages' outputs, each through its LayerNorm norm{i} (NCHW, no "
+            + "head), e.g. 0,1,2,3.",
+    };
     private readonly Option<string?> _channels = new("--channels") { Description = "sw-layer: channels (80)." };
     private readonly Option<string?> _height = new("--height") { Description = "sw-layer: height (56)." };
     private readonly Option<string?> _widthPx = new("--width") { Description = "sw-layer: width (56)." };
@@ -76,7 +84,7 @@ public sealed class ModelOptions
                  {
                      _inChans, _numClasses, _depths, _dims, _kernel, _ghost, _nPath, _nRep, _width, _layerScale,
                          _stemStride, _dropPath, _noBn,
-                     _batch, _imageSize, _channels, _height, _widthPx, _big, _small, _checkpointKey,
+                     _batch, _imageSize, _features, _channels, _height, _widthPx, _big, _small, _checkpointKey,
                  })
         {
             cmd.Options.Add(o);
@@ -100,7 +108,9 @@ public sealed class ModelOptions
         StemStride = Int(r, _stemStride),
         DropPath = Dbl(r, _dropPath),
         Batch = Int(r, _batch),
-        ImageSize = Int(r, _imageSize),
+        ImageSize = Image(r).Height,
+        ImageWidth = Image(r).Width,
+        Features = Ints(r, _features),
         Channels = Int(r, _channels),
         Height = Int(r, _height),
         Width = Int(r, _widthPx),
@@ -108,6 +118,21 @@ public sealed class ModelOptions
         Small = Int(r, _small),
         CheckpointKey = r.GetValue(_checkpointKey),
     };
+
+    // --image-size N or HxW: the height, and the width when it differs
+    private (int? Height, int? Width) Image(ParseResult r)
+    {
+        var s = r.GetValue(_imageSize);
+        if (s is null) return (null, null);
+        var parts = s.Split('x', 'X');
+        if (parts.Length is 1 or 2 && parts.All(p => int.TryParse(p, NumberStyles.None, CultureInfo.InvariantCulture,
+                out _)))
+        {
+            var v = parts.Select(p => int.Parse(p, CultureInfo.InvariantCulture)).ToArray();
+            return (v[0], v.Length == 2 ? v[1] : null);
+        }
+        throw new OptionException($"option --image-size: '{s}' is not N or HxW (e.g. 224 or 512x640)");
+    }
 
     /// <summary>Parses an integer option value, naming the option when it is not one.</summary>
     public static int? Int(ParseResult r, Option<string?> o)

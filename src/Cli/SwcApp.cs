@@ -29,6 +29,7 @@ public static class SwcApp
         root.Subcommands.Add(RunCommand.Create(ctx));
         root.Subcommands.Add(CompileCommand.Create(ctx));
         root.Subcommands.Add(EmitCommand.Create(ctx));
+        root.Subcommands.Add(ExportOnnxCommand.Create(ctx));
         root.Subcommands.Add(GradCommand.Create(ctx));
         root.Subcommands.Add(TrainCommand.Create(ctx));
         root.Subcommands.Add(BenchCommand.Create(ctx));

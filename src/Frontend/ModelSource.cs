@@ -42,6 +42,12 @@ public sealed record ModelArgs
     public int? Batch { get; init; }
     /// <summary>--image-size (height and width).</summary>
     public int? ImageSize { get; init; }
+
+    /// <summary>Input width when it differs from the height (--image-size HxW); null: square.</summary>
+    public int? ImageWidth { get; init; }
+
+    /// <summary>Backbone mode: the stages whose normalised outputs the network returns (--features 0,1,2,3).</summary>
+    public int[]? Features { get; init; }
     /// <summary>sw-layer: --channels.</summary>
     public int? Channels { get; init; }
     /// <summary>sw-layer: --height.</summary>
@@ -190,7 +196,7 @@ public static class ModelSource
         {
             Agree(a.InChans, s[1], "--in-chans");
             Agree(a.ImageSize, s[2], "--image-size");
-            Agree(a.ImageSize, s[3], "--image-size");
+            Agree(a.ImageWidth ?? a.ImageSize, s[3], "--image-size");
         }
     }
 
@@ -218,7 +224,8 @@ public static class ModelSource
             DropPathRate = a.DropPath ?? o.DropPathRate,
             Batch = s?[0] ?? a.Batch ?? o.Batch,
             Height = s?[2] ?? a.ImageSize ?? o.Height,
-            Width = s?[3] ?? a.ImageSize ?? o.Width,
+            Width = s?[3] ?? a.ImageWidth ?? a.ImageSize ?? o.Width,
+            OutIndices = a.Features ?? o.OutIndices,
         };
     }
 

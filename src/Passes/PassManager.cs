@@ -106,7 +106,7 @@ public sealed class PassManager
 public static class Pipelines
 {
     /// <summary>Names accepted by <see cref="Get(string)"/>.</summary>
-    public static IReadOnlyList<string> Names { get; } = ["inference", "training", "none"];
+    public static IReadOnlyList<string> Names { get; } = ["inference", "training", "export", "none"];
 
     /// <summary>
     /// The passes of a pipeline; with a 16-bit <paramref name="precision"/> the inference (or none) pipeline ends with
@@ -133,6 +133,12 @@ public static class Pipelines
             new MergeParallelConvs(), new FoldBatchNorm(), new ConstantFold(), new CollapseShiftWise(),
             new FuseShiftWise(), new PruneZeroSubkernels(), new FuseEpilogues(), new FoldGrnApply(),
             new DeadCodeElimination(),
+        ],
+        // the inference graph before epilogue fusion: standard ops an ONNX file can spell (issue 23)
+        "export" =>
+        [
+            new MergeParallelConvs(), new FoldBatchNorm(), new ConstantFold(), new CollapseShiftWise(),
+            new FuseShiftWise(), new PruneZeroSubkernels(), new DeadCodeElimination(),
         ],
         "training" => [new DeadCodeElimination(), new Autodiff()],
         "none" => [],

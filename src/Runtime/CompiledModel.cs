@@ -67,6 +67,15 @@ public sealed class CompiledModel : IDisposable
     public Tensor Run(Tensor x) =>
         Executor.Run(new Dictionary<string, Tensor> { [Graph.Inputs[0].Name] = x })[Graph.Outputs[0]];
 
+    /// <summary>
+    /// Runs the model on one input tensor; every graph output in the graph's order (a backbone's stage features).
+    /// </summary>
+    public IReadOnlyList<(string Name, Tensor Value)> RunAll(Tensor x)
+    {
+        var all = Executor.Run(new Dictionary<string, Tensor> { [Graph.Inputs[0].Name] = x });
+        return Graph.Outputs.Select(o => (o, all[o])).ToList();
+    }
+
     /// <inheritdoc/>
     public void Dispose() => Executor.Dispose();
 }

@@ -24,12 +24,12 @@ public sealed class EmittedProject : IDisposable
     {
     }
 
-    /// <summary>The model emitted with --precision <paramref name="precision"/>.</summary>
-    internal EmittedProject(Precision precision)
+    /// <summary>The model emitted with --precision <paramref name="precision"/> (other model options: a backbone).</summary>
+    internal EmittedProject(Precision precision, ModelArgs? args = null)
     {
         Root = Path.Combine(Path.GetTempPath(), "swc-emit-tests-" + Guid.NewGuid().ToString("N"));
         Tree = Path.Combine(Root, "tree");
-        Result = EmitDriver.Run(new EmitRequest("sw-v2", Args(batch: 2), Tree)
+        Result = EmitDriver.Run(new EmitRequest("sw-v2", args ?? Args(batch: 2), Tree)
         {
             Arch = "sm_90", Version = "0.1.0", Precision = precision,
         });

@@ -108,22 +108,61 @@ public static partial class RunCommand
                 ctx.Err.WriteLine($"running {m.Description} on the {dev} executor ({m.Graph.Nodes.Count} nodes)...");
             }
             sw.Restart();
-            var y = cm.Run(x);
+            var ys = cm.RunAll(x);
+            string types = string.Join(", ", ys.Select(o => o.Value.Type));
+            string outputs = ys.Count == 1 ? $"output {types}" : $"{ys.Count} outputs {types}";
             ctx.Out.WriteLine(oracle
-                ? $"{m.Description}: input {x.Type}, output {y.Type}, {(compile + sw.Elapsed).TotalSeconds:F2} s on "
+                ? $"{m.Description}: input {x.Type}, {outputs}, {(compile + sw.Elapsed).TotalSeconds:F2} s on "
                     + dev
-                : $"{m.Description}: input {x.Type}, output {y.Type}, compiled for {cm.Target.Device} in "
+                : $"{m.Description}: input {x.Type}, {outputs}, compiled for {cm.Target.Device} in "
                     + $"{compile.TotalSeconds:F2} s ({cm.Plan.Summary}), ran in {sw.Elapsed.TotalMilliseconds:F1} ms");
             if (cm.Tuning is { } t) ctx.Out.WriteLine(t.Summary);
-            PrintTop(ctx.Out, y, 5);
-            if (r.GetValue(output) is { } outPath)
+            if (ys.Count == 1) PrintTop(ctx.Out, ys[0].Value, 5);
+            else
             {
-                Npy.Write(outPath, y);
-                ctx.Out.WriteLine($"wrote {outPath}");
+                foreach (var (name, v) in ys)
+                {
+                    ctx.Out.Write(name + " ");
+                    PrintTop(ctx.Out, v, 5);
+                }
             }
+            if (r.GetValue(output) is { } outPath) WriteOutputs(ctx, outPath, ys);
             return ExitCodes.Ok;
         });
         return cmd;
+    }
+
+    /// <summary>
+    /// --output: one output as .npy (or .npz); several (a backbone's features) as one .npz with an entry per output,
+    /// or, for any other path, a folder holding NAME.npy per output.
+    /// </summary>
+    private static void WriteOutputs(CommandContext ctx, string path, IReadOnlyList<(string Name, Tensor Value)> ys)
+    {
+        if (path.EndsWith(".npz", StringComparison.OrdinalIgnoreCase))
+        {
+            Npz.Write(path, ys);
+            ctx.Out.WriteLine($"wrote {path} ({string.Join(", ", ys.Select(y => y.Name))})");
+        }
+        else if (ys.Count == 1)
+        {
+            Npy.Write(path, ys[0].Value);
+            ctx.Out.WriteLine($"wrote {path}");
+        }
+        else
+        {
+            if (File.Exists(path))
+            {
+                throw new OptionException($"option --output: {path} is a file; {ys.Count} outputs go to an .npz or a "
+                    + "folder");
+            }
+            Directory.CreateDirectory(path);
+            foreach (var (name, v) in ys)
+            {
+                var file = Path.Combine(path, name + ".npy");
+                Npy.Write(file, v);
+                ctx.Out.WriteLine($"wrote {file}");
+            }
+        }
     }
 
     /// <summary>How a parsed <c>swc run</c> runs on the GPU (the executor's options): --tf32.</summary>

@@ -29,10 +29,10 @@ public static partial class StandaloneEmitter
         IReadOnlyDictionary<string, Tensor> weights, IReadOnlyDictionary<string, float[]> derived, string description,
         string version, string tuning = "")
     {
-        if (plan.Inputs.Count != 1 || plan.Outputs.Count != 1)
+        if (plan.Inputs.Count != 1 || plan.Outputs.Count == 0)
         {
-            throw new IrException($"swc emit supports models with one input and one output; graph {g.Name} has " +
-                $"{plan.Inputs.Count} inputs and {plan.Outputs.Count} outputs");
+            throw new IrException($"swc emit supports models with one input and at least one output; graph {g.Name} "
+                + $"has {plan.Inputs.Count} inputs and {plan.Outputs.Count} outputs");
         }
         if (plan.Inputs[0].Type.DType != DType.F32)
         {
@@ -42,6 +42,21 @@ public static partial class StandaloneEmitter
         var types = g.ValueTypes();
         var input = plan.Inputs[0];
         var outputType = types[plan.Outputs[0]];
+        // several outputs (a backbone's features): back to back in the caller's buffer, in graph order
+        var outputTypes = plan.Outputs.Select(o => types[o]).ToList();
+        if (outputTypes.Any(t => t.DType != DType.F32))
+        {
+            throw new IrException($"swc emit: the outputs are {string.Join(", ", outputTypes)}; the C API returns "
+                + "float32");
+        }
+        var outputOffsets = new List<long>();
+        long outputFloats = 0;
+        foreach (var t in outputTypes)
+        {
+            outputOffsets.Add(outputFloats);
+            outputFloats += t.Shape.Elements;
+        }
+        int maxRank = outputTypes.Max(t => t.Shape.Rank);
 
         // weights.bin: the parameters in graph order (16-bit ones packed two to a float slot), then the derived
         // tensors in plan order
@@ -150,8 +165,8 @@ public static partial class StandaloneEmitter
         var idText = new StringBuilder();
         foreach (var k in plan.Kernels) idText.Append(k.Name).Append('\n').Append(k.Source).Append('\n');
         foreach (var st in steps) idText.Append(st).Append('\n');
-        idText.Append(input.Type).Append(' ').Append(outputType).Append(' ').Append(plan.Memory.ArenaBytes).Append(' ')
-            .Append(scratchFloats);
+        idText.Append(input.Type).Append(' ').Append(string.Join(" ", outputTypes)).Append(' ')
+            .Append(plan.Memory.ArenaBytes).Append(' ').Append(scratchFloats);
         var modelId = WeightsBin.ModelId(idText.ToString(), rows);
         var bin = WeightsBin.Write(rows, payloadFloats, modelId, r =>
         {
@@ -177,7 +192,15 @@ public static partial class StandaloneEmitter
             ["input_elements"] = input.Type.Shape.Elements,
             ["output_rank"] = outputType.Shape.Rank,
             ["output_shape"] = Dims(outputType.Shape),
-            ["output_elements"] = outputType.Shape.Elements,
+            ["output_elements"] = outputFloats,
+            ["output_count"] = plan.Outputs.Count,
+            ["output_offsets"] = string.Join(", ", outputOffsets),
+            ["output_sizes"] = string.Join(", ", outputTypes.Select(t => t.Shape.Elements)),
+            ["output_ranks"] = string.Join(", ", outputTypes.Select(t => t.Shape.Rank)),
+            ["output_max_rank"] = maxRank,
+            ["output_shapes"] = outputTypes.Select(t => string.Join(", ", Enumerable.Range(0, maxRank)
+                .Select(d => d < t.Shape.Rank ? t.Shape[d].ToString(CultureInfo.InvariantCulture) : "0"))).ToList(),
+            ["output_pointers"] = plan.Outputs.Select(o => Pointer(Value(o).Base, Value(o).At)).ToList(),
             ["weights_format"] = WeightsBin.Format,
             ["declarations"] = declarations,
             ["types16"] = declarations.Any(d => d.Contains("swc_bf16", StringComparison.Ordinal)

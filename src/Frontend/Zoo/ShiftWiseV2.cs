@@ -49,6 +49,11 @@ public static class ShiftWiseV2
         {
             m.StepInput = m.B.Input(Step, TensorType.Of(DType.I64));
         }
+        if (training is not null && o.IsBackbone)
+        {
+            throw new OptionException("option --features: a backbone (stage outputs) has no classifier loss to train");
+        }
+        var features = new List<Value>();
         for (int s = 0; s < 4; s++)
         {
             if (s == 0)
@@ -69,6 +74,12 @@ public static class ShiftWiseV2
                 double dp = blocks > 1 ? o.DropPathRate * cur / (blocks - 1) : 0;
                 x = Block(m, $"stages.{s}.{j}", x, o, o.KernelSize[s], dp);
             }
+            if (o.IsBackbone && o.OutIndices!.Contains(s)) features.Add(LayerNormCf(m, $"norm{s}", x));
+        }
+        if (o.IsBackbone)
+        {
+            m.B.Output([.. features]);
+            return m.Build();
         }
         var pooled = m.B.Apply1(new Mean(Vec.Of(2, 3), false), "pool", x);
         var c = dims[3];

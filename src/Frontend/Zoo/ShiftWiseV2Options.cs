@@ -61,6 +61,16 @@ public sealed record ShiftWiseV2Options
     /// <summary>Input width.</summary>
     public int Width { get; init; } = 224;
 
+    /// <summary>
+    /// Backbone mode (issue 23, the original's downstream backbones): the stages whose outputs the network returns,
+    /// each through its own channels-first LayerNorm norm{i} (eps 1e-6), NCHW, one output per index in this order,
+    /// and no pooling, final norm or head. Null or empty: the classifier.
+    /// </summary>
+    public IReadOnlyList<int>? OutIndices { get; init; }
+
+    /// <summary>Whether the network is a backbone (<see cref="OutIndices"/> given).</summary>
+    public bool IsBackbone => OutIndices is { Count: > 0 };
+
     /// <summary>Stage widths after the width factor.</summary>
     public int[] StageDims => Dims.Select(d => (int)(d * WidthFactor)).ToArray();
 
@@ -114,6 +124,9 @@ public sealed record ShiftWiseV2Options
         Check(Batch <= 1 << 20, "--batch", $"{Batch} must be <= {1 << 20}");
         Check(KernelSize.Count != 5 || KernelSize.All(k => k <= 1023), "--kernel-size",
             $"kernels {L(KernelSize)} must be <= 1023");
+        Check(OutIndices is null || (OutIndices.All(i => i is >= 0 and <= 3) && OutIndices.Distinct().Count()
+            == OutIndices.Count && OutIndices.SequenceEqual(OutIndices.Order())), "--features",
+            $"{L(OutIndices ?? [])} must be distinct stage indices 0 to 3 in increasing order");
         Check(NPath <= 64 && NRep <= 64, NPath > 64 ? "--n-path" : "--n-rep", $"{Math.Max(NPath, NRep)} must be <= 64");
     }
 
