@@ -99,7 +99,8 @@ public sealed record SwLayerSpec(string Name, FusedShiftWise Op, Shape Input)
 
 /// <summary>
 /// One target's tunables of an SW layer kernel: their legal values, the defaults its cost model picks, and the search
-/// space the tuner measures. "lowering" is common to all (0 the collapsed cross, 1 the factorised form).
+/// space the tuner measures. "lowering" is common to all (0 the collapsed cross, 1 the factorised form; CUDA also has
+/// 2, the register-blocked cross).
 /// </summary>
 public interface ISwTunables
 {
