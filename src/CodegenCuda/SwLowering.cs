@@ -39,23 +39,28 @@ internal static class SwLowering
                 "(they are collapsed once); use lowering=1");
         }
         long band = (long)spec.Rep * s.Small * spec.BandWidth;
-        if (t["lowering"] == 2)
+        if (cross)
         {
-            var m = new SwCrossRbCudaModel(spec, t, "probe");
-            var name = ctx.AddKernel("sw_crossrb_" + shape + LoweringSupport.Suffix(storage), "fused_shiftwise",
-                "sw_cross_rb.cu.sbn", n => new SwCrossRbCudaModel(spec, t, n) { Storage = storage });
+            // lowering 0 and 2 read the same derived bands and differ only in their kernel
+            bool rb = t["lowering"] == 2;
+            Dim3 grid, block;
+            if (rb)
+            {
+                var m = new SwCrossRbCudaModel(spec, t, "probe");
+                (grid, block) = (m.Grid, m.Block);
+            }
+            else
+            {
+                var m = new SwCrossCudaModel(spec, t, "probe");
+                (grid, block) = (m.Grid, m.Block);
+            }
+            var name = rb
+                ? ctx.AddKernel("sw_crossrb_" + shape + LoweringSupport.Suffix(storage), "fused_shiftwise",
+                    "sw_cross_rb.cu.sbn", n => new SwCrossRbCudaModel(spec, t, n) { Storage = storage })
+                : ctx.AddKernel("sw_cross_" + shape + LoweringSupport.Suffix(storage), "fused_shiftwise",
+                    "sw_cross.cu.sbn", n => new SwCrossCudaModel(spec, t, n) { Storage = storage });
             long floats = Derived.BandFloats(band, storage);
-            ctx.Launch(name, m.Grid, m.Block, 0,
-                [ctx.Out(), ctx.In(0), ctx.Derived(Derived.Band(Derived.SwBandH, storage), floats),
-                    ctx.Derived(Derived.Band(Derived.SwBandV, storage), floats), ctx.In(3), ctx.In(4)]);
-        }
-        else if (cross)
-        {
-            var m = new SwCrossCudaModel(spec, t, "probe");
-            var name = ctx.AddKernel("sw_cross_" + shape + LoweringSupport.Suffix(storage), "fused_shiftwise",
-                "sw_cross.cu.sbn", n => new SwCrossCudaModel(spec, t, n) { Storage = storage });
-            long floats = Derived.BandFloats(band, storage);
-            ctx.Launch(name, m.Grid, m.Block, 0,
+            ctx.Launch(name, grid, block, 0,
                 [ctx.Out(), ctx.In(0), ctx.Derived(Derived.Band(Derived.SwBandH, storage), floats),
                     ctx.Derived(Derived.Band(Derived.SwBandV, storage), floats), ctx.In(3), ctx.In(4)]);
         }
