@@ -15,7 +15,7 @@ public sealed class SwCrossCpuModel
     {
         var t = tunables ?? SwCpuTunables.Defaults(spec);
         var s = spec.Op.Shift;
-        Name = spec.Name;
+        Name = spec.NameAtBatch1;
         ClassName = "K_" + Name;
         Height = spec.Input[2];
         Width = spec.Input[3];

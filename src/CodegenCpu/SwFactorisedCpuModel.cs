@@ -14,8 +14,8 @@ public sealed class SwFactorisedCpuModel
     {
         var s = spec.Op.Shift;
         var subs = spec.Op.Subs;
-        Name = spec.Name + "_f";
-        ClassName = "F_" + spec.Name;
+        Name = spec.NameAtBatch1 + "_f";
+        ClassName = "F_" + spec.NameAtBatch1;
         Height = spec.Input[2];
         Width = spec.Input[3];
         Small = s.Small;

@@ -18,10 +18,13 @@ public static partial class RunCommand
     {
         var model = new ModelOptions();
         var weights = new Option<string?>("--weights") { Description = "A .pth or .safetensors checkpoint." };
-        var input = new Option<string?>("--input")
+        var input = new Option<string[]>("--input")
         {
             Description = "Input: an .npy (N, C, H, W), or images: a PNG or JPEG file, a folder of them, or a glob "
-                + "(dir/*.jpg), classified --batch at a time; default: a seeded random image.",
+                + "(dir/*.jpg), classified --batch at a time; default: a seeded random image. Give --input again for "
+                + "more .npy inputs, each of its own batch and size, run in one process (each new shape planned once, "
+                + "kernels compiled once).",
+            Arity = ArgumentArity.ZeroOrMore,
         };
         var output = new Option<string?>("--output")
         {
@@ -69,65 +72,25 @@ public static partial class RunCommand
             var target = Driver.Target(dev, CudaRunOptionsOf(r), precision: PrecisionOption.Read(r, precision));
             target.Require();
             uint s = (uint)(ModelOptions.Int(r, seed) ?? 0);
-            if (r.GetValue(input) is { } given && !given.EndsWith(".npy", StringComparison.OrdinalIgnoreCase))
-            {
-                var imageArgs = model.Read(r) with
-                {
-                    Weights = r.GetValue(weights),
-                    Init = ParseInit(r.GetValue(init)!),
-                    Seed = s,
-                };
-                return Images(ctx, r, target, r.GetValue(model.Model)!, imageArgs, given, image, r.GetValue(output),
-                    r.GetValue(checkFinite));
-            }
-            Tensor? x = r.GetValue(input) is { } path ? Npy.Read(path) : null;
+            var given = r.GetValue(input) ?? [];
             var args = model.Read(r) with
             {
                 Weights = r.GetValue(weights),
                 Init = ParseInit(r.GetValue(init)!),
                 Seed = s,
-                InputShape = x?.Shape,
             };
-            var m = Driver.Load(r.GetValue(model.Model)!, args);
-            var decl = m.Graph.Inputs.Count == 1
-                ? m.Graph.Inputs[0]
-                : throw new IrException($"the model has {m.Graph.Inputs.Count} inputs; run takes models with one");
-            x ??= ModelSource.RandomInput(decl.Type, s);
-            if (!x.Shape.Equals(decl.Type.Shape))
+            if (given.Any(g => !g.EndsWith(".npy", StringComparison.OrdinalIgnoreCase)))
             {
-                throw new IrException($"{r.GetValue(input)}: input shape {x.Shape} does not match the model's "
-                    + $"{decl.Type.Shape}");
-            }
-            var sw = Stopwatch.StartNew();
-            using var cm = Driver.Compile(m, target, new CompileOptions { TuningCache = true }, ctx.Err.WriteLine);
-            cm.Executor.CheckFinite = r.GetValue(checkFinite);
-            var compile = sw.Elapsed;
-            bool oracle = cm.Target.Name == "reference"; // compiles nothing: the run is the work
-            if (oracle)
-            {
-                ctx.Err.WriteLine($"running {m.Description} on the {dev} executor ({m.Graph.Nodes.Count} nodes)...");
-            }
-            sw.Restart();
-            var ys = cm.RunAll(x);
-            string types = string.Join(", ", ys.Select(o => o.Value.Type));
-            string outputs = ys.Count == 1 ? $"output {types}" : $"{ys.Count} outputs {types}";
-            ctx.Out.WriteLine(oracle
-                ? $"{m.Description}: input {x.Type}, {outputs}, {(compile + sw.Elapsed).TotalSeconds:F2} s on "
-                    + dev
-                : $"{m.Description}: input {x.Type}, {outputs}, compiled for {cm.Target.Device} in "
-                    + $"{compile.TotalSeconds:F2} s ({cm.Plan.Summary}), ran in {sw.Elapsed.TotalMilliseconds:F1} ms");
-            if (cm.Tuning is { } t) ctx.Out.WriteLine(t.Summary);
-            if (ys.Count == 1) PrintTop(ctx.Out, ys[0].Value, 5);
-            else
-            {
-                foreach (var (name, v) in ys)
+                if (given.Length > 1)
                 {
-                    ctx.Out.Write(name + " ");
-                    PrintTop(ctx.Out, v, 5);
+                    throw new OptionException("option --input: images are given as one --input (a file, a folder or a "
+                        + "glob); several --input are .npy arrays");
                 }
+                return Images(ctx, r, target, r.GetValue(model.Model)!, args, given[0], image, r.GetValue(output),
+                    r.GetValue(checkFinite));
             }
-            if (r.GetValue(output) is { } outPath) WriteOutputs(ctx, outPath, ys);
-            return ExitCodes.Ok;
+            return Arrays(ctx, r.GetValue(model.Model)!, args, target, given, r.GetValue(output),
+                r.GetValue(checkFinite), s);
         });
         return cmd;
     }

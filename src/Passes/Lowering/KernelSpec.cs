@@ -23,9 +23,11 @@ public sealed record SwLayerSpec(string Name, FusedShiftWise Op, Shape Input)
     /// The spec of a fused_shiftwise node on input <paramref name="x"/>: a 16-bit input (--precision bf16 / fp16)
     /// is another kernel, with its own name, hash and tuning entry (float32 names and hashes are as they were).
     /// </summary>
-    public static SwLayerSpec Of(Node n, TensorType x)
+    public static SwLayerSpec Of(Node n, TensorType x) => Of((FusedShiftWise)n.Op, x);
+
+    /// <summary>The spec of a fused_shiftwise op on input <paramref name="x"/>.</summary>
+    public static SwLayerSpec Of(FusedShiftWise op, TensorType x)
     {
-        var op = (FusedShiftWise)n.Op;
         var s = op.Shift;
         var shape = x.Shape;
         var mark = x.DType == DType.F32 ? "" : "_" + x.DType.Name();
@@ -42,6 +44,13 @@ public sealed record SwLayerSpec(string Name, FusedShiftWise Op, Shape Input)
         return g.Nodes.Where(n => n.Op is FusedShiftWise)
             .ToDictionary(n => n.Name, n => Of(n, types[n.Inputs[0]]), StringComparer.Ordinal);
     }
+
+    /// <summary>
+    /// <see cref="Name"/> of the same layer at batch 1: a kernel that takes the batch as an argument (the CPU's) is
+    /// named by it, so that one compiled kernel serves every batch (swc run at a batch chosen at run time).
+    /// </summary>
+    public string NameAtBatch1 => Input.Rank == 0 || Input[0] == 1 ? Name
+        : Of(Op, new TensorType(Storage, Input.With(0, 1))).Name;
 
     /// <summary>The element type of the layer's tensors: f32, or bf16 / f16 (float32 arithmetic).</summary>
     public DType Storage { get; init; } = DType.F32;

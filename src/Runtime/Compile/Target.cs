@@ -77,4 +77,10 @@ public interface IExecutor : IDisposable
 
     /// <summary>Runs once; returns the graph outputs as new host tensors.</summary>
     Dictionary<string, Tensor> Run(IReadOnlyDictionary<string, Tensor> inputs);
+
+    /// <summary>
+    /// Where each kernel this executor generated came from when it was bound (the process's memory, the disk cache, or
+    /// compiled now); empty for an executor that generates none (the reference).
+    /// </summary>
+    IReadOnlyList<CacheOutcome> KernelOutcomes => [];
 }

@@ -74,6 +74,10 @@ public sealed class CpuExecutor : Compile.IExecutor
     /// <summary>The graph being run.</summary>
     public Graph Graph => _graph;
 
+    /// <inheritdoc/>
+    public IReadOnlyList<CacheOutcome> KernelOutcomes =>
+        _steps.Select(s => s.Kernel).OfType<SwLayerKernel>().Select(k => k.Cache).ToArray();
+
     /// <summary>The activation memory plan.</summary>
     public MemoryPlan Plan { get; }
 

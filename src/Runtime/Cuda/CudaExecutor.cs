@@ -165,6 +165,9 @@ public sealed unsafe partial class CudaExecutor : Compile.IExecutor
     /// <summary>The NVRTC results (each kernel's CUBIN and where it came from).</summary>
     public IReadOnlyList<CompiledKernel> Kernels { get; } = [];
 
+    /// <inheritdoc/>
+    public IReadOnlyList<CacheOutcome> KernelOutcomes => Kernels.Select(k => k.Outcome).ToArray();
+
     /// <summary>
     /// Runs step by step, reading every node's outputs back after its last step, and stops at the first NaN or
     /// infinity with a <see cref="NonFiniteException"/> naming the node (swc run --device cuda --check-finite).
