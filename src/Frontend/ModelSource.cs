@@ -78,6 +78,12 @@ public sealed record LoadedModel(Graph Graph, IReadOnlyDictionary<string, Tensor
 {
     /// <summary>What the graph's training values are, when it is a training form (null: an inference graph).</summary>
     public TrainingRoles? Training { get; init; }
+
+    /// <summary>
+    /// Warnings of the load for the user (a backbone's norms missing from a classifier checkpoint, initialised); the
+    /// driver writes them to its log when it compiles, emits or exports the model.
+    /// </summary>
+    public IReadOnlyList<string> Warnings { get; init; } = [];
 }
 
 /// <summary>
@@ -129,10 +135,12 @@ public static class ModelSource
         }
         IReadOnlyDictionary<string, Tensor> weights = new Dictionary<string, Tensor>();
         string source = "no weights";
+        var warnings = new List<string>();
         if (ckpt is not null)
         {
-            ModelLoader.CheckWeights(m.Graph, ckpt.Tensors, a.Weights!);
-            weights = ckpt.Tensors;
+            weights = a.Features is { Length: > 0 } ? BackboneWeights(m.Graph, ckpt.Tensors, a.Weights!, warnings)
+                : ckpt.Tensors;
+            ModelLoader.CheckWeights(m.Graph, weights, a.Weights!);
             source = $"weights {a.Weights}";
         }
         else if (withWeights)
@@ -140,7 +148,37 @@ public static class ModelSource
             weights = WeightInit.Draw(m, a.Init, a.Seed, a.LayerScaleInit ?? 1e-6);
             source = $"random weights (--init {a.Init.ToString().ToLowerInvariant()}, --seed {a.Seed})";
         }
-        return new LoadedModel(m.Graph, weights, $"{model}, {source}") { Training = m.Training };
+        return new LoadedModel(m.Graph, weights, $"{model}, {source}") { Training = m.Training, Warnings = warnings };
+    }
+
+    /// <summary>
+    /// A classifier's checkpoint as a backbone's weights, as the original's downstream backbones load it (not
+    /// strictly): the head and the final norm, which a backbone lacks, are left out, and each per-feature norm{i}
+    /// the checkpoint lacks starts as a new LayerNorm does (weight 1, bias 0), with a warning; anything else must
+    /// match as always.
+    /// </summary>
+    public static IReadOnlyDictionary<string, Tensor> BackboneWeights(Graph g, IReadOnlyDictionary<string, Tensor> w,
+        string file, List<string> warnings)
+    {
+        var declared = g.Params.ToDictionary(p => p.Name, StringComparer.Ordinal);
+        var classifier = new[] { "head.weight", "head.bias", "norm.weight", "norm.bias" };
+        var result = w.Where(kv => declared.ContainsKey(kv.Key) || !classifier.Contains(kv.Key))
+            .ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal);
+        var fresh = new List<string>();
+        foreach (var p in g.Params.Where(p => !w.ContainsKey(p.Name)
+            && System.Text.RegularExpressions.Regex.IsMatch(p.Name, @"^norm[0-3]\.(weight|bias)$")))
+        {
+            result[p.Name] = Tensor.FromDoubles(p.Type, Enumerable.Repeat(p.Name.EndsWith(".weight",
+                StringComparison.Ordinal) ? 1.0 : 0.0, (int)p.Type.Shape.Elements).ToArray());
+            fresh.Add(p.Name);
+        }
+        if (fresh.Count > 0)
+        {
+            warnings.Add($"warning: {file} has no {string.Join(", ", fresh)} (a classifier's checkpoint): these "
+                + "backbone norms start as new LayerNorms do (weight 1, bias 0), as the original's downstream "
+                + "backbones start them (the features are each stage's output normalised, with no learned scale)");
+        }
+        return result;
     }
 
     /// <summary>A random input: N(0, 1) values from MT19937 seeded with <paramref name="seed"/>.</summary>

@@ -54,6 +54,7 @@ public static class ExportOnnxCommand
                     + string.Join(", ", OnnxExportOptions.Opsets));
             }
             var m = Driver.Load(r.GetValue(model.Model)!, args);
+            foreach (var w in m.Warnings) ctx.Err.WriteLine(w);
             var res = Driver.ExportOnnx(m, r.GetValue(output)!, new OnnxExportOptions(set, r.GetValue(dynamic)),
                 PrintVersion.Version);
             ctx.Out.WriteLine($"exported {m.Description} to {res.Path}: {res.Nodes} ONNX nodes, {res.Initializers} "

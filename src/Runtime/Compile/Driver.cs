@@ -87,6 +87,7 @@ public static partial class Driver
     {
         options ??= new CompileOptions();
         target.Require();
+        foreach (var w in m.Warnings) log?.Invoke(w);
         var opt = Optimize(m.Graph, m.Weights, options.Pipeline ?? target.Pipeline, options.Passes, loss: options.Loss,
             precision: target.Precision);
         var sw = Stopwatch.StartNew();

@@ -55,6 +55,7 @@ public static class EmitDriver
         var outDir = Path.GetFullPath(req.OutDir);
         CheckReplaceable(outDir);
         var src = Driver.Load(req.Model, req.Args);
+        foreach (var w in src.Warnings) log?.Invoke(w);
         var ctx = Driver.Optimize(src.Graph, src.Weights, "inference", precision: req.Precision);
         var arch = req.Arch ?? (CudaDevice.Available ? CudaDevice.Info.Arch : "sm_90");
         var cuda = CompileDriver.Cuda(ctx.Graph, arch, log);
