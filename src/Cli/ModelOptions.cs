@@ -154,7 +154,8 @@ public sealed class ModelOptions
             : throw new OptionException($"option {o.Name}: '{s}' is not a number");
     }
 
-    private static int[]? Ints(ParseResult r, Option<string?> o)
+    /// <summary>A comma-separated list of integers (null when the option is absent).</summary>
+    public static int[]? Ints(ParseResult r, Option<string?> o)
     {
         var s = r.GetValue(o);
         if (s is null) return null;

@@ -8,7 +8,7 @@ using static ShiftWise.Cli.Tests.SwcRun;
 namespace ShiftWise.Cli.Tests;
 
 /// <summary>
-/// swc run with the input shape chosen at run time (issue 23): one process runs a small ShiftWise_v2 on seven image
+/// swc run and swc bench with the input shape chosen at run time (issue 23): one swc run a small ShiftWise_v2 on seven image
 /// sizes (H ≠ W and sizes that are not multiples of 32, 32 × 32 to 224 × 224) and on batches 1, 2 and 5 of one size,
 /// each output within relative L2 1e-5 of the float64 reference executor at that shape (measured 1.4e-7 to 4.7e-7: float32
 /// sums over at most a few thousand terms per output, on O(1) values), and a new batch of a size already planned
@@ -122,4 +122,22 @@ public sealed class RunTimeShapeTests
         Depths = [1, 1, 1, 1], Dims = [8, 16, 16, 32], KernelSize = [7, 5, 5, 3, 3], NumClasses = 5,
         InputShape = new Shape(i.N, 3, i.H, i.W),
     };
+
+    [Fact]
+    public void BenchMeasuresEachBatchInOneProcessCompilingNoKernelForALaterBatch()
+    {
+        var (code, o, e) = Swc(["bench", .. SmallSwV2, "--batches", "1,3", "--seconds", "0.05", "--top", "2"]);
+        Assert.True(code == 0, e);
+        Assert.Contains("batch 1, ", o);
+        Assert.Contains("batch 3, ", o);
+        Assert.Contains("2 batches in one process on cpu:", o);
+        // batch 3 of an image size planned at batch 1: its SW kernels are the batch-1 ones, already in memory
+        Assert.Matches(@"(?m)^\s+3\s+[0-9.]+\s+[0-9.]+\s+[0-9.]+\s+0 of 4$", o);
+        (code, _, e) = Swc(["bench", .. SmallSwV2, "--batches", "1,0"]);
+        Assert.NotEqual(0, code);
+        Assert.Contains("option --batches: 1,0: each must be 1 to 65536", e);
+        (code, _, e) = Swc(["bench", .. SmallSwV2, "--batches", "1,2", "--batch", "2"]);
+        Assert.NotEqual(0, code);
+        Assert.Contains("option --batches: measures inference at each batch (not with --train, --json or --batch", e);
+    }
 }

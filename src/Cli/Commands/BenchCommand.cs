@@ -37,11 +37,16 @@ public static class BenchCommand
             Description = "Time a training step instead (forward with batch statistics, label-smoothed loss, backward, "
                 + "AdamW update), split by kernel kind, with the device memory it holds.",
         };
+        var batches = new Option<string?>("--batches")
+        {
+            Description = "Measure these batch sizes one after another in one process (e.g. 1,8): each planned when it "
+                + "comes, the kernels compiled once; a table of all at the end.",
+        };
         var precision = PrecisionOption.Create();
         var cmd = new Command("bench", "Measure images/s of the compiled model and time each kernel.");
         model.AddTo(cmd);
         foreach (var o in new Option[] { weights, device, seconds, top, graphs, tf32, json, untuned, train,
-            precision })
+            precision, batches })
         {
             cmd.Options.Add(o);
         }
@@ -71,6 +76,19 @@ public static class BenchCommand
                     ctx.Err.WriteLine, target.Precision));
                 return ExitCodes.Ok;
             }
+            if (ModelOptions.Ints(r, batches) is { } bs)
+            {
+                if (r.GetValue(train) || r.GetValue(json) is not null || model.Read(r).Batch is not null)
+                {
+                    throw new OptionException("option --batches: measures inference at each batch (not with --train, "
+                        + "--json or --batch; run swc bench once per batch for JSON)");
+                }
+                return Batches(ctx, r, model, target, bs, new BenchOptions
+                {
+                    Seconds = ModelOptions.Dbl(r, seconds) ?? 3,
+                    Untuned = r.GetValue(untuned),
+                }, ModelOptions.Int(r, top) ?? 15);
+            }
             var m = Driver.Load(r.GetValue(model.Model)!, model.Read(r) with { Weights = r.GetValue(weights) });
             var report = Driver.Bench(m, target, new BenchOptions
             {
@@ -92,6 +110,36 @@ public static class BenchCommand
     /// </summary>
     public static CudaRunOptions CudaRunOptionsOf(ParseResult r) =>
         new() { Graphs = r.GetValue<bool>("--cuda-graph"), Tf32 = r.GetValue<bool>("--tf32") };
+
+    // --batches: one AnyShapeModel measured at each batch in turn, each batch's report, then a table of all
+    private static int Batches(CommandContext ctx, ParseResult r, ModelOptions model, ITarget target, int[] batches,
+        BenchOptions o, int top)
+    {
+        if (batches.Any(b => b < 1 || b > 1 << 16))
+        {
+            throw new OptionException($"option --batches: {string.Join(",", batches)}: each must be 1 to {1 << 16}");
+        }
+        var args = model.Read(r) with { Weights = r.GetValue<string?>("--weights") };
+        using var any = new AnyShapeModel(r.GetValue(model.Model)!, args, target,
+            new CompileOptions { TuningCache = !o.Untuned }, ctx.Err.WriteLine, capacity: 1);
+        var shape = Driver.Load(r.GetValue(model.Model)!, args, withWeights: false).Graph.Inputs[0].Type.Shape;
+        var rows = new List<string[]> { new[] { "batch", "ms/batch", "images/s", "planned in s", "kernels compiled" } };
+        foreach (int b in batches)
+        {
+            var cm = any.Prepare(shape.With(0, b));
+            var planned = any.History[^1];
+            var report = Driver.Bench(cm, o);
+            if (report.Gpu is not null) PrintCuda(ctx.Out, report, CudaRunOptionsOf(r), top);
+            else PrintCpu(ctx.Out, report, top);
+            ctx.Out.WriteLine();
+            rows.Add([b.ToString(CultureInfo.InvariantCulture), F3(report.MedianMs),
+                F(b * 1000 / report.MedianMs), F(planned.Time.TotalSeconds),
+                planned.Reused ? "reused" : $"{planned.Compiled} of {planned.Compiled + planned.Disk + planned.Memory}"]);
+        }
+        ctx.Out.WriteLine($"{batches.Length} batches in one process on {target.Device}:");
+        TextTable.Write(ctx.Out, rows, rightAligned: [0, 1, 2, 3, 4], totalRow: false);
+        return ExitCodes.Ok;
+    }
 
     private static void PrintCpu(TextWriter o, BenchReport b, int top)
     {

@@ -44,10 +44,16 @@ public static partial class Driver
     /// (median), then a profiled pass with per-node stopwatches. CUDA: device-resident input, warm-up, rounds of
     /// back-to-back runs timed with CUDA events (median of 5 rounds), then one profiled run (events around every step).
     /// </summary>
-    public static BenchReport Bench(LoadedModel m, ITarget target, BenchOptions o, Action<string>? log = null)
+    public static BenchReport Bench(LoadedModel m, ITarget target, BenchOptions o, Action<string>? log = null) =>
+        Bench(Compile(m, target, new CompileOptions { TuningCache = !o.Untuned }, log), o);
+
+    /// <summary>
+    /// Times a compiled model as <see cref="Bench(LoadedModel, ITarget, BenchOptions, Action{string})"/> does (its
+    /// <see cref="BenchOptions.Untuned"/> is the compile's business); the report holds <paramref name="cm"/>.
+    /// </summary>
+    public static BenchReport Bench(CompiledModel cm, BenchOptions o)
     {
-        var cm = Compile(m, target, new CompileOptions { TuningCache = !o.Untuned }, log);
-        var x = ModelSource.RandomInput(m.Graph.Inputs[0].Type, 0);
+        var x = ModelSource.RandomInput(cm.Graph.Inputs[0].Type, 0);
         int batch = x.Shape[0];
         BenchReport report;
         if (cm.Executor is CudaExecutor ex)
