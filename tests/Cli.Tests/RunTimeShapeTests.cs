@@ -8,8 +8,8 @@ using static ShiftWise.Cli.Tests.SwcRun;
 namespace ShiftWise.Cli.Tests;
 
 /// <summary>
-/// swc run and swc bench with the input shape chosen at run time (issue 23): one swc run a small ShiftWise_v2 on seven image
-/// sizes (H ≠ W and sizes that are not multiples of 32, 32 × 32 to 224 × 224) and on batches 1, 2 and 5 of one size,
+/// swc run and swc bench with the input shape chosen at run time (issue 23): one swc run runs a small ShiftWise_v2 on
+/// seven image sizes (H ≠ W and sizes that are not multiples of 32, 32 × 32 to 224 × 224) and on batches 1, 2 and 5 of one size,
 /// each output within relative L2 1e-5 of the float64 reference executor at that shape (measured 1.4e-7 to 4.7e-7: float32
 /// sums over at most a few thousand terms per output, on O(1) values), and a new batch of a size already planned
 /// compiles no kernel (the CPU's SW kernels take the batch as an argument); a shape seen again reuses its compiled model,
