@@ -134,7 +134,8 @@ public static class BenchCommand
             ctx.Out.WriteLine();
             rows.Add([b.ToString(CultureInfo.InvariantCulture), F3(report.MedianMs),
                 F(b * 1000 / report.MedianMs), F(planned.Time.TotalSeconds),
-                planned.Reused ? "reused" : $"{planned.Compiled} of {planned.Compiled + planned.Disk + planned.Memory}"]);
+                planned.Reused ? "reused"
+                    : $"{planned.Compiled} of {planned.Compiled + planned.Disk + planned.Memory}"]);
         }
         ctx.Out.WriteLine($"{batches.Length} batches in one process on {target.Device}:");
         TextTable.Write(ctx.Out, rows, rightAligned: [0, 1, 2, 3, 4], totalRow: false);

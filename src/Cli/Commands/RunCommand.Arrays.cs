@@ -30,7 +30,8 @@ public static partial class RunCommand
                 throw new OptionException($"option --input: two inputs are named {dup.Key}.npy; their outputs are "
                     + "named by the input's file name, so give files of different names");
             }
-            if (output is not null && (output.EndsWith(".npy", StringComparison.OrdinalIgnoreCase) || File.Exists(output)))
+            if (output is not null
+                && (output.EndsWith(".npy", StringComparison.OrdinalIgnoreCase) || File.Exists(output)))
             {
                 throw new OptionException($"option --output: {output}: {inputs.Length} inputs write an .npz (an entry "
                     + "per input) or a folder (a file per input)");

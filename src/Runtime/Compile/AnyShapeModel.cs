@@ -15,7 +15,9 @@ namespace ShiftWise.Runtime.Compile;
 /// <param name="Time">Time to load, plan and bind (zero when reused).</param>
 public sealed record ShapeCompile(Shape Shape, bool Reused, int Compiled, int Disk, int Memory, TimeSpan Time)
 {
-    /// <summary>One line for a log: "(2, 3, 64, 64): planned in 0.41 s, kernels: 2 compiled, 0 from disk, 5 in memory".</summary>
+    /// <summary>
+    /// One line for a log: "[2,3,64,64]: planned in 0.41 s, kernels: 2 compiled, 0 from disk, 5 in memory".
+    /// </summary>
     public override string ToString() => Reused
         ? $"{Shape}: reused its compiled model"
         : $"{Shape}: planned in {Time.TotalSeconds:F2} s, kernels: {Compiled} compiled, {Disk} from disk, {Memory} in "
@@ -105,7 +107,9 @@ public sealed class AnyShapeModel : IDisposable
         return cm;
     }
 
-    /// <summary>Runs the model on <paramref name="x"/> (any batch and size); every graph output in graph order.</summary>
+    /// <summary>
+    /// Runs the model on <paramref name="x"/> (any batch and size); every graph output in graph order.
+    /// </summary>
     public IReadOnlyList<(string Name, Tensor Value)> RunAll(Tensor x) => Prepare(x.Shape).RunAll(x);
 
     /// <inheritdoc/>
