@@ -242,7 +242,7 @@ public sealed class TuningTests
         var best = new Dictionary<string, int>(SwCpuTunables.Defaults(spec)) { ["lowering"] = 1 };
         var (k, _) = BindWith(CpuTuner.KeyFor, best);
         Assert.Equal("factorised", k.Lowering);
-        Assert.Equal(spec.Name + "_f", k.Label);
+        Assert.Equal(spec.NameAtBatch1 + "_f", k.Label);
         Assert.Equal(Sources(spec).Factorised, k.Source.Source);
     }
 
@@ -254,7 +254,7 @@ public sealed class TuningTests
         var src = Sources(spec);
         var (k, _) = BindWith(CpuTuner.KeyFor, src.Tile);
         Assert.Equal("cross", k.Lowering);
-        Assert.Equal(spec.Name, k.Label);
+        Assert.Equal(spec.NameAtBatch1, k.Label);
         Assert.Equal(src.Tiled, k.Source.Source);
     }
 
