@@ -1,4 +1,4 @@
-using System.Diagnostics;
+using static ShiftWise.Tests.ChildProcess;
 using static ShiftWise.Cli.Tests.SwcRun;
 
 namespace ShiftWise.Cli.Tests;
@@ -10,17 +10,6 @@ namespace ShiftWise.Cli.Tests;
 /// </summary>
 public sealed class BenchScriptTests
 {
-    private static (int Code, string Output) Run(string file, params string[] args)
-    {
-        var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        using var p = Process.Start(psi)!;
-        var err = p.StandardError.ReadToEndAsync();
-        var output = p.StandardOutput.ReadToEnd();
-        p.WaitForExit();
-        return (p.ExitCode, output + err.Result);
-    }
-
     [Fact]
     public void TheCpuCheckScriptParsesAndItsTablePassesItsSelfTest()
     {

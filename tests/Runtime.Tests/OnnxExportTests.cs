@@ -163,16 +163,6 @@ public sealed class OnnxExportTests
         return null;
     }
 
-    private static (int Rc, string Output) RunPython(string python, string code, params string[] args)
-    {
-        var psi = new ProcessStartInfo(python) { RedirectStandardOutput = true, RedirectStandardError = true };
-        psi.ArgumentList.Add("-c");
-        psi.ArgumentList.Add(code);
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        using var p = Process.Start(psi)!;
-        var err = p.StandardError.ReadToEndAsync();
-        var output = p.StandardOutput.ReadToEnd();
-        p.WaitForExit();
-        return (p.ExitCode, output + err.Result);
-    }
+    private static (int Rc, string Output) RunPython(string python, string code, params string[] args) =>
+        ShiftWise.Tests.ChildProcess.Run(python, ["-c", code, .. args]);
 }
