@@ -16,7 +16,12 @@ fi
 # catches anything that reads the environment directly, and is removed afterwards.
 SWC_CACHE_DIR="$(mktemp -d "${TMPDIR:-/tmp}/swc-test-cache.XXXXXX")"
 export SWC_CACHE_DIR
-trap 'rm -rf "$SWC_CACHE_DIR"' EXIT
+# The tests' temporary folders (Directory.CreateTempSubdirectory, Path.GetTempPath honour TMPDIR) go into one folder
+# that is removed afterwards: many tests leave theirs for a failure to be inspected, and they piled up to 25 GB here.
+# SWC_KEEP_TEST_TMP=1 keeps it (the path is printed).
+test_tmp="$(mktemp -d "${TMPDIR:-/tmp}/swc-tests.XXXXXX")"
+trap 'rm -rf "$SWC_CACHE_DIR"; if [ "${SWC_KEEP_TEST_TMP:-0}" = 1 ]; then echo "kept $test_tmp" >&2; else rm -rf "$test_tmp"; fi' EXIT
+export TMPDIR="$test_tmp"
 results="$root/TestResults"
 rm -rf "$results"
 rc=0
