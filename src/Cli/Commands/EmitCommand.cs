@@ -67,13 +67,14 @@ public static class EmitCommand
             if (res.Buckets.Count > 0)
             {
                 ctx.Out.WriteLine($"batches 1 to {res.Buckets[^1].Batch}: one plan per bucket "
-                    + $"({string.Join(", ", res.Buckets.Select(b => b.Batch))}), {res.Kernels.Count} kernels in all");
+                    + $"({string.Join(", ", res.Buckets.Select(b => b.Batch))}), {res.KernelCount} kernels in all");
             }
             ctx.Out.WriteLine(res.Cuda.Tuning);
             ctx.Out.WriteLine(res.Cuda.Compiled is null
                 ? $"kernels not checked: {res.Cuda.NotCompiledReason}"
                 : res.Buckets.Count > 0
-                    ? $"NVRTC compiled the kernels of every bucket ({res.Kernels.Count} distinct) for {res.Cuda.PtxArch}"
+                    ? $"NVRTC compiled the kernels of every bucket ({res.KernelCount} distinct) for "
+                        + res.Cuda.PtxArch
                     : $"NVRTC compiled all {res.Cuda.Compiled.Count} kernels for {res.Cuda.PtxArch}");
             ctx.Out.WriteLine($"build: cmake -S {res.OutDir} -B {res.OutDir}/build && cmake --build {res.OutDir}/build "
                 + $"-j");

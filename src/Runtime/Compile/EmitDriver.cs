@@ -45,6 +45,9 @@ public sealed record EmitResult(LoadedModel Source, CudaCompileResult Cuda, IRea
     /// </summary>
     public IReadOnlyList<(int Batch, CudaCompileResult Cuda)> Buckets { get; init; } = [];
 
+    /// <summary>How many kernel files were written (see <see cref="Kernels"/>).</summary>
+    public int KernelCount => Kernels.Count;
+
     /// <summary>The kernels written to kernels/ (with --max-batch, the union over the buckets).</summary>
     public IReadOnlyList<CudaKernelSource> Kernels => Buckets.Count == 0 ? Cuda.Plan.Kernels
         : [.. Buckets.SelectMany(b => b.Cuda.Plan.Kernels).DistinctBy(k => k.Name)];
