@@ -29,6 +29,18 @@ public sealed class EmitTests
     public void EmitMaxBatchWritesOnePlanPerBucketAndRefusesBadValues()
     {
         var root = Directory.CreateTempSubdirectory("swc-emit-").FullName;
+        try
+        {
+            MaxBatch(root);
+        }
+        finally
+        {
+            Directory.Delete(root, recursive: true);
+        }
+    }
+
+    private static void MaxBatch(string root)
+    {
         var dir = Path.Combine(root, "model");
         var (code, o, e) = Swc(["emit", .. SwcRun.SmallSwV2, "--max-batch", "3", "--arch", "sm_80", "--out", dir]);
         Assert.True(code == 0, e);

@@ -243,6 +243,72 @@ public sealed class MaxBatchBucketTests
             Assert.Throws<OptionException>(() => StandaloneEmitter.BatchBuckets(max)).Message);
 
     [Fact]
+    public void A_classifier_library_compiles_cleanly_and_a_kernel_name_with_two_sources_is_refused()
+    {
+        // a classifier (one output) at buckets 1, 2, 3, lowered as swc emit does but without NVRTC (fast)
+        var args = EmittedProject.Args(batch: 1) with { Batch = null };
+        var buckets = new List<StandaloneBucket>();
+        Dictionary<string, Tensor> w = [];
+        var derived = new Dictionary<string, float[]>(StringComparer.Ordinal);
+        foreach (var b in StandaloneEmitter.BatchBuckets(3))
+        {
+            var src = Driver.Load("sw-v2", args with { Batch = b });
+            var opt = Driver.Optimize(src.Graph, src.Weights, "inference");
+            var plan = ((ShiftWise.Runtime.Cuda.CudaTargetPlan)new ShiftWise.Runtime.Cuda.CudaTarget(Arch: "sm_90")
+                .Lower(opt.Graph, new Dictionary<string, Tensor>(), null)).Plan;
+            w = opt.Graph.Params.ToDictionary(p => p.Name, p => opt.Weights[p.Name], StringComparer.Ordinal);
+            foreach (var (k, v) in Derived.ComputeAll(plan, opt.Graph, w)) derived[k] = v;
+            buckets.Add(new StandaloneBucket(b, plan, opt.Graph));
+        }
+        var files = StandaloneEmitter.EmitBuckets(buckets, w, derived, "classifier", "0.1.0");
+        Assert.Contains(files, f => f.Path == "plans/plan_b2.json");
+        // g++ -Wall -Wextra -Werror on the launcher (against the mock CUDA headers) and the example
+        if (Tools.Which("g++") is null) Assert.Skip("g++ is not on PATH");
+        var root = Path.Combine(Path.GetTempPath(), "swc-maxbatch-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            foreach (var f in files.Where(f => !f.Path.StartsWith("kernels/", StringComparison.Ordinal)))
+            {
+                Directory.CreateDirectory(Path.GetDirectoryName(Path.Combine(root, f.Path))!);
+                File.WriteAllBytes(Path.Combine(root, f.Path), f.Bytes);
+            }
+            Directory.CreateDirectory(Path.Combine(root, "mock"));
+            foreach (var h in new[] { "cuda_runtime.h", "cublas_v2.h" })
+            {
+                using var s = typeof(MaxBatchBucketTests).Assembly.GetManifestResourceStream("mock/" + h)!;
+                using var o = File.Create(Path.Combine(root, "mock", h));
+                s.CopyTo(o);
+            }
+            var header = File.ReadAllText(Path.Combine(root, "include", "swc_model.h"));
+            Assert.Contains("#define SWC_OUTPUT_SAMPLE_ELEMENTS 7\n", header);
+            Assert.DoesNotContain("swc_output_shape_at", header);
+            foreach (var (file, lang) in new[] { ("src/swc_model.cu", "c++"), ("example/swc_example.cpp", "c++") })
+            {
+                var (code, output) = Tools.Run("g++", ["-std=c++17", "-fsyntax-only", "-Wall", "-Wextra", "-Werror",
+                    "-I", Path.Combine(root, "mock"), "-I", Path.Combine(root, "include"), "-x", lang,
+                    Path.Combine(root, file)], TimeSpan.FromMinutes(2));
+                Assert.True(code == 0, $"{file}: g++ -Wall -Wextra -Werror failed (exit {code}):\n{output}");
+            }
+        }
+        finally
+        {
+            Directory.Delete(root, recursive: true);
+        }
+        // one kernel name with two sources (a hash collision) cannot be in one library
+        var k0 = buckets[0].Plan.Kernels.First(k => buckets[^1].Plan.Kernels.All(x => x.Name != k.Name));
+        var bad = buckets[^1] with
+        {
+            Plan = buckets[^1].Plan with { Kernels = [.. buckets[^1].Plan.Kernels, k0 with { Source = "// other" }] },
+        };
+        var e = Assert.Throws<IrException>(() =>
+            StandaloneEmitter.EmitBuckets([buckets[0], buckets[1], bad], w, derived, "classifier", "0.1.0"));
+        Assert.Contains($"kernel {k0.Name} has one source at batch 3 and another at batch 1", e.Message);
+        e = Assert.Throws<IrException>(() =>
+            StandaloneEmitter.EmitBuckets([buckets[1], buckets[0]], w, derived, "classifier", "0.1.0"));
+        Assert.Contains("the buckets 2, 1 are not ascending positive batches", e.Message);
+    }
+
+    [Fact]
     public void Max_batch_and_another_batch_conflict()
     {
         var dir = Path.Combine(Path.GetTempPath(), "swc-maxbatch-" + Guid.NewGuid().ToString("N"));
