@@ -16,11 +16,11 @@ namespace ShiftWise.CudaEmu;
 /// </summary>
 public sealed class MaxBatchEmit : IDisposable
 {
-    /// <summary>The model: every stage, SE, GRN; features of stages 1 and 3; no --batch (--max-batch gives it).</summary>
+    /// <summary>The model: stages 0 and 1 (SE, GRN), both as features; no --batch (--max-batch gives it).</summary>
     public static readonly ModelArgs Args = new()
     {
         Depths = [1, 1, 1, 1], Dims = [8, 16, 16, 32], KernelSize = [7, 5, 5, 3, 3], ImageSize = 24,
-        Features = [1, 3], Seed = 3,
+        Features = [0, 1], Seed = 3,
     };
 
     public EmittedProject Project { get; } = new(Precision.Fp32, Args, maxBatch: 4);
