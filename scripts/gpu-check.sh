@@ -22,6 +22,7 @@
 # bundle unpacks and swc starts).
 # Unless GPU_CHECK_EMIT=0, after the tests: swc emit sw-tiny, a CMake + nvcc build of the emitted project, its example
 # against swc run --device cuda (relative L2 <= 1e-5) and a corrupted weights.bin     RESULTS_DIR/emit-*, emit-summary.txt
+# and swc emit sw-tiny --max-batch 8: its example at batch 1 and 8 bit-equal to swc run --device cuda, batch 3 padded
 # GPU_CHECK_TESTS=0 skips the tests; GPU_CHECK_BENCH=0 stops after the standalone project (tests and the standalone project only).
 # GPU_CHECK_TUNE=1 instead tunes sw-tiny at batch 128 after the tests (GPU_TUNE_BUDGET_S, default 150) and benchmarks
 # each stage's SW layer tuned and --untuned (RESULTS_DIR/swc-tune.log, swc-layer-s*-{tuned,untuned}.json, summary.txt).
@@ -214,6 +215,9 @@ fi
 # 1a. the standalone project (issue 10), unless GPU_CHECK_EMIT=0: swc emit sw-tiny at batch 2, a CMake + nvcc build of
 #     it, its example on a seeded input against swc run --device cuda on the same input (relative L2 <= 1e-5), and a
 #     weights.bin with one payload byte changed, which the library must reject      RESULTS_DIR/emit-*.log, emit-summary.txt
+#     Then (issue 23) swc emit sw-tiny --max-batch 8 (buckets 1, 2, 4, 8), built the same way, its example at batch 1
+#     and 8 against swc run --device cuda --batch 1 / 8 on the same input, BIT-EQUAL (compare_npy.py --tol 0: a bucket
+#     runs the plan swc run compiles for that batch), and at batch 3 (zero-padded onto bucket 4) to relative L2 1e-5
 # 3b. the training-step peers (issue 21): eager, the atomicAdd op, then torch.compile; the script stops itself
 #     (--time-budget) before the timeout and rewrites its JSON after every phase, so a compile cut short keeps the
 #     rest. A timeout is "partial", not a failure; a failed check or a failed eager peer fails the step. Nothing
@@ -358,11 +362,46 @@ if [ "${GPU_CHECK_EMIT:-1}" = "1" ]; then
       failed+=("corrupted weights.bin: exit $rc, see emit-corrupt.log")
     fi
   fi
+  # the --max-batch library (issue 23): one plan per bucket; batches 1 and 8 are buckets, 3 runs padded on bucket 4
+  EM="$work/emit-mb" EMB="$work/emit-mb-build"
+  if run_step "swc emit sw-tiny --max-batch 8" 300 60 "$R/emit-mb.log" "${swc[@]}" emit sw-tiny --max-batch 8 --out "$EM" \
+     && run_step "cmake + nvcc build of the --max-batch project" 300 60 "$R/emit-mb-build.log" \
+          bash -c "cmake -S '$EM' -B '$EMB' -G Ninja -DCMAKE_BUILD_TYPE=Release && cmake --build '$EMB' -j $(nproc)"; then
+    for b in 1 8 3; do
+      tol=0
+      [ "$b" = 3 ] && tol=1e-5
+      "$py" -c "import numpy as np; np.save('$work/emit-mb-x$b.npy', np.random.default_rng($b).standard_normal(($b, 3, 224, 224)).astype(np.float32))"
+      run_step "--max-batch example, batch $b" 60 40 "$R/emit-mb-run$b.log" "$EMB/swc_example" "$EM/weights.bin" \
+        "$work/emit-mb-x$b.npy" "$R/emit-mb-logits$b.npy" --repeat 20
+      run_step "swc run sw-tiny --device cuda --batch $b" 120 30 "$R/emit-mb-swc-run$b.log" "${swc[@]}" run sw-tiny \
+        --batch "$b" --device cuda --input "$work/emit-mb-x$b.npy" --output "$R/emit-mb-swc$b.npy"
+      run_step "--max-batch example vs swc run, batch $b (tolerance $tol)" 30 10 "$R/emit-mb-compare$b.log" "$py" \
+        "$B/tools/gpu/compare_npy.py" "$R/emit-mb-logits$b.npy" "$R/emit-mb-swc$b.npy" --tol "$tol" \
+        --label "emitted --max-batch 8 example vs swc run --device cuda (sw-tiny, batch $b)"
+    done
+    # a batch above the maximum: the example refuses the input (exit 1) with the batch range in its message
+    "$py" -c "import numpy as np; np.save('$work/emit-mb-x9.npy', np.zeros((9, 3, 224, 224), np.float32))"
+    "$EMB/swc_example" "$EM/weights.bin" "$work/emit-mb-x9.npy" "$work/emit-mb-never.npy" >"$R/emit-mb-batch9.log" 2>&1
+    rc=$?
+    if [ "$rc" -eq 1 ] && grep -q "compiled for (1 to 8, 3, 224, 224)" "$R/emit-mb-batch9.log"; then
+      printf '%s\t%s\n' "--max-batch 8 library refuses batch 9" "ok" >>"$R/steps.txt"
+    else
+      printf '%s\t%s\n' "--max-batch 8 library refuses batch 9" "failed (exit $rc)" >>"$R/steps.txt"
+      failed+=("--max-batch 8 example with batch 9: exit $rc, see emit-mb-batch9.log")
+    fi
+  fi
   { echo "standalone project (swc emit sw-tiny --batch 2):"
     sed -n 's/^emitted /  emitted /p' "$R/emit.log" 2>/dev/null
     grep -h "ms per run" "$R/emit-run.log" 2>/dev/null | sed 's/^/  example: /'
     sed 's/^/  /' "$R/emit-compare.log" 2>/dev/null
-    sed 's/^/  corrupted weights.bin: /' "$R/emit-corrupt.log" 2>/dev/null; } | tee "$R/emit-summary.txt"
+    sed 's/^/  corrupted weights.bin: /' "$R/emit-corrupt.log" 2>/dev/null
+    echo "standalone project with --max-batch 8 (swc emit sw-tiny --max-batch 8):"
+    sed -n 's/^\(emitted \|batches \)/  \1/p' "$R/emit-mb.log" 2>/dev/null
+    for b in 1 8 3; do
+      grep -h "ms per run" "$R/emit-mb-run$b.log" 2>/dev/null | sed 's/^/  example: /'
+      sed 's/^/  /' "$R/emit-mb-compare$b.log" 2>/dev/null
+    done
+    sed 's/^/  batch 9: /' "$R/emit-mb-batch9.log" 2>/dev/null; } | tee "$R/emit-summary.txt"
 fi
 if [ "${GPU_CHECK_BENCH:-1}" = "0" ] && [ "${GPU_CHECK_TUNE:-0}" != "1" ]; then
   cp "$R/emit-summary.txt" "$R/summary.txt" 2>/dev/null

@@ -25,13 +25,13 @@ public sealed class EmittedProject : IDisposable
     }
 
     /// <summary>The model emitted with --precision <paramref name="precision"/> (other model options: a backbone).</summary>
-    internal EmittedProject(Precision precision, ModelArgs? args = null)
+    internal EmittedProject(Precision precision, ModelArgs? args = null, int? maxBatch = null)
     {
         Root = Path.Combine(Path.GetTempPath(), "swc-emit-tests-" + Guid.NewGuid().ToString("N"));
         Tree = Path.Combine(Root, "tree");
         Result = EmitDriver.Run(new EmitRequest("sw-v2", args ?? Args(batch: 2), Tree)
         {
-            Arch = "sm_90", Version = "0.1.0", Precision = precision,
+            Arch = "sm_90", Version = "0.1.0", Precision = precision, MaxBatch = maxBatch,
         });
         _example = new Lazy<string>(BuildMockExample);
     }
@@ -71,11 +71,10 @@ public sealed class EmittedProject : IDisposable
             s.CopyTo(o);
         }
         // the kernels: each through the emulator (its cache), listed for the mock's loader
-        var plan = Result.Cuda.Plan;
         var stubs = new StringBuilder("#include \"cuda_runtime.h\"\n" + StandaloneEmitter.Types16Structs);
         var entries = new List<string>();
         var list = new StringBuilder();
-        foreach (var k in plan.Kernels)
+        foreach (var k in Result.Kernels)
         {
             Assert.Equal(k.Source, File.ReadAllText(Path.Combine(Tree, "kernels", k.FileName)));
             var module = CudaEmulator.Compile(k);

@@ -27,8 +27,17 @@ public static partial class StandaloneEmitter
     /// </summary>
     public static IReadOnlyList<StandaloneFile> Emit(CudaPlan plan, Graph g,
         IReadOnlyDictionary<string, Tensor> weights, IReadOnlyDictionary<string, float[]> derived, string description,
-        string version, string tuning = "")
+        string version, string tuning = "") =>
+        Render([new StandaloneBucket(0, plan, g)], multi: false, weights, derived, description, version, tuning);
+
+    // the tree of one plan (multi false: today's single-batch tree, byte for byte) or of one plan per batch bucket
+    // (multi true, buckets ascending; the last is the largest and gives the shapes, plan.json and the max-batch API)
+    private static IReadOnlyList<StandaloneFile> Render(IReadOnlyList<StandaloneBucket> buckets, bool multi,
+        IReadOnlyDictionary<string, Tensor> weights, IReadOnlyDictionary<string, float[]> derived, string description,
+        string version, string tuning)
     {
+        var plan = buckets[^1].Plan;
+        var g = buckets[^1].Graph;
         if (plan.Inputs.Count != 1 || plan.Outputs.Count == 0)
         {
             throw new IrException($"swc emit supports models with one input and at least one output; graph {g.Name} "
@@ -59,51 +68,20 @@ public static partial class StandaloneEmitter
         int maxRank = outputTypes.Max(t => t.Shape.Rank);
 
         // weights.bin: the parameters in graph order (16-bit ones packed two to a float slot), then the derived
-        // tensors in plan order
+        // tensors in plan order (several buckets: the largest's, then those only a smaller one has)
         var tensors = new List<(string, long)>();
         foreach (var p in g.Params) tensors.Add((p.Name, (p.Type.Shape.Elements * p.Type.DType.Size() + 3) / 4));
-        foreach (var d in plan.Derived) tensors.Add((d.Name, d.Floats));
+        foreach (var d in DerivedUnion(buckets)) tensors.Add((d.Name, d.Floats));
         var (rows, payloadFloats) = WeightsBin.Layout(tensors);
         var paramAt = new Dictionary<string, long>(StringComparer.Ordinal);
         var derivedAt = new Dictionary<string, long>(StringComparer.Ordinal);
         for (int i = 0; i < rows.Count; i++) (i < g.Params.Count ? paramAt : derivedAt)[rows[i].Name] = rows[i].Offset;
-        // a cuBLASLt step runs as the same cuBLAS call here (below), and plan.json says so
-        var planText = CudaPlanJson.Write(plan with
-            { Steps = [.. plan.Steps.Select(s => s is GemmCall { Lt: not null } c ? c with { Lt = null } : s)] });
-        var (scratchAt, scratchFloats) = plan.ScratchLayout();
-        var slots = plan.Memory.Slots.ToDictionary(s => s.Value, s => s.Offset, StringComparer.Ordinal);
-
-        (string Base, long At) Value(string v)
-        {
-            v = plan.Root(v);
-            if (v == input.Name) return ("I", 0);
-            if (paramAt.TryGetValue(v, out var p)) return ("W", p);
-            if (slots.TryGetValue(v, out var off))
-            {
-                if (off % 4 != 0) throw new IrException($"value %{v}: arena offset {off} is not a multiple of 4 bytes");
-                return ("A", off / 4);
-            }
-            throw new IrException($"value %{v} has no place in the memory plan");
-        }
-        // an argument's pointer; its offset counts elements of the buffer's type (or of a GEMM's storage type)
-        string Ptr(ArgRef a, int? elementBytes = null)
-        {
-            int size = elementBytes ?? (a.Kind is ArgKind.Value or ArgKind.Param ? types[a.Name].DType.Size() : 4);
-            var (b, at) = a.Kind switch
-            {
-                ArgKind.Value => Value(a.Name),
-                ArgKind.Param => paramAt.TryGetValue(a.Name, out var p) ? ("W", p) : throw Missing(a),
-                ArgKind.Derived => derivedAt.TryGetValue(a.Name, out var d) ? ("W", d) : throw Missing(a),
-                ArgKind.Scratch => scratchAt.TryGetValue(a.Name, out var s) ? ("S", s) : throw Missing(a),
-                _ => throw Missing(a),
-            };
-            return PointerBytes(b, at * 4 + a.Offset * size);
-        }
 
         // entry declarations, copied from the kernel sources
+        var kernels = KernelUnion(buckets);
         var declarations = new List<string>();
         var entries = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var k in plan.Kernels)
+        foreach (var k in kernels)
         {
             foreach (var e in k.Entries)
             {
@@ -113,60 +91,25 @@ public static partial class StandaloneEmitter
             }
         }
 
-        var steps = new List<string>();
         var maxShared = new SortedDictionary<string, int>(StringComparer.Ordinal);
-        int launches = 0, gemms = 0;
-        for (int i = 0; i < plan.Steps.Count; i++)
-        {
-            switch (plan.Steps[i])
-            {
-                case KernelLaunch l:
-                    if (!entries.Contains(l.Entry))
-                    {
-                        throw new IrException($"step {i}: kernel entry {l.Entry} is not defined by any kernel");
-                    }
-                    if (l.Args.Count > 32)
-                    {
-                        throw new IrException($"step {i}: {l.Args.Count} arguments (the launcher passes at most 32)");
-                    }
-                    steps.Add($"launch(m, {i}, \"{l.Entry}\", (const void*)&{l.Entry}, dim3({l.Grid.X}, {l.Grid.Y}, "
-                        + $"{l.Grid.Z}), " +
-                        $"dim3({l.Block.X}, {l.Block.Y}, {l.Block.Z}), {l.SharedBytes}u, "
-                            + $"{{{string.Join(", ", l.Args.Select(a => Ptr(a)))}}})");
-                    if (l.SharedBytes > 48 * 1024)
-                    {
-                        maxShared[l.Entry] = Math.Max(maxShared.GetValueOrDefault(l.Entry), l.SharedBytes);
-                    }
-                    launches++;
-                    break;
-                case GemmCall c:
-                {
-                    // float32: cublasSgemmStridedBatched; bf16 / fp16: cublasGemmStridedBatchedEx, float32 compute
-                    // (a cuBLASLt step too: the same product; its own epilogue would be lost, so that is refused)
-                    if (c.Lt is { Epilogue: not GemmEpilogue.Default }) throw LtEpilogue(i, c);
-                    int e = c.Storage.Size();
-                    steps.Add($"gemm(m, {i}, {B(c.TransA)}, {B(c.TransB)}, {c.M}, {c.N}, {c.K}, {Bits(c.Alpha)}, "
-                        + $"{Ptr(c.A, e)}, {c.Lda}, {c.StrideA}LL, " +
-                        $"{Ptr(c.B, e)}, {c.Ldb}, {c.StrideB}LL, {Bits(c.Beta)}, {Ptr(c.C, e)}, {c.Ldc}, "
-                        + $"{c.StrideC}LL, "
-                            + $"{c.Batch}, {CudaType(c.Storage)})");
-                    gemms++;
-                    break;
-                }
-                default:
-                    throw new IrException($"step {i}: unknown plan step {plan.Steps[i].GetType().Name}");
-            }
-        }
+        var codes = buckets.Select(b => BucketSteps(b, paramAt, derivedAt, entries, maxShared)).ToList();
+        var top = codes[^1];
+        long arenaBytes = codes.Max(c => c.ArenaBytes), scratchFloats = codes.Max(c => c.ScratchFloats);
         var sharedAttributes = maxShared.Select(kv =>
             $"cudaFuncSetAttribute((const void*)&{kv.Key}, cudaFuncAttributeMaxDynamicSharedMemorySize, {kv.Value})")
                 .ToList();
         // the model id: a hash of everything the launcher bakes in (kernels, steps, layout, shapes), and of no name, so
         // that the generated code is the same for the same model under other names
         var idText = new StringBuilder();
-        foreach (var k in plan.Kernels) idText.Append(k.Name).Append('\n').Append(k.Source).Append('\n');
-        foreach (var st in steps) idText.Append(st).Append('\n');
+        foreach (var k in kernels) idText.Append(k.Name).Append('\n').Append(k.Source).Append('\n');
+        foreach (var c in codes)
+        {
+            if (multi) idText.Append("batch ").Append(c.Batch).Append(' ').Append(c.ArenaBytes).Append(' ')
+                .Append(c.ScratchFloats).Append('\n');
+            foreach (var st in c.Steps) idText.Append(st).Append('\n');
+        }
         idText.Append(input.Type).Append(' ').Append(string.Join(" ", outputTypes)).Append(' ')
-            .Append(plan.Memory.ArenaBytes).Append(' ').Append(scratchFloats);
+            .Append(arenaBytes).Append(' ').Append(scratchFloats);
         var modelId = WeightsBin.ModelId(idText.ToString(), rows);
         var bin = WeightsBin.Write(rows, payloadFloats, modelId, r =>
         {
@@ -200,7 +143,7 @@ public static partial class StandaloneEmitter
             ["output_max_rank"] = maxRank,
             ["output_shapes"] = outputTypes.Select(t => string.Join(", ", Enumerable.Range(0, maxRank)
                 .Select(d => d < t.Shape.Rank ? t.Shape[d].ToString(CultureInfo.InvariantCulture) : "0"))).ToList(),
-            ["output_pointers"] = plan.Outputs.Select(o => Pointer(Value(o).Base, Value(o).At)).ToList(),
+            ["output_pointers"] = top.OutputPointers,
             ["weights_format"] = WeightsBin.Format,
             ["declarations"] = declarations,
             ["types16"] = declarations.Any(d => d.Contains("swc_bf16", StringComparison.Ordinal)
@@ -210,23 +153,24 @@ public static partial class StandaloneEmitter
             ["model_id_bytes"] = string.Join(", ", modelId.Select(b => $"0x{b:x2}")),
             ["model_id_hex"] = idHex,
             ["tensor_rows"] = rows.Select(r => $"{r.Offset}u, {r.Floats}u").ToList(),
-            ["arena_bytes"] = plan.Memory.ArenaBytes,
+            ["arena_bytes"] = arenaBytes,
             ["scratch_floats"] = scratchFloats,
             ["scratch_bytes"] = scratchFloats * 4,
-            ["step_count"] = plan.Steps.Count,
-            ["steps"] = steps,
-            ["output_pointer"] = Pointer(Value(plan.Outputs[0]).Base, Value(plan.Outputs[0]).At),
+            ["step_count"] = top.Steps.Count,
+            ["steps"] = top.Steps,
+            ["output_pointer"] = top.OutputPointers[0],
             ["shared_attributes"] = sharedAttributes,
             ["cmake_arch"] = CmakeArch(arch),
-            ["kernel_files"] = plan.Kernels.Select(k => "kernels/" + k.FileName).ToList(),
+            ["kernel_files"] = kernels.Select(k => "kernels/" + k.FileName).ToList(),
             ["description"] = Plain(description),
             ["arch"] = arch,
-            ["kernel_count"] = plan.Kernels.Count,
-            ["launch_count"] = launches,
-            ["gemm_count"] = gemms,
+            ["kernel_count"] = kernels.Count,
+            ["launch_count"] = top.Launches,
+            ["gemm_count"] = top.Gemms,
             ["payload_mb"] = (payloadFloats * 4 / 1e6).ToString("F1", CultureInfo.InvariantCulture),
             ["tuning"] = tuning.Length == 0 ? "cost-model defaults" : Plain(tuning),
         };
+        AddBatchModel(model, multi, codes, input.Type, outputTypes);
 
         var files = new List<StandaloneFile>
         {
@@ -235,10 +179,14 @@ public static partial class StandaloneEmitter
             Text("include/swc_model.h", "standalone_model.h.sbn", model),
             Text("src/swc_model.cu", "standalone_model.cu.sbn", model),
             Text("example/swc_example.cpp", "standalone_example.cpp.sbn", model),
-            new("plan.json", Encoding.UTF8.GetBytes(planText)),
+            new("plan.json", Encoding.UTF8.GetBytes(top.PlanJson)),
             new("weights.bin", bin),
         };
-        foreach (var k in plan.Kernels)
+        foreach (var c in codes.Take(codes.Count - 1))
+        {
+            files.Add(new StandaloneFile(PlanFile(c.Batch), Encoding.UTF8.GetBytes(c.PlanJson)));
+        }
+        foreach (var k in kernels)
         {
             CheckIdentifier(k.Name, "kernel name");
             files.Add(new StandaloneFile("kernels/" + k.FileName, Encoding.UTF8.GetBytes(k.Source)));

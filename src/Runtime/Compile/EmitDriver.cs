@@ -22,6 +22,12 @@ public sealed record EmitRequest(string Model, ModelArgs Args, string OutDir)
 
     /// <summary>--precision: bf16 / fp16 emit the 16-bit graph's kernels, weights and GEMMs.</summary>
     public Precision Precision { get; init; } = Precision.Fp32;
+
+    /// <summary>
+    /// --max-batch N: a library that runs any batch from 1 to N, with one plan per batch bucket
+    /// (<see cref="StandaloneEmitter.BatchBuckets"/>); null: one plan, at the batch of <see cref="Args"/>.
+    /// </summary>
+    public int? MaxBatch { get; init; }
 }
 
 /// <summary>The outcome: the plan, whether NVRTC checked every kernel, the files written.</summary>
@@ -33,6 +39,18 @@ public sealed record EmitResult(LoadedModel Source, CudaCompileResult Cuda, IRea
 
     /// <summary>The bytes of all files written.</summary>
     public long Bytes => Files.Sum(f => (long)f.Bytes.Length);
+
+    /// <summary>
+    /// With --max-batch: each batch bucket and its compile, ascending (the last is <see cref="Cuda"/>); else empty.
+    /// </summary>
+    public IReadOnlyList<(int Batch, CudaCompileResult Cuda)> Buckets { get; init; } = [];
+
+    /// <summary>How many kernel files were written (see <see cref="Kernels"/>).</summary>
+    public int KernelCount => Kernels.Count;
+
+    /// <summary>The kernels written to kernels/ (with --max-batch, the union over the buckets).</summary>
+    public IReadOnlyList<CudaKernelSource> Kernels => Buckets.Count == 0 ? Cuda.Plan.Kernels
+        : [.. Buckets.SelectMany(b => b.Cuda.Plan.Kernels).DistinctBy(k => k.Name)];
 }
 
 /// <summary>
@@ -54,6 +72,7 @@ public static class EmitDriver
         var sw = Stopwatch.StartNew();
         var outDir = Path.GetFullPath(req.OutDir);
         CheckReplaceable(outDir);
+        if (req.MaxBatch is int maxBatch) return RunBuckets(req, maxBatch, outDir, sw, log);
         var src = Driver.Load(req.Model, req.Args);
         foreach (var w in src.Warnings) log?.Invoke(w);
         var ctx = Driver.Optimize(src.Graph, src.Weights, "inference", precision: req.Precision);
@@ -66,6 +85,60 @@ public static class EmitDriver
             cuda.Tuning);
         TreeWriter.Replace(outDir, files.Select(f => (f.Path, f.Bytes)));
         return new EmitResult(src, cuda, files, outDir, sw.Elapsed);
+    }
+
+    // --max-batch: the model loaded, optimised and lowered at each bucket's batch, as swc run would at that batch
+    private static EmitResult RunBuckets(EmitRequest req, int maxBatch, string outDir, Stopwatch sw,
+        Action<string>? log)
+    {
+        if (req.Args.Batch is int b0 && b0 != maxBatch)
+        {
+            throw new OptionException($"options --batch {b0} and --max-batch {maxBatch} conflict: --max-batch emits "
+                + "a library for every batch from 1 to its value; give one of them");
+        }
+        var batches = StandaloneEmitter.BatchBuckets(maxBatch);
+        var arch = req.Arch ?? (CudaDevice.Available ? CudaDevice.Info.Arch : "sm_90");
+        var buckets = new List<StandaloneBucket>();
+        var compiles = new List<(int, CudaCompileResult)>();
+        var derived = new Dictionary<string, float[]>(StringComparer.Ordinal);
+        LoadedModel? top = null;
+        Dictionary<string, Tensor>? weights = null;
+        foreach (var b in batches)
+        {
+            log?.Invoke($"batch {b} ({buckets.Count + 1} of {batches.Count} buckets): compiling");
+            var src = Driver.Load(req.Model, req.Args with { Batch = b });
+            var ctx = Driver.Optimize(src.Graph, src.Weights, "inference", precision: req.Precision);
+            var cuda = CompileDriver.Cuda(ctx.Graph, arch, log);
+            var w = ctx.Graph.Params.ToDictionary(p => p.Name, p => ctx.Weights[p.Name], StringComparer.Ordinal);
+            // the same model at another batch: the same parameters, and derived tensors that agree by name
+            weights ??= w;
+            foreach (var (name, t) in w)
+            {
+                if (!weights.TryGetValue(name, out var had) || !had.Bytes().SequenceEqual(t.Bytes()))
+                {
+                    throw new IrException($"swc emit --max-batch: parameter '{name}' differs between batch "
+                        + $"{batches[0]} and batch {b}");
+                }
+            }
+            foreach (var (name, v) in Derived.ComputeAll(cuda.Plan, ctx.Graph, w))
+            {
+                if (derived.TryGetValue(name, out var had) && !had.AsSpan().SequenceEqual(v))
+                {
+                    throw new IrException($"swc emit --max-batch: derived tensor '{name}' differs at batch {b}");
+                }
+                derived[name] = v;
+            }
+            buckets.Add(new StandaloneBucket(b, cuda.Plan, ctx.Graph));
+            compiles.Add((b, cuda));
+            top = src;
+        }
+        var last = compiles[^1].Item2;
+        var tuning = string.Join("; ", compiles.Select(c => c.Item2.Tuning).Distinct(StringComparer.Ordinal));
+        var files = StandaloneEmitter.EmitBuckets(buckets, weights!, derived,
+            $"{top!.Description}, input {Shape(last.Plan.Inputs[0].Type.Shape)}, any batch from 1 to {maxBatch} "
+            + $"(buckets {string.Join(" ", batches)}), {req.Precision.Name()}", req.Version, tuning);
+        TreeWriter.Replace(outDir, files.Select(f => (f.Path, f.Bytes)));
+        return new EmitResult(top, last, files, outDir, sw.Elapsed) { Buckets = compiles };
     }
 
     /// <summary>Refuses to replace a folder that holds anything but an earlier emit.</summary>
