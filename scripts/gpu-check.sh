@@ -28,6 +28,9 @@
 # each stage's SW layer tuned and --untuned (RESULTS_DIR/swc-tune.log, swc-layer-s*-{tuned,untuned}.json, summary.txt).
 # GPU_CHECK_ONLY=train runs issue 21's GPU lines instead (section T: the training tests, swc bench --train, the
 # training-step peers, the Fashion-MNIST recipe's accuracy and time, a killed and resumed run; budget 570 s).
+# GPU_CHECK_ONLY=deploy runs issue 23's GPU lines instead (section D: AnyShapeGpuTests, then swc emit sw-tiny --max-batch 8
+# built with nvcc, its batches 1 and 8 bit-equal to swc run --device cuda); GPU_CHECK_MAXBATCH=1 adds section D to the
+# default run, after the standalone project.
 # GPU_CHECK_ONLY=precision runs issue 22's GPU lines instead (section P: the bf16/fp16 accuracy checks, swc bench sw-tiny
 # at batch 128 in fp32/tf32/bf16/fp16, the PyTorch peers side by side with them, UniRepLKNet-T; budget 480 s; the GPU
 # tests only with GPU_CHECK_TESTS=1, then -class ShiftWise.Gpu.Tests.Types16GpuTests unless GPU_TESTS_ARGS says;
@@ -48,6 +51,9 @@ if [ "${GPU_CHECK_ONLY:-}" = "train" ]; then   # issue 21's GPU lines in one cal
   export GPU_CHECK_EMIT=0
   budget="${GPU_CHECK_BUDGET_S:-570}"
   GPU_TESTS_ARGS="${GPU_TESTS_ARGS:--class ShiftWise.Gpu.Tests.TrainGpuTests -class ShiftWise.Gpu.Tests.ConvGradGpuTests}"
+fi
+if [ "${GPU_CHECK_ONLY:-}" = "deploy" ]; then   # issue 23's GPU lines in one call (section D below)
+  GPU_TESTS_ARGS="${GPU_TESTS_ARGS:--class ShiftWise.Gpu.Tests.AnyShapeGpuTests}"
 fi
 if [ "${GPU_CHECK_ONLY:-}" = "precision" ]; then   # issue 22's GPU lines in one call (section P below)
   export GPU_CHECK_EMIT=0
@@ -331,38 +337,13 @@ PY
     >"$R/summary.txt"
   finish
 fi
-# P. GPU_CHECK_ONLY=precision (issue 22): scripts/gpu-check-precision.sh (beside this script, here and in the bundle)
-if [ "${GPU_CHECK_ONLY:-}" = "precision" ]; then
-  # shellcheck source=gpu-check-precision.sh
-  . "$here/gpu-check-precision.sh" || die "$here/gpu-check-precision.sh is missing (an older bundle?)"
-  precision_section
-  finish
-fi
-rm -f "$R"/emit-*.log "$R"/emit-*.npy "$R"/swc-logits.npy "$R/emit-summary.txt"
-if [ "${GPU_CHECK_EMIT:-1}" = "1" ]; then
-  E="$work/emit" EB="$work/emit-build"
-  if run_step "swc emit sw-tiny batch 2" 120 60 "$R/emit.log" "${swc[@]}" emit sw-tiny --batch 2 --out "$E" \
-     && run_step "cmake + nvcc build of the emitted project" 300 60 "$R/emit-build.log" \
-          bash -c "cmake -S '$E' -B '$EB' -G Ninja -DCMAKE_BUILD_TYPE=Release && cmake --build '$EB' -j $(nproc)"; then
-    "$py" -c "import numpy as np; np.save('$work/emit-x.npy', np.random.default_rng(0).standard_normal((2, 3, 224, 224)).astype(np.float32))"
-    run_step "emitted example" 60 40 "$R/emit-run.log" "$EB/swc_example" "$E/weights.bin" "$work/emit-x.npy" \
-      "$R/emit-logits.npy" --repeat 20
-    run_step "swc run sw-tiny --device cuda" 120 30 "$R/emit-swc-run.log" "${swc[@]}" run sw-tiny --batch 2 --device cuda \
-      --input "$work/emit-x.npy" --output "$R/swc-logits.npy"
-    run_step "emitted vs swc run" 30 10 "$R/emit-compare.log" "$py" "$B/tools/gpu/compare_npy.py" "$R/emit-logits.npy" \
-      "$R/swc-logits.npy" --tol 1e-5 --label "emitted example vs swc run --device cuda (sw-tiny, batch 2)"
-    "$py" -c "import sys; b = bytearray(open(sys.argv[1], 'rb').read()); b[-100] ^= 0x55; open(sys.argv[2], 'wb').write(b)" \
-      "$E/weights.bin" "$work/corrupt.bin"
-    "$EB/swc_example" "$work/corrupt.bin" "$work/emit-x.npy" "$work/corrupt-logits.npy" >"$R/emit-corrupt.log" 2>&1
-    rc=$?
-    if [ "$rc" -eq 1 ] && grep -q "checksum does not match" "$R/emit-corrupt.log"; then
-      printf '%s\t%s\n' "corrupted weights.bin rejected" "ok" >>"$R/steps.txt"
-    else
-      printf '%s\t%s\n' "corrupted weights.bin rejected" "failed (exit $rc)" >>"$R/steps.txt"
-      failed+=("corrupted weights.bin: exit $rc, see emit-corrupt.log")
-    fi
-  fi
-  # the --max-batch library (issue 23): one plan per bucket; batches 1 and 8 are buckets, 3 runs padded on bucket 4
+# D. the --max-batch library (issue 23), in GPU_CHECK_ONLY=deploy or, with GPU_CHECK_MAXBATCH=1, after the standalone
+#    project: swc emit sw-tiny --max-batch 8 (buckets 1, 2, 4, 8), a CMake + nvcc build, its example at batch 1 and 8
+#    against swc run --device cuda --batch 1 / 8 on the same input, BIT-EQUAL (compare_npy.py --tol 0: a bucket runs the
+#    plan swc run compiles for that batch), at batch 3 (zero-padded onto bucket 4) to relative L2 1e-5, and batch 9
+#    refused                                                                  RESULTS_DIR/emit-mb-*, emit-mb-summary.txt
+maxbatch_section() {
+  rm -f "$R"/emit-mb-*
   EM="$work/emit-mb" EMB="$work/emit-mb-build"
   if run_step "swc emit sw-tiny --max-batch 8" 300 60 "$R/emit-mb.log" "${swc[@]}" emit sw-tiny --max-batch 8 --out "$EM" \
      && run_step "cmake + nvcc build of the --max-batch project" 300 60 "$R/emit-mb-build.log" \
@@ -390,18 +371,58 @@ if [ "${GPU_CHECK_EMIT:-1}" = "1" ]; then
       failed+=("--max-batch 8 example with batch 9: exit $rc, see emit-mb-batch9.log")
     fi
   fi
-  { echo "standalone project (swc emit sw-tiny --batch 2):"
-    sed -n 's/^emitted /  emitted /p' "$R/emit.log" 2>/dev/null
-    grep -h "ms per run" "$R/emit-run.log" 2>/dev/null | sed 's/^/  example: /'
-    sed 's/^/  /' "$R/emit-compare.log" 2>/dev/null
-    sed 's/^/  corrupted weights.bin: /' "$R/emit-corrupt.log" 2>/dev/null
-    echo "standalone project with --max-batch 8 (swc emit sw-tiny --max-batch 8):"
+  { echo "standalone project with --max-batch 8 (swc emit sw-tiny --max-batch 8):"
     sed -n 's/^\(emitted \|batches \)/  \1/p' "$R/emit-mb.log" 2>/dev/null
     for b in 1 8 3; do
       grep -h "ms per run" "$R/emit-mb-run$b.log" 2>/dev/null | sed 's/^/  example: /'
       sed 's/^/  /' "$R/emit-mb-compare$b.log" 2>/dev/null
     done
-    sed 's/^/  batch 9: /' "$R/emit-mb-batch9.log" 2>/dev/null; } | tee "$R/emit-summary.txt"
+    sed 's/^/  batch 9: /' "$R/emit-mb-batch9.log" 2>/dev/null; } | tee "$R/emit-mb-summary.txt"
+}
+# D. GPU_CHECK_ONLY=deploy (issue 23): after the GPU tests (by default only AnyShapeGpuTests), the --max-batch library
+if [ "${GPU_CHECK_ONLY:-}" = "deploy" ]; then
+  maxbatch_section
+  cp "$R/emit-mb-summary.txt" "$R/summary.txt" 2>/dev/null
+  finish
+fi
+# P. GPU_CHECK_ONLY=precision (issue 22): scripts/gpu-check-precision.sh (beside this script, here and in the bundle)
+if [ "${GPU_CHECK_ONLY:-}" = "precision" ]; then
+  # shellcheck source=gpu-check-precision.sh
+  . "$here/gpu-check-precision.sh" || die "$here/gpu-check-precision.sh is missing (an older bundle?)"
+  precision_section
+  finish
+fi
+rm -f "$R"/emit-*.log "$R"/emit-*.npy "$R"/swc-logits.npy "$R/emit-summary.txt" "$R/emit-mb-summary.txt"
+if [ "${GPU_CHECK_EMIT:-1}" = "1" ]; then
+  E="$work/emit" EB="$work/emit-build"
+  if run_step "swc emit sw-tiny batch 2" 120 60 "$R/emit.log" "${swc[@]}" emit sw-tiny --batch 2 --out "$E" \
+     && run_step "cmake + nvcc build of the emitted project" 300 60 "$R/emit-build.log" \
+          bash -c "cmake -S '$E' -B '$EB' -G Ninja -DCMAKE_BUILD_TYPE=Release && cmake --build '$EB' -j $(nproc)"; then
+    "$py" -c "import numpy as np; np.save('$work/emit-x.npy', np.random.default_rng(0).standard_normal((2, 3, 224, 224)).astype(np.float32))"
+    run_step "emitted example" 60 40 "$R/emit-run.log" "$EB/swc_example" "$E/weights.bin" "$work/emit-x.npy" \
+      "$R/emit-logits.npy" --repeat 20
+    run_step "swc run sw-tiny --device cuda" 120 30 "$R/emit-swc-run.log" "${swc[@]}" run sw-tiny --batch 2 --device cuda \
+      --input "$work/emit-x.npy" --output "$R/swc-logits.npy"
+    run_step "emitted vs swc run" 30 10 "$R/emit-compare.log" "$py" "$B/tools/gpu/compare_npy.py" "$R/emit-logits.npy" \
+      "$R/swc-logits.npy" --tol 1e-5 --label "emitted example vs swc run --device cuda (sw-tiny, batch 2)"
+    "$py" -c "import sys; b = bytearray(open(sys.argv[1], 'rb').read()); b[-100] ^= 0x55; open(sys.argv[2], 'wb').write(b)" \
+      "$E/weights.bin" "$work/corrupt.bin"
+    "$EB/swc_example" "$work/corrupt.bin" "$work/emit-x.npy" "$work/corrupt-logits.npy" >"$R/emit-corrupt.log" 2>&1
+    rc=$?
+    if [ "$rc" -eq 1 ] && grep -q "checksum does not match" "$R/emit-corrupt.log"; then
+      printf '%s\t%s\n' "corrupted weights.bin rejected" "ok" >>"$R/steps.txt"
+    else
+      printf '%s\t%s\n' "corrupted weights.bin rejected" "failed (exit $rc)" >>"$R/steps.txt"
+      failed+=("corrupted weights.bin: exit $rc, see emit-corrupt.log")
+    fi
+  fi
+  [ "${GPU_CHECK_MAXBATCH:-0}" = "1" ] && maxbatch_section
+  { echo "standalone project (swc emit sw-tiny --batch 2):"
+    sed -n 's/^emitted /  emitted /p' "$R/emit.log" 2>/dev/null
+    grep -h "ms per run" "$R/emit-run.log" 2>/dev/null | sed 's/^/  example: /'
+    sed 's/^/  /' "$R/emit-compare.log" 2>/dev/null
+    sed 's/^/  corrupted weights.bin: /' "$R/emit-corrupt.log" 2>/dev/null
+    cat "$R/emit-mb-summary.txt" 2>/dev/null; } | tee "$R/emit-summary.txt"
 fi
 if [ "${GPU_CHECK_BENCH:-1}" = "0" ] && [ "${GPU_CHECK_TUNE:-0}" != "1" ]; then
   cp "$R/emit-summary.txt" "$R/summary.txt" 2>/dev/null
