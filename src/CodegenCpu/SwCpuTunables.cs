@@ -4,7 +4,9 @@ namespace ShiftWise.CodegenCpu;
 
 /// <summary>
 /// The CPU tunables of an SW layer: lowering (0 the collapsed cross, 1 the factorised form), and the cross's register
-/// tile: row_block rows by col_vectors 8-wide column vectors (at most 12 accumulators: AVX2 has 16 vector registers).
+/// tile: row_block rows by col_vectors column vectors of 8 floats (AVX2; at most 12 accumulators of its 16 registers) or
+/// 16 (AVX-512; at most 24 of 32). The value sets are those of the 8-wide kernel, which the 16-wide one accepts too
+/// (its column vectors are clamped to the row).
 /// </summary>
 public sealed class SwCpuTunables : ISwTunables
 {
@@ -20,14 +22,16 @@ public sealed class SwCpuTunables : ISwTunables
             ["col_vectors"] = Enumerable.Range(1, Math.Min(Vectors(spec), 8)).ToArray(),
         };
 
-    /// <summary>The cost model's choice.</summary>
-    public static IReadOnlyDictionary<string, int> Defaults(SwLayerSpec spec)
+    /// <summary>The cost model's choice for vectors of <paramref name="vectorWidth"/> floats (8: AVX2, 16: AVX-512).</summary>
+    public static IReadOnlyDictionary<string, int> Defaults(SwLayerSpec spec, int vectorWidth = 8)
     {
-        // up to 4 vectors by 2 rows (3 rows for narrower tiles). Each loaded input vector then feeds about two FMAs (1
-        // per load with a single row, which leaves the loads as the bottleneck), and the 8-9 accumulators plus the
-        // loaded vectors and a broadcast fit AVX2's 16 registers without spilling
-        int cv = Math.Min(4, Vectors(spec));
-        int rb = Math.Min(cv >= 4 ? 2 : 3, Math.Max(1, spec.Input[2]));
+        // The horizontal band slides a window of col_vectors vectors, one load per tap, so it wants wide tiles; the
+        // vertical band loads col_vectors vectors per tap and broadcasts row_block weights, so it wants both. AVX2
+        // (16 registers): up to 3 vectors by 3 rows (4 rows for narrow planes): 9-12 accumulators plus the window
+        // and a broadcast. AVX-512 (32 registers): up to 4 vectors by 4 rows
+        int vectors = (spec.Input[3] + vectorWidth - 1) / vectorWidth;
+        int cv = Math.Min(vectorWidth == 16 ? 4 : 3, vectors);
+        int rb = Math.Min(vectorWidth == 16 || cv <= 2 ? 4 : 3, Math.Max(1, spec.Input[2]));
         return new Dictionary<string, int>(StringComparer.Ordinal)
         {
             // the cross: dense FMAs beat the gather's loads on CPUs (PERFORMANCE.md); tuning may flip it
