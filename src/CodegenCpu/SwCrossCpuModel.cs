@@ -62,6 +62,12 @@ public sealed class SwCrossCpuModel
         }
     }
 
+    /// <summary>
+    /// The vector width for a plane on a CPU whose widest vectors hold <paramref name="maxWidth"/> floats: 16 only
+    /// where a row is wider than 8 (a row of 8 or fewer would leave most of a 16-wide vector idle).
+    /// </summary>
+    public static int WidthFor(SwLayerSpec spec, int maxWidth) => maxWidth == 16 && spec.Input[3] > 8 ? 16 : 8;
+
     /// <summary>Accumulators a tile may hold: 12 of AVX2's 16 registers, 24 of AVX-512's 32.</summary>
     public static int MaxAccumulators(int vectorWidth) => vectorWidth == 16 ? 24 : 12;
 

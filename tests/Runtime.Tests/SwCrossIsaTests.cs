@@ -139,6 +139,7 @@ public sealed class SwCrossIsaTests
             k = new SwLayerKernel(req, SwLayerSpec.Of(req.Node, req.InputTypes[0].Shape), t);
         }
         Assert.Equal(isa, k.Isa);
+        Assert.Equal(isa == CpuIsaKind.Avx512 && req.InputTypes[0].Shape[3] > 8 ? 16 : 8, k.VectorWidth);
         var xs = ((float[])x.Values.Single().Data).Prepend(0f).ToArray(); // a non-zero offset
         var y = new float[expected.Length + 3];
         k.Run([new Buf(xs, 1, xs.Length - 1)], [new Buf(y, 2, expected.Length)]);

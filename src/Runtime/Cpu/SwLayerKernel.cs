@@ -42,7 +42,9 @@ public sealed class SwLayerKernel : CpuKernel
             throw new IrException($"{r.Node.Describe()}: the CPU cross kernel needs constant weights");
         }
         Isa = CpuIsa.Current;
-        int width = CpuIsa.Width(Isa);
+        // AVX-512 runs Vector512 where a row is wider than 8, Vector256 (with its 32 registers) on narrower planes
+        int width = SwCrossCpuModel.WidthFor(spec, CpuIsa.Width(Isa));
+        VectorWidth = width;
         var t = tunables ?? SwCpuTunables.Defaults(spec, width);
         Lowering = t.TryGetValue("lowering", out int lw) && lw == 1 ? "factorised" : "cross";
         var src = Lowering == "cross" ? CpuCodegen.SwCross(spec, t, width) : CpuCodegen.SwFactorised(spec);
@@ -76,6 +78,9 @@ public sealed class SwLayerKernel : CpuKernel
 
     /// <summary>The vector ISA the kernel was generated for (<see cref="CpuIsa.Current"/> when it was built).</summary>
     public CpuIsaKind Isa { get; }
+
+    /// <summary>Floats per vector of the cross kernel: 16 (Vector512) or 8 (Vector256).</summary>
+    public int VectorWidth { get; }
 
     /// <summary>Where the compiled kernel came from (memory, the disk cache, or Roslyn now).</summary>
     public CacheOutcome Cache { get; }
