@@ -17,7 +17,9 @@ public static class CpuCodegen
             TemplateRenderer.Render("sw_factorised.cs.sbn", m), m.ScratchFloats);
     }
 
-    /// <summary>The cross lowering of an SW layer with vectors of <paramref name="vectorWidth"/> floats (8 or 16).</summary>
+    /// <summary>
+    /// The cross lowering of an SW layer with vectors of <paramref name="vectorWidth"/> floats (8 or 16).
+    /// </summary>
     public static CpuKernelSource SwCross(SwLayerSpec spec, IReadOnlyDictionary<string, int>? tunables = null,
         int vectorWidth = 8)
     {

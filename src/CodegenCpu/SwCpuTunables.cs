@@ -4,9 +4,9 @@ namespace ShiftWise.CodegenCpu;
 
 /// <summary>
 /// The CPU tunables of an SW layer: lowering (0 the collapsed cross, 1 the factorised form), and the cross's register
-/// tile: row_block rows by col_vectors column vectors of 8 floats (AVX2; at most 12 accumulators of its 16 registers) or
-/// 16 (AVX-512; at most 24 of 32). The value sets are those of the 8-wide kernel, which the 16-wide one accepts too
-/// (its column vectors are clamped to the row).
+/// tile: row_block rows by col_vectors column vectors of 8 floats (AVX2; at most 12 accumulators of its 16
+/// registers) or 16 (AVX-512; at most 24 of 32). The value sets are those of the 8-wide kernel, which the 16-wide
+/// one accepts too (its column vectors are clamped to the row).
 /// </summary>
 public sealed class SwCpuTunables : ISwTunables
 {
@@ -22,7 +22,9 @@ public sealed class SwCpuTunables : ISwTunables
             ["col_vectors"] = Enumerable.Range(1, Math.Min(Vectors(spec), 8)).ToArray(),
         };
 
-    /// <summary>The cost model's choice for vectors of <paramref name="vectorWidth"/> floats (8: AVX2, 16: AVX-512).</summary>
+    /// <summary>
+    /// The cost model's choice for vectors of <paramref name="vectorWidth"/> floats (8: AVX2, 16: AVX-512).
+    /// </summary>
     public static IReadOnlyDictionary<string, int> Defaults(SwLayerSpec spec, int vectorWidth = 8)
     {
         // The horizontal band slides a window of col_vectors vectors, one load per tap, so it wants wide tiles; the

@@ -29,7 +29,8 @@ public static class CpuIsa
     public static bool HasAvx512 => Avx512F.IsSupported;
 
     /// <summary>The ISA in force: a <see cref="Force"/> scope, else <c>SWC_CPU_ISA</c>, else detection.</summary>
-    public static CpuIsaKind Current => Forced.Value ?? Resolve(Environment.GetEnvironmentVariable(Variable), HasAvx512);
+    public static CpuIsaKind Current =>
+        Forced.Value ?? Resolve(Environment.GetEnvironmentVariable(Variable), HasAvx512);
 
     /// <summary>Floats per vector of <see cref="Current"/>: 8 or 16.</summary>
     public static int VectorWidth => Width(Current);
