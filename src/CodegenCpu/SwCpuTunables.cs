@@ -13,12 +13,12 @@ public sealed class SwCpuTunables : ISwTunables
     /// <summary>The one instance (the tunables hold no state).</summary>
     public static SwCpuTunables Instance { get; } = new();
 
-    /// <summary>Legal values: rows 1..4, column vectors 1..min(8, the plane's vectors).</summary>
+    /// <summary>Legal values: rows 1..8, column vectors 1..min(8, the plane's vectors).</summary>
     public static IReadOnlyDictionary<string, int[]> Values(SwLayerSpec spec) =>
         new Dictionary<string, int[]>(StringComparer.Ordinal)
         {
             ["lowering"] = [0, 1],
-            ["row_block"] = [1, 2, 3, 4],
+            ["row_block"] = [1, 2, 3, 4, 5, 6, 7, 8],
             ["col_vectors"] = Enumerable.Range(1, Math.Min(Vectors(spec), 8)).ToArray(),
         };
 
@@ -30,10 +30,13 @@ public sealed class SwCpuTunables : ISwTunables
         // The horizontal band slides a window of col_vectors vectors, one load per tap, so it wants wide tiles; the
         // vertical band loads col_vectors vectors per tap and broadcasts row_block weights, so it wants both. AVX2
         // (16 registers): up to 3 vectors by 3 rows (4 rows for narrow planes): 9-12 accumulators plus the window
-        // and a broadcast. AVX-512 (32 registers): up to 4 vectors by 4 rows
-        int vectors = (spec.Input[3] + vectorWidth - 1) / vectorWidth;
+        // and a broadcast. AVX-512 (32 registers): up to 4 vectors by 4 rows. A row of one vector (stages 2-3 of
+        // sw-tiny) takes up to 8 rows, as few row tiles as that allows and the fewest rows past the plane (7 for 7
+        // and 14 rows: measured 1.25-1.4x faster than 4 rows there)
+        int vectors = (spec.Input[3] + vectorWidth - 1) / vectorWidth, h = Math.Max(1, spec.Input[2]);
         int cv = Math.Min(vectorWidth == 16 ? 4 : 3, vectors);
-        int rb = Math.Min(vectorWidth == 16 || cv <= 2 ? 4 : 3, Math.Max(1, spec.Input[2]));
+        int tiles = (h + 7) / 8;
+        int rb = cv == 1 ? (h + tiles - 1) / tiles : Math.Min(vectorWidth == 16 || cv <= 2 ? 4 : 3, h);
         return new Dictionary<string, int>(StringComparer.Ordinal)
         {
             // the cross: dense FMAs beat the gather's loads on CPUs (PERFORMANCE.md); tuning may flip it

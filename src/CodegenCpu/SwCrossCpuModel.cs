@@ -35,7 +35,7 @@ public sealed class SwCrossCpuModel
         BandWidth = s.N * s.Small;
         Mu = s.Big / 2;
         VectorsPerRow = (Width + vectorWidth - 1) / vectorWidth;
-        RowBlock = Math.Clamp(t["row_block"], 1, 4);
+        RowBlock = Math.Clamp(t["row_block"], 1, 8);
         ColVectors = Math.Clamp(t["col_vectors"], 1, VectorsPerRow);
         if (RowBlock * ColVectors > MaxAccumulators(vectorWidth))
         {
@@ -116,7 +116,7 @@ public sealed class SwCrossCpuModel
     /// <summary>Vectors per output row.</summary>
     public int VectorsPerRow { get; }
 
-    /// <summary>Output rows per register tile.</summary>
+    /// <summary>Output rows per register tile (1..8).</summary>
     public int RowBlock { get; }
 
     /// <summary>Vectors per register tile.</summary>

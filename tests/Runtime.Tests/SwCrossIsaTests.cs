@@ -46,6 +46,8 @@ public sealed class SwCrossIsaTests
     [Theory]
     [InlineData(CpuIsaKind.Avx2, 4, 3)]
     [InlineData(CpuIsaKind.Avx2, 1, 8)]
+    [InlineData(CpuIsaKind.Avx2, 8, 1)]
+    [InlineData(CpuIsaKind.Avx512, 7, 2)]
     [InlineData(CpuIsaKind.Avx512, 4, 6)]
     [InlineData(CpuIsaKind.Avx512, 3, 8)]
     [InlineData(CpuIsaKind.Avx512, 2, 1)]
