@@ -29,14 +29,15 @@ public sealed class SwCpuTunables : ISwTunables
     {
         // The horizontal band slides a window of col_vectors vectors, one load per tap, so it wants wide tiles; the
         // vertical band loads col_vectors vectors per tap and broadcasts row_block weights, so it wants both. AVX2
-        // (16 registers): up to 3 vectors by 3 rows (4 rows for narrow planes): 9-12 accumulators plus the window
+        // (16 registers): 4 vectors by 2 rows (3 and 4 rows for 3 and 2 vectors): 8-12 accumulators plus the window
         // and a broadcast. AVX-512 (32 registers): up to 4 vectors by 4 rows. A row of one vector (stages 2-3 of
         // sw-tiny) takes up to 8 rows, as few row tiles as that allows and the fewest rows past the plane (7 for 7
-        // and 14 rows: measured 1.25-1.4x faster than 4 rows there)
+        // and 14 rows: measured 1.25-1.4x faster than 4 rows there). Measured (single thread, sw-tiny stages 0-1):
+        // AVX2 2x4 is 1.1-1.2x faster than 3x3; AVX-512 4x4 is within 3% of the best of 2x4..6x4
         int vectors = (spec.Input[3] + vectorWidth - 1) / vectorWidth, h = Math.Max(1, spec.Input[2]);
-        int cv = Math.Min(vectorWidth == 16 ? 4 : 3, vectors);
+        int cv = Math.Min(4, vectors);
         int tiles = (h + 7) / 8;
-        int rb = cv == 1 ? (h + tiles - 1) / tiles : Math.Min(vectorWidth == 16 || cv <= 2 ? 4 : 3, h);
+        int rb = cv == 1 ? (h + tiles - 1) / tiles : Math.Min(vectorWidth == 16 || cv == 2 ? 4 : cv == 3 ? 3 : 2, h);
         return new Dictionary<string, int>(StringComparer.Ordinal)
         {
             // the cross: dense FMAs beat the gather's loads on CPUs (PERFORMANCE.md); tuning may flip it
