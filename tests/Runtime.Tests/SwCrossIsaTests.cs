@@ -72,14 +72,19 @@ public sealed class SwCrossIsaTests
         Assert.Contains("Avx512F.FusedMultiplyAdd", avx512);
         Assert.DoesNotContain("Vector256", avx512);
         Assert.Throws<ArgumentException>(() => CpuCodegen.SwCross(spec, null, 4));
-        // the 16-wide kernel takes larger tiles (32 registers), the 8-wide one rejects them
-        var big = new Dictionary<string, int> { ["lowering"] = 0, ["row_block"] = 4, ["col_vectors"] = 2 };
-        var wide = new Dictionary<string, int>(big) { ["col_vectors"] = 4 };
+        // the 16-wide kernel takes larger tiles (32 registers: 24 accumulators), the 8-wide one rejects them (12)
+        var wide = new Dictionary<string, int> { ["lowering"] = 0, ["row_block"] = 4, ["col_vectors"] = 4 };
         var (g2, _) = SwLayers.Layer(3, 9, 70, 13, 3, 2, 1, 1);
         var spec2 = SwLayerSpec.Of(g2.Nodes[0], g2.ValueTypes()[g2.Nodes[0].Inputs[0]].Shape);
         Assert.Throws<ArgumentException>(() => new SwCrossCpuModel(spec2, wide, 8));
-        Assert.Equal(4, new SwCrossCpuModel(spec2, wide, 16).ColVectors * new SwCrossCpuModel(spec2, big, 16).RowBlock
-            / 4);
+        var m16 = new SwCrossCpuModel(spec2, wide, 16);
+        Assert.Equal((4, 4, 5), (m16.RowBlock, m16.ColVectors, m16.VectorsPerRow));
+        // planes of 8 or fewer columns keep Vector256 under AVX-512; wider ones take Vector512
+        var (g7, _) = SwLayers.Layer(3, 7, 7, 13, 3, 2, 1, 1);
+        var spec7 = SwLayerSpec.Of(g7.Nodes[0], g7.ValueTypes()[g7.Nodes[0].Inputs[0]].Shape);
+        Assert.Equal(8, SwCrossCpuModel.WidthFor(spec7, 16));
+        Assert.Equal(16, SwCrossCpuModel.WidthFor(spec, 16));
+        Assert.Equal(8, SwCrossCpuModel.WidthFor(spec, 8));
     }
 
     [Theory]
