@@ -44,16 +44,25 @@ internal abstract class FusedNodeCandidate : ISwLayerCandidate
     }
 }
 
-/// <summary>The generated, specialised cross kernel (Scriban → Roslyn), default tiles.</summary>
-internal sealed class CompiledCrossCandidate(IReadOnlyDictionary<string, int>? tunables = null, string? label = null)
-    : FusedNodeCandidate
+/// <summary>
+/// The generated, specialised cross kernel (Scriban → Roslyn), default tiles, for the ISA in force or a forced one.
+/// </summary>
+internal sealed class CompiledCrossCandidate(IReadOnlyDictionary<string, int>? tunables = null, string? label = null,
+    CpuIsaKind? isa = null) : FusedNodeCandidate
 {
     public override string Name => label ?? "swc cross";
 
-    public override string Notes => "generated C#, NCHW, Vector256 FMA register tiles, Parallel over planes";
+    public override string Notes => $"generated C#, NCHW, {IsaName(isa ?? CpuIsa.Current)} FMA register tiles, "
+        + "Parallel over planes and row chunks";
 
-    protected override CpuKernel Create(KernelRequest r) =>
-        new SwLayerKernel(r, SwLayerSpec.Of(r.Node, r.InputTypes[0].Shape), tunables);
+    /// <summary>Short name of an ISA for labels.</summary>
+    public static string IsaName(CpuIsaKind k) => k == CpuIsaKind.Avx512 ? "Vector512" : "Vector256";
+
+    protected override CpuKernel Create(KernelRequest r)
+    {
+        using var _ = isa is { } k ? CpuIsa.Force(k) : null;
+        return new SwLayerKernel(r, SwLayerSpec.Of(r.Node, r.InputTypes[0].Shape), tunables);
+    }
 }
 
 /// <summary>The factorised form, generated: kept k×k sub-kernels, then shifted accumulation, tables baked in.</summary>

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using ShiftWise.Runtime.Cpu;
 
 namespace ShiftWise.Bench;
 
@@ -56,11 +57,21 @@ internal static class SwLayerCommand
     /// </summary>
     public static IEnumerable<ISwLayerCandidate> OurCandidates()
     {
-        yield return new NaiveCrossCandidate();
-        yield return new UnoptimisedGraphCandidate();
-        yield return new ManagedFusedCandidate();
-        yield return new FactorisedCandidate();
+        // SWC_BENCH_CROSS_ONLY=1 leaves out the other candidates (naive, unoptimised, managed, factorised)
+        bool crossOnly = Environment.GetEnvironmentVariable("SWC_BENCH_CROSS_ONLY") == "1";
+        if (!crossOnly)
+        {
+            yield return new NaiveCrossCandidate();
+            yield return new UnoptimisedGraphCandidate();
+            yield return new ManagedFusedCandidate();
+            yield return new FactorisedCandidate();
+        }
         yield return new CompiledCrossCandidate();
+        if (CpuIsa.Current == CpuIsaKind.Avx512)
+        {
+            // the AVX2 path side by side (what CPUs without AVX-512F run)
+            yield return new CompiledCrossCandidate(null, "swc cross avx2", CpuIsaKind.Avx2);
+        }
         // extra register tiles to compare, e.g. SWC_BENCH_TILES=1x7,3x4 (rows x vectors)
         foreach (var t in (Environment.GetEnvironmentVariable("SWC_BENCH_TILES") ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries))
         {
@@ -71,6 +82,11 @@ internal static class SwLayerCommand
                 ["col_vectors"] = int.Parse(p[1], CultureInfo.InvariantCulture),
             };
             yield return new CompiledCrossCandidate(tun, "swc cross " + t);
+            if (CpuIsa.Current == CpuIsaKind.Avx512
+                && tun["row_block"] * tun["col_vectors"] <= ShiftWise.CodegenCpu.SwCrossCpuModel.MaxAccumulators(8))
+            {
+                yield return new CompiledCrossCandidate(tun, "swc cross avx2 " + t, CpuIsaKind.Avx2);
+            }
         }
     }
 

@@ -17,10 +17,13 @@ public static class CpuCodegen
             TemplateRenderer.Render("sw_factorised.cs.sbn", m), m.ScratchFloats);
     }
 
-    /// <summary>The cross lowering of an SW layer.</summary>
-    public static CpuKernelSource SwCross(SwLayerSpec spec, IReadOnlyDictionary<string, int>? tunables = null)
+    /// <summary>
+    /// The cross lowering of an SW layer with vectors of <paramref name="vectorWidth"/> floats (8 or 16).
+    /// </summary>
+    public static CpuKernelSource SwCross(SwLayerSpec spec, IReadOnlyDictionary<string, int>? tunables = null,
+        int vectorWidth = 8)
     {
-        var m = new SwCrossCpuModel(spec, tunables);
+        var m = new SwCrossCpuModel(spec, tunables, vectorWidth);
         return new CpuKernelSource(m.Name, "ShiftWise.Generated." + m.ClassName,
             TemplateRenderer.Render("sw_cross.cs.sbn", m), m.ScratchFloats);
     }

@@ -15,9 +15,9 @@ namespace ShiftWise.Runtime.Tests;
 
 /// <summary>
 /// Process replay: every piece of generated code the compiler renders for the sample models — the CUDA kernels of
-/// sw-tiny and sw-fmnist (both SW lowerings), the CPU target's generated C# SW kernels (both lowerings), the standalone
-/// project's host files (everything swc emit writes but weights.bin, which is data), and the CUDA grad kernels of a
-/// small model's training graph — hashed (SHA-256) and compared with the committed list tests/replay/kernels.sha256.
+/// sw-tiny and sw-fmnist (both SW lowerings), the CPU target's generated C# SW kernels (both lowerings; the cross at
+/// 8 and 16 floats a vector), the standalone project's host files (everything swc emit writes but weights.bin, which
+/// is data), and the CUDA grad kernels of a small model's training graph — hashed (SHA-256) and compared with the committed list tests/replay/kernels.sha256.
 /// A refactor must leave it unchanged; a change to generated code is made on purpose by rewriting the list with
 /// scripts/replay-update.sh, so it shows in review.
 /// </summary>
@@ -75,6 +75,11 @@ public sealed class ProcessReplayTests
         foreach (var spec in sw.Select(n => SwLayerSpec.Of(n, types[n.Inputs[0]].Shape)).DistinctBy(s => s.Name))
         {
             yield return ($"{model}/cpu/{spec.Name}_cross.cs", Utf8(CpuCodegen.SwCross(spec).Source));
+            if (SwCrossCpuModel.WidthFor(spec, 16) == 16)
+            {
+                // the Vector512 kernel AVX-512 CPUs run (planes wider than 8 columns)
+                yield return ($"{model}/cpu/{spec.Name}_cross512.cs", Utf8(CpuCodegen.SwCross(spec, null, 16).Source));
+            }
             yield return ($"{model}/cpu/{spec.Name}_factorised.cs", Utf8(CpuCodegen.SwFactorised(spec).Source));
         }
 

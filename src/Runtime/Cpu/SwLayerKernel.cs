@@ -9,7 +9,8 @@ namespace ShiftWise.Runtime.Cpu;
 /// A <see cref="FusedShiftWise"/> node run by its generated, specialised kernel in one of two lowerings (tunable
 /// "lowering"): 0, the collapsed cross, whose bands are computed once from the node's parameters (SwCollapse) with
 /// the vertical band's centre merged into the horizontal one; 1, the factorised form, which keeps the sub-kernels and
-/// bakes the shift tables into the generated class.
+/// bakes the shift tables into the generated class. The cross is generated for <see cref="CpuIsa.Current"/>: Vector512
+/// where the CPU has AVX-512F (unless SWC_CPU_ISA=avx2), else Vector256.
 /// </summary>
 public sealed class SwLayerKernel : CpuKernel
 {
@@ -40,9 +41,13 @@ public sealed class SwLayerKernel : CpuKernel
         {
             throw new IrException($"{r.Node.Describe()}: the CPU cross kernel needs constant weights");
         }
-        var t = tunables ?? SwCpuTunables.Defaults(spec);
+        Isa = CpuIsa.Current;
+        // AVX-512 runs Vector512 where a row is wider than 8, Vector256 (with its 32 registers) on narrower planes
+        int width = SwCrossCpuModel.WidthFor(spec, CpuIsa.Width(Isa));
+        VectorWidth = width;
+        var t = tunables ?? SwCpuTunables.Defaults(spec, width);
         Lowering = t.TryGetValue("lowering", out int lw) && lw == 1 ? "factorised" : "cross";
-        var src = Lowering == "cross" ? CpuCodegen.SwCross(spec, tunables) : CpuCodegen.SwFactorised(spec);
+        var src = Lowering == "cross" ? CpuCodegen.SwCross(spec, t, width) : CpuCodegen.SwFactorised(spec);
         Source = src;
         var m = RoslynCompiler.GetMethod(src.Source, src.ClassName, "Run", out var outcome, warn);
         Cache = outcome;
@@ -63,12 +68,19 @@ public sealed class SwLayerKernel : CpuKernel
             return;
         }
         var cross = SwCollapse.Collapse(op.Shift, op.Subs, r.Constants[1]!.ToDoubles(), r.Constants[2]!.ToDoubles());
-        (_wa, _wb) = cross.Merged();
+        (_wa, var vb) = cross.Merged();
+        _wb = new SwCrossCpuModel(spec, t, width).PadVertical(vb);
     }
 
     /// <summary>Whether this CPU runs the generated kernels (AVX2 and FMA).</summary>
     public static bool Supported => System.Runtime.Intrinsics.X86.Avx2.IsSupported
         && System.Runtime.Intrinsics.X86.Fma.IsSupported;
+
+    /// <summary>The vector ISA the kernel was generated for (<see cref="CpuIsa.Current"/> when it was built).</summary>
+    public CpuIsaKind Isa { get; }
+
+    /// <summary>Floats per vector of the cross kernel: 16 (Vector512) or 8 (Vector256).</summary>
+    public int VectorWidth { get; }
 
     /// <summary>Where the compiled kernel came from (memory, the disk cache, or Roslyn now).</summary>
     public CacheOutcome Cache { get; }
