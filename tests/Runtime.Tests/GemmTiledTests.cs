@@ -1,0 +1,165 @@
+using ShiftWise.IR;
+using ShiftWise.IR.Ops;
+using ShiftWise.IR.Reference;
+using ShiftWise.Runtime.Cpu;
+using static ShiftWise.Runtime.Tests.KernelHarness;
+
+namespace ShiftWise.Runtime.Tests;
+
+/// <summary>
+/// The register-tiled GEMM (<see cref="GemmTiled"/>, <see cref="GemmKernel"/>'s Auto path) on both ISA paths
+/// against <see cref="ReferenceExecutor"/>: every epilogue combination of the layouts it covers, at shapes that are
+/// not multiples of its tiles (6 weight rows × 2 vectors of positions; 4 × 3 dot products, vectors along K), and
+/// its GRN fold (<see cref="GemmGrnFoldKernel"/>). Bound 1e-5 relative L2, as in <see cref="GemmKernelTests"/>:
+/// float32 sums of at most ~100 products against float64 (√K·u ≈ 6e-7) plus a few ulps of epilogue, while a wrong
+/// index, a lost edge row or a missed step is an O(1) error.
+/// </summary>
+public sealed class GemmTiledTests
+{
+    private const double Tol = 1e-5;
+
+    public static TheoryData<int, bool, GemmAct, bool, bool, bool> Flags()
+    {
+        var d = new TheoryData<int, bool, GemmAct, bool, bool, bool>();
+        foreach (int isa in new[] { (int)CpuIsa.Avx2, (int)CpuIsa.Avx512 })
+        foreach (bool inNchw in new[] { false, true })
+        foreach (var act in Enum.GetValues<GemmAct>())
+        foreach (bool bias in new[] { false, true })
+        foreach (bool grn in new[] { false, true })
+        foreach (bool res in new[] { false, true })
+        {
+            // channel-last input runs tiled only with out_nchw and without GRN
+            if (!inNchw && grn) continue;
+            d.Add(isa, inNchw, act, bias, grn, res);
+        }
+        return d;
+    }
+
+    private static void Require(CpuIsa isa) =>
+        Assert.SkipUnless(GemmIsa.Supported(isa), $"this CPU does not run {isa}");
+
+    private static Tensor[] Inputs(Random rng, Gemm op, int batch, int h, int w, int k, int n)
+    {
+        var list = new List<Tensor>
+        {
+            op.InNchw ? Rand(rng, batch, k, h, w) : Rand(rng, batch, h, w, k),
+            Rand(rng, new Shape(n, k), 1 / Math.Sqrt(k)),
+        };
+        if (op.HasBias) list.Add(Rand(rng, n));
+        if (op.HasGrn)
+        {
+            list.Add(Rand(rng, 1, 1, 1, n));
+            list.Add(Rand(rng, 1, 1, 1, n));
+        }
+        if (op.HasResidual) list.Add(Rand(rng, op.OutNchw ? new[] { batch, n, h, w } : new[] { batch, h, w, n }));
+        return list.ToArray();
+    }
+
+    /// <summary>Runs twice on NaN-filled outputs (all written, same bits) and returns the relative L2 error.</summary>
+    private static double Error(Op op, CpuIsa isa, Tensor[] inputs, Func<KernelRequest, CpuKernel> make)
+    {
+        var types = inputs.Select(t => t.Type).ToArray();
+        var kernel = make(new KernelRequest(NodeFor(op, types), types, new Tensor?[types.Length]));
+        var expected = ReferenceExecutor.Evaluate(op, inputs)[0].ToDoubles();
+        var ins = inputs.Select(t => Buf.Of(t.ToDoubles().Select(v => (float)v).ToArray())).ToArray();
+        var y = new float[expected.Length];
+        Array.Fill(y, float.NaN);
+        kernel.Run(ins, [Buf.Of(y)]);
+        var first = (float[])y.Clone();
+        Array.Fill(y, float.NaN);
+        kernel.Run(ins, [Buf.Of(y)]);
+        Assert.Equal(first, y);
+        return RelL2(y.Select(v => (double)v).ToArray(), expected);
+    }
+
+    private static double GemmError(Gemm op, CpuIsa isa, Tensor[] inputs) => Error(op, isa, inputs, r =>
+    {
+        var kernel = new GemmKernel(r) { Isa = isa };
+        Assert.True(kernel.Tiled, $"{op} should run tiled on {isa}");
+        return kernel;
+    });
+
+    [Theory]
+    [MemberData(nameof(Flags))]
+    public void EveryEpilogueMatchesTheReferenceAtRaggedShapes(int isaValue, bool inNchw, GemmAct act, bool bias,
+        bool grn, bool res)
+    {
+        var isa = (CpuIsa)isaValue;
+        Require(isa);
+        foreach (bool outNchw in inNchw ? new[] { false, true } : new[] { true })
+        {
+            var op = new Gemm(inNchw, outNchw, act, bias, grn, 1e-6, res);
+            var rng = new Random(isaValue * 1000 + (inNchw ? 1 : 0) + (outNchw ? 2 : 0) + 4 * (int)act
+                + (bias ? 32 : 0) + (grn ? 64 : 0) + (res ? 128 : 0));
+            // (batch, h, w, k, n): tiny, then past one tile and one strip (6·2·16 + odd), K not a multiple of 8
+            (int, int, int, int, int)[] shapes =
+                [(1, 1, 1, 1, 1), (2, 5, 7, 13, 11), (rng.Next(1, 3), 7, 7, 37, 29), (1, 9, 13, 67, 50)];
+            foreach (var (b, h, w, k, n) in shapes)
+            {
+                var inputs = Inputs(rng, op, b, h, w, k, n);
+                double err = GemmError(op, isa, inputs);
+                Assert.True(err <= Tol, $"{op} {isa} x={inputs[0].Shape} n={n}: relative L2 {err:e2} > {Tol:e0}");
+            }
+        }
+    }
+
+    /// <summary>sw-tiny's stage-3 pair at its real size (7×7 positions: one full strip and a ragged one).</summary>
+    [Theory]
+    [InlineData((int)CpuIsa.Avx2)]
+    [InlineData((int)CpuIsa.Avx512)]
+    public void StageThreePairMatches(int isaValue)
+    {
+        var isa = (CpuIsa)isaValue;
+        Require(isa);
+        var rng = new Random(3);
+        var expand = new Gemm(true, false, GemmAct.Gelu, true, true, 1e-6, false);
+        var project = new Gemm(false, true, GemmAct.None, true, false, 1e-6, true);
+        Assert.True(GemmError(expand, isa, Inputs(rng, expand, 2, 7, 7, 64, 256)) <= Tol);
+        Assert.True(GemmError(project, isa, Inputs(rng, project, 2, 7, 7, 256, 64)) <= Tol);
+    }
+
+    /// <summary>
+    /// The folded GRN pair on the tiled path: GRN's scale goes into the second GEMM's weights per sample, and the
+    /// intermediate is channel-first; against the reference executor's gemm_grn_fold.
+    /// </summary>
+    [Theory]
+    [InlineData((int)CpuIsa.Avx2)]
+    [InlineData((int)CpuIsa.Avx512)]
+    public void GrnFoldMatchesTheUnfoldedPair(int isaValue)
+    {
+        var isa = (CpuIsa)isaValue;
+        Require(isa);
+        var rng = new Random(7);
+        var fold = new GemmGrnFold(true, GemmAct.Gelu, true, 1e-6, GemmAct.None, true, true);
+        int b = 2, h = 5, w = 9, c = 19, e = 4 * 19;
+        Tensor[] inputs =
+        [
+            Rand(rng, b, c, h, w), Rand(rng, new Shape(e, c), 1 / Math.Sqrt(c)), Rand(rng, e), Rand(rng, 1, 1, 1, e),
+            Rand(rng, new Shape(c, e), 1 / Math.Sqrt(e)), Rand(rng, c), Rand(rng, b, c, h, w),
+        ];
+        var expected = ReferenceExecutor.Evaluate(fold, inputs)[0].ToDoubles();
+        var types = inputs.Select(t => t.Type).ToArray();
+        var kernel = new GemmGrnFoldKernel(new KernelRequest(NodeFor(fold, types), types, new Tensor?[types.Length]))
+        {
+            Isa = isa,
+        };
+        Assert.True(kernel.Tiled);
+        var y = new float[expected.Length];
+        Array.Fill(y, float.NaN);
+        kernel.Run(inputs.Select(t => Buf.Of(t.ToDoubles().Select(v => (float)v).ToArray())).ToArray(), [Buf.Of(y)]);
+        double err = RelL2(y.Select(v => (double)v).ToArray(), expected);
+        Assert.True(err <= Tol, $"grn fold {isa}: relative L2 {err:e2} > {Tol:e0}");
+    }
+
+    [Fact]
+    public void TheIsaVariableIsReadAndRefusalsWarn()
+    {
+        Assert.Equal((GemmIsa.Best, (string?)null), GemmIsa.Choose(null));
+        Assert.Equal((GemmIsa.Best, (string?)null), GemmIsa.Choose("auto"));
+        if (GemmIsa.Supported(CpuIsa.Avx2)) Assert.Equal((CpuIsa.Avx2, (string?)null), GemmIsa.Choose(" AVX2 "));
+        var (isa, warning) = GemmIsa.Choose("sse9");
+        Assert.Equal(GemmIsa.Best, isa);
+        Assert.Contains("not one of auto, avx2, avx512", warning);
+        if (!GemmIsa.Supported(CpuIsa.Avx512)) Assert.Contains("does not run", GemmIsa.Choose("avx512").Item2);
+    }
+}
