@@ -159,7 +159,8 @@ public sealed class GemmTiledTests
         if (GemmIsa.Supported(CpuIsa.Avx2)) Assert.Equal((CpuIsa.Avx2, (string?)null), GemmIsa.Choose(" AVX2 "));
         var (isa, warning) = GemmIsa.Choose("sse9");
         Assert.Equal(GemmIsa.Best, isa);
-        Assert.Contains("not one of auto, avx2, avx512", warning);
+        Assert.Contains("not one of auto, avx2, avx512, none", warning);
+        Assert.Equal((CpuIsa.None, (string?)null), GemmIsa.Choose("none"));
         if (!GemmIsa.Supported(CpuIsa.Avx512)) Assert.Contains("does not run", GemmIsa.Choose("avx512").Item2);
     }
 }

@@ -15,7 +15,8 @@ namespace ShiftWise.Runtime.Cpu;
 public sealed unsafe class GemmGrnFoldKernel : CpuKernel
 {
     private readonly GemmGrnFold _op;
-    private readonly GemmKernel _first, _second;
+    private readonly KernelRequest _r1, _r2;
+    private GemmKernel? _first, _second;
     private readonly float[] _u, _beta;
     private readonly int _batch, _hw, _c, _e, _yLength;
     private (GemmTiled First, GemmTiled Second, GemmEpilogue Grn)? _tiled;
@@ -42,14 +43,16 @@ public sealed unsafe class GemmGrnFoldKernel : CpuKernel
         var n1 = new Node(_op.First, a.Select((_, i) => $"{node.Name}.in{i}").ToArray(), new[] { uName }, new[] { u });
         var n2 = new Node(_op.Second, new[] { uName }.Concat(b.Select((_, i) => $"{node.Name}.in2_{i}")).ToArray(),
             node.Outputs, node.Types);
-        _first = new GemmKernel(new KernelRequest(n1, a, ca));
-        _second = new GemmKernel(new KernelRequest(n2, [u, .. b], [null, .. cb]));
+        _r1 = new KernelRequest(n1, a, ca);
+        _r2 = new KernelRequest(n2, [u, .. b], [null, .. cb]);
+        // bind both now so that a node the GEMM kernel refuses fails here, not at the first run
+        var (k1, k2) = (new GemmKernel(_r1), new GemmKernel(_r2));
         _u = new float[u.Shape.Elements];
         _beta = new float[a[^1].Shape.Elements];
         var x = a[0].Shape;
         (_batch, _hw, _c, _e) = (x[0], _op.InNchw ? x[2] * x[3] : x[1] * x[2], a[1].Shape[1], a[1].Shape[0]);
         _yLength = (int)node.Types[0].Shape.Elements;
-        Label = "grn fold: " + _first.Label + " + " + _second.Label;
+        Label = "grn fold: " + k1.Label + " + " + k2.Label;
     }
 
     /// <inheritdoc/>
@@ -58,8 +61,12 @@ public sealed unsafe class GemmGrnFoldKernel : CpuKernel
     /// <summary>The vector ISA of the tiled path (default: <see cref="GemmIsa.Current"/>).</summary>
     public CpuIsa Isa { get; init; } = GemmIsa.Current;
 
+    /// <summary>The BLAS backend of the two GEMMs off the tiled path; anything but Auto also turns the tiled path
+    /// off (as <see cref="GemmKernel.Backend"/> does).</summary>
+    public BlasBackend Backend { get; init; } = BlasBackend.Auto;
+
     /// <summary>Whether <see cref="Run"/> takes the register-tiled, folded path.</summary>
-    public bool Tiled => _op.InNchw && GemmTiled.Supports(_op.First, Isa);
+    public bool Tiled => Backend == BlasBackend.Auto && _op.InNchw && GemmTiled.Supports(_op.First, Isa);
 
     /// <inheritdoc/>
     public override void Run(Buf[] inputs, Buf[] outputs)
@@ -72,6 +79,8 @@ public sealed unsafe class GemmGrnFoldKernel : CpuKernel
         var (a, b) = _op.Split(inputs);
         a[^1] = Buf.Of(_beta);
         var u = Buf.Of(_u);
+        _first ??= new GemmKernel(_r1) { Backend = Backend, Isa = Isa };
+        _second ??= new GemmKernel(_r2) { Backend = Backend, Isa = Isa };
         _first.Run(a, [u]);
         _second.Run([u, .. b], outputs);
     }

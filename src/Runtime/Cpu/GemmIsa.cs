@@ -15,9 +15,10 @@ public enum CpuIsa
 }
 
 /// <summary>
-/// The one place that reads <c>SWC_CPU_ISA</c> (<c>auto</c>, <c>avx2</c> or <c>avx512</c>): auto picks AVX-512F
-/// where the CPU has it and AVX2 otherwise, so that CI can force the AVX2 path on an AVX-512 machine. Asking for an
-/// ISA the CPU lacks falls back to the best one it has, with <see cref="Warning"/> saying so.
+/// The one place that reads <c>SWC_CPU_ISA</c> (<c>auto</c>, <c>avx2</c>, <c>avx512</c> or <c>none</c>): auto picks
+/// AVX-512F where the CPU has it and AVX2 otherwise, so that CI can force the AVX2 path on an AVX-512 machine; none
+/// turns the tiled GEMM off (BLAS and the epilogue passes, as before it existed). Asking for an ISA the CPU lacks
+/// falls back to the best one it has, with <see cref="Warning"/> saying so.
 /// </summary>
 public static class GemmIsa
 {
@@ -42,7 +43,9 @@ public static class GemmIsa
         _ => true,
     };
 
-    /// <summary>The ISA for an <c>SWC_CPU_ISA</c> value (null or empty: auto), and a warning when not honoured.</summary>
+    /// <summary>
+    /// The ISA for an <c>SWC_CPU_ISA</c> value (null or empty: auto), and a warning when it is not honoured.
+    /// </summary>
     internal static (CpuIsa, string?) Choose(string? env)
     {
         var word = env?.Trim().ToLowerInvariant();
@@ -57,8 +60,10 @@ public static class GemmIsa
             case "avx512":
                 want = CpuIsa.Avx512;
                 break;
+            case "none":
+                return (CpuIsa.None, null);
             default:
-                return (Best, $"SWC_CPU_ISA='{env}' is not one of auto, avx2, avx512; using {Best}.");
+                return (Best, $"SWC_CPU_ISA='{env}' is not one of auto, avx2, avx512, none; using {Best}.");
         }
         return Supported(want) ? (want, null)
             : (Best, $"SWC_CPU_ISA={word}: this CPU does not run it; using {Best}.");

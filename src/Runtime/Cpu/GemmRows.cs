@@ -72,4 +72,31 @@ internal static unsafe class GemmRows
         Vector256.Store(y, tmp);
         for (int t = 0; t < count; t++) v[j + t] = res != null ? tmp[t] + res[j + t] : tmp[t];
     }
+
+    /// <summary>
+    /// dst[j·ldd + i] = src[i·lds + j] (+ res[j·ldd + i]) for i &lt; rows, j &lt; cols: a block of channel-first
+    /// tile rows to a channel-last output, in 8×8 register transposes with a scalar rim.
+    /// </summary>
+    public static void Transpose(float* src, int lds, int rows, int cols, float* dst, int ldd, float* res)
+    {
+        int i8 = rows / 8 * 8, j8 = cols / 8 * 8;
+        for (int i = 0; i < i8; i += 8)
+        {
+            for (int j = 0; j < j8; j += 8)
+            {
+                GemmPack.Transpose8x8(src + (long)i * lds + j, lds, dst + (long)j * ldd + i, ldd);
+            }
+        }
+        for (int j = 0; j < cols; j++)
+        {
+            float* d = dst + (long)j * ldd;
+            int from = j < j8 ? i8 : 0;
+            for (int i = from; i < rows; i++) d[i] = src[(long)i * lds + j];
+            if (res == null) continue;
+            float* r = res + (long)j * ldd;
+            int t = 0;
+            for (; t + 8 <= rows; t += 8) Vector256.Store(Vector256.Load(d + t) + Vector256.Load(r + t), d + t);
+            for (; t < rows; t++) d[t] += r[t];
+        }
+    }
 }

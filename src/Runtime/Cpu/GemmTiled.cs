@@ -36,7 +36,7 @@ internal sealed unsafe class GemmTiled
 
     /// <summary>Per-thread zero-padded copies of edge rows and strips, grown as needed.</summary>
     [ThreadStatic]
-    private static float[]? _padA, _padB;
+    private static float[]? _padA, _padB, _block;
 
     /// <summary>Whether the tiled GEMM runs this op (in_nchw with any epilogue, or channel-last in and out_nchw
     /// without GRN) on <paramref name="isa"/>.</summary>
@@ -164,7 +164,9 @@ internal sealed unsafe class GemmTiled
         float* x = (float*)_x, w = (float*)_w, y = (float*)_y, bias = (float*)_bias, res = (float*)_res;
         bool grn = _op.HasGrn, cf = _op.OutNchw;
         float* tile = stackalloc float[6 * s];
-        fixed (float* pb = Scratch(ref _padB, Math.Max(1, k) * s), pa = Scratch(ref _padA, 6 * Math.Max(1, k)))
+        // channel-last output: the strip's tiles gather channel-first here, then go out in 8×8 transposes
+        fixed (float* pb = Scratch(ref _padB, Math.Max(1, k) * s), pa = Scratch(ref _padA, 6 * Math.Max(1, k)),
+            blk = Scratch(ref _block, (_rowsPer + 6) * s))
         {
             for (int t = t0; t < t1; t++)
             {
@@ -192,13 +194,14 @@ internal sealed unsafe class GemmTiled
                         new Span<float>(a, rows * k).CopyTo(new Span<float>(pa, rows * k));
                         a = pa;
                     }
-                    if (narrow) GemmMicro.Rows6x1<TS, TV>(k, a, k, b, ldb, tile);
-                    else GemmMicro.Rows6x2<TS, TV>(k, a, k, b, ldb, tile);
+                    float* dst = cf ? tile : blk + (c0 - r0) * s;
+                    if (narrow) GemmMicro.Rows6x1<TS, TV>(k, a, k, b, ldb, dst);
+                    else GemmMicro.Rows6x2<TS, TV>(k, a, k, b, ldb, dst);
                     int width = narrow ? l : s;
                     for (int r = 0; r < rows; r++)
                     {
                         int c = c0 + r;
-                        float* v = tile + r * s;
+                        float* v = dst + r * s;
                         double q = GemmRows.Tile<T>(v, width, len, bias != null ? bias[c] : 0f, grn);
                         if (grn) _partial[t * n + c] = q;
                         if (cf)
@@ -206,15 +209,12 @@ internal sealed unsafe class GemmTiled
                             long at = (long)c * hw + h0;
                             GemmRows.Copy(v, y + at, res != null ? res + at : null, len);
                         }
-                        else
-                        {
-                            for (int j = 0; j < len; j++)
-                            {
-                                long at = (long)(h0 + j) * n + c;
-                                y[at] = res != null ? v[j] + res[at] : v[j];
-                            }
-                        }
                     }
+                }
+                if (!cf)
+                {
+                    long at = (long)h0 * n + r0;
+                    GemmRows.Transpose(blk, s, r1 - r0, len, y + at, n, res != null ? res + at : null);
                 }
             }
         }
