@@ -68,14 +68,25 @@ internal readonly unsafe struct Simd512 : ISimd<Vector512<float>>
 /// </summary>
 internal static unsafe class GemmMicro
 {
-    /// <summary>tile[r·2L + j] = Σ_p a[r·lda + p]·b[p·ldb + j] for r &lt; 6, j &lt; 2L (L = lanes).</summary>
+    /// <summary>
+    /// tile[r·2L + j] = Σ_p a[r·lda + p]·b[p·ldb + j] for r &lt; 6, j &lt; 2L (L = lanes), added to what the tile
+    /// holds when <paramref name="add"/> (a later block of K).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Rows6x2<TS, TV>(int k, float* a, nint lda, float* b, nint ldb, float* tile)
+    public static void Rows6x2<TS, TV>(int k, float* a, nint lda, float* b, nint ldb, float* tile, bool add)
         where TS : struct, ISimd<TV> where TV : struct
     {
-        int l = TS.Lanes;
+        int l = TS.Lanes, w = 2 * l;
         TV c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
         TV c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
+        if (add)
+        {
+            (c00, c01, c10, c11) = (TS.Load(tile), TS.Load(tile + l), TS.Load(tile + w), TS.Load(tile + w + l));
+            (c20, c21) = (TS.Load(tile + 2 * w), TS.Load(tile + 2 * w + l));
+            (c30, c31) = (TS.Load(tile + 3 * w), TS.Load(tile + 3 * w + l));
+            (c40, c41) = (TS.Load(tile + 4 * w), TS.Load(tile + 4 * w + l));
+            (c50, c51) = (TS.Load(tile + 5 * w), TS.Load(tile + 5 * w + l));
+        }
         float* a0 = a, a1 = a + lda, a2 = a1 + lda, a3 = a2 + lda, a4 = a3 + lda, a5 = a4 + lda;
         for (int p = 0; p < k; p++, b += ldb)
         {
@@ -100,7 +111,6 @@ internal static unsafe class GemmMicro
             c50 = TS.Fma(av, b0, c50);
             c51 = TS.Fma(av, b1, c51);
         }
-        int w = 2 * l;
         TS.Store(c00, tile);
         TS.Store(c01, tile + l);
         TS.Store(c10, tile + w);
@@ -117,10 +127,16 @@ internal static unsafe class GemmMicro
 
     /// <summary>As <see cref="Rows6x2{TS, TV}"/> with one vector of B: tile[r·2L + j] for j &lt; L.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Rows6x1<TS, TV>(int k, float* a, nint lda, float* b, nint ldb, float* tile)
+    public static void Rows6x1<TS, TV>(int k, float* a, nint lda, float* b, nint ldb, float* tile, bool add)
         where TS : struct, ISimd<TV> where TV : struct
     {
+        int w = 2 * TS.Lanes;
         TV c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default;
+        if (add)
+        {
+            (c0, c1, c2) = (TS.Load(tile), TS.Load(tile + w), TS.Load(tile + 2 * w));
+            (c3, c4, c5) = (TS.Load(tile + 3 * w), TS.Load(tile + 4 * w), TS.Load(tile + 5 * w));
+        }
         float* a0 = a, a1 = a + lda, a2 = a1 + lda, a3 = a2 + lda, a4 = a3 + lda, a5 = a4 + lda;
         for (int p = 0; p < k; p++, b += ldb)
         {
@@ -132,7 +148,6 @@ internal static unsafe class GemmMicro
             c4 = TS.Fma(TS.Splat(a4[p]), b0, c4);
             c5 = TS.Fma(TS.Splat(a5[p]), b0, c5);
         }
-        int w = 2 * TS.Lanes;
         TS.Store(c0, tile);
         TS.Store(c1, tile + w);
         TS.Store(c2, tile + 2 * w);

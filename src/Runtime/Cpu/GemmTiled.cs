@@ -26,6 +26,12 @@ internal sealed unsafe class GemmTiled
     /// <summary>Bytes of weight rows a work item keeps hot: a chunk of W in a quarter of a 1 MB L2.</summary>
     private const int ChunkBytes = 256 << 10;
 
+    /// <summary>Bytes of a strip's block of B (K block × 2 vectors), to stay in L1 with the weight rows' block.</summary>
+    private const int RowBlockBytes = 16 << 10;
+
+    /// <summary>K per block of the dot-product tile: four weight rows of it (8 KB) stay in L1.</summary>
+    private const int DotBlock = 512;
+
     private readonly Gemm _op;
     private readonly CpuIsa _isa;
     private readonly int _batch, _hw, _k, _n, _lanes, _strip, _strips, _rowsPer, _chunks, _groups, _perGroup;
@@ -163,8 +169,7 @@ internal sealed unsafe class GemmTiled
         int t0 = group * _perGroup, t1 = Math.Min(_strips, t0 + _perGroup);
         float* x = (float*)_x, w = (float*)_w, y = (float*)_y, bias = (float*)_bias, res = (float*)_res;
         bool grn = _op.HasGrn, cf = _op.OutNchw;
-        float* tile = stackalloc float[6 * s];
-        // channel-last output: the strip's tiles gather channel-first here, then go out in 8×8 transposes
+        // the strip's tiles for all K blocks; a channel-last output then goes out in 8×8 transposes
         fixed (float* pb = Scratch(ref _padB, Math.Max(1, k) * s), pa = Scratch(ref _padA, 6 * Math.Max(1, k)),
             blk = Scratch(ref _block, (_rowsPer + 6) * s))
         {
@@ -184,31 +189,36 @@ internal sealed unsafe class GemmTiled
                     b = pb;
                     ldb = s;
                 }
-                for (int c0 = r0; c0 < r1; c0 += 6)
+                // K in blocks so that the strip's block of B stays in L1 while the weight rows stream from L2
+                int kStep = RowBlockBytes / (s * sizeof(float));
+                for (int kb = 0; kb < k || kb == 0; kb += kStep)
                 {
-                    int rows = Math.Min(6, r1 - c0);
-                    float* a = w + (long)c0 * k;
-                    if (rows < 6)
+                    int kl = Math.Min(kStep, k - kb);
+                    for (int c0 = r0; c0 < r1; c0 += 6)
                     {
-                        new Span<float>(pa, 6 * k).Clear();
-                        new Span<float>(a, rows * k).CopyTo(new Span<float>(pa, rows * k));
-                        a = pa;
-                    }
-                    float* dst = cf ? tile : blk + (c0 - r0) * s;
-                    if (narrow) GemmMicro.Rows6x1<TS, TV>(k, a, k, b, ldb, dst);
-                    else GemmMicro.Rows6x2<TS, TV>(k, a, k, b, ldb, dst);
-                    int width = narrow ? l : s;
-                    for (int r = 0; r < rows; r++)
-                    {
-                        int c = c0 + r;
-                        float* v = dst + r * s;
-                        double q = GemmRows.Tile<T>(v, width, len, bias != null ? bias[c] : 0f, grn);
-                        if (grn) _partial[t * n + c] = q;
-                        if (cf)
+                        int rows = Math.Min(6, r1 - c0);
+                        float* a = w + (long)c0 * k;
+                        if (rows < 6)
                         {
-                            long at = (long)c * hw + h0;
-                            GemmRows.Copy(v, y + at, res != null ? res + at : null, len);
+                            new Span<float>(pa, 6 * k).Clear();
+                            new Span<float>(a, rows * k).CopyTo(new Span<float>(pa, rows * k));
+                            a = pa;
                         }
+                        float* dst = blk + (c0 - r0) * s;
+                        if (narrow) GemmMicro.Rows6x1<TS, TV>(kl, a + kb, k, b + kb * ldb, ldb, dst, kb > 0);
+                        else GemmMicro.Rows6x2<TS, TV>(kl, a + kb, k, b + kb * ldb, ldb, dst, kb > 0);
+                    }
+                }
+                int width = narrow ? l : s;
+                for (int c = r0; c < r1; c++)
+                {
+                    float* v = blk + (c - r0) * s;
+                    double q = GemmRows.Tile<T>(v, width, len, bias != null ? bias[c] : 0f, grn);
+                    if (grn) _partial[t * n + c] = q;
+                    if (cf)
+                    {
+                        long at = (long)c * hw + h0;
+                        GemmRows.Copy(v, y + at, res != null ? res + at : null, len);
                     }
                 }
                 if (!cf)
@@ -240,20 +250,26 @@ internal sealed unsafe class GemmTiled
                     new Span<float>(a, rows * k).CopyTo(new Span<float>(pa, rows * k));
                     a = pa;
                 }
-                for (int m = m0; m < m1; m += 3)
+                // K in blocks so that the four weight rows stay in L1 while the input rows stream from L2
+                for (int kb = 0; kb < k || kb == 0; kb += DotBlock)
                 {
-                    int cols = Math.Min(3, m1 - m);
-                    float* b = x + (long)m * k;
-                    if (cols < 3)
+                    int kl = Math.Min(DotBlock, k - kb);
+                    for (int m = m0; m < m1; m += 3)
                     {
-                        new Span<float>(pb, 3 * k).Clear();
-                        new Span<float>(b, cols * k).CopyTo(new Span<float>(pb, cols * k));
-                        b = pb;
-                    }
-                    GemmMicro.Dot4x3<TS, TV>(k, a, k, b, k, dot);
-                    for (int i = 0; i < rows; i++)
-                    {
-                        for (int j = 0; j < cols; j++) y[(long)(c0 + i) * hw + m + j] = dot[i * 3 + j];
+                        int cols = Math.Min(3, m1 - m);
+                        float* b = x + (long)m * k;
+                        if (cols < 3)
+                        {
+                            new Span<float>(pb, 3 * k).Clear();
+                            new Span<float>(b, cols * k).CopyTo(new Span<float>(pb, cols * k));
+                            b = pb;
+                        }
+                        GemmMicro.Dot4x3<TS, TV>(kl, a + kb, k, b + kb, k, dot);
+                        for (int i = 0; i < rows; i++)
+                        {
+                            float* yr = y + (long)(c0 + i) * hw + m;
+                            for (int j = 0; j < cols; j++) yr[j] = kb == 0 ? dot[i * 3 + j] : yr[j] + dot[i * 3 + j];
+                        }
                     }
                 }
                 for (int i = 0; i < rows; i++)
