@@ -80,8 +80,9 @@ internal static class GemmCommand
                 {
                     ("openblas (today)", () => Make(op, types, BlasBackend.OpenBlas, CpuIsa.None)),
                     ("managed (today, SWC_BLAS=managed)", () => Make(op, types, BlasBackend.Managed, CpuIsa.None)),
+                    ("openblas blocked", () => Make(op, types, BlasBackend.OpenBlasBlocked, CpuIsa.None)),
                 };
-                candidates.AddRange(isas.Select(i => ($"tiled {i}", (Func<CpuKernel>)(() => Make(op, types, BlasBackend.Auto, i)))));
+                candidates.AddRange(isas.Select(i => ($"tiled {i}", (Func<CpuKernel>)(() => Make(op, types, BlasBackend.Tiled, i)))));
                 // the FMA peak as one more interleaved candidate: % of peak from medians taken in the same rounds
                 long iters = 200_000;
                 var runs = new List<(string, Action)>
@@ -108,7 +109,7 @@ internal static class GemmCommand
                     }
                     runs.Add((cname, () => kernel.Run(ins, outs)));
                 }
-                var results = Bench.Measure(runs, rounds, TimeSpan.FromMilliseconds(minMs));
+                var results = CpuTime ? MeasureCpu(runs, rounds, minMs) : Bench.Measure(runs, rounds, TimeSpan.FromMilliseconds(minMs));
                 double today = results[1].MedianMs, inRound = peakFlops / results[0].MedianMs / 1e6;
                 double todayMin = results[1].MinMs, inRoundMin = peakFlops / results[0].MinMs / 1e6;
                 foreach (var r in results)
@@ -138,6 +139,47 @@ internal static class GemmCommand
             Console.WriteLine($"wrote {outFile}");
         }
         return failed == 0 ? 0 : 1;
+    }
+
+    /// <summary>SWC_BENCH_CPU_TIME=1: time by the process's CPU time instead of the wall clock (see below).</summary>
+    private static bool CpuTime => Environment.GetEnvironmentVariable("SWC_BENCH_CPU_TIME") == "1";
+
+    /// <summary>
+    /// As <see cref="Bench.Measure"/> (interleaved rounds, rotating start, medians), but each sample is the
+    /// process's CPU time per run: on a machine that other processes oversubscribe, wall time counts the time slices
+    /// they take, CPU time does not (their cache pollution still shows). Meant for --threads 1, where no thread of
+    /// this process waits for another.
+    /// </summary>
+    private static IReadOnlyList<BenchResult> MeasureCpu(IReadOnlyList<(string Name, Action Run)> c, int rounds,
+        double minMs)
+    {
+        var proc = System.Diagnostics.Process.GetCurrentProcess();
+        double Cpu()
+        {
+            proc.Refresh();
+            return proc.TotalProcessorTime.TotalMilliseconds;
+        }
+        foreach (var (_, run) in c) for (int i = 0; i < 3; i++) run();
+        var samples = c.Select(_ => new double[rounds]).ToArray();
+        for (int round = 0; round < rounds; round++)
+        {
+            for (int j = 0; j < c.Count; j++)
+            {
+                int i = (round + j) % c.Count;
+                double t0 = Cpu(), t;
+                long iters = 0;
+                do
+                {
+                    c[i].Run();
+                    iters++;
+                    t = Cpu() - t0;
+                }
+                while (t < minMs);
+                samples[i][round] = t / iters;
+            }
+        }
+        return c.Select((x, i) => new BenchResult(x.Name, Bench.Median(samples[i]), samples[i].Min(),
+            samples[i].Max(), samples[i])).ToArray();
     }
 
     private static CpuKernel Make(Op op, TensorType[] types, BlasBackend backend, CpuIsa isa)

@@ -7,7 +7,7 @@ using static ShiftWise.Runtime.Tests.KernelHarness;
 namespace ShiftWise.Runtime.Tests;
 
 /// <summary>
-/// The register-tiled GEMM (<see cref="GemmTiled"/>, <see cref="GemmKernel"/>'s Auto path) on both ISA paths
+/// The register-tiled GEMM (<see cref="GemmTiled"/>, <see cref="GemmKernel"/>'s Tiled backend) on both ISA paths
 /// against <see cref="ReferenceExecutor"/>: every epilogue combination of the layouts it covers, at shapes that are
 /// not multiples of its tiles (6 weight rows × 2 vectors of positions; 4 × 3 dot products, vectors along K), and
 /// its GRN fold (<see cref="GemmGrnFoldKernel"/>). Bound 1e-5 relative L2, as in <see cref="GemmKernelTests"/>:
@@ -74,7 +74,7 @@ public sealed class GemmTiledTests
 
     private static double GemmError(Gemm op, CpuIsa isa, Tensor[] inputs) => Error(op, isa, inputs, r =>
     {
-        var kernel = new GemmKernel(r) { Isa = isa };
+        var kernel = new GemmKernel(r) { Isa = isa, Backend = BlasBackend.Tiled };
         Assert.True(kernel.Tiled, $"{op} should run tiled on {isa}");
         return kernel;
     });
@@ -146,6 +146,7 @@ public sealed class GemmTiledTests
         var kernel = new GemmGrnFoldKernel(new KernelRequest(NodeFor(fold, types), types, new Tensor?[types.Length]))
         {
             Isa = isa,
+            Backend = BlasBackend.Tiled,
         };
         Assert.True(kernel.Tiled);
         var y = new float[expected.Length];

@@ -61,12 +61,13 @@ public sealed unsafe class GemmGrnFoldKernel : CpuKernel
     /// <summary>The vector ISA of the tiled path (default: <see cref="GemmIsa.Current"/>).</summary>
     public CpuIsa Isa { get; init; } = GemmIsa.Current;
 
-    /// <summary>The BLAS backend of the two GEMMs off the tiled path; anything but Auto also turns the tiled path
-    /// off (as <see cref="GemmKernel.Backend"/> does).</summary>
+    /// <summary>The backend, as <see cref="GemmKernel.Backend"/>: Tiled, or Auto where
+    /// <see cref="Blas.AutoTiled"/>, takes the tiled path; the others run the two GEMMs with it.</summary>
     public BlasBackend Backend { get; init; } = BlasBackend.Auto;
 
     /// <summary>Whether <see cref="Run"/> takes the register-tiled, folded path.</summary>
-    public bool Tiled => Backend == BlasBackend.Auto && _op.InNchw && GemmTiled.Supports(_op.First, Isa);
+    public bool Tiled => (Backend == BlasBackend.Tiled || (Backend == BlasBackend.Auto && Blas.AutoTiled))
+        && _op.InNchw && GemmTiled.Supports(_op.First, Isa);
 
     /// <inheritdoc/>
     public override void Run(Buf[] inputs, Buf[] outputs)

@@ -72,11 +72,13 @@ public sealed unsafe class GemmKernel : CpuKernel
     }
 
     private GemmTiled? _tiled;
+    private GemmBlocked? _blocked;
 
     /// <summary>
-    /// Which GEMM runs; the tuner may pick per node. Auto runs the register-tiled GEMM (<see cref="GemmTiled"/>)
-    /// where it covers the layout and <see cref="Isa"/> is not None, and BLAS otherwise; OpenBlas and Managed
-    /// force one BLAS call per sample followed by the epilogue passes.
+    /// Which GEMM runs; the tuner may pick per node. Tiled runs the register-tiled GEMM (<see cref="GemmTiled"/>)
+    /// where it covers the layout and <see cref="Isa"/> is not None; Auto does too where
+    /// <see cref="Blas.AutoTiled"/>, and otherwise makes one BLAS call per sample followed by the epilogue passes,
+    /// as OpenBlas and Managed do with their GEMM.
     /// </summary>
     public BlasBackend Backend { get; init; } = BlasBackend.Auto;
 
@@ -84,7 +86,8 @@ public sealed unsafe class GemmKernel : CpuKernel
     public CpuIsa Isa { get; init; } = GemmIsa.Current;
 
     /// <summary>Whether <see cref="Run"/> goes through the register-tiled GEMM.</summary>
-    public bool Tiled => Backend == BlasBackend.Auto && GemmTiled.Supports(_op, Isa);
+    public bool Tiled => (Backend == BlasBackend.Tiled || (Backend == BlasBackend.Auto && Blas.AutoTiled))
+        && GemmTiled.Supports(_op, Isa);
 
     /// <inheritdoc/>
     public override string Label { get; }
@@ -105,6 +108,11 @@ public sealed unsafe class GemmKernel : CpuKernel
         if (Tiled)
         {
             RunTiled(inputs, outputs[0]);
+            return;
+        }
+        if (Backend == BlasBackend.OpenBlasBlocked && GemmBlocked.Supports(_op))
+        {
+            RunBlocked(inputs, outputs[0]);
             return;
         }
         ReadOnlySpan<float> x = inputs[0].Span, w = inputs[1].Span;
@@ -160,6 +168,22 @@ public sealed unsafe class GemmKernel : CpuKernel
         fixed (float* pb = bias.HasValue ? bias.Value.Span : default, pr = res.HasValue ? res.Value.Span : default)
         {
             _tiled.Run(x, w, y, pb, pr, _op.HasGrn ? _epilogue.Sums : null, null);
+        }
+        if (_op.HasGrn)
+        {
+            _epilogue.ApplyGrn(output, Checked(inputs[s.Gamma], _n, "gamma"), Checked(inputs[s.Beta], _n, "beta"), res);
+        }
+    }
+
+    private void RunBlocked(Buf[] inputs, Buf output)
+    {
+        var s = _op.Slots;
+        _blocked ??= new GemmBlocked(_op, _batch, _hw, _k, _n, BlasBackend.OpenBlas);
+        Buf? bias = _op.HasBias ? Checked(inputs[s.Bias], _n, "bias") : null;
+        Buf? res = _op.HasResidual ? Checked(inputs[s.Residual], _yLength, "residual") : null;
+        fixed (float* pb = bias.HasValue ? bias.Value.Span : default, pr = res.HasValue ? res.Value.Span : default)
+        {
+            _blocked.Run(inputs[0].Span, inputs[1].Span, output.Span, pb, pr, _op.HasGrn ? _epilogue.Sums : null);
         }
         if (_op.HasGrn)
         {
