@@ -156,6 +156,45 @@ public sealed class GemmTiledTests
         Assert.True(err <= Tol, $"grn fold {isa}: relative L2 {err:e2} > {Tol:e0}");
     }
 
+    public static TheoryData<GemmAct, bool, bool, bool> BlockedFlags()
+    {
+        var d = new TheoryData<GemmAct, bool, bool, bool>();
+        foreach (var act in Enum.GetValues<GemmAct>())
+        foreach (bool bias in new[] { false, true })
+        foreach (bool grn in new[] { false, true })
+        foreach (bool res in new[] { false, true })
+        {
+            d.Add(act, bias, grn, res);
+        }
+        return d;
+    }
+
+    /// <summary>
+    /// The blocked OpenBLAS path (<see cref="GemmBlocked"/>: the expand GEMM, in_nchw with a channel-last output,
+    /// each block's epilogue right after its BLAS call) with 16 positions per block, so that a sample spans several
+    /// blocks and a ragged last one; and once with the default block size, as Auto runs it.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(BlockedFlags))]
+    public void BlockedOpenBlasMatchesTheReference(GemmAct act, bool bias, bool grn, bool res)
+    {
+        var lib = ShiftWise.Runtime.Native.NativeLibraries.Load(ShiftWise.Runtime.Native.NativeLibraries.OpenBlas);
+        Assert.SkipUnless(lib.Found, lib.Missing("The blocked path runs on OpenBLAS only."));
+        var op = new Gemm(true, false, act, bias, grn, 1e-6, res);
+        var rng = new Random(5 + (int)act * 8 + (bias ? 1 : 0) + (grn ? 2 : 0) + (res ? 4 : 0));
+        foreach (var (b, h, w, k, n, rows) in new[] { (2, 5, 7, 13, 11, 16), (1, 9, 13, 67, 50, 16), (2, 7, 7, 40, 30, 0) })
+        {
+            var inputs = Inputs(rng, op, b, h, w, k, n);
+            double err = Error(op, CpuIsa.None, inputs, r =>
+            {
+                var kernel = new GemmKernel(r) { Backend = BlasBackend.OpenBlasBlocked, BlockRows = rows };
+                Assert.True(kernel.Blocked);
+                return kernel;
+            });
+            Assert.True(err <= Tol, $"{op} blocked x={inputs[0].Shape} n={n}: relative L2 {err:e2} > {Tol:e0}");
+        }
+    }
+
     [Fact]
     public void TheIsaVariableIsReadAndRefusalsWarn()
     {

@@ -77,13 +77,24 @@ public sealed unsafe class GemmKernel : CpuKernel
     /// <summary>
     /// Which GEMM runs; the tuner may pick per node. Tiled runs the register-tiled GEMM (<see cref="GemmTiled"/>)
     /// where it covers the layout and <see cref="Isa"/> is not None; Auto does too where
-    /// <see cref="Blas.AutoTiled"/>, and otherwise makes one BLAS call per sample followed by the epilogue passes,
-    /// as OpenBlas and Managed do with their GEMM.
+    /// <see cref="Blas.AutoTiled"/> (OpenBLAS missing), and otherwise runs <see cref="Blocked"/> where it applies
+    /// and one BLAS call per sample followed by the epilogue passes elsewhere, as OpenBlas and Managed always do.
     /// </summary>
     public BlasBackend Backend { get; init; } = BlasBackend.Auto;
 
     /// <summary>The vector ISA of the tiled GEMM (default: <see cref="GemmIsa.Current"/>, from SWC_CPU_ISA).</summary>
     public CpuIsa Isa { get; init; } = GemmIsa.Current;
+
+    /// <summary>
+    /// Whether <see cref="Run"/> makes BLAS calls on blocks of positions with each block's epilogue while it is in
+    /// L2 (<see cref="GemmBlocked"/>): OpenBlasBlocked, or Auto with OpenBLAS loaded, for in_nchw with a
+    /// channel-last output (the expand GEMM of a pointwise pair).
+    /// </summary>
+    public bool Blocked => !Tiled && GemmBlocked.Supports(_op)
+        && (Backend == BlasBackend.OpenBlasBlocked || (Backend == BlasBackend.Auto && Blas.UsingOpenBlas));
+
+    /// <summary>Positions per block of the blocked path (0: sized to L2); tests set a few to get many blocks.</summary>
+    internal int BlockRows { get; init; }
 
     /// <summary>Whether <see cref="Run"/> goes through the register-tiled GEMM.</summary>
     public bool Tiled => (Backend == BlasBackend.Tiled || (Backend == BlasBackend.Auto && Blas.AutoTiled))
@@ -110,7 +121,7 @@ public sealed unsafe class GemmKernel : CpuKernel
             RunTiled(inputs, outputs[0]);
             return;
         }
-        if (Backend == BlasBackend.OpenBlasBlocked && GemmBlocked.Supports(_op))
+        if (Blocked)
         {
             RunBlocked(inputs, outputs[0]);
             return;
@@ -178,7 +189,7 @@ public sealed unsafe class GemmKernel : CpuKernel
     private void RunBlocked(Buf[] inputs, Buf output)
     {
         var s = _op.Slots;
-        _blocked ??= new GemmBlocked(_op, _batch, _hw, _k, _n, BlasBackend.OpenBlas);
+        _blocked ??= new GemmBlocked(_op, _batch, _hw, _k, _n, BlasBackend.OpenBlas, BlockRows);
         Buf? bias = _op.HasBias ? Checked(inputs[s.Bias], _n, "bias") : null;
         Buf? res = _op.HasResidual ? Checked(inputs[s.Residual], _yLength, "residual") : null;
         fixed (float* pb = bias.HasValue ? bias.Value.Span : default, pr = res.HasValue ? res.Value.Span : default)
