@@ -29,13 +29,14 @@ public enum BlasBackend
 /// float32 GEMM for the CPU target, row-major: OpenBLAS where it is installed, a managed blocked GEMM otherwise.
 /// Every call checks its arguments against the spans, so a wrong leading dimension fails here instead of reading
 /// past a buffer inside native code. Set <c>SWC_BLAS=managed</c> to force the managed GEMM (auto and openblas
-/// pick OpenBLAS when present), <c>SWC_BLAS=tiled</c> to make the GEMM kernels' Auto take the register-tiled GEMM
+/// pick OpenBLAS when present; openblas also turns off the blocked expand GEMM, see <see cref="AutoBlocked"/>),
+/// <c>SWC_BLAS=tiled</c> to make the GEMM kernels' Auto take the register-tiled GEMM
 /// where it applies (it does so anyway when OpenBLAS is missing: measured faster than the managed GEMM, and not
 /// faster than OpenBLAS at sw-tiny's shapes).
 /// </summary>
 public static unsafe class Blas
 {
-    private static readonly (bool Open, bool Tiled, string? Warning) Choice = Choose();
+    private static readonly (bool Open, bool Tiled, bool Blocked, string? Warning) Choice = Choose();
     private static int _threads = Environment.ProcessorCount;
 
     /// <summary>Whether <see cref="BlasBackend.Auto"/> calls go to OpenBLAS.</summary>
@@ -46,6 +47,13 @@ public static unsafe class Blas
     /// with <c>SWC_BLAS=tiled</c>, or when OpenBLAS is missing and <c>SWC_BLAS</c> is not <c>managed</c>.
     /// </summary>
     public static bool AutoTiled => Choice.Tiled;
+
+    /// <summary>
+    /// Whether the GEMM kernels' <see cref="BlasBackend.Auto"/> runs the expand GEMM as OpenBLAS calls on blocks
+    /// (<see cref="GemmBlocked"/>): when OpenBLAS is loaded and <c>SWC_BLAS</c> is not <c>openblas</c>, which keeps
+    /// one call per sample followed by the epilogue passes (the behaviour before the blocked path, for comparisons).
+    /// </summary>
+    public static bool AutoBlocked => Choice.Blocked;
 
     /// <summary>
     /// The sentence to show once when <see cref="BlasBackend.Auto"/> falls back to the managed GEMM because OpenBLAS
@@ -151,17 +159,17 @@ public static unsafe class Blas
         }
     }
 
-    private static (bool, bool, string?) Choose()
+    private static (bool, bool, bool, string?) Choose()
     {
         const string fallback = "Using the managed GEMM, which is slower.";
         var env = Environment.GetEnvironmentVariable("SWC_BLAS")?.Trim().ToLowerInvariant();
-        if (env == "managed") return (false, false, null);
+        if (env == "managed") return (false, false, false, null);
         var lib = OpenBlas.Library;
-        if (env == "tiled") return (lib.Found, true, null);
+        if (env == "tiled") return (lib.Found, true, false, null);
         string? unknown = env is null or "" or "auto" or "openblas"
             ? null
             : $"SWC_BLAS='{env}' is not one of auto, openblas, managed, tiled; treating it as auto. ";
-        if (lib.Found) return (true, false, unknown?.TrimEnd());
-        return (false, true, unknown + lib.Missing(fallback));
+        if (lib.Found) return (true, false, env != "openblas", unknown?.TrimEnd());
+        return (false, true, false, unknown + lib.Missing(fallback));
     }
 }

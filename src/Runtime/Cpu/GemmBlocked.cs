@@ -9,8 +9,8 @@ namespace ShiftWise.Runtime.Cpu;
 /// block's epilogue (bias, activation, GRN's sums of squares, the residual without GRN) applied right after its
 /// call while the block is still in L2: the "better use of OpenBLAS", measured faster than both one call per
 /// sample with the epilogue passes after it and the register-tiled <see cref="GemmTiled"/> (bench gemm), so it is
-/// the default where OpenBLAS is installed. GRN's sums go per (block, channel) and are added in block order, so the result does not
-/// depend on the schedule. One <see cref="Run"/> at a time per instance.
+/// the default where OpenBLAS is installed. GRN's sums go per (block, channel) and are added in block order, so the
+/// result does not depend on the schedule. One <see cref="Run"/> at a time per instance.
 /// </summary>
 internal sealed unsafe class GemmBlocked
 {
@@ -101,7 +101,8 @@ internal sealed unsafe class GemmBlocked
                     {
                         var (lo, hi) = Vector256.Widen(v);
                         Vector256.Store(Vector256.MultiplyAddEstimate(lo, lo, Vector256.Load(sums + c)), sums + c);
-                        Vector256.Store(Vector256.MultiplyAddEstimate(hi, hi, Vector256.Load(sums + c + 4)), sums + c + 4);
+                        var s4 = sums + c + 4;
+                        Vector256.Store(Vector256.MultiplyAddEstimate(hi, hi, Vector256.Load(s4)), s4);
                     }
                     if (rr != null) v += Vector256.Load(rr + c);
                     Vector256.Store(v, row + c);

@@ -87,11 +87,11 @@ public sealed unsafe class GemmKernel : CpuKernel
 
     /// <summary>
     /// Whether <see cref="Run"/> makes BLAS calls on blocks of positions with each block's epilogue while it is in
-    /// L2 (<see cref="GemmBlocked"/>): OpenBlasBlocked, or Auto with OpenBLAS loaded, for in_nchw with a
-    /// channel-last output (the expand GEMM of a pointwise pair).
+    /// L2 (<see cref="GemmBlocked"/>): OpenBlasBlocked, or Auto where <see cref="Blas.AutoBlocked"/>, for in_nchw
+    /// with a channel-last output (the expand GEMM of a pointwise pair).
     /// </summary>
     public bool Blocked => !Tiled && GemmBlocked.Supports(_op)
-        && (Backend == BlasBackend.OpenBlasBlocked || (Backend == BlasBackend.Auto && Blas.UsingOpenBlas));
+        && (Backend == BlasBackend.OpenBlasBlocked || (Backend == BlasBackend.Auto && Blas.AutoBlocked));
 
     /// <summary>Positions per block of the blocked path (0: sized to L2); tests set a few to get many blocks.</summary>
     internal int BlockRows { get; init; }

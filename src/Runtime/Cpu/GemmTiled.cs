@@ -26,7 +26,7 @@ internal sealed unsafe class GemmTiled
     /// <summary>Bytes of weight rows a work item keeps hot: a chunk of W in a quarter of a 1 MB L2.</summary>
     private const int ChunkBytes = 256 << 10;
 
-    /// <summary>Bytes of a strip's block of B (K block × 2 vectors), to stay in L1 with the weight rows' block.</summary>
+    /// <summary>Bytes of a strip's block of B (K block × 2 vectors): it stays in L1 with the weight rows.</summary>
     private const int RowBlockBytes = 16 << 10;
 
     /// <summary>K per block of the dot-product tile: four weight rows of it (8 KB) stay in L1.</summary>
