@@ -31,22 +31,28 @@ public enum BlasBackend
 /// past a buffer inside native code. Set <c>SWC_BLAS=managed</c> to force the managed GEMM (auto and openblas
 /// pick OpenBLAS when present; openblas also turns off the blocked expand GEMM, see <see cref="AutoBlocked"/>),
 /// <c>SWC_BLAS=tiled</c> to make the GEMM kernels' Auto take the register-tiled GEMM
-/// where it applies (it does so anyway when OpenBLAS is missing: measured faster than the managed GEMM, and not
-/// faster than OpenBLAS at sw-tiny's shapes).
+/// (it does so anyway for in_nchw GEMMs when OpenBLAS is missing: measured faster than the managed GEMM there, and
+/// not faster than OpenBLAS at sw-tiny's shapes; bench/results/gemm.md).
 /// </summary>
 public static unsafe class Blas
 {
     private static readonly (bool Open, bool Tiled, bool Blocked, string? Warning) Choice = Choose();
+    private static readonly bool Forced = Environment.GetEnvironmentVariable("SWC_BLAS")?.Trim().ToLowerInvariant()
+        == "tiled";
     private static int _threads = Environment.ProcessorCount;
 
     /// <summary>Whether <see cref="BlasBackend.Auto"/> calls go to OpenBLAS.</summary>
     public static bool UsingOpenBlas => Choice.Open;
 
     /// <summary>
-    /// Whether the GEMM kernels' <see cref="BlasBackend.Auto"/> takes the register-tiled GEMM where it applies:
-    /// with <c>SWC_BLAS=tiled</c>, or when OpenBLAS is missing and <c>SWC_BLAS</c> is not <c>managed</c>.
+    /// Whether the GEMM kernels' <see cref="BlasBackend.Auto"/> takes the register-tiled GEMM: everywhere it
+    /// applies with <c>SWC_BLAS=tiled</c> (<see cref="TiledEverywhere"/>), for in_nchw GEMMs when OpenBLAS is
+    /// missing and <c>SWC_BLAS</c> is not <c>managed</c>.
     /// </summary>
     public static bool AutoTiled => Choice.Tiled;
+
+    /// <summary>Whether <c>SWC_BLAS=tiled</c> asks for the register-tiled GEMM wherever it applies.</summary>
+    public static bool TiledEverywhere => Forced;
 
     /// <summary>
     /// Whether the GEMM kernels' <see cref="BlasBackend.Auto"/> runs the expand GEMM as OpenBLAS calls on blocks

@@ -76,8 +76,9 @@ public sealed unsafe class GemmKernel : CpuKernel
 
     /// <summary>
     /// Which GEMM runs; the tuner may pick per node. Tiled runs the register-tiled GEMM (<see cref="GemmTiled"/>)
-    /// where it covers the layout and <see cref="Isa"/> is not None; Auto does too where
-    /// <see cref="Blas.AutoTiled"/> (OpenBLAS missing), and otherwise runs <see cref="Blocked"/> where it applies
+    /// where it covers the layout and <see cref="Isa"/> is not None; Auto does too for in_nchw where
+    /// <see cref="Blas.AutoTiled"/> (OpenBLAS missing: its dot-product form measured slower than the managed GEMM on
+    /// channel-last inputs), and otherwise runs <see cref="Blocked"/> where it applies
     /// and one BLAS call per sample followed by the epilogue passes elsewhere, as OpenBlas and Managed always do.
     /// </summary>
     public BlasBackend Backend { get; init; } = BlasBackend.Auto;
@@ -97,7 +98,8 @@ public sealed unsafe class GemmKernel : CpuKernel
     internal int BlockRows { get; init; }
 
     /// <summary>Whether <see cref="Run"/> goes through the register-tiled GEMM.</summary>
-    public bool Tiled => (Backend == BlasBackend.Tiled || (Backend == BlasBackend.Auto && Blas.AutoTiled))
+    public bool Tiled => (Backend == BlasBackend.Tiled
+            || (Backend == BlasBackend.Auto && (Blas.TiledEverywhere || (Blas.AutoTiled && _op.InNchw))))
         && GemmTiled.Supports(_op, Isa);
 
     /// <inheritdoc/>
