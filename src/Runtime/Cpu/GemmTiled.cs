@@ -36,7 +36,7 @@ internal sealed unsafe class GemmTiled
     private readonly CpuIsa _isa;
     private readonly int _batch, _hw, _k, _n, _lanes, _strip, _strips, _rowsPer, _chunks, _groups, _perGroup;
     private readonly double[] _partial;
-    private readonly float[] _scaled;
+    private float[]? _scaled;
     private readonly Action<int> _item;
     private nint _x, _w, _y, _bias, _res;
 
@@ -73,7 +73,6 @@ internal sealed unsafe class GemmTiled
         _perGroup = (_strips + _groups - 1) / _groups;
         _groups = Math.Max(1, (_strips + _perGroup - 1) / _perGroup);
         _partial = op.HasGrn ? new double[_strips * n] : [];
-        _scaled = new float[(long)n * k];
         Threads = threads;
         _item = Item;
     }
@@ -91,6 +90,8 @@ internal sealed unsafe class GemmTiled
     {
         (_bias, _res) = ((nint)bias, _op.HasGrn ? 0 : (nint)res);
         var options = new ParallelOptions { MaxDegreeOfParallelism = Threads };
+        // a scaled copy of W only where a GRN scale is folded in, not a second copy of every weight
+        if (kScale != null) _scaled ??= new float[(long)_n * _k];
         fixed (float* scaled = _scaled)
         {
             for (int b = 0; b < _batch; b++)
