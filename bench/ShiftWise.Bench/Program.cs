@@ -10,6 +10,7 @@ const string Usage = """
            ShiftWise.Bench sw-tiny [--batch 1,8] [--rounds N]
                                     [--threads T] [--no-pad] [--dump-onnx DIR] [--out DIR]
            ShiftWise.Bench peak [--ms PER_TRIAL]
+           ShiftWise.Bench gemm [--batch 1,8] [--stages 0,1,2,3] [--rounds N] [--min-ms M] [--threads T] [--out FILE]
     """;
 
 if (args.Length == 0 || args[0] is "-h" or "--help")
@@ -46,6 +47,18 @@ switch (args[0])
             $"FP32 FMA peak: {p.OneThread:F1} GFLOP/s on 1 thread, {p.AllThreads:F1} GFLOP/s on {p.Threads} threads"));
         if (MachineInfo.ContentionWarning(p) is { } warn) Console.WriteLine(warn);
         return 0;
+    }
+    case "gemm":
+    {
+        var batches = Ints(Flag("--batch", "1,8"));
+        var stages = Ints(Flag("--stages", ""));
+        int rounds = int.Parse(Flag("--rounds", "9"), CultureInfo.InvariantCulture);
+        double minMs = double.Parse(Flag("--min-ms", "30"), CultureInfo.InvariantCulture);
+        var outFile = Flag("--out", "") is { Length: > 0 } o ? o : null;
+        int threads = int.Parse(Flag("--threads", Environment.ProcessorCount.ToString(CultureInfo.InvariantCulture)),
+            CultureInfo.InvariantCulture);
+        if (flags.Count > 0) break;
+        return GemmCommand.Run(batches, stages, rounds, minMs, outFile, threads);
     }
     case "sw-tiny":
     {

@@ -13,21 +13,53 @@ public enum BlasBackend
     OpenBlas,
     /// <summary>The managed, cache-blocked Vector256 GEMM.</summary>
     Managed,
+    /// <summary>
+    /// For <see cref="GemmKernel"/> only: OpenBLAS on blocks of positions with each block's epilogue while it is in
+    /// L2 (<see cref="GemmBlocked"/>, in_nchw with a channel-last output); plain OpenBLAS elsewhere.
+    /// </summary>
+    OpenBlasBlocked,
+    /// <summary>
+    /// For <see cref="GemmKernel"/> and <see cref="GemmGrnFoldKernel"/>: the register-tiled GEMM with its epilogue
+    /// per tile (<see cref="GemmTiled"/>) where it covers the layout; Auto elsewhere.
+    /// </summary>
+    Tiled,
 }
 
 /// <summary>
 /// float32 GEMM for the CPU target, row-major: OpenBLAS where it is installed, a managed blocked GEMM otherwise.
 /// Every call checks its arguments against the spans, so a wrong leading dimension fails here instead of reading
 /// past a buffer inside native code. Set <c>SWC_BLAS=managed</c> to force the managed GEMM (auto and openblas
-/// pick OpenBLAS when present).
+/// pick OpenBLAS when present; openblas also turns off the blocked expand GEMM, see <see cref="AutoBlocked"/>),
+/// <c>SWC_BLAS=tiled</c> to make the GEMM kernels' Auto take the register-tiled GEMM
+/// (it does so anyway for in_nchw GEMMs when OpenBLAS is missing: measured faster than the managed GEMM there, and
+/// not faster than OpenBLAS at sw-tiny's shapes; bench/results/gemm.md).
 /// </summary>
 public static unsafe class Blas
 {
-    private static readonly (bool Open, string? Warning) Choice = Choose();
+    private static readonly (bool Open, bool Tiled, bool Blocked, string? Warning) Choice = Choose();
+    private static readonly bool Forced = Environment.GetEnvironmentVariable("SWC_BLAS")?.Trim().ToLowerInvariant()
+        == "tiled";
     private static int _threads = Environment.ProcessorCount;
 
     /// <summary>Whether <see cref="BlasBackend.Auto"/> calls go to OpenBLAS.</summary>
     public static bool UsingOpenBlas => Choice.Open;
+
+    /// <summary>
+    /// Whether the GEMM kernels' <see cref="BlasBackend.Auto"/> takes the register-tiled GEMM: everywhere it
+    /// applies with <c>SWC_BLAS=tiled</c> (<see cref="TiledEverywhere"/>), for in_nchw GEMMs when OpenBLAS is
+    /// missing and <c>SWC_BLAS</c> is not <c>managed</c>.
+    /// </summary>
+    public static bool AutoTiled => Choice.Tiled;
+
+    /// <summary>Whether <c>SWC_BLAS=tiled</c> asks for the register-tiled GEMM wherever it applies.</summary>
+    public static bool TiledEverywhere => Forced;
+
+    /// <summary>
+    /// Whether the GEMM kernels' <see cref="BlasBackend.Auto"/> runs the expand GEMM as OpenBLAS calls on blocks
+    /// (<see cref="GemmBlocked"/>): when OpenBLAS is loaded and <c>SWC_BLAS</c> is not <c>openblas</c>, which keeps
+    /// one call per sample followed by the epilogue passes (the behaviour before the blocked path, for comparisons).
+    /// </summary>
+    public static bool AutoBlocked => Choice.Blocked;
 
     /// <summary>
     /// The sentence to show once when <see cref="BlasBackend.Auto"/> falls back to the managed GEMM because OpenBLAS
@@ -81,7 +113,7 @@ public static unsafe class Blas
         bool open = backend switch
         {
             BlasBackend.Auto => Choice.Open,
-            BlasBackend.OpenBlas => OpenBlas.Library.Found
+            BlasBackend.OpenBlas or BlasBackend.OpenBlasBlocked => OpenBlas.Library.Found
                 ? true
                 : throw new InvalidOperationException(OpenBlas.Library.Missing("The OpenBLAS backend was requested.")),
             _ => false,
@@ -133,16 +165,17 @@ public static unsafe class Blas
         }
     }
 
-    private static (bool, string?) Choose()
+    private static (bool, bool, bool, string?) Choose()
     {
         const string fallback = "Using the managed GEMM, which is slower.";
         var env = Environment.GetEnvironmentVariable("SWC_BLAS")?.Trim().ToLowerInvariant();
-        if (env == "managed") return (false, null);
+        if (env == "managed") return (false, false, false, null);
+        var lib = OpenBlas.Library;
+        if (env == "tiled") return (lib.Found, true, false, null);
         string? unknown = env is null or "" or "auto" or "openblas"
             ? null
-            : $"SWC_BLAS='{env}' is not one of auto, openblas, managed; treating it as auto. ";
-        var lib = OpenBlas.Library;
-        if (lib.Found) return (true, unknown?.TrimEnd());
-        return (false, unknown + lib.Missing(fallback));
+            : $"SWC_BLAS='{env}' is not one of auto, openblas, managed, tiled; treating it as auto. ";
+        if (lib.Found) return (true, false, env != "openblas", unknown?.TrimEnd());
+        return (false, true, false, unknown + lib.Missing(fallback));
     }
 }

@@ -72,6 +72,40 @@ internal sealed unsafe class GemmEpilogue
         }
     }
 
+    /// <summary>
+    /// Sums of squares per (sample, channel) after the activation: <see cref="GemmTiled"/> writes them here before
+    /// <see cref="ApplyGrn"/> or <see cref="GrnScales"/>.
+    /// </summary>
+    internal double[] Sums => _sumsq;
+
+    /// <summary>
+    /// GRN's second pass alone, on an output that already holds bias and activation and whose sums of squares are
+    /// in <see cref="Sums"/>: y = scale·h + β (+ residual).
+    /// </summary>
+    internal void ApplyGrn(Buf y, Buf gamma, Buf beta, Buf? residual)
+    {
+        (_y, _beta, _hasRes, _res) = (y, beta, residual.HasValue, residual ?? default);
+        try
+        {
+            Scales(gamma.Span);
+            Fork(_items, _pass2);
+        }
+        finally
+        {
+            (_y, _beta, _res) = (default, default, default);
+        }
+    }
+
+    /// <summary>
+    /// GRN's scale γ·G/(mean G + ε) + 1 per (sample, channel) from <see cref="Sums"/>, batch × N; the array
+    /// is this instance's and is overwritten by the next call.
+    /// </summary>
+    internal float[] GrnScales(ReadOnlySpan<float> gamma)
+    {
+        Scales(gamma);
+        return _scale;
+    }
+
     private void Fork(int items, Action<int> body)
     {
         if (_parallel && items > 1)

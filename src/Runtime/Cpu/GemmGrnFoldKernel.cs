@@ -7,13 +7,19 @@ namespace ShiftWise.Runtime.Cpu;
 /// A <see cref="GemmGrnFold"/> node on the CPU: its two GEMMs as they were before the fold (two
 /// <see cref="GemmKernel"/>s, GRN's β zero, the folded bias on the second), with the first GEMM's output in a
 /// scratch of this instance. The CPU gains nothing from folding GRN's apply into the weights (it reads the
-/// activation from cache either way), so it keeps the plain form. One <see cref="Run"/> at a time per instance.
+/// activation from cache either way), so it keeps the plain form. On the register-tiled path (in_nchw, an ISA the
+/// tiled GEMM runs) it does fold: the intermediate is channel-first, the first GEMM's tiles give GRN's sums of
+/// squares, and GRN's per-sample scale multiplies the second GEMM's weight columns (N×K per sample, against
+/// HW×N×K multiply-adds), so the activation is not passed over again. One <see cref="Run"/> at a time per instance.
 /// </summary>
-public sealed class GemmGrnFoldKernel : CpuKernel
+public sealed unsafe class GemmGrnFoldKernel : CpuKernel
 {
     private readonly GemmGrnFold _op;
-    private readonly GemmKernel _first, _second;
+    private readonly KernelRequest _r1, _r2;
+    private GemmKernel? _first, _second;
     private readonly float[] _u, _beta;
+    private readonly int _batch, _hw, _c, _e, _yLength;
+    private (GemmTiled First, GemmTiled Second, GemmEpilogue Grn)? _tiled;
 
     /// <summary>Binds the kernel to a gemm_grn_fold node; throws <see cref="IrException"/> for anything else.</summary>
     public GemmGrnFoldKernel(KernelRequest request)
@@ -37,23 +43,87 @@ public sealed class GemmGrnFoldKernel : CpuKernel
         var n1 = new Node(_op.First, a.Select((_, i) => $"{node.Name}.in{i}").ToArray(), new[] { uName }, new[] { u });
         var n2 = new Node(_op.Second, new[] { uName }.Concat(b.Select((_, i) => $"{node.Name}.in2_{i}")).ToArray(),
             node.Outputs, node.Types);
-        _first = new GemmKernel(new KernelRequest(n1, a, ca));
-        _second = new GemmKernel(new KernelRequest(n2, [u, .. b], [null, .. cb]));
+        _r1 = new KernelRequest(n1, a, ca);
+        _r2 = new KernelRequest(n2, [u, .. b], [null, .. cb]);
+        // bind both now so that a node the GEMM kernel refuses fails here, not at the first run
+        var (k1, k2) = (new GemmKernel(_r1), new GemmKernel(_r2));
         _u = new float[u.Shape.Elements];
         _beta = new float[a[^1].Shape.Elements];
-        Label = "grn fold: " + _first.Label + " + " + _second.Label;
+        var x = a[0].Shape;
+        (_batch, _hw, _c, _e) = (x[0], _op.InNchw ? x[2] * x[3] : x[1] * x[2], a[1].Shape[1], a[1].Shape[0]);
+        _yLength = (int)node.Types[0].Shape.Elements;
+        Label = "grn fold: " + k1.Label + " + " + k2.Label;
     }
 
     /// <inheritdoc/>
     public override string Label { get; }
 
+    /// <summary>The vector ISA of the tiled path (default: <see cref="GemmIsa.Current"/>).</summary>
+    public GemmVectors Isa { get; init; } = GemmIsa.Current;
+
+    /// <summary>The backend, as <see cref="GemmKernel.Backend"/>: Tiled, or Auto where
+    /// <see cref="Blas.AutoTiled"/>, takes the tiled path; the others run the two GEMMs with it.</summary>
+    public BlasBackend Backend { get; init; } = BlasBackend.Auto;
+
+    /// <summary>Whether <see cref="Run"/> takes the register-tiled, folded path.</summary>
+    public bool Tiled => (Backend == BlasBackend.Tiled || (Backend == BlasBackend.Auto && Blas.AutoTiled))
+        && _op.InNchw && GemmTiled.Supports(_op.First, Isa);
+
     /// <inheritdoc/>
     public override void Run(Buf[] inputs, Buf[] outputs)
     {
+        if (Tiled)
+        {
+            RunTiled(inputs, outputs[0]);
+            return;
+        }
         var (a, b) = _op.Split(inputs);
         a[^1] = Buf.Of(_beta);
         var u = Buf.Of(_u);
+        _first ??= new GemmKernel(_r1) { Backend = Backend, Isa = Isa };
+        _second ??= new GemmKernel(_r2) { Backend = Backend, Isa = Isa };
         _first.Run(a, [u]);
         _second.Run([u, .. b], outputs);
+    }
+
+    private void RunTiled(Buf[] inputs, Buf output)
+    {
+        var s = _op.Slots;
+        if (_tiled is null)
+        {
+            // the first GEMM writes its channel-first intermediate; the second reads it as in_nchw
+            var first = new Gemm(true, true, _op.Act, _op.HasBias, true, _op.GrnEps, false);
+            var second = new Gemm(true, _op.OutNchw, _op.Act2, true, false, 1e-6, _op.HasResidual);
+            _tiled = (new GemmTiled(first, _batch, _hw, _c, _e, Isa, Blas.Threads),
+                new GemmTiled(second, _batch, _hw, _e, _c, Isa, Blas.Threads),
+                new GemmEpilogue(first, _batch, _hw, _e, channelFirst: true));
+        }
+        var (t1, t2, grn) = _tiled.Value;
+        Expect(inputs[0], _batch * _hw * _c, "x");
+        Expect(inputs[1], _e * _c, "weight");
+        Expect(inputs[s.Gamma], _e, "gamma");
+        Expect(inputs[s.W2], _c * _e, "second weight");
+        Expect(inputs[s.Bias2], _c, "second bias");
+        Expect(output, _yLength, "output");
+        if (_op.HasBias) Expect(inputs[s.Bias], _e, "bias");
+        if (_op.HasResidual) Expect(inputs[s.Residual], _yLength, "residual");
+        fixed (float* x = inputs[0].Span, w1 = inputs[1].Span, u = _u, w2 = inputs[s.W2].Span, y = output.Span)
+        fixed (float* b1 = _op.HasBias ? inputs[s.Bias].Span : default, b2 = inputs[s.Bias2].Span)
+        fixed (float* r = _op.HasResidual ? inputs[s.Residual].Span : default)
+        {
+            t1.Run(x, w1, u, b1, null, grn.Sums, null);
+            fixed (float* scale = grn.GrnScales(inputs[s.Gamma].Span))
+            {
+                t2.Run(u, w2, y, b2, r, null, scale);
+            }
+        }
+    }
+
+    private void Expect(Buf b, int length, string what)
+    {
+        if (b.Length != length)
+        {
+            throw new ArgumentException($"{Label}: {what} buffer holds {b.Length} floats, the node needs {length}");
+        }
     }
 }

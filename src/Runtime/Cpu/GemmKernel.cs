@@ -10,7 +10,7 @@ namespace ShiftWise.Runtime.Cpu;
 /// Xᵀ, so the GEMM reads it transposed; with out_nchw the kernel computes Yᵀ = W·Xᵀ (N×HW) directly by swapping
 /// the operands. One <see cref="Run"/> at a time per instance: the epilogue's scratch is allocated here.
 /// </summary>
-public sealed class GemmKernel : CpuKernel
+public sealed unsafe class GemmKernel : CpuKernel
 {
     private readonly Gemm _op;
     private readonly int _batch, _hw, _k, _n, _rows;
@@ -71,8 +71,36 @@ public sealed class GemmKernel : CpuKernel
         Label = Describe(_op, _rows, _k, _n);
     }
 
-    /// <summary>Which GEMM runs; the tuner may pick per node.</summary>
+    private GemmTiled? _tiled;
+    private GemmBlocked? _blocked;
+
+    /// <summary>
+    /// Which GEMM runs; the tuner may pick per node. Tiled runs the register-tiled GEMM (<see cref="GemmTiled"/>)
+    /// where it covers the layout and <see cref="Isa"/> is not None; Auto does too for in_nchw where
+    /// <see cref="Blas.AutoTiled"/> (OpenBLAS missing: its dot-product form measured slower than the managed GEMM on
+    /// channel-last inputs), and otherwise runs <see cref="Blocked"/> where it applies
+    /// and one BLAS call per sample followed by the epilogue passes elsewhere, as OpenBlas and Managed always do.
+    /// </summary>
     public BlasBackend Backend { get; init; } = BlasBackend.Auto;
+
+    /// <summary>The vector ISA of the tiled GEMM (default: <see cref="GemmIsa.Current"/>, from SWC_CPU_ISA).</summary>
+    public GemmVectors Isa { get; init; } = GemmIsa.Current;
+
+    /// <summary>
+    /// Whether <see cref="Run"/> makes BLAS calls on blocks of positions with each block's epilogue while it is in
+    /// L2 (<see cref="GemmBlocked"/>): OpenBlasBlocked, or Auto where <see cref="Blas.AutoBlocked"/>, for in_nchw
+    /// with a channel-last output (the expand GEMM of a pointwise pair).
+    /// </summary>
+    public bool Blocked => !Tiled && GemmBlocked.Supports(_op)
+        && (Backend == BlasBackend.OpenBlasBlocked || (Backend == BlasBackend.Auto && Blas.AutoBlocked));
+
+    /// <summary>Positions per block of the blocked path (0: sized to L2); tests set a few to get many blocks.</summary>
+    internal int BlockRows { get; init; }
+
+    /// <summary>Whether <see cref="Run"/> goes through the register-tiled GEMM.</summary>
+    public bool Tiled => (Backend == BlasBackend.Tiled
+            || (Backend == BlasBackend.Auto && (Blas.TiledEverywhere || (Blas.AutoTiled && _op.InNchw))))
+        && GemmTiled.Supports(_op, Isa);
 
     /// <inheritdoc/>
     public override string Label { get; }
@@ -90,6 +118,16 @@ public sealed class GemmKernel : CpuKernel
         Expect(inputs[0], _xLength, "x");
         Expect(inputs[1], _wLength, "weight");
         Expect(outputs[0], _yLength, "output");
+        if (Tiled)
+        {
+            RunTiled(inputs, outputs[0]);
+            return;
+        }
+        if (Blocked)
+        {
+            RunBlocked(inputs, outputs[0]);
+            return;
+        }
         ReadOnlySpan<float> x = inputs[0].Span, w = inputs[1].Span;
         var y = outputs[0].Span;
         // BLAS wants every leading dimension ≥ 1, even for empty matrices
@@ -127,6 +165,43 @@ public sealed class GemmKernel : CpuKernel
             _op.HasGrn ? Checked(inputs[s.Gamma], _n, "gamma") : null,
             _op.HasGrn ? Checked(inputs[s.Beta], _n, "beta") : null,
             _op.HasResidual ? Checked(inputs[s.Residual], _yLength, "residual") : null);
+    }
+
+    /// <summary>
+    /// The tiled path: GEMM, bias, activation and residual in one pass per tile; with GRN the tiles also give the
+    /// sums of squares and one more pass applies the scale, β and the residual.
+    /// </summary>
+    private void RunTiled(Buf[] inputs, Buf output)
+    {
+        var s = _op.Slots;
+        _tiled ??= new GemmTiled(_op, _batch, _hw, _k, _n, Isa, Blas.Threads);
+        Buf? bias = _op.HasBias ? Checked(inputs[s.Bias], _n, "bias") : null;
+        Buf? res = _op.HasResidual ? Checked(inputs[s.Residual], _yLength, "residual") : null;
+        fixed (float* x = inputs[0].Span, w = inputs[1].Span, y = output.Span)
+        fixed (float* pb = bias.HasValue ? bias.Value.Span : default, pr = res.HasValue ? res.Value.Span : default)
+        {
+            _tiled.Run(x, w, y, pb, pr, _op.HasGrn ? _epilogue.Sums : null, null);
+        }
+        if (_op.HasGrn)
+        {
+            _epilogue.ApplyGrn(output, Checked(inputs[s.Gamma], _n, "gamma"), Checked(inputs[s.Beta], _n, "beta"), res);
+        }
+    }
+
+    private void RunBlocked(Buf[] inputs, Buf output)
+    {
+        var s = _op.Slots;
+        _blocked ??= new GemmBlocked(_op, _batch, _hw, _k, _n, BlasBackend.OpenBlas, BlockRows);
+        Buf? bias = _op.HasBias ? Checked(inputs[s.Bias], _n, "bias") : null;
+        Buf? res = _op.HasResidual ? Checked(inputs[s.Residual], _yLength, "residual") : null;
+        fixed (float* pb = bias.HasValue ? bias.Value.Span : default, pr = res.HasValue ? res.Value.Span : default)
+        {
+            _blocked.Run(inputs[0].Span, inputs[1].Span, output.Span, pb, pr, _op.HasGrn ? _epilogue.Sums : null);
+        }
+        if (_op.HasGrn)
+        {
+            _epilogue.ApplyGrn(output, Checked(inputs[s.Gamma], _n, "gamma"), Checked(inputs[s.Beta], _n, "beta"), res);
+        }
     }
 
     /// <summary>

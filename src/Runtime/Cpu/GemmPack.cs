@@ -102,7 +102,7 @@ internal static unsafe class GemmPack
     /// <summary>
     /// dst[i·ldd + j] = src[j·lds + i] for an 8×8 block, in registers (unpack, shuffle, swap halves).
     /// </summary>
-    private static void Transpose8x8(float* src, int lds, float* dst, int ldd)
+    internal static void Transpose8x8(float* src, int lds, float* dst, int ldd)
     {
         var r0 = Avx.LoadVector256(src);
         var r1 = Avx.LoadVector256(src + lds);
