@@ -121,7 +121,7 @@ public static class BenchCommand
         }
         var args = model.Read(r) with { Weights = r.GetValue<string?>("--weights") };
         using var any = new AnyShapeModel(r.GetValue(model.Model)!, args, target,
-            new CompileOptions { TuningCache = !o.Untuned }, ctx.Err.WriteLine, capacity: 1);
+            new CompileOptions { TuningCache = !o.Untuned, GraphCache = true }, ctx.Err.WriteLine, capacity: 1);
         var shape = Driver.Load(r.GetValue(model.Model)!, args, withWeights: false).Graph.Inputs[0].Type.Shape;
         var rows = new List<string[]> { new[] { "batch", "ms/batch", "images/s", "planned in s", "kernels compiled" } };
         foreach (int b in batches)

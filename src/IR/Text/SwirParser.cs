@@ -10,13 +10,14 @@ namespace ShiftWise.IR.Text;
 public sealed class SwirParser
 {
     private readonly string _file;
-    private readonly List<Token> _toks;
-    private int _i;
+    private readonly SwirLexer _lexer;
+    private Token _cur;
 
     private SwirParser(string source, string file)
     {
         _file = file;
-        _toks = new SwirLexer(source, file).Tokenize();
+        _lexer = new SwirLexer(source, file);
+        _cur = _lexer.Next();
     }
 
     /// <summary>Parses text; <paramref name="file"/> labels errors.</summary>
@@ -281,15 +282,15 @@ public sealed class SwirParser
 
     private void SkipNewlines()
     {
-        while (Peek().Kind == TokenKind.Newline) _i++;
+        while (Peek().Kind == TokenKind.Newline) Take();
     }
 
-    private Token Peek() => _toks[_i];
+    private Token Peek() => _cur;
 
     private Token Take()
     {
-        var t = _toks[_i];
-        if (t.Kind != TokenKind.End) _i++;
+        var t = _cur;
+        if (t.Kind != TokenKind.End) _cur = _lexer.Next();
         return t;
     }
 
@@ -316,7 +317,7 @@ public sealed class SwirParser
     {
         var t = Peek();
         if (t.Kind != TokenKind.Punct || t.Text != p) return false;
-        _i++;
+        Take();
         return true;
     }
 
