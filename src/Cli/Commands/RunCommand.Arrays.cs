@@ -115,7 +115,8 @@ public static partial class RunCommand
         string outputs = ys.Count == 1 ? $"output {types}" : $"{ys.Count} outputs {types}";
         string compiled = planned.Reused
             ? "reusing the compiled model of this shape"
-            : $"compiled for {cm.Target.Device} in {planned.Time.TotalSeconds:F2} s ({cm.Plan.Summary})";
+            : $"compiled for {cm.Target.Device} in {planned.Time.TotalSeconds:F2} s ({cm.Plan.Summary}"
+                + (cm.GraphFromCache ? ", optimised graph from the cache)" : ")");
         ctx.Out.WriteLine((file is null ? "" : file + ": ") + (oracle
             ? $"{m.Description}: input {x.Type}, {outputs}, {(planned.Time + sw.Elapsed).TotalSeconds:F2} s on "
                 + cm.Target.Name
