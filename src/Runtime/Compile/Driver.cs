@@ -103,6 +103,9 @@ public static partial class Driver
         var opt = options.GraphCache && Runtime.Compile.GraphCache.Enabled && options.Passes?.DumpDir is null
             ? Runtime.Compile.GraphCache.GetOrOptimize(m, pipeline, options.Passes, options.Loss, target.Precision, log)
             : Optimize(m.Graph, m.Weights, pipeline, options.Passes, loss: options.Loss, precision: target.Precision);
+        // the load and the pipeline (or the cache read) leave large temporaries behind: collect them before the
+        // executor allocates, so that the peak is the model and its weights, not their garbage (issue 24)
+        GC.Collect();
         var sw = Stopwatch.StartNew();
         var tuning = options.Tuning ?? target.Tuning(options.TuningCache, log);
         var plan = target.Lower(opt.Graph, opt.Weights, tuning);
