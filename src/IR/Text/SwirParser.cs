@@ -215,20 +215,32 @@ public sealed class SwirParser
             case TokenKind.Word:
                 return new WordValue(t.Text, t.Line, t.Column);
             case TokenKind.Punct when t.Text == "[":
-                var items = new List<AttrValue>();
+                // integers are kept in arrays while every item is one (shift tables), as values otherwise
+                var ints = new IntItems();
+                List<AttrValue>? items = null;
                 SkipNewlines();
                 if (!TryPunct("]"))
                 {
                     do
                     {
                         SkipNewlines();
-                        items.Add(ParseAttrValue());
+                        if (items is null && Peek() is { Kind: TokenKind.Int } it)
+                        {
+                            Take();
+                            ints.Add(long.Parse(it.Text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture),
+                                it.Line, it.Column);
+                        }
+                        else
+                        {
+                            items ??= [.. ints];
+                            items.Add(ParseAttrValue());
+                        }
                         SkipNewlines();
                     }
                     while (TryPunct(","));
                     ExpectPunct("]");
                 }
-                return new ListValue(items, t.Line, t.Column);
+                return new ListValue(items ?? (IReadOnlyList<AttrValue>)ints, t.Line, t.Column);
             default:
                 throw Error(t, $"expected an attribute value, got '{Show(t)}'");
         }
