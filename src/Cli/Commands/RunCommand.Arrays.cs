@@ -37,8 +37,8 @@ public static partial class RunCommand
                     + "per input) or a folder (a file per input)");
             }
         }
-        using var any = new AnyShapeModel(modelName, args, target, new CompileOptions { TuningCache = true, GraphCache = true },
-            ctx.Err.WriteLine);
+        using var any = new AnyShapeModel(modelName, args, target,
+            new CompileOptions { TuningCache = true, GraphCache = true }, ctx.Err.WriteLine);
         var all = new List<(string Name, Tensor Value)>();
         for (int i = 0; i < Math.Max(1, inputs.Length); i++)
         {

@@ -30,9 +30,9 @@ public sealed record CompileOptions
     public string? Loss { get; init; }
 
     /// <summary>
-    /// Look up the pipeline's result in the optimised-graph cache (<see cref="Runtime.Compile.GraphCache"/>) and store it there
-    /// after a miss; SWC_GRAPH_CACHE=0 overrides, and IR dumps (<see cref="PassOptions.DumpDir"/>) always run the
-    /// pipeline. On for swc run and bench.
+    /// Look up the pipeline's result in the optimised-graph cache (<see cref="Runtime.Compile.GraphCache"/>) and
+    /// store it there after a miss; SWC_GRAPH_CACHE=0 overrides, and IR dumps (<see cref="PassOptions.DumpDir"/>)
+    /// always run the pipeline. On for swc run and bench.
     /// </summary>
     public bool GraphCache { get; init; }
 }

@@ -36,9 +36,9 @@ public sealed class CpuExecutor : Compile.IExecutor
 
     /// <summary>
     /// Binds a plan (<see cref="CpuLowering.Lower"/>): parameters bound to their float32 storage without a copy (the
-    /// executor only reads them; <see cref="Parameter"/> first gives every parameter an array of its own), other element
-    /// types converted, activations placed in the arena, and each step's kernel created (generated SW kernels rendered
-    /// and compiled, or loaded).
+    /// executor only reads them; <see cref="Parameter"/> first gives every parameter an array of its own), other
+    /// element types converted, activations placed in the arena, and each step's kernel created (generated SW kernels
+    /// rendered and compiled, or loaded).
     /// </summary>
     public CpuExecutor(CpuPlan plan, Action<string>? warn = null)
     {
