@@ -52,6 +52,9 @@ public sealed record OptimizedGraph(Graph Graph, IReadOnlyDictionary<string, Ten
 /// </summary>
 public static partial class Driver
 {
+    // weights above which a compile collects the garbage of the load and the pipeline before binding
+    private const long LargeModelBytes = 16L << 20;
+
     /// <summary>The targets by name, as --device takes them.</summary>
     public static IReadOnlyList<string> TargetNames { get; } = ["cpu", "cuda", "reference"];
 
@@ -103,9 +106,9 @@ public static partial class Driver
         var opt = options.GraphCache && Runtime.Compile.GraphCache.Enabled && options.Passes?.DumpDir is null
             ? Runtime.Compile.GraphCache.GetOrOptimize(m, pipeline, options.Passes, options.Loss, target.Precision, log)
             : Optimize(m.Graph, m.Weights, pipeline, options.Passes, loss: options.Loss, precision: target.Precision);
-        // the load and the pipeline (or the cache read) leave large temporaries behind: collect them before the
-        // executor allocates, so that the peak is the model and its weights, not their garbage (issue 24)
-        GC.Collect();
+        // the load and the pipeline (or the cache read) of a large model leave large temporaries behind: collect them
+        // before the executor allocates, so that the peak is the model and its weights, not their garbage (issue 24)
+        if (opt.Weights.Values.Sum(t => t.Length * t.DType.Size()) > LargeModelBytes) GC.Collect();
         var sw = Stopwatch.StartNew();
         var tuning = options.Tuning ?? target.Tuning(options.TuningCache, log);
         var plan = target.Lower(opt.Graph, opt.Weights, tuning);
