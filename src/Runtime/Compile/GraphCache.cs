@@ -70,10 +70,12 @@ public static class GraphCache
         {
             sb.Append("disabled ").Append(d).Append('\n');
         }
-        sb.Append("graph ").Append(graph.ContentHash()).Append('\n');
+        // the graph's text is printed and hashed while the weights are
+        var graphHash = Task.Run(graph.ContentHash);
         var ps = graph.Params.Select(p => p.Name).Where(weights.ContainsKey).Order(StringComparer.Ordinal).ToArray();
         var hashes = new string[ps.Length];
         Parallel.For(0, ps.Length, i => hashes[i] = Convert.ToHexStringLower(SHA256.HashData(weights[ps[i]].Bytes())));
+        sb.Append("graph ").Append(graphHash.GetAwaiter().GetResult()).Append('\n');
         for (int i = 0; i < ps.Length; i++)
         {
             sb.Append("weight ").Append(SwirPrinter.Name(ps[i])).Append(' ').Append(weights[ps[i]].Type).Append(' ')
