@@ -146,7 +146,8 @@ public static class BenchCommand
     {
         var cm = b.Model;
         o.WriteLine($"{cm.Source.Description}: batch {b.Batch}, {cm.Graph.Nodes.Count} nodes; passes "
-            + $"{cm.PassTime.TotalSeconds:F1} s, kernels bound in {cm.BindTime.TotalSeconds:F1} s");
+            + $"{cm.PassTime.TotalSeconds:F1} s{(cm.GraphFromCache ? " (optimised graph from the cache)" : "")}, "
+            + $"kernels bound in {cm.BindTime.TotalSeconds:F1} s");
         o.WriteLine(cm.Tuning!.Summary);
         o.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"{b.MedianMs:F2} ms per batch ({b.Samples}; min {b.MinMs:F2}, max {b.MaxMs:F2}) = "
