@@ -89,6 +89,20 @@ public sealed class GraphCacheTests
     }
 
     [Fact]
+    public void A_sound_entry_that_does_not_parse_is_discarded_with_a_warning_and_rebuilt()
+    {
+        var m = Small();
+        var key = GraphCache.Key(m.Graph, m.Weights, "inference", null, null, Precision.Fp32);
+        // sealed with a correct content hash, but not an entry: say so, delete it, run the pipeline and store a real one
+        Assert.True(SealedFile.TryWrite(GraphCache.FileOf(key), s => s.Write("not safetensors"u8), null));
+        var warnings = new List<string>();
+        var cm = Driver.Compile(m, new CpuTarget(), Cached, warnings.Add);
+        Assert.False(cm.GraphFromCache);
+        Assert.Contains(warnings, w => w.Contains("cannot be read", StringComparison.Ordinal));
+        Assert.True(Driver.Compile(m, new CpuTarget(), Cached).GraphFromCache);
+    }
+
+    [Fact]
     public void The_key_follows_the_weights_content_and_the_pipeline_options()
     {
         var m = Small();

@@ -49,15 +49,18 @@ public static partial class SafeTensors
     /// <summary>
     /// Reads every tensor and the "__metadata__" string map (empty when absent) from the current position of
     /// <paramref name="s"/> to its end, in one pass: each tensor's bytes go straight into its array.
+    /// <paramref name="onMetadata"/>, when given, sees the metadata as soon as the header is validated, before the
+    /// tensors are read (to start work on it meanwhile).
     /// </summary>
     public static (IReadOnlyDictionary<string, Tensor> Tensors, IReadOnlyDictionary<string, string> Metadata)
-        ReadWithMetadata(Stream s, string label)
+        ReadWithMetadata(Stream s, string label, Action<IReadOnlyDictionary<string, string>>? onMetadata = null)
     {
         ArgumentNullException.ThrowIfNull(s);
         ArgumentNullException.ThrowIfNull(label);
         return Guard(label, () =>
         {
             var (entries, metadata) = ReadHeader(s, label);
+            onMetadata?.Invoke(metadata);
             var result = new SortedDictionary<string, Tensor>(StringComparer.Ordinal);
             // The header check guarantees the entries tile the data section in this order, so reading them
             // sequentially needs no seeking and works on pipes.

@@ -112,9 +112,12 @@ public static class GraphCache
         if (fs is null) return null;
         try
         {
-            var (tensors, meta) = SafeTensors.ReadWithMetadata(fs, file);
+            // the graph text is parsed while the tensors are read (the entry was checked whole before either)
+            Task<Graph>? parse = null;
+            var (tensors, meta) = SafeTensors.ReadWithMetadata(fs, file,
+                md => parse = Task.Run(() => SwirParser.Parse(md[GraphMeta], file)));
             if (meta.GetValueOrDefault(KeyMeta) != key) throw new IrException("the entry is for another key");
-            var g = SwirParser.Parse(meta[GraphMeta], file) with { WeightsFile = m.Graph.WeightsFile };
+            var g = parse!.GetAwaiter().GetResult() with { WeightsFile = m.Graph.WeightsFile };
             var refs = Json(meta, RefsMeta);
             var aliases = Json(meta, AliasMeta);
             var records = JsonSerializer.Deserialize<List<PassRecord>>(meta[RecordsMeta])
