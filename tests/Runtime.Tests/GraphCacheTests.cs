@@ -65,6 +65,22 @@ public sealed class GraphCacheTests
     }
 
     [Fact]
+    public void A_16_bit_pipeline_stores_its_bf16_weights_and_a_hit_computes_the_same_bits()
+    {
+        // the reference target at bf16: the pipeline ends by storing every weight in bfloat16 (new ushort[] tensors)
+        var m = Small();
+        var target = Driver.Target("reference", precision: Precision.Bf16);
+        var x = Input(m.Graph.Inputs[0].Type);
+        var miss = Driver.Compile(m, target, Cached);
+        var hit = Driver.Compile(m, target, Cached);
+        Assert.False(miss.GraphFromCache);
+        Assert.True(hit.GraphFromCache);
+        Assert.Contains(hit.Weights.Values, t => t.DType == DType.BF16);
+        foreach (var (name, t) in miss.Weights) Assert.Equal(Bits(t), Bits(hit.Weights[name]));
+        Assert.Equal(Bits(miss.Run(x)), Bits(hit.Run(x)));
+    }
+
+    [Fact]
     public void A_tampered_entry_is_discarded_with_a_warning_and_rebuilt()
     {
         var m = Small();
