@@ -28,10 +28,9 @@ public sealed class FoldBatchNorm : Pass
             if (prod is { Op: Conv2d } conv && e.SingleUse(x) && !e.Touched(conv) && e.IsParam(conv.Inputs[1])
                 && (conv.Inputs.Count == 2 || e.IsParam(conv.Inputs[2])))
             {
-                var wt = e.TypeOf(conv.Inputs[1]);
-                var w = Scaled(e.Const(conv.Inputs[1])!, scale);
+                var w = Scaled(e.Weight(conv.Inputs[1])!, dtype, [scale]);
                 var b = Shifted(conv.Inputs.Count == 3 ? e.Const(conv.Inputs[2]) : null, scale, bias);
-                var wn = e.AddParam(conv.Inputs[1] + ".bn_folded", dtype, wt.Shape, w);
+                var wn = e.AddParam(conv.Inputs[1] + ".bn_folded", w);
                 var bnm = e.AddParam((conv.Inputs.Count == 3 ? conv.Inputs[2] : conv.Inputs[1] + ".bias")
                     + ".bn_folded", dtype, new Shape(scale.Length), b);
                 e.Remove(conv);
@@ -42,10 +41,9 @@ public sealed class FoldBatchNorm : Pass
                 && e.Producer(perm.Inputs[0]) is { Op: Linear } lin && e.SingleUse(perm.Inputs[0]) && !e.Touched(lin)
                 && e.IsParam(lin.Inputs[1]) && (lin.Inputs.Count == 2 || e.IsParam(lin.Inputs[2])))
             {
-                var wt = e.TypeOf(lin.Inputs[1]);
-                var w = Scaled(e.Const(lin.Inputs[1])!, scale);
+                var w = Scaled(e.Weight(lin.Inputs[1])!, dtype, [scale]);
                 var b = Shifted(lin.Inputs.Count == 3 ? e.Const(lin.Inputs[2]) : null, scale, bias);
-                var wn = e.AddParam(lin.Inputs[1] + ".bn_folded", dtype, wt.Shape, w);
+                var wn = e.AddParam(lin.Inputs[1] + ".bn_folded", w);
                 var bnm = e.AddParam(lin.Inputs[1] + ".bias.bn_folded", dtype, new Shape(scale.Length), b);
                 e.Replace(lin, e.Make(new Linear(), [lin.Outputs[0]], lin.Inputs[0], wn, bnm));
                 e.Remove(perm);
@@ -66,6 +64,38 @@ public sealed class FoldBatchNorm : Pass
         int per = w.Length / scale.Length;
         var r = new double[w.Length];
         for (int i = 0; i < w.Length; i++) r[i] = w[i] * scale[i / per];
+        return r;
+    }
+
+    /// <summary>
+    /// A weight with each output row (first axis) multiplied by its channel's scale, by each of
+    /// <paramref name="scales"/> in turn: in double per element, rounded once to <paramref name="dtype"/>, exactly as
+    /// <see cref="Scaled(double[], double[])"/> applied in turn then rounded, but without a double copy of the weight
+    /// (float32 in, float32 out).
+    /// </summary>
+    public static Tensor Scaled(Tensor w, DType dtype, IReadOnlyList<double[]> scales)
+    {
+        var type = new TensorType(dtype, w.Shape);
+        if (scales.Count == 0) return w.Cast(dtype);
+        if (w.Data is not float[] src || dtype != DType.F32)
+        {
+            var d = w.ToDoubles();
+            foreach (var s in scales) d = Scaled(d, s);
+            return Tensor.FromDoubles(type, d);
+        }
+        var r = Tensor.Zeros(type);
+        var dst = (float[])r.Data;
+        int rows = scales[0].Length;
+        int per = src.Length / rows;
+        for (int row = 0; row < rows; row++)
+        {
+            for (int i = row * per, end = i + per; i < end; i++)
+            {
+                double v = src[i];
+                foreach (var s in scales) v *= s[row];
+                dst[i] = (float)v;
+            }
+        }
         return r;
     }
 

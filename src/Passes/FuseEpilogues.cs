@@ -42,10 +42,11 @@ public sealed class FuseEpilogues : Pass
             prologue = perm;
             x = perm.Inputs[0];
         }
-        var w = e.Const(lin.Inputs[1]);
+        // the weight is read once, at the end, if an affine was folded into its rows (no double copy before that)
+        var scales = new List<double[]>();
         int nout = e.TypeOf(lin.Inputs[1]).Shape[0];
         double[]? b = g0.HasBias ? e.Const(lin.Inputs[2]) : new double[nout];
-        bool foldable = w is not null && b is not null, folded = false;
+        bool foldable = e.IsParam(lin.Inputs[1]) && b is not null, folded = false;
         var act = GemmAct.None;
         (string Gamma, string Beta)? grn = null;
         bool outNchw = false;
@@ -72,7 +73,7 @@ public sealed class FuseEpilogues : Pass
             else if (pristine && foldable && next.Inputs[0] == cur
                 && ChannelAffine(e, next, outNchw, nout) is var (s, sh))
             {
-                w = FoldBatchNorm.Scaled(w!, s);
+                scales.Add(s);
                 b = FoldBatchNorm.Shifted(b, s, sh);
                 folded = true;
             }
@@ -97,7 +98,8 @@ public sealed class FuseEpilogues : Pass
         bool hasBias = g0.HasBias || folded;
         if (folded)
         {
-            wName = e.AddParam(lin.Inputs[1] + ".epilogue", dtype, e.TypeOf(lin.Inputs[1]).Shape, w!);
+            wName = e.AddParam(lin.Inputs[1] + ".epilogue", FoldBatchNorm.Scaled(e.Weight(lin.Inputs[1])!, dtype,
+                scales));
             bName = e.AddParam(lin.Inputs[1] + ".epilogue_bias", dtype, new Shape(nout), b!);
         }
         var ins = new List<string> { x, wName };
@@ -181,12 +183,12 @@ public sealed class FuseEpilogues : Pass
         && e.IsParam(c.Inputs[2]) && e.TypeOf(c.Inputs[1]).Shape is var w && w[2] == 1 && w[3] == 1
         && e.TypeOf(c.Inputs[0]).Shape is var x && x[2] == 1 && x[3] == 1;
 
-    /// <summary>A (O, C, 1, 1) conv weight as a (O, C) GEMM weight.</summary>
+    /// <summary>A (O, C, 1, 1) conv weight as a (O, C) GEMM weight: a view of the same storage, not a copy.</summary>
     private static string Flat(GraphEditor e, string w)
     {
         var t = e.TypeOf(w);
-        return e.AddParam(w + ".gemm", e.Const(w) is { } v
-            ? Tensor.FromDoubles(TensorType.Of(t.DType, t.Shape[0], t.Shape[1]), v)
+        return e.AddParam(w + ".gemm", e.Weight(w) is { } v
+            ? v.Reshape(new Shape(t.Shape[0], t.Shape[1]))
             : throw new InvalidOperationException("checked by IsPointwise"));
     }
 }

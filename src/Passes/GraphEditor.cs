@@ -64,6 +64,12 @@ public sealed class GraphEditor
     /// <summary>A parameter's values as doubles (null when the value is not a parameter).</summary>
     public double[]? Const(string value) => IsParam(value) ? _ctx.Weights[value].ToDoubles() : null;
 
+    /// <summary>
+    /// A parameter's tensor as stored (null when the value is not a parameter): read it, never change it (the caller's
+    /// weights are shared, not copied). For large weights it avoids <see cref="Const"/>'s whole double copy.
+    /// </summary>
+    public Tensor? Weight(string value) => IsParam(value) ? _ctx.Weights[value] : null;
+
     /// <summary>A value's type.</summary>
     public TensorType TypeOf(string value) => _types[value];
 

@@ -23,6 +23,7 @@ public sealed class CompiledModel : IDisposable
         Weights = optimized.Weights;
         Records = optimized.Records;
         PassTime = optimized.Time;
+        GraphFromCache = optimized.FromCache;
         Plan = plan;
         Executor = exec;
         Tuning = tuning;
@@ -53,8 +54,11 @@ public sealed class CompiledModel : IDisposable
     /// <summary>The tuned configurations the SW kernels were lowered with (null: the target has none).</summary>
     public KernelTuning? Tuning { get; }
 
-    /// <summary>Time in the pass pipeline.</summary>
+    /// <summary>Time in the pass pipeline (or reading its result from the optimised-graph cache).</summary>
     public TimeSpan PassTime { get; }
+
+    /// <summary>Whether the optimised graph and its weights came from the optimised-graph cache.</summary>
+    public bool GraphFromCache { get; }
 
     /// <summary>Time to lower and bind (rendering, compiling or the cache, weight preparation or upload).</summary>
     public TimeSpan BindTime { get; }

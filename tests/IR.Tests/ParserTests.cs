@@ -38,6 +38,10 @@ public sealed class ParserTests
     [InlineData("%y: f32[1,2,4,4] = conv2d(%x, @w) {stride=[1,1], padding=[1,1], dilation=[1,1], groups=2} extra", 5, 93, "end of the line")]
     [InlineData("%y: f32[1,2,4,4] = conv2d(%x, @w) {stride=[1,1], padding=[1.5,1], dilation=[1,1], groups=2}", 5, 61, "must be an integer")]
     [InlineData("%y: f32[1,2,4,4] = conv2d(%x, @w) {stride=[1,1], padding=[1,1], dilation=[1,1], groups=2} $", 5, 93, "unexpected character '$'")]
+    // integer lists are kept in arrays by the parser: a float after integers, and an integer past 32 bits, still point at
+    // their own column
+    [InlineData("%y: f32[1,2,4,4] = conv2d(%x, @w) {stride=[1,1], padding=[1,1.5], dilation=[1,1], groups=2}", 5, 63, "must be an integer")]
+    [InlineData("%y: f32[1,2,4,4] = conv2d(%x, @w) {stride=[1,99999999999], padding=[1,1], dilation=[1,1], groups=2}", 5, 48, "does not fit 32 bits")]
     public void SyntaxErrorsCarryFileLineAndColumn(string line5, int line, int col, string phrase)
     {
         var ex = Fails(Good.Replace(Good.Split('\n')[4].Trim(), line5));

@@ -121,7 +121,7 @@ public static class BenchCommand
         }
         var args = model.Read(r) with { Weights = r.GetValue<string?>("--weights") };
         using var any = new AnyShapeModel(r.GetValue(model.Model)!, args, target,
-            new CompileOptions { TuningCache = !o.Untuned }, ctx.Err.WriteLine, capacity: 1);
+            new CompileOptions { TuningCache = !o.Untuned, GraphCache = true }, ctx.Err.WriteLine, capacity: 1);
         var shape = Driver.Load(r.GetValue(model.Model)!, args, withWeights: false).Graph.Inputs[0].Type.Shape;
         var rows = new List<string[]> { new[] { "batch", "ms/batch", "images/s", "planned in s", "kernels compiled" } };
         foreach (int b in batches)
@@ -146,7 +146,8 @@ public static class BenchCommand
     {
         var cm = b.Model;
         o.WriteLine($"{cm.Source.Description}: batch {b.Batch}, {cm.Graph.Nodes.Count} nodes; passes "
-            + $"{cm.PassTime.TotalSeconds:F1} s, kernels bound in {cm.BindTime.TotalSeconds:F1} s");
+            + $"{cm.PassTime.TotalSeconds:F1} s{(cm.GraphFromCache ? " (optimised graph from the cache)" : "")}, "
+            + $"kernels bound in {cm.BindTime.TotalSeconds:F1} s");
         o.WriteLine(cm.Tuning!.Summary);
         o.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"{b.MedianMs:F2} ms per batch ({b.Samples}; min {b.MinMs:F2}, max {b.MaxMs:F2}) = "

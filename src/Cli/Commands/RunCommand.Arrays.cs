@@ -37,8 +37,8 @@ public static partial class RunCommand
                     + "per input) or a folder (a file per input)");
             }
         }
-        using var any = new AnyShapeModel(modelName, args, target, new CompileOptions { TuningCache = true },
-            ctx.Err.WriteLine);
+        using var any = new AnyShapeModel(modelName, args, target,
+            new CompileOptions { TuningCache = true, GraphCache = true }, ctx.Err.WriteLine);
         var all = new List<(string Name, Tensor Value)>();
         for (int i = 0; i < Math.Max(1, inputs.Length); i++)
         {
@@ -115,7 +115,8 @@ public static partial class RunCommand
         string outputs = ys.Count == 1 ? $"output {types}" : $"{ys.Count} outputs {types}";
         string compiled = planned.Reused
             ? "reusing the compiled model of this shape"
-            : $"compiled for {cm.Target.Device} in {planned.Time.TotalSeconds:F2} s ({cm.Plan.Summary})";
+            : $"compiled for {cm.Target.Device} in {planned.Time.TotalSeconds:F2} s ({cm.Plan.Summary}"
+                + (cm.GraphFromCache ? ", optimised graph from the cache)" : ")");
         ctx.Out.WriteLine((file is null ? "" : file + ": ") + (oracle
             ? $"{m.Description}: input {x.Type}, {outputs}, {(planned.Time + sw.Elapsed).TotalSeconds:F2} s on "
                 + cm.Target.Name

@@ -105,7 +105,8 @@ public static partial class RunCommand
         bool single = File.Exists(input);
         if (single) ImageInput.Load(input, transform);
         var sw = Stopwatch.StartNew();
-        using var cm = Driver.Compile(m, target, new CompileOptions { TuningCache = true }, ctx.Err.WriteLine);
+        using var cm = Driver.Compile(m, target, new CompileOptions { TuningCache = true, GraphCache = true },
+            ctx.Err.WriteLine);
         cm.Executor.CheckFinite = checkFinite;
         ctx.Out.WriteLine($"{m.Description}: {files.Count} images at {shape[2]}x{shape[3]}, batch {shape[0]}, on "
             + $"{cm.Target.Device} (compiled in {sw.Elapsed.TotalSeconds:F2} s)");

@@ -43,13 +43,24 @@ public static partial class SafeTensors
     /// <summary>Reads every tensor from the current position of <paramref name="s"/> to its end.</summary>
     /// <param name="s">The stream; when it can seek, all offsets are checked against its length first.</param>
     /// <param name="label">Names the source in error messages (usually the path).</param>
-    public static IReadOnlyDictionary<string, Tensor> Read(Stream s, string label)
+    public static IReadOnlyDictionary<string, Tensor> Read(Stream s, string label) =>
+        ReadWithMetadata(s, label).Tensors;
+
+    /// <summary>
+    /// Reads every tensor and the "__metadata__" string map (empty when absent) from the current position of
+    /// <paramref name="s"/> to its end, in one pass: each tensor's bytes go straight into its array.
+    /// <paramref name="onMetadata"/>, when given, sees the metadata as soon as the header is validated, before the
+    /// tensors are read (to start work on it meanwhile).
+    /// </summary>
+    public static (IReadOnlyDictionary<string, Tensor> Tensors, IReadOnlyDictionary<string, string> Metadata)
+        ReadWithMetadata(Stream s, string label, Action<IReadOnlyDictionary<string, string>>? onMetadata = null)
     {
         ArgumentNullException.ThrowIfNull(s);
         ArgumentNullException.ThrowIfNull(label);
         return Guard(label, () =>
         {
-            var (entries, _) = ReadHeader(s, label);
+            var (entries, metadata) = ReadHeader(s, label);
+            onMetadata?.Invoke(metadata);
             var result = new SortedDictionary<string, Tensor>(StringComparer.Ordinal);
             // The header check guarantees the entries tile the data section in this order, so reading them
             // sequentially needs no seeking and works on pipes.
@@ -64,7 +75,7 @@ public static partial class SafeTensors
             {
                 throw Fail(label, null, "unexpected bytes after the last tensor's data");
             }
-            return result;
+            return ((IReadOnlyDictionary<string, Tensor>)result, metadata);
         });
     }
 

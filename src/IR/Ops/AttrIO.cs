@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Runtime.InteropServices;
 using System.Text;
 
 namespace ShiftWise.IR.Ops;
@@ -88,6 +89,40 @@ public sealed record WordValue(string Value, int Line, int Column) : AttrValue(L
 
 /// <summary>A bracketed list.</summary>
 public sealed record ListValue(IReadOnlyList<AttrValue> Items, int Line, int Column) : AttrValue(Line, Column);
+
+/// <summary>
+/// The items of a list of integer literals as the parser keeps them: values and positions in arrays, an
+/// <see cref="IntValue"/> made only when an item is looked at (an SW network's shift tables are a million integers).
+/// </summary>
+public sealed class IntItems : IReadOnlyList<AttrValue>
+{
+    private readonly List<long> _values = [];
+    private readonly List<(int Line, int Column)> _at = [];
+
+    /// <summary>Appends an integer read at a position.</summary>
+    public void Add(long value, int line, int column)
+    {
+        _values.Add(value);
+        _at.Add((line, column));
+    }
+
+    /// <summary>The value of item <paramref name="i"/>, without making its <see cref="IntValue"/>.</summary>
+    public long Value(int i) => _values[i];
+
+    /// <inheritdoc/>
+    public int Count => _values.Count;
+
+    /// <inheritdoc/>
+    public AttrValue this[int index] => new IntValue(_values[index], _at[index].Line, _at[index].Column);
+
+    /// <inheritdoc/>
+    public IEnumerator<AttrValue> GetEnumerator()
+    {
+        for (int i = 0; i < Count; i++) yield return this[i];
+    }
+
+    System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
+}
 
 /// <summary>Reads typed attributes for an op's factory; every error carries file:line:column.</summary>
 public sealed class AttrReader
@@ -184,7 +219,9 @@ public sealed class AttrReader
     {
         var v = Get(name);
         if (v is not ListValue l) throw Error(v, $"attribute '{name}' of {_op} must be a list of integers");
-        return l.Items.Select(x => AsInt32(x, name)).ToArray();
+        var r = new int[l.Items.Count];
+        AppendInt32s(l.Items, name, r);
+        return r;
     }
 
     /// <summary>A list of equal-length integer rows, flattened; returns the row length.</summary>
@@ -202,7 +239,9 @@ public sealed class AttrReader
                 throw Error(row, $"attribute '{name}' of {_op}: rows have {columns} and {r.Items.Count} entries");
             }
             columns = r.Items.Count;
-            flat.AddRange(r.Items.Select(x => AsInt32(x, name)));
+            int at = flat.Count;
+            CollectionsMarshal.SetCount(flat, at + columns);
+            AppendInt32s(r.Items, name, CollectionsMarshal.AsSpan(flat)[at..]);
         }
         columns = Math.Max(columns, 0);
         return flat.ToArray();
@@ -225,6 +264,21 @@ public sealed class AttrReader
         }
         _used.Add(name);
         return v;
+    }
+
+    // the items as 32-bit integers into `into`, straight from the values of a parser's integer list
+    private void AppendInt32s(IReadOnlyList<AttrValue> items, string name, Span<int> into)
+    {
+        if (items is IntItems ints)
+        {
+            for (int i = 0; i < into.Length; i++)
+            {
+                long x = ints.Value(i);
+                into[i] = x is < int.MinValue or > int.MaxValue ? AsInt32(ints[i], name) : (int)x;
+            }
+            return;
+        }
+        for (int i = 0; i < into.Length; i++) into[i] = AsInt32(items[i], name);
     }
 
     private int AsInt32(AttrValue v, string name)

@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace ShiftWise.IR.Ops;
 
 /// <summary>
@@ -38,6 +40,20 @@ public abstract record Op
         }
     }
 
+    /// <summary>
+    /// Throws an <see cref="IrException"/> with the interpolated <paramref name="message"/> unless the condition holds;
+    /// the message is formatted only when it fails (the table checks of an SW layer run per entry, a million times
+    /// over an SW network).
+    /// </summary>
+    protected static void Check(bool condition,
+        [InterpolatedStringHandlerArgument(nameof(condition))] ref CheckMessage message)
+    {
+        if (!condition)
+        {
+            throw new IrException(message.ToStringAndClear());
+        }
+    }
+
     /// <summary>Checks the input count.</summary>
     protected static void Arity(IReadOnlyList<TensorType> inputs, int min, int max)
     {
@@ -75,4 +91,33 @@ public enum Mode
     Eval,
     /// <summary>Training: batch statistics, random drops.</summary>
     Train,
+}
+
+/// <summary>
+/// The message of a failed <see cref="Op"/> check, formatted only when the check fails (an interpolated string
+/// handler: the compiler skips the formatting calls when the condition holds).
+/// </summary>
+[InterpolatedStringHandler]
+public ref struct CheckMessage
+{
+    private DefaultInterpolatedStringHandler _inner;
+
+    /// <summary>Starts a message that is formatted only when <paramref name="condition"/> is false.</summary>
+    public CheckMessage(int literalLength, int formattedCount, bool condition, out bool format)
+    {
+        format = !condition;
+        _inner = format ? new DefaultInterpolatedStringHandler(literalLength, formattedCount) : default;
+    }
+
+    /// <summary>Appends literal text.</summary>
+    public void AppendLiteral(string s) => _inner.AppendLiteral(s);
+
+    /// <summary>Appends a formatted value.</summary>
+    public void AppendFormatted<T>(T value) => _inner.AppendFormatted(value);
+
+    /// <summary>Appends a formatted value with a format string.</summary>
+    public void AppendFormatted<T>(T value, string? format) => _inner.AppendFormatted(value, format);
+
+    /// <summary>The message.</summary>
+    public string ToStringAndClear() => _inner.ToStringAndClear();
 }

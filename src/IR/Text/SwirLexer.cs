@@ -57,7 +57,11 @@ public sealed class SwirLexer
         }
     }
 
-    private Token Next()
+    /// <summary>
+    /// The next token (<see cref="TokenKind.End"/> at the end, and again on every later call): the parser reads
+    /// tokens as it goes, so a large file is never held as a list of tokens.
+    /// </summary>
+    public Token Next()
     {
         while (_pos < _src.Length)
         {
@@ -86,7 +90,7 @@ public sealed class SwirLexer
         if (ch is '{' or '}' or '(' or ')' or '[' or ']' or ',' or ':' or '=')
         {
             Advance();
-            return new Token(TokenKind.Punct, ch.ToString(), line, col);
+            return new Token(TokenKind.Punct, PunctText(ch), line, col);
         }
         if (ch is '%' or '@')
         {
@@ -109,25 +113,27 @@ public sealed class SwirLexer
         if (_src[_pos] is '-' or '+') Advance();
         if (_pos >= _src.Length || !char.IsAsciiDigit(_src[_pos])) throw Error(line, col, "expected a number");
         bool isFloat = false;
-        ReadWhile(char.IsAsciiDigit);
+        SkipWhile(char.IsAsciiDigit);
         if (_pos < _src.Length && _src[_pos] == '.')
         {
             isFloat = true;
             Advance();
-            if (ReadWhile(char.IsAsciiDigit).Length == 0) throw Error(_line, _col, "expected digits after '.'");
+            if (SkipWhile(char.IsAsciiDigit) == 0) throw Error(_line, _col, "expected digits after '.'");
         }
         if (_pos < _src.Length && _src[_pos] is 'e' or 'E')
         {
             isFloat = true;
             Advance();
             if (_pos < _src.Length && _src[_pos] is '-' or '+') Advance();
-            if (ReadWhile(char.IsAsciiDigit).Length == 0) throw Error(_line, _col, "expected an exponent");
+            if (SkipWhile(char.IsAsciiDigit) == 0) throw Error(_line, _col, "expected an exponent");
         }
         if (_pos < _src.Length && (char.IsAsciiLetter(_src[_pos]) || _src[_pos] == '_'))
         {
             throw Error(_line, _col, $"unexpected '{_src[_pos]}' in a number");
         }
-        string text = _src[start.._pos];
+        var span = _src.AsSpan(start, _pos - start);
+        if (!isFloat && SmallInt(span) is { } small) return new Token(TokenKind.Int, small, line, col);
+        string text = span.ToString();
         if (isFloat)
         {
             double v = double.Parse(text, NumberStyles.Float, CultureInfo.InvariantCulture);
@@ -179,6 +185,41 @@ public sealed class SwirLexer
                     throw Error(el, ec, $"unknown escape '\\{Printable(e)}'");
             }
         }
+    }
+
+    // the text of small integers written canonically (no sign but '-', no leading zero), shared: the shift tables of
+    // an SW network are a million of them
+    private const int SmallMin = -1024, SmallMax = 4096;
+    private static readonly string?[] SmallInts = new string?[SmallMax - SmallMin + 1];
+
+    private static string? SmallInt(ReadOnlySpan<char> s)
+    {
+        var digits = s.Length > 0 && s[0] == '-' ? s[1..] : s;
+        if (digits.Length == 0 || digits.Length > 4 || s[0] == '+' || (digits[0] == '0' && s.Length > 1)) return null;
+        int v = int.Parse(s, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture);
+        if (v is < SmallMin or > SmallMax) return null;
+        ref var slot = ref SmallInts[v - SmallMin];
+        return slot ??= s.ToString();
+    }
+
+    private static string PunctText(char c) => c switch
+    {
+        '{' => "{",
+        '}' => "}",
+        '(' => "(",
+        ')' => ")",
+        '[' => "[",
+        ']' => "]",
+        ',' => ",",
+        ':' => ":",
+        _ => "=",
+    };
+
+    private int SkipWhile(Func<char, bool> pred)
+    {
+        int start = _pos;
+        while (_pos < _src.Length && pred(_src[_pos])) Advance();
+        return _pos - start;
     }
 
     private string ReadWhile(Func<char, bool> pred)

@@ -10,13 +10,14 @@ namespace ShiftWise.IR.Text;
 public sealed class SwirParser
 {
     private readonly string _file;
-    private readonly List<Token> _toks;
-    private int _i;
+    private readonly SwirLexer _lexer;
+    private Token _cur;
 
     private SwirParser(string source, string file)
     {
         _file = file;
-        _toks = new SwirLexer(source, file).Tokenize();
+        _lexer = new SwirLexer(source, file);
+        _cur = _lexer.Next();
     }
 
     /// <summary>Parses text; <paramref name="file"/> labels errors.</summary>
@@ -214,20 +215,32 @@ public sealed class SwirParser
             case TokenKind.Word:
                 return new WordValue(t.Text, t.Line, t.Column);
             case TokenKind.Punct when t.Text == "[":
-                var items = new List<AttrValue>();
+                // integers are kept in arrays while every item is one (shift tables), as values otherwise
+                var ints = new IntItems();
+                List<AttrValue>? items = null;
                 SkipNewlines();
                 if (!TryPunct("]"))
                 {
                     do
                     {
                         SkipNewlines();
-                        items.Add(ParseAttrValue());
+                        if (items is null && Peek() is { Kind: TokenKind.Int } it)
+                        {
+                            Take();
+                            ints.Add(long.Parse(it.Text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture),
+                                it.Line, it.Column);
+                        }
+                        else
+                        {
+                            items ??= [.. ints];
+                            items.Add(ParseAttrValue());
+                        }
                         SkipNewlines();
                     }
                     while (TryPunct(","));
                     ExpectPunct("]");
                 }
-                return new ListValue(items, t.Line, t.Column);
+                return new ListValue(items ?? (IReadOnlyList<AttrValue>)ints, t.Line, t.Column);
             default:
                 throw Error(t, $"expected an attribute value, got '{Show(t)}'");
         }
@@ -281,15 +294,15 @@ public sealed class SwirParser
 
     private void SkipNewlines()
     {
-        while (Peek().Kind == TokenKind.Newline) _i++;
+        while (Peek().Kind == TokenKind.Newline) Take();
     }
 
-    private Token Peek() => _toks[_i];
+    private Token Peek() => _cur;
 
     private Token Take()
     {
-        var t = _toks[_i];
-        if (t.Kind != TokenKind.End) _i++;
+        var t = _cur;
+        if (t.Kind != TokenKind.End) _cur = _lexer.Next();
         return t;
     }
 
@@ -316,7 +329,7 @@ public sealed class SwirParser
     {
         var t = Peek();
         if (t.Kind != TokenKind.Punct || t.Text != p) return false;
-        _i++;
+        Take();
         return true;
     }
 

@@ -45,7 +45,7 @@ public static partial class Driver
     /// back-to-back runs timed with CUDA events (median of 5 rounds), then one profiled run (events around every step).
     /// </summary>
     public static BenchReport Bench(LoadedModel m, ITarget target, BenchOptions o, Action<string>? log = null) =>
-        Bench(Compile(m, target, new CompileOptions { TuningCache = !o.Untuned }, log), o);
+        Bench(Compile(m, target, new CompileOptions { TuningCache = !o.Untuned, GraphCache = true }, log), o);
 
     /// <summary>
     /// Times a compiled model as <see cref="Bench(LoadedModel, ITarget, BenchOptions, Action{string})"/> does (its

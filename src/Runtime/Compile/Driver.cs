@@ -28,11 +28,22 @@ public sealed record CompileOptions
 
     /// <summary>The loss the training pipeline differentiates (null: output 0).</summary>
     public string? Loss { get; init; }
+
+    /// <summary>
+    /// Look up the pipeline's result in the optimised-graph cache (<see cref="Runtime.Compile.GraphCache"/>) and
+    /// store it there after a miss; SWC_GRAPH_CACHE=0 overrides, and IR dumps (<see cref="PassOptions.DumpDir"/>)
+    /// always run the pipeline. On for swc run and bench.
+    /// </summary>
+    public bool GraphCache { get; init; }
 }
 
 /// <summary>A graph after a pass pipeline: its weights (after folding), what each pass did, and the time.</summary>
 public sealed record OptimizedGraph(Graph Graph, IReadOnlyDictionary<string, Tensor> Weights,
-    IReadOnlyList<PassRecord> Records, TimeSpan Time);
+    IReadOnlyList<PassRecord> Records, TimeSpan Time)
+{
+    /// <summary>Read from the optimised-graph cache (the records are those of the run that stored it).</summary>
+    public bool FromCache { get; init; }
+}
 
 /// <summary>
 /// The one way from a model to something that runs: a model, its weights, a target, a pipeline and a tuning choice go
@@ -41,6 +52,9 @@ public sealed record OptimizedGraph(Graph Graph, IReadOnlyDictionary<string, Ten
 /// </summary>
 public static partial class Driver
 {
+    // weights above which a compile collects the garbage of the load and the pipeline before binding
+    private const long LargeModelBytes = 16L << 20;
+
     /// <summary>The targets by name, as --device takes them.</summary>
     public static IReadOnlyList<string> TargetNames { get; } = ["cpu", "cuda", "reference"];
 
@@ -88,8 +102,13 @@ public static partial class Driver
         options ??= new CompileOptions();
         target.Require();
         foreach (var w in m.Warnings) log?.Invoke(w);
-        var opt = Optimize(m.Graph, m.Weights, options.Pipeline ?? target.Pipeline, options.Passes, loss: options.Loss,
-            precision: target.Precision);
+        var pipeline = options.Pipeline ?? target.Pipeline;
+        var opt = options.GraphCache && Runtime.Compile.GraphCache.Enabled && options.Passes?.DumpDir is null
+            ? Runtime.Compile.GraphCache.GetOrOptimize(m, pipeline, options.Passes, options.Loss, target.Precision, log)
+            : Optimize(m.Graph, m.Weights, pipeline, options.Passes, loss: options.Loss, precision: target.Precision);
+        // the load and the pipeline (or the cache read) of a large model leave large temporaries behind: collect them
+        // before the executor allocates, so that the peak is the model and its weights, not their garbage (issue 24)
+        if (opt.Weights.Values.Sum(t => t.Length * t.DType.Size()) > LargeModelBytes) GC.Collect();
         var sw = Stopwatch.StartNew();
         var tuning = options.Tuning ?? target.Tuning(options.TuningCache, log);
         var plan = target.Lower(opt.Graph, opt.Weights, tuning);

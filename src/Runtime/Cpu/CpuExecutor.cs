@@ -16,9 +16,9 @@ public sealed record KernelTime(string Node, string Op, string Kernel, TimeSpan 
 }
 
 /// <summary>
-/// Runs a float32 graph on the CPU: parameters converted once, every activation in one arena laid out by the
-/// memory plan (reshapes and eval drop-paths are views), one kernel per node bound at construction, as the plan
-/// (<see cref="CpuLowering"/>) chose it.
+/// Runs a float32 graph on the CPU: parameters bound once (float32 storage as it is, other types converted), every
+/// activation in one arena laid out by the memory plan (reshapes and eval drop-paths are views), one kernel per node
+/// bound at construction, as the plan (<see cref="CpuLowering"/>) chose it.
 /// </summary>
 public sealed class CpuExecutor : Compile.IExecutor
 {
@@ -27,14 +27,18 @@ public sealed class CpuExecutor : Compile.IExecutor
     private readonly float[] _arena;
     private readonly Dictionary<string, Buf> _bufs = new(StringComparer.Ordinal);
     private readonly List<(Node Node, CpuKernel Kernel, Buf[] In, Buf[] Out)> _steps = [];
+    private readonly List<(string View, string Of, int Length)> _views = [];
+    private bool _private;
     private readonly Dictionary<Node, Stopwatch> _times = new(ReferenceEqualityComparer.Instance);
     private readonly Dictionary<Node, long> _mins = new(ReferenceEqualityComparer.Instance);
     private int _profiledRuns;
     private static int _blasWarned;
 
     /// <summary>
-    /// Binds a plan (<see cref="CpuLowering.Lower"/>): parameters converted to float32 arrays of their own, activations
-    /// placed in the arena, and each step's kernel created (generated SW kernels rendered and compiled, or loaded).
+    /// Binds a plan (<see cref="CpuLowering.Lower"/>): parameters bound to their float32 storage without a copy (the
+    /// executor only reads them; <see cref="Parameter"/> first gives every parameter an array of its own), other
+    /// element types converted, activations placed in the arena, and each step's kernel created (generated SW kernels
+    /// rendered and compiled, or loaded).
     /// </summary>
     public CpuExecutor(CpuPlan plan, Action<string>? warn = null)
     {
@@ -46,7 +50,7 @@ public sealed class CpuExecutor : Compile.IExecutor
         foreach (var i in graph.Inputs) _bufs[i.Name] = Buf.Of(new float[i.Type.Shape.Elements]);
         foreach (var p in graph.Params)
         {
-            _bufs[p.Name] = Buf.Of(plan.Weights[p.Name].Cast(DType.F32).ToDoubles().Select(v => (float)v).ToArray());
+            _bufs[p.Name] = Buf.Of(Floats(plan.Weights[p.Name]));
         }
         foreach (var s in Plan.Slots)
         {
@@ -57,10 +61,9 @@ public sealed class CpuExecutor : Compile.IExecutor
             var n = step.Node;
             if (step.Request is not { } req)
             {
-                _bufs[n.Outputs[0]] = _bufs[Plan.Aliases[n.Outputs[0]]] with
-                {
-                    Length = (int)types[n.Outputs[0]].Shape.Elements,
-                };
+                var view = (n.Outputs[0], Plan.Aliases[n.Outputs[0]], (int)types[n.Outputs[0]].Shape.Elements);
+                _views.Add(view);
+                _bufs[view.Item1] = _bufs[view.Item2] with { Length = view.Item3 };
                 continue;
             }
             CpuKernel k = step.Sw is { } spec
@@ -91,11 +94,38 @@ public sealed class CpuExecutor : Compile.IExecutor
 
     /// <summary>
     /// The float32 array a parameter is bound to: updating it in place (an optimizer step, new running statistics)
-    /// changes what the next run computes.
+    /// changes what the next run computes. The first call gives every parameter an array of its own (until then the
+    /// executor reads the plan's weights in place), so updates never reach the plan's or the caller's tensors.
     /// </summary>
-    public float[] Parameter(string name) =>
-        _graph.Params.Any(p => p.Name == name) ? _bufs[name].Array
-            : throw new IrException($"graph '{_graph.Name}' has no parameter '{name}'");
+    public float[] Parameter(string name)
+    {
+        if (!_graph.Params.Any(p => p.Name == name))
+        {
+            throw new IrException($"graph '{_graph.Name}' has no parameter '{name}'");
+        }
+        if (!_private) Privatize();
+        return _bufs[name].Array;
+    }
+
+    /// <summary>Whether a parameter is bound to the plan's float32 storage itself (no copy).</summary>
+    public bool SharesWeight(string name, Tensor weight) => _bufs.TryGetValue(name, out var b)
+        && ReferenceEquals(b.Array, weight.Data);
+
+    // float32 storage as it is; other element types converted (rounded to float32) into a new array
+    private static float[] Floats(Tensor t) => t.Data as float[] ?? (float[])t.Cast(DType.F32).Data;
+
+    // a copy of every parameter, then the views of parameters and every step's buffers bound again by name
+    private void Privatize()
+    {
+        _private = true;
+        foreach (var p in _graph.Params) _bufs[p.Name] = Buf.Of((float[])_bufs[p.Name].Array.Clone());
+        foreach (var (view, of, length) in _views) _bufs[view] = _bufs[of] with { Length = length };
+        foreach (var (n, _, ins, outs) in _steps)
+        {
+            for (int i = 0; i < ins.Length; i++) ins[i] = _bufs[n.Inputs[i]];
+            for (int i = 0; i < outs.Length; i++) outs[i] = _bufs[n.Outputs[i]];
+        }
+    }
 
     /// <summary>
     /// The buffer of an input, to fill before <see cref="RunBound"/> (integer inputs hold their values as floats).
