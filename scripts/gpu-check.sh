@@ -337,6 +337,15 @@ PY
     >"$R/summary.txt"
   finish
 fi
+# A program that must refuse its input: exit code $1 must be 1 and log $3 must say $4; one steps.txt row named $2.
+expect_refusal() {
+  if [ "$1" -eq 1 ] && grep -qF "$4" "$3"; then
+    printf '%s\t%s\n' "$2" "ok" >>"$R/steps.txt"
+  else
+    printf '%s\t%s\n' "$2" "failed (exit $1)" >>"$R/steps.txt"
+    failed+=("$2: exit $1, see $(basename "$3")")
+  fi
+}
 # D. the --max-batch library (issue 23), in GPU_CHECK_ONLY=deploy or, with GPU_CHECK_MAXBATCH=1, after the standalone
 #    project: swc emit sw-tiny --max-batch 8 (buckets 1, 2, 4, 8), a CMake + nvcc build, its example at batch 1 and 8
 #    against swc run --device cuda --batch 1 / 8 on the same input, BIT-EQUAL (compare_npy.py --tol 0: a bucket runs the
@@ -363,13 +372,7 @@ maxbatch_section() {
     # a batch above the maximum: the example refuses the input (exit 1) with the batch range in its message
     "$py" -c "import numpy as np; np.save('$work/emit-mb-x9.npy', np.zeros((9, 3, 224, 224), np.float32))"
     "$EMB/swc_example" "$EM/weights.bin" "$work/emit-mb-x9.npy" "$work/emit-mb-never.npy" >"$R/emit-mb-batch9.log" 2>&1
-    rc=$?
-    if [ "$rc" -eq 1 ] && grep -q "compiled for (1 to 8, 3, 224, 224)" "$R/emit-mb-batch9.log"; then
-      printf '%s\t%s\n' "--max-batch 8 library refuses batch 9" "ok" >>"$R/steps.txt"
-    else
-      printf '%s\t%s\n' "--max-batch 8 library refuses batch 9" "failed (exit $rc)" >>"$R/steps.txt"
-      failed+=("--max-batch 8 example with batch 9: exit $rc, see emit-mb-batch9.log")
-    fi
+    expect_refusal $? "--max-batch 8 library refuses batch 9" "$R/emit-mb-batch9.log" "compiled for (1 to 8, 3, 224, 224)"
   fi
   { echo "standalone project with --max-batch 8 (swc emit sw-tiny --max-batch 8):"
     sed -n 's/^\(emitted \|batches \)/  \1/p' "$R/emit-mb.log" 2>/dev/null
@@ -408,13 +411,7 @@ if [ "${GPU_CHECK_EMIT:-1}" = "1" ]; then
     "$py" -c "import sys; b = bytearray(open(sys.argv[1], 'rb').read()); b[-100] ^= 0x55; open(sys.argv[2], 'wb').write(b)" \
       "$E/weights.bin" "$work/corrupt.bin"
     "$EB/swc_example" "$work/corrupt.bin" "$work/emit-x.npy" "$work/corrupt-logits.npy" >"$R/emit-corrupt.log" 2>&1
-    rc=$?
-    if [ "$rc" -eq 1 ] && grep -q "checksum does not match" "$R/emit-corrupt.log"; then
-      printf '%s\t%s\n' "corrupted weights.bin rejected" "ok" >>"$R/steps.txt"
-    else
-      printf '%s\t%s\n' "corrupted weights.bin rejected" "failed (exit $rc)" >>"$R/steps.txt"
-      failed+=("corrupted weights.bin: exit $rc, see emit-corrupt.log")
-    fi
+    expect_refusal $? "corrupted weights.bin rejected" "$R/emit-corrupt.log" "checksum does not match"
   fi
   [ "${GPU_CHECK_MAXBATCH:-0}" = "1" ] && maxbatch_section
   { echo "standalone project (swc emit sw-tiny --batch 2):"
