@@ -5,7 +5,8 @@
 #   peak.txt         the FP32 FMA peak (ShiftWise.Bench peak): 1 thread and all threads; the floor is FLOPs / peak
 #   swc-b1.json, swc-b8.json   swc bench MODEL --batch 1 / 8 --json (ms per batch, FLOPs per image)
 #   sw_layer.md      the SW layer per stage at batch 1 and 8: % of the peak, against ORT's band convs (sw-layer)
-#   gemm.txt         the pointwise GEMMs' % of the peak, when ShiftWise.Bench has a gemm command
+#   gemm.md          the pointwise GEMMs with their epilogues per stage and batch: % of the FMA peak measured in the
+#                    same rounds (ShiftWise.Bench gemm; the default backend is the row "openblas blocked")
 #   sw_tiny.md       sw-tiny end to end at batch 1 and 8 beside ONNX Runtime on swc's export (ShiftWise.Bench sw-tiny)
 #   torch.json       the PyTorch original (tools/fixtures/sw_torch.py, eager fp32, Debian's torch) at batch 1
 #   time-cold.txt, time-warm.txt   /usr/bin/time -v of swc run MODEL --weights model.pth --input x.npy with an empty
@@ -35,9 +36,9 @@ bench=(dotnet "$root/bench/ShiftWise.Bench/bin/Release/net10.0/ShiftWise.Bench.d
 if [ "$quick" = 1 ]; then
   model=(sw-v2 --depths 1,1,1,1 --dims 8,16,16,32 --image-size 64); size=64; secs=0.3
   torch_model=(--depths 1,1,1,1 --dims 8,16,16,32 --image-size 64); layer=(--shapes s3 --rounds 3 --min-ms 5)
-  ort=(--rounds 1)
+  ort=(--rounds 1); gemm=(--stages 3 --rounds 2 --min-ms 5)
 else
-  model=(sw-tiny); size=224; secs=5; torch_model=(); layer=(--rounds 15); ort=(--rounds 7)
+  model=(sw-tiny); size=224; secs=5; torch_model=(); layer=(--rounds 15); ort=(--rounds 7); gemm=(--rounds 9)
 fi
 
 { echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
@@ -63,7 +64,7 @@ if step sw-layer "the SW layer per stage, batch 1 and 8"; then
 fi
 if step gemm "the pointwise GEMMs"; then
   if "${bench[@]}" --help 2>&1 | grep -q " gemm"; then
-    "${bench[@]}" gemm --batch 1,8 --out "$out" >"$out/gemm.txt" 2>&1 || note_fail gemm "$out/gemm.txt"
+    "${bench[@]}" gemm --batch 1,8 "${gemm[@]}" --out "$out/gemm.md" >"$out/gemm.txt" 2>&1 || note_fail gemm "$out/gemm.txt"
   else
     echo "not measured: this ShiftWise.Bench has no gemm command" >"$out/gemm.txt"
   fi
