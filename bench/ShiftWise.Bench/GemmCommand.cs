@@ -1,7 +1,4 @@
 using System.Globalization;
-using System.Runtime.CompilerServices;
-using System.Runtime.Intrinsics;
-using System.Runtime.Intrinsics.X86;
 using System.Text;
 using ShiftWise.IR;
 using ShiftWise.IR.Ops;
@@ -32,7 +29,7 @@ internal static class GemmCommand
         Console.WriteLine(MachineInfo.Describe());
         Console.WriteLine($"load average: {MachineInfo.LoadAverage()}; tiled ISA by default: {GemmIsa.Current}");
         var peak = Peak.MeasureBoth(TimeSpan.FromMilliseconds(200));
-        double peak512 = Peak512(Environment.ProcessorCount);
+        double peak512 = Peak.AllThreads512(Environment.ProcessorCount);
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"FMA peak: Vector256 {peak.OneThread:F1} (1T) / {peak.AllThreads:F1} ({peak.Threads}T) GFLOP/s; "
             + $"Vector512 {peak512:F1} ({peak.Threads}T)"));
@@ -100,7 +97,7 @@ internal static class GemmCommand
                     var outs = new[] { Buf.Of(y) };
                     kernel.Run(ins, outs);
                     reference ??= (float[])y.Clone();
-                    double err = RelL2(y, reference);
+                    double err = SwLayerProblem.RelL2(y, reference);
                     if (err > 1e-5)
                     {
                         Console.WriteLine($"FAILED: stage {stage} batch {batch} {name} {cname}: relative L2 {err:e2} vs OpenBLAS");
@@ -223,56 +220,5 @@ internal static class GemmCommand
         float scale = t.Shape.Rank == 2 ? 1f / MathF.Sqrt(t.Shape[1]) : 1f;
         for (int i = 0; i < v.Length; i++) v[i] = (float)(rng.NextDouble() * 2 - 1) * scale;
         return v;
-    }
-
-    private static double RelL2(float[] y, float[] r)
-    {
-        double num = 0, den = 0;
-        for (int i = 0; i < y.Length; i++)
-        {
-            num += (double)(y[i] - r[i]) * (y[i] - r[i]);
-            den += (double)r[i] * r[i];
-        }
-        return Math.Sqrt(num / Math.Max(den, 1e-300));
-    }
-
-    /// <summary>All-thread Vector512 FMA peak (12 chains), GFLOP/s; 0 without AVX-512F.</summary>
-    private static double Peak512(int threads)
-    {
-        if (!Avx512F.IsSupported) return 0;
-        const long iters = 20_000_000;
-        Loop512(1000);
-        double best = 0;
-        for (int t = 0; t < 3; t++)
-        {
-            long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
-            Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, _ => Loop512(iters));
-            double s = System.Diagnostics.Stopwatch.GetElapsedTime(t0).TotalSeconds;
-            best = Math.Max(best, threads * iters * 12 * 16 * 2 / s / 1e9);
-        }
-        return best;
-    }
-
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    private static float Loop512(long iters)
-    {
-        Vector512<float> a = Vector512.Create(0.999f), b = Vector512.Create(1e-3f);
-        Vector512<float> c0 = b, c1 = b, c2 = b, c3 = b, c4 = b, c5 = b, c6 = b, c7 = b, c8 = b, c9 = b, c10 = b, c11 = b;
-        for (long i = 0; i < iters; i++)
-        {
-            c0 = Avx512F.FusedMultiplyAdd(c0, a, b);
-            c1 = Avx512F.FusedMultiplyAdd(c1, a, b);
-            c2 = Avx512F.FusedMultiplyAdd(c2, a, b);
-            c3 = Avx512F.FusedMultiplyAdd(c3, a, b);
-            c4 = Avx512F.FusedMultiplyAdd(c4, a, b);
-            c5 = Avx512F.FusedMultiplyAdd(c5, a, b);
-            c6 = Avx512F.FusedMultiplyAdd(c6, a, b);
-            c7 = Avx512F.FusedMultiplyAdd(c7, a, b);
-            c8 = Avx512F.FusedMultiplyAdd(c8, a, b);
-            c9 = Avx512F.FusedMultiplyAdd(c9, a, b);
-            c10 = Avx512F.FusedMultiplyAdd(c10, a, b);
-            c11 = Avx512F.FusedMultiplyAdd(c11, a, b);
-        }
-        return Vector512.Sum(((c0 + c1) + (c2 + c3)) + ((c4 + c5) + (c6 + c7)) + ((c8 + c9) + (c10 + c11)));
     }
 }
