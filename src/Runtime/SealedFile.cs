@@ -58,7 +58,8 @@ public static class SealedFile
             if (!File.Exists(file)) return null;
             fs = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete, 1 << 16);
             Span<byte> head = stackalloc byte[SwcCache.HeaderBytes];
-            if (ReadFull(fs, head) != head.Length || !head[..8].SequenceEqual(SwcCache.Magic))
+            if (fs.ReadAtLeast(head, head.Length, throwOnEndOfStream: false) != head.Length
+                || !head[..8].SequenceEqual(SwcCache.Magic))
             {
                 fs.Dispose();
                 return null;
@@ -90,18 +91,6 @@ public static class SealedFile
         warn?.Invoke($"warning: the cache entry {file} does not match its content hash (tampered with or damaged); "
             + "discarded, rebuilding it");
         SwcCache.TryDelete(file);
-    }
-
-    private static int ReadFull(Stream s, Span<byte> into)
-    {
-        int total = 0;
-        while (total < into.Length)
-        {
-            int got = s.Read(into[total..]);
-            if (got == 0) break;
-            total += got;
-        }
-        return total;
     }
 
     // a write-only stream that hashes what passes through it to the file

@@ -131,9 +131,7 @@ public static class SwcCache
         // an entry of an older swc (no seal) is a plain miss, rebuilt and overwritten without a word; a sealed entry
         // whose content no longer matches its hash was changed after it was written: say so
         if (bytes.Length < HeaderBytes || !bytes.AsSpan(0, 8).SequenceEqual(Magic)) return null;
-        warn?.Invoke($"warning: the cache entry {file} does not match its content hash (tampered with or damaged); "
-            + $"discarded, rebuilding it");
-        TryDelete(file);
+        SealedFile.Damaged(file, warn);
         return null;
     }
 

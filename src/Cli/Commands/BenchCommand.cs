@@ -122,7 +122,7 @@ public static class BenchCommand
         var args = model.Read(r) with { Weights = r.GetValue<string?>("--weights") };
         using var any = new AnyShapeModel(r.GetValue(model.Model)!, args, target,
             new CompileOptions { TuningCache = !o.Untuned, GraphCache = true }, ctx.Err.WriteLine, capacity: 1);
-        var shape = Driver.Load(r.GetValue(model.Model)!, args, withWeights: false).Graph.Inputs[0].Type.Shape;
+        var shape = any.FirstShape;
         var rows = new List<string[]> { new[] { "batch", "ms/batch", "images/s", "planned in s", "kernels compiled" } };
         foreach (int b in batches)
         {

@@ -78,21 +78,16 @@ public sealed class AnyShapeModel : IDisposable
     /// </summary>
     public CompiledModel Prepare(Shape? shape = null)
     {
-        if (shape is not null && _held.TryGetValue(shape, out var h))
-        {
-            _held[shape] = (h.Model, ++_clock);
-            _history.Add(new ShapeCompile(shape, true, 0, 0, 0, TimeSpan.Zero));
-            return h.Model;
-        }
         var sw = Stopwatch.StartNew();
-        var m = Load(shape);
-        var s = m.Graph.Inputs[0].Type.Shape;
-        if (_held.TryGetValue(s, out h))
+        var s = shape ?? FirstShape;
+        if (_held.TryGetValue(s, out var h))
         {
             _held[s] = (h.Model, ++_clock);
             _history.Add(new ShapeCompile(s, true, 0, 0, 0, TimeSpan.Zero));
             return h.Model;
         }
+        var m = Load(s);
+        s = m.Graph.Inputs[0].Type.Shape; // a .swir graph keeps its own (the caller refuses an input that differs)
         var cm = Driver.Compile(m, Target, _options, _log);
         var outcomes = cm.Executor.KernelOutcomes;
         _history.Add(new ShapeCompile(s, false, outcomes.Count(o => o == CacheOutcome.Compiled),
@@ -106,6 +101,12 @@ public sealed class AnyShapeModel : IDisposable
         _held[s] = (cm, ++_clock);
         return cm;
     }
+
+    /// <summary>
+    /// The input shape the model's options say (their batch and size): the model is loaded, with its weights, the first
+    /// time this or <see cref="Prepare"/> is called; nothing is planned.
+    /// </summary>
+    public Shape FirstShape => Load(null).Graph.Inputs[0].Type.Shape;
 
     /// <summary>
     /// Runs the model on <paramref name="x"/> (any batch and size); every graph output in graph order.
