@@ -227,7 +227,7 @@ public static unsafe class Activations
             // a span cannot cross into a lambda; the pinned address can, and the call below is synchronous
             nint at = (nint)p;
             int length = x.Length;
-            Parallel.For(0, (length + Chunk - 1) / Chunk, c =>
+            CpuWorkers.For((length + Chunk - 1) / Chunk, c =>
             {
                 int start = c * Chunk;
                 MapSerial<T>(new Span<float>((float*)at + start, Math.Min(Chunk, length - start)));

@@ -69,7 +69,8 @@ public static unsafe class Blas
     public static string? Warning => Choice.Warning;
 
     /// <summary>
-    /// Threads for either backend (default: the processor count); also applied to OpenBLAS when loaded.
+    /// Threads for either backend (default: the processor count). OpenBLAS itself runs on one thread (see
+    /// <see cref="OwnThreads"/>); a call is split into this many parts on .NET's thread pool instead.
     /// </summary>
     public static int Threads
     {
@@ -78,8 +79,65 @@ public static unsafe class Blas
         {
             ArgumentOutOfRangeException.ThrowIfLessThan(value, 1);
             _threads = value;
-            if (OpenBlas.Library.Found) OpenBlas.TrySetThreads(value);
+            if (OpenBlas.Library.Found && !OwnThreads) OpenBlas.TrySetThreads(value);
         }
+    }
+
+    /// <summary>
+    /// Whether OpenBLAS runs on one thread and its calls are split over .NET's thread pool by rows or columns of C
+    /// (<see cref="SplitOpenBlas"/>): the default. OpenBLAS's own workers spin (sched_yield) between calls, and on
+    /// a machine with few cores they then compete with the .NET work between GEMMs (the epilogues, the SW kernels):
+    /// perf counted 13% of sw-tiny's samples in sched_yield on 2 cores. <c>SWC_BLAS_THREADS=openblas</c> gives
+    /// OpenBLAS its own threads again, for comparisons; so does an OPENBLAS_NUM_THREADS above 1 set by the user.
+    /// </summary>
+    public static bool OwnThreads { get; } = NativeLibraries.OpenBlasSingleThreaded
+        && (!OpenBlas.Library.Found || OpenBlas.Threads() == 1);
+
+    /// <summary>Below this many multiply-adds a call is not split: the fork would cost more than it saves.</summary>
+    private const long SplitMin = 1L << 18;
+
+    /// <summary>
+    /// One OpenBLAS call on the calling thread, as the blocked GEMM makes from its own parallel loop (OpenBLAS is at
+    /// one thread when <see cref="OwnThreads"/>). Raw pointers: the caller has checked the matrices.
+    /// </summary>
+    internal static void OpenBlasSingle(bool transA, bool transB, int m, int n, int k, float* a, int lda, float* b,
+        int ldb, float* c, int ldc) => OpenBlas.Sgemm(transA, transB, m, n, k, 1f, a, lda, b, ldb, 0f, c, ldc);
+
+    /// <summary>
+    /// An OpenBLAS call split into up to <see cref="Threads"/> parts along the longer of C's two sides, in
+    /// multiples of 16, each part one single-threaded OpenBLAS call on the thread pool. Each element of C is still
+    /// one dot product over all of K, computed by the same kernel, so the split does not change how it is summed.
+    /// </summary>
+    private static void SplitOpenBlas(bool transA, bool transB, int m, int n, int k, float alpha, float* a, int lda,
+        float* b, int ldb, float beta, float* c, int ldc)
+    {
+        int threads = OwnThreads ? _threads : 1;
+        bool byRows = m >= n;
+        int side = byRows ? m : n;
+        int step = (side + threads - 1) / threads;
+        step = (step + 15) / 16 * 16;
+        int parts = (side + step - 1) / step;
+        if (parts <= 1 || (long)m * n * k < SplitMin)
+        {
+            OpenBlas.Sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+            return;
+        }
+        nint pa = (nint)a, pb = (nint)b, pc = (nint)c;
+        CpuWorkers.For(parts, threads, p =>
+        {
+            int s = p * step, len = Math.Min(step, side - s);
+            float* a0 = (float*)pa, b0 = (float*)pb, c0 = (float*)pc;
+            if (byRows)
+            {
+                OpenBlas.Sgemm(transA, transB, len, n, k, alpha, transA ? a0 + s : a0 + (long)s * lda, lda, b0, ldb,
+                    beta, c0 + (long)s * ldc, ldc);
+            }
+            else
+            {
+                OpenBlas.Sgemm(transA, transB, m, len, k, alpha, a0, lda, transB ? b0 + (long)s * ldb : b0 + s, ldb,
+                    beta, c0 + s, ldc);
+            }
+        });
     }
 
     /// <summary>
@@ -122,7 +180,7 @@ public static unsafe class Blas
         {
             if (open)
             {
-                OpenBlas.Sgemm(transA, transB, m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc);
+                SplitOpenBlas(transA, transB, m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc);
             }
             else
             {

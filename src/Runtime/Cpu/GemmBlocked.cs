@@ -30,42 +30,74 @@ internal sealed unsafe class GemmBlocked
     {
         if (!Supports(op)) throw new ArgumentException($"the blocked BLAS GEMM does not run {op}");
         (_op, _batch, _hw, _k, _n, _backend) = (op, batch, hw, k, n, backend);
-        _rowsPer = rows > 0 ? rows
-            : Math.Clamp(BlockBytes / (Math.Max(1, n) * sizeof(float)), 16, Math.Max(16, hw));
+        // blocks that fit half of L2, and at least one per thread in a sample when its blocks run in parallel
+        int perThread = (hw + Blas.Threads - 1) / Blas.Threads;
+        int l2 = BlockBytes / (Math.Max(1, n) * sizeof(float));
+        _rowsPer = rows > 0 ? rows : Math.Clamp(Math.Min(l2, (perThread + 15) / 16 * 16), 16, Math.Max(16, hw));
         _blocks = Math.Max(1, (hw + _rowsPer - 1) / _rowsPer);
-        _partial = op.HasGrn ? new double[_blocks * n] : [];
+        _partial = op.HasGrn ? new double[batch * _blocks * n] : [];
     }
 
     /// <summary>
     /// Y = act(Xᵀ·Wᵀ + bias) (+ residual without GRN) per sample; with GRN, <paramref name="sumsq"/> (batch × N)
-    /// receives the sums of squares after the activation and the caller applies the scale.
+    /// receives the sums of squares after the activation and the caller applies the scale. With
+    /// <see cref="Blas.OwnThreads"/> the (sample, block) pairs run in parallel, each one single-threaded OpenBLAS
+    /// call followed by its epilogue on the same thread.
     /// </summary>
     public void Run(ReadOnlySpan<float> x, ReadOnlySpan<float> w, Span<float> y, float* bias, float* res,
         double[]? sumsq)
     {
-        int k = _k, n = _n, hw = _hw, ldk = Math.Max(1, k), ldn = Math.Max(1, n), ldhw = Math.Max(1, hw);
-        for (int b = 0; b < _batch; b++)
+        if (x.Length < _batch * _k * _hw || w.Length < _k * _n || y.Length < _batch * _hw * _n)
         {
-            for (int blk = 0; blk < _blocks; blk++)
+            throw new ArgumentException($"the blocked GEMM needs x {_batch * _k * _hw}, w {_k * _n} and y "
+                + $"{_batch * _hw * _n} floats; got {x.Length}, {w.Length} and {y.Length}");
+        }
+        int items = _batch * _blocks;
+        bool parallel = Blas.OwnThreads && Native.OpenBlas.Library.Found && Blas.Threads > 1 && items > 1;
+        fixed (float* px = x, pw = w, py = y)
+        {
+            var (ax, aw, ay, ab, ar) = ((nint)px, (nint)pw, (nint)py, (nint)bias, (nint)res);
+            if (parallel)
             {
-                int h0 = blk * _rowsPer, rows = Math.Min(_rowsPer, hw - h0);
-                if (rows <= 0) continue;
-                var xb = x.Slice(b * k * hw + h0, k == 0 ? 0 : (k - 1) * hw + rows);
-                var yb = y.Slice((b * hw + h0) * n, rows * n);
-                Blas.SgemmUsing(_backend, true, true, rows, n, k, 1f, xb, ldhw, w, ldk, 0f, yb, ldn);
-                fixed (float* py = yb)
-                {
-                    Epilogue(py, rows, bias, res == null ? null : res + (long)(b * hw + h0) * n, blk);
-                }
+                CpuWorkers.For(items, Blas.Threads,
+                    i => Block(i, (float*)ax, (float*)aw, (float*)ay, (float*)ab, (float*)ar, single: true));
             }
-            if (sumsq is null || !_op.HasGrn) continue;
-            for (int c = 0; c < n; c++)
+            else
             {
-                double s = 0;
-                for (int t = 0; t < _blocks; t++) s += _partial[t * n + c];
-                sumsq[b * n + c] = s;
+                for (int i = 0; i < items; i++) Block(i, px, pw, py, bias, res, single: false);
             }
         }
+        if (sumsq is null || !_op.HasGrn) return;
+        for (int b = 0; b < _batch; b++)
+        {
+            for (int c = 0; c < _n; c++)
+            {
+                double s = 0;
+                for (int t = 0; t < _blocks; t++) s += _partial[(b * _blocks + t) * _n + c];
+                sumsq[b * _n + c] = s;
+            }
+        }
+    }
+
+    /// <summary>One block of positions of one sample: its GEMM, then its epilogue while it is in cache.</summary>
+    private void Block(int item, float* x, float* w, float* y, float* bias, float* res, bool single)
+    {
+        int b = item / _blocks, blk = item % _blocks;
+        int k = _k, n = _n, hw = _hw, h0 = blk * _rowsPer, rows = Math.Min(_rowsPer, hw - h0);
+        if (rows <= 0) return;
+        float* xb = x + (long)b * k * hw + h0, yb = y + ((long)b * hw + h0) * n;
+        int ldk = Math.Max(1, k), ldn = Math.Max(1, n), ldhw = Math.Max(1, hw);
+        if (single)
+        {
+            Blas.OpenBlasSingle(true, true, rows, n, k, xb, ldhw, w, ldk, yb, ldn);
+        }
+        else
+        {
+            var xs = new ReadOnlySpan<float>(xb, k == 0 ? 0 : (k - 1) * hw + rows);
+            Blas.SgemmUsing(_backend, true, true, rows, n, k, 1f, xs, ldhw, new ReadOnlySpan<float>(w, k * n), ldk,
+                0f, new Span<float>(yb, rows * n), ldn);
+        }
+        Epilogue(yb, rows, bias, res == null ? null : res + ((long)b * hw + h0) * n, item);
     }
 
     private void Epilogue(float* y, int rows, float* bias, float* res, int blk)

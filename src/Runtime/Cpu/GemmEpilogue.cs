@@ -110,7 +110,7 @@ internal sealed unsafe class GemmEpilogue
     {
         if (_parallel && items > 1)
         {
-            Parallel.For(0, items, body);
+            CpuWorkers.For(items, body);
             return;
         }
         for (int i = 0; i < items; i++) body(i);

@@ -89,7 +89,6 @@ internal sealed unsafe class GemmTiled
     public void Run(float* x, float* w, float* y, float* bias, float* res, double[]? sumsq, float* kScale)
     {
         (_bias, _res) = ((nint)bias, _op.HasGrn ? 0 : (nint)res);
-        var options = new ParallelOptions { MaxDegreeOfParallelism = Threads };
         // a scaled copy of W only where a GRN scale is folded in, not a second copy of every weight
         if (kScale != null) _scaled ??= new float[(long)_n * _k];
         fixed (float* scaled = _scaled)
@@ -106,7 +105,7 @@ internal sealed unsafe class GemmTiled
                     _w = (nint)scaled;
                 }
                 int items = _chunks * _groups;
-                if (Threads > 1 && items > 1) Parallel.For(0, items, options, _item);
+                if (Threads > 1 && items > 1) CpuWorkers.For(items, Threads, _item);
                 else for (int i = 0; i < items; i++) _item(i);
                 if (sumsq is null || !_op.HasGrn) continue;
                 for (int c = 0; c < _n; c++)

@@ -53,7 +53,6 @@ internal static unsafe class ManagedGemm
             {
                 var job = new Job(transA, transB, m, n, alpha, a, lda, b, ldb, c, ldc, pb);
                 bool parallel = threads > 1 && 2L * m * n * k >= ParallelFlops;
-                var options = new ParallelOptions { MaxDegreeOfParallelism = threads };
                 for (int pc = 0; pc < k; pc += kcMax)
                 {
                     job.Pc = pc;
@@ -63,8 +62,8 @@ internal static unsafe class ManagedGemm
                     if (parallel && items > 1)
                     {
                         job.PackParts = Math.Min(threads, panels);
-                        Parallel.For(0, job.PackParts, options, job.PackBPart);
-                        Parallel.For(0, items, options, job.Item);
+                        CpuWorkers.For(job.PackParts, threads, job.PackBPart);
+                        CpuWorkers.For(items, threads, job.Item);
                     }
                     else
                     {

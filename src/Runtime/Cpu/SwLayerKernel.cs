@@ -52,6 +52,8 @@ public sealed class SwLayerKernel : CpuKernel
         var m = RoslynCompiler.GetMethod(src.Source, src.ClassName, "Run", out var outcome, warn);
         Cache = outcome;
         _run = m.CreateDelegate<RunFn>();
+        // the kernel forks on swc's CPU workers, as the GEMMs do, rather than on the thread pool beside them
+        m.DeclaringType!.GetField("Fork")!.SetValue(null, (Action<int, Action<int>>)CpuWorkers.For);
         _bias = r.Constants[3]!.ToDoubles().Select(v => (float)v).ToArray();
         _gs = r.Constants[4]!.ToDoubles().Select(v => (float)v).ToArray();
         _rep = op.Rep.ToArray();

@@ -42,6 +42,12 @@ internal static unsafe partial class OpenBlas
     private static partial void CblasSgemm(int order, int transA, int transB, int m, int n, int k, float alpha,
         float* a, int lda, float* b, int ldb, float beta, float* c, int ldc);
 
+    /// <summary>OpenBLAS's thread count, or 0 where the build does not export the getter.</summary>
+    public static int Threads() => Library.Exports("openblas_get_num_threads") ? GetNumThreads() : 0;
+
+    [LibraryImport(Lib, EntryPoint = "openblas_get_num_threads")]
+    private static partial int GetNumThreads();
+
     [LibraryImport(Lib, EntryPoint = "openblas_set_num_threads")]
     private static partial void SetNumThreads(int threads);
 }

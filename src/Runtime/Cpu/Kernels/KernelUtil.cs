@@ -83,7 +83,7 @@ internal static class Par
         }
         else
         {
-            Parallel.For(0, parts, part);
+            CpuWorkers.For(parts, part);
         }
     }
 
