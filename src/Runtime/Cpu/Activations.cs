@@ -34,6 +34,14 @@ public static unsafe class Activations
     private const float Q6 = 0.00021091796372084342f, Q7 = -5.9523156986272003e-05f, Q8 = 1.6114106428795168e-05f;
     private const float Q9 = -3.7472737935364474e-06f, Q10 = 9.763901461352122e-07f, Q11 = -4.264734314196347e-07f;
     private const float Q12 = 1.0301513123847302e-07f;
+    // erfcx(t) = exp(t²)·erfc(t) ≈ R(z), z = 1/(1 + Rp·t), for all t ≥ 0: a degree-10 polynomial fitted here
+    // (least squares reweighted towards minimax on the relative error, t in [0, 40], Rp = 0.43 chosen by a scan)
+    // with relative error 1.3e-8, and 3.2e-7 when evaluated in float32. GELU uses it on both sides.
+    private const float Rp = 0.4300000071525574f;
+    private const float R0 = -8.217673297394867e-08f, R1 = 0.24260620772838593f, R2 = 0.24249257147312164f;
+    private const float R3 = 0.22153861820697784f, R4 = 0.1650378406047821f, R5 = 0.163264662027359f;
+    private const float R6 = -0.10210117697715759f, R7 = 0.2985760569572449f, R8 = -0.40031376481056213f;
+    private const float R9 = 0.20844952762126923f, R10 = -0.03955044224858284f;
     private const float InvSqrtPi = 0.5641895835477563f;
     private const float InvSqrt2 = 0.7071067811865476f;
 
@@ -77,19 +85,32 @@ public static unsafe class Activations
         return Vector256.ConditionalSelect(Vector256.LessThanOrEqual(t, Vector256<float>.One), small, big);
     }
 
-    /// <summary>GELU of eight lanes.</summary>
+    /// <summary>
+    /// GELU of eight lanes: x·Φ(x) with Φ from E = erfc(t) = exp(−t²)·erfcx(t), t = |x|/√2: Φ = E/2 left of 0 (the left
+    /// tail keeps its relative accuracy, nothing cancels) and 1 − E/2 right of it. One path for every lane: about
+    /// 1.2× faster (1.57 → 1.27 ns per element on one thread here) than the split at |t| = 1 it replaces, which
+    /// evaluated both of its branches for every vector.
+    /// </summary>
     public static Vector256<float> Gelu(Vector256<float> x)
     {
-        var z = x * Vector256.Create(InvSqrt2);
-        var t = Vector256.Abs(z);
-        var one = Vector256<float>.One;
-        // 1 + erf(z): for z < −1 it is erfc(|z|) itself, so the left tail keeps its relative accuracy instead of
-        // cancelling in 1 − (1 − erfc)
-        var erfc = ErfcTail(t);
-        var tail = Vector256.ConditionalSelect(Vector256.LessThan(z, Vector256<float>.Zero), erfc,
-            Vector256.Create(2f) - erfc);
-        var onePlusErf = Vector256.ConditionalSelect(Vector256.LessThanOrEqual(t, one), one + ErfSmall(z), tail);
-        return x * Vector256.Create(0.5f) * onePlusErf;
+        var t = Vector256.Abs(x) * Vector256.Create(InvSqrt2);
+        var z = Vector256<float>.One / Fmadd(t, Vector256.Create(Rp), Vector256<float>.One);
+        var r = Vector256.Create(R10);
+        r = Fmadd(r, z, Vector256.Create(R9));
+        r = Fmadd(r, z, Vector256.Create(R8));
+        r = Fmadd(r, z, Vector256.Create(R7));
+        r = Fmadd(r, z, Vector256.Create(R6));
+        r = Fmadd(r, z, Vector256.Create(R5));
+        r = Fmadd(r, z, Vector256.Create(R4));
+        r = Fmadd(r, z, Vector256.Create(R3));
+        r = Fmadd(r, z, Vector256.Create(R2));
+        r = Fmadd(r, z, Vector256.Create(R1));
+        r = Fmadd(r, z, Vector256.Create(R0));
+        // exp underflows to 0 far left (Φ = 0) and right (Φ = 1); at t = ∞ the product is 0·R0, not NaN
+        var half = Exp(-(t * t)) * r * Vector256.Create(0.5f);
+        var phi = Vector256.ConditionalSelect(Vector256.LessThan(x, Vector256<float>.Zero), half,
+            Vector256<float>.One - half);
+        return x * phi;
     }
 
     /// <summary>max(x, 0) of eight lanes.</summary>
