@@ -172,7 +172,8 @@ public sealed class GemmTiledTests
     /// <summary>
     /// The blocked OpenBLAS path (<see cref="GemmBlocked"/>: the expand GEMM, in_nchw with a channel-last output,
     /// each block's epilogue right after its BLAS call) with 16 positions per block, so that a sample spans several
-    /// blocks and a ragged last one; and once with the default block size, as Auto runs it.
+    /// blocks and a ragged last one; with 16 and 24 channels per block (ragged last ones too), alone and with 16
+    /// positions per block; and once with the default block size, as Auto runs it.
     /// </summary>
     [Theory]
     [MemberData(nameof(BlockedFlags))]
@@ -182,12 +183,19 @@ public sealed class GemmTiledTests
         Assert.SkipUnless(lib.Found, lib.Missing("The blocked path runs on OpenBLAS only."));
         var op = new Gemm(true, false, act, bias, grn, 1e-6, res);
         var rng = new Random(5 + (int)act * 8 + (bias ? 1 : 0) + (grn ? 2 : 0) + (res ? 4 : 0));
-        foreach (var (b, h, w, k, n, rows) in new[] { (2, 5, 7, 13, 11, 16), (1, 9, 13, 67, 50, 16), (2, 7, 7, 40, 30, 0) })
+        foreach (var (b, h, w, k, n, rows, cols) in new[]
+        {
+            (2, 5, 7, 13, 11, 16, 0), (1, 9, 13, 67, 50, 16, 0), (2, 7, 7, 40, 30, 0, 0), (2, 5, 7, 13, 50, 0, 16),
+            (1, 9, 13, 67, 61, 16, 24),
+        })
         {
             var inputs = Inputs(rng, op, b, h, w, k, n);
             double err = Error(op, GemmVectors.None, inputs, r =>
             {
-                var kernel = new GemmKernel(r) { Backend = BlasBackend.OpenBlasBlocked, BlockRows = rows };
+                var kernel = new GemmKernel(r)
+                {
+                    Backend = BlasBackend.OpenBlasBlocked, BlockRows = rows, BlockCols = cols,
+                };
                 Assert.True(kernel.Blocked);
                 return kernel;
             });

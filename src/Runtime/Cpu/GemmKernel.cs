@@ -97,6 +97,9 @@ public sealed unsafe class GemmKernel : CpuKernel
     /// <summary>Positions per block of the blocked path (0: sized to L2); tests set a few to get many blocks.</summary>
     internal int BlockRows { get; init; }
 
+    /// <summary>Channels per block of the blocked path (0: chosen by shape); tests set a few.</summary>
+    internal int BlockCols { get; init; }
+
     /// <summary>Whether <see cref="Run"/> goes through the register-tiled GEMM.</summary>
     public bool Tiled => (Backend == BlasBackend.Tiled
             || (Backend == BlasBackend.Auto && (Blas.TiledEverywhere || (Blas.AutoTiled && _op.InNchw))))
@@ -191,7 +194,7 @@ public sealed unsafe class GemmKernel : CpuKernel
     private void RunBlocked(Buf[] inputs, Buf output)
     {
         var s = _op.Slots;
-        _blocked ??= new GemmBlocked(_op, _batch, _hw, _k, _n, BlasBackend.OpenBlas, BlockRows);
+        _blocked ??= new GemmBlocked(_op, _batch, _hw, _k, _n, BlasBackend.OpenBlas, BlockRows, BlockCols);
         Buf? bias = _op.HasBias ? Checked(inputs[s.Bias], _n, "bias") : null;
         Buf? res = _op.HasResidual ? Checked(inputs[s.Residual], _yLength, "residual") : null;
         fixed (float* pb = bias.HasValue ? bias.Value.Span : default, pr = res.HasValue ? res.Value.Span : default)
