@@ -123,6 +123,49 @@ public sealed class GemmTiledTests
     }
 
     /// <summary>
+    /// The folded GRN pair off the tiled path (two GEMM kernels, GRN applied to the intermediate): at batch 1, and at
+    /// batch 3, where it runs one sample at a time (GemmGrnFoldKernel.RunPerSample), with and without the
+    /// residual, on OpenBLAS (plain and blocked) and the managed GEMM; against the reference executor.
+    /// </summary>
+    [Theory]
+    [InlineData((int)BlasBackend.OpenBlas)]
+    [InlineData((int)BlasBackend.OpenBlasBlocked)]
+    [InlineData((int)BlasBackend.Managed)]
+    public void GrnFoldOffTheTiledPathMatchesTheReference(int backendValue)
+    {
+        var backend = (BlasBackend)backendValue;
+        var lib = ShiftWise.Runtime.Native.NativeLibraries.Load(ShiftWise.Runtime.Native.NativeLibraries.OpenBlas);
+        Assert.SkipUnless(lib.Found || backend == BlasBackend.Managed, lib.Missing("This backend is OpenBLAS."));
+        var rng = new Random(11 + backendValue);
+        foreach (var (b, residual) in new[] { (1, true), (3, true), (3, false) })
+        {
+            var fold = new GemmGrnFold(true, GemmAct.Gelu, true, 1e-6, GemmAct.None, true, residual);
+            int h = 5, w = 9, c = 19, e = 4 * 19;
+            var inputs = new List<Tensor>
+            {
+                Rand(rng, b, c, h, w), Rand(rng, new Shape(e, c), 1 / Math.Sqrt(c)), Rand(rng, e),
+                Rand(rng, 1, 1, 1, e), Rand(rng, new Shape(c, e), 1 / Math.Sqrt(e)), Rand(rng, c),
+            };
+            if (residual) inputs.Add(Rand(rng, b, c, h, w));
+            var expected = ReferenceExecutor.Evaluate(fold, inputs)[0].ToDoubles();
+            var types = inputs.Select(t => t.Type).ToArray();
+            var request = new KernelRequest(NodeFor(fold, types), types, new Tensor?[types.Length]);
+            var kernel = new GemmGrnFoldKernel(request) { Backend = backend };
+            Assert.False(kernel.Tiled);
+            var y = new float[expected.Length];
+            for (int run = 0; run < 2; run++)
+            {
+                // twice: the second run reuses the per-sample kernels and must not see the first run's state
+                Array.Fill(y, float.NaN);
+                kernel.Run(inputs.Select(t => Buf.Of(t.ToDoubles().Select(v => (float)v).ToArray())).ToArray(),
+                    [Buf.Of(y)]);
+                double err = RelL2(y.Select(v => (double)v).ToArray(), expected);
+                Assert.True(err <= Tol, $"grn fold {backend} batch {b} residual {residual}: relative L2 {err:e2}");
+            }
+        }
+    }
+
+    /// <summary>
     /// The folded GRN pair on the tiled path: GRN's scale goes into the second GEMM's weights per sample, and the
     /// intermediate is channel-first; against the reference executor's gemm_grn_fold.
     /// </summary>

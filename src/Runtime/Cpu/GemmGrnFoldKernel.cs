@@ -16,7 +16,7 @@ public sealed unsafe class GemmGrnFoldKernel : CpuKernel
 {
     private readonly GemmGrnFold _op;
     private readonly KernelRequest _r1, _r2;
-    private GemmKernel? _first, _second;
+    private GemmKernel? _first, _second, _first1, _second1;
     private readonly float[] _u, _beta;
     private readonly int _batch, _hw, _c, _e, _yLength;
     private (GemmTiled First, GemmTiled Second, GemmEpilogue Grn)? _tiled;
@@ -79,11 +79,53 @@ public sealed unsafe class GemmGrnFoldKernel : CpuKernel
         }
         var (a, b) = _op.Split(inputs);
         a[^1] = Buf.Of(_beta);
+        if (_batch > 1)
+        {
+            RunPerSample(a, b, outputs[0]);
+            return;
+        }
         var u = Buf.Of(_u);
         _first ??= new GemmKernel(_r1) { Backend = Backend, Isa = Isa };
         _second ??= new GemmKernel(_r2) { Backend = Backend, Isa = Isa };
         _first.Run(a, [u]);
         _second.Run([u, .. b], outputs);
+    }
+
+    /// <summary>
+    /// Batch &gt; 1: both GEMMs one sample at a time (GRN's statistics are per sample), so the intermediate, four
+    /// times the input's width, stays in the last-level cache: at batch 8 in sw-tiny's stage 0 it is 32 MB for the
+    /// whole batch against 4 MB for a sample.
+    /// </summary>
+    private void RunPerSample(Buf[] a, Buf[] b, Buf output)
+    {
+        _first1 ??= new GemmKernel(AtBatch1(_r1, _op.First)) { Backend = Backend, Isa = Isa };
+        _second1 ??= new GemmKernel(AtBatch1(_r2, _op.Second)) { Backend = Backend, Isa = Isa };
+        int xs = a[0].Length / _batch, ys = output.Length / _batch, us = _u.Length / _batch;
+        int res = _op.HasResidual ? _op.Second.Slots.Residual - 1 : -1;
+        var u = new Buf(_u, 0, us);
+        var a1 = (Buf[])a.Clone();
+        var b1 = (Buf[])b.Clone();
+        for (int n = 0; n < _batch; n++)
+        {
+            a1[0] = Slice(a[0], n, xs);
+            if (res >= 0) b1[res] = Slice(b[res], n, ys);
+            _first1.Run(a1, [u]);
+            _second1.Run([u, .. b1], [Slice(output, n, ys)]);
+        }
+    }
+
+    private static Buf Slice(Buf b, int sample, int per) => new(b.Array, b.Offset + sample * per, per);
+
+    /// <summary>The request at batch 1: x (and the residual) lose their batch; weights, bias, γ and β keep theirs.
+    /// </summary>
+    private static KernelRequest AtBatch1(KernelRequest r, Gemm op)
+    {
+        var types = r.InputTypes.ToArray();
+        types[0] = One(types[0]);
+        if (op.HasResidual) types[op.Slots.Residual] = One(types[op.Slots.Residual]);
+        return r with { InputTypes = types };
+
+        static TensorType One(TensorType t) => t with { Shape = new Shape([1, .. t.Shape.ToArray()[1..]]) };
     }
 
     private void RunTiled(Buf[] inputs, Buf output)
