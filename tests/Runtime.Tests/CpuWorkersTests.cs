@@ -15,10 +15,10 @@ namespace ShiftWise.Runtime.Tests;
 public sealed class CpuWorkersTests
 {
     /// <summary>How long a part waits for the parts it must run beside; generous, as CI machines are shared.</summary>
-    private static readonly TimeSpan Meet = TimeSpan.FromSeconds(10);
+    private static readonly TimeSpan Meet = TimeSpan.FromSeconds(5);
 
     /// <summary>The limit on one whole test: past it the test reports a probable deadlock.</summary>
-    private static readonly TimeSpan Limit = TimeSpan.FromSeconds(60);
+    private static readonly TimeSpan Limit = TimeSpan.FromSeconds(30);
 
     /// <summary>
     /// Runs <paramref name="body"/> on a fresh background thread and fails if it has not returned within
@@ -98,7 +98,8 @@ public sealed class CpuWorkersTests
             Assert.Equal(0, outside);
             for (int p = 0; p < parts; p++)
             {
-                Assert.True(counts[p] == 1, $"round {round}: part {p} of {parts} on {threads} threads ran {counts[p]} times");
+                Assert.True(counts[p] == 1,
+                    $"round {round}: part {p} of {parts} on {threads} threads ran {counts[p]} times");
             }
         }
     });
@@ -262,7 +263,8 @@ public sealed class CpuWorkersTests
         for (int id = 0; id < 2; id++)
         for (int i = 0; i < rounds * parts; i++)
         {
-            Assert.True(counts[id, i] == 1, $"thread {id}: part {i % parts} of round {i / parts} ran {counts[id, i]} times");
+            Assert.True(counts[id, i] == 1,
+                $"thread {id}: part {i % parts} of round {i / parts} ran {counts[id, i]} times");
         }
         ForkThatNeedsAllThreads(2);
     });
