@@ -1,6 +1,9 @@
+using ShiftWise.IR;
+using ShiftWise.IR.Ops;
 using ShiftWise.Runtime.Cpu;
 using ShiftWise.Runtime.Native;
 using ShiftWise.Tests;
+using static ShiftWise.Runtime.Tests.KernelHarness;
 
 namespace ShiftWise.Runtime.Tests;
 
@@ -154,6 +157,65 @@ public sealed class BlasSplitTests
                     }
                     for (int j = n; j < ldc; j++) Assert.Equal(c0[i * ldc + j], c[i * ldc + j]);
                 }
+            }
+        }
+    }
+
+    /// <summary>
+    /// The blocked expand GEMM (<see cref="GemmBlocked"/>) runs its (sample, block) pairs on <see cref="CpuWorkers"/>
+    /// when <see cref="Blas.Threads"/> &gt; 1 and one after another at 1: each block is the same single OpenBLAS call
+    /// followed by the same epilogue either way, and the GRN sums are added in block order afterwards, so the outputs
+    /// must be bit-identical (GELU, bias, GRN, residual after the scale; ReLU, bias, residual in the block epilogue;
+    /// 16-position blocks with a ragged last one, and the default block size).
+    /// </summary>
+    [Fact]
+    public void BlockedGemmGivesTheSameBitsOnOneAndTwoThreads()
+    {
+        SkipUnlessSplitting();
+        var rng = new Random(9);
+        foreach (bool grn in new[] { true, false })
+        foreach (var (b, h, w, k, n, rows) in new[] { (2, 9, 13, 67, 50, 16), (3, 7, 7, 40, 30, 0) })
+        {
+            var op = new Gemm(true, false, grn ? GemmAct.Gelu : GemmAct.Relu, true, grn, 1e-6, true);
+            var inputs = new List<Tensor>
+            {
+                KernelHarness.Rand(rng, b, k, h, w), KernelHarness.Rand(rng, new Shape(n, k), 1 / Math.Sqrt(k)),
+                KernelHarness.Rand(rng, n),
+            };
+            if (grn) inputs.AddRange([KernelHarness.Rand(rng, 1, 1, 1, n), KernelHarness.Rand(rng, 1, 1, 1, n)]);
+            inputs.Add(KernelHarness.Rand(rng, b, h, w, n));
+            var types = inputs.Select(t => t.Type).ToArray();
+            var kernel = new GemmKernel(new KernelRequest(NodeFor(op, types), types, new Tensor?[types.Length]))
+            {
+                Backend = BlasBackend.OpenBlasBlocked, BlockRows = rows,
+            };
+            Assert.True(kernel.Blocked);
+            var ins = inputs.Select(t => Buf.Of(t.ToDoubles().Select(v => (float)v).ToArray())).ToArray();
+            var one = RunOn(1);
+            var two = RunOn(2);
+            for (int i = 0; i < one.Length; i++)
+            {
+                if (BitConverter.SingleToInt32Bits(one[i]) == BitConverter.SingleToInt32Bits(two[i])) continue;
+                Assert.Fail($"{op} b={b} {h}×{w} k={k} n={n} rows={rows}: y[{i}] = {two[i]:R} on 2 threads, "
+                    + $"{one[i]:R} on 1");
+            }
+            Assert.DoesNotContain(one, float.IsNaN);
+
+            float[] RunOn(int threads)
+            {
+                var y = new float[b * h * w * n];
+                Array.Fill(y, float.NaN);
+                int saved = Blas.Threads;
+                try
+                {
+                    Blas.Threads = threads;
+                    kernel.Run(ins, [Buf.Of(y)]);
+                }
+                finally
+                {
+                    Blas.Threads = saved;
+                }
+                return y;
             }
         }
     }
