@@ -14,7 +14,9 @@ public static class CpuWorkers
     private static Worker[] _workers = [];
     [ThreadStatic] private static bool _inside;
 
-    /// <summary>How long a helper spins for the next part before it blocks (µs; SWC_CPU_SPIN_US, default 1000).</summary>
+    /// <summary>
+    /// How long a helper spins for the next part before it blocks (µs; SWC_CPU_SPIN_US, default 1000).
+    /// </summary>
     private static readonly long SpinTicks = System.Diagnostics.Stopwatch.Frequency / 1_000_000
         * (int.TryParse(Environment.GetEnvironmentVariable("SWC_CPU_SPIN_US"), out int us) && us >= 0 ? us : 1000);
 
