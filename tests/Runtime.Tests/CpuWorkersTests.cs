@@ -320,16 +320,22 @@ public sealed class CpuWorkersTests
         AllPartsStillRunOnce();
     });
 
-    /// <summary>On one thread (the serial path) the exception is the part's own, and the call fails at once.</summary>
+    /// <summary>
+    /// On one thread (the serial path) the exception is the part's own and, as on the parallel path, is rethrown
+    /// after every other part has run.
+    /// </summary>
     [Fact]
     public void AnExceptionOnOneThreadIsRethrownAsIs() => Within(() =>
     {
         var thrown = new FormatException("serial part failed");
+        var ran = new int[3];
         var e = Assert.Throws<FormatException>(() => CpuWorkers.For(3, 1, p =>
         {
+            ran[p]++;
             if (p == 1) throw thrown;
         }));
         Assert.Same(thrown, e);
+        Assert.Equal([1, 1, 1], ran);
         AllPartsStillRunOnce();
     });
 

@@ -70,7 +70,7 @@ public static unsafe class Blas
 
     /// <summary>
     /// Threads for either backend (default: the processor count). OpenBLAS itself runs on one thread (see
-    /// <see cref="OwnThreads"/>); a call is split into this many parts on .NET's thread pool instead.
+    /// <see cref="OwnThreads"/>); a call is split into this many parts on <see cref="CpuWorkers"/> instead.
     /// </summary>
     public static int Threads
     {
@@ -84,9 +84,9 @@ public static unsafe class Blas
     }
 
     /// <summary>
-    /// Whether OpenBLAS runs on one thread and its calls are split over .NET's thread pool by rows or columns of C
-    /// (<see cref="SplitOpenBlas"/>): the default. OpenBLAS's own workers spin (sched_yield) between calls, and on
-    /// a machine with few cores they then compete with the .NET work between GEMMs (the epilogues, the SW kernels):
+    /// Whether OpenBLAS runs on one thread and its calls are split over swc's <see cref="CpuWorkers"/> by rows or
+    /// columns of C (<see cref="SplitOpenBlas"/>): the default. OpenBLAS's own workers spin (sched_yield) between
+    /// calls, and on a machine with few cores they compete with the .NET work between GEMMs (epilogues, SW kernels):
     /// perf counted 13% of sw-tiny's samples in sched_yield on 2 cores. <c>SWC_BLAS_THREADS=openblas</c> gives
     /// OpenBLAS its own threads again, for comparisons; so does an OPENBLAS_NUM_THREADS above 1 set by the user.
     /// </summary>
@@ -95,6 +95,9 @@ public static unsafe class Blas
 
     /// <summary>Below this many multiply-adds a call is not split: the fork would cost more than it saves.</summary>
     private const long SplitMin = 1L << 18;
+
+    /// <summary>Elements of C a part needs at least: above OpenBLAS's small-matrix cut-off (SplitOpenBlas).</summary>
+    private const long PartMin = 4096;
 
     /// <summary>
     /// One OpenBLAS call on the calling thread, as the blocked GEMM makes from its own parallel loop (OpenBLAS is at
@@ -105,8 +108,11 @@ public static unsafe class Blas
 
     /// <summary>
     /// An OpenBLAS call split into up to <see cref="Threads"/> parts along the longer of C's two sides, in
-    /// multiples of 16, each part one single-threaded OpenBLAS call on the thread pool. Each element of C is still
-    /// one dot product over all of K, computed by the same kernel, so the split does not change how it is summed.
+    /// multiples of 16, each part one single-threaded OpenBLAS call on <see cref="CpuWorkers"/>. Each element of C
+    /// is still one dot product over all of K computed by the same kernel, so the result is bit-identical to one
+    /// call (tests/Runtime.Tests/BlasSplitTests.cs). That needs parts of at least <see cref="PartMin"/> elements of C:
+    /// OpenBLAS 0.3.21 on AVX-512 computes calls of m·n ≤ 1200 with a small-matrix kernel that sums in another order
+    /// (measured for row-major A·Bᵀ: most elements of a 37×36×260 call differed in their last bits when split).
     /// </summary>
     private static void SplitOpenBlas(bool transA, bool transB, int m, int n, int k, float alpha, float* a, int lda,
         float* b, int ldb, float beta, float* c, int ldc)
@@ -117,7 +123,7 @@ public static unsafe class Blas
         int step = (side + threads - 1) / threads;
         step = (step + 15) / 16 * 16;
         int parts = (side + step - 1) / step;
-        if (parts <= 1 || (long)m * n * k < SplitMin)
+        if (parts <= 1 || (long)m * n * k < SplitMin || (long)step * (byRows ? n : m) < PartMin)
         {
             OpenBlas.Sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
             return;

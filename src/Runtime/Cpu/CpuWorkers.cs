@@ -34,7 +34,10 @@ public static class CpuWorkers
         int helpers = Math.Min(parts, threads) - 1;
         if (helpers <= 0 || _inside || !Gate.TryEnter())
         {
-            for (int p = 0; p < parts; p++) body(p);
+            // as on the parallel path: every part runs, then the first exception is rethrown
+            var serial = new Job(parts, body);
+            serial.Work();
+            if (serial.Error is { } first) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(first);
             return;
         }
         try

@@ -110,8 +110,8 @@ public static class NativeLibraries
             .Contains(spec.Key, StringComparer.OrdinalIgnoreCase);
 
     /// <summary>
-    /// Whether OpenBLAS is loaded with one thread of its own, so that the GEMMs split their calls over .NET's thread
-    /// pool (<see cref="Cpu.Blas.OwnThreads"/>): unless <c>SWC_BLAS_THREADS=openblas</c>. It has to be decided
+    /// Whether OpenBLAS is loaded with one thread of its own, so that the GEMMs split their calls over swc's CPU
+    /// workers (<see cref="Cpu.Blas.OwnThreads"/>): unless <c>SWC_BLAS_THREADS=openblas</c>. It has to be decided
     /// before the library loads: OpenBLAS starts its workers when it loads, and a later
     /// <c>openblas_set_num_threads(1)</c> leaves one spinning, which on two cores serialised two concurrent calls
     /// (measured: a pair of 98×1280×320 calls took 1.8 ms against 0.85 ms for one).
