@@ -260,6 +260,24 @@ public sealed class TuningTests
         Assert.Equal(src.Tiled, k.Source.Source);
     }
 
+    /// <summary>
+    /// A tile measured for one vector width is not reused for the other: the key names the ISA the kernels are
+    /// generated for, so forcing AVX2 on an AVX-512 CPU gives another key.
+    /// </summary>
+    [Fact]
+    public void TheCpuKeyNamesTheIsaOfTheKernels()
+    {
+        RequireGeneratedKernels();
+        var (_, spec) = BindWith(null, null);
+        Assert.SkipUnless(Cpu.CpuIsa.HasAvx512, "this CPU has only AVX2: there is no other ISA to force");
+        TuneKey avx2, avx512;
+        using (Cpu.CpuIsa.Force(Cpu.CpuIsaKind.Avx2)) avx2 = CpuTuner.KeyFor(spec);
+        using (Cpu.CpuIsa.Force(Cpu.CpuIsaKind.Avx512)) avx512 = CpuTuner.KeyFor(spec);
+        Assert.NotEqual(avx2.Key, avx512.Key);
+        Assert.Contains("Avx2", avx2.ComputeCapability);
+        Assert.Contains("Avx512", avx512.ComputeCapability);
+    }
+
     [Fact]
     public void WithoutAnEntryForThisKeyTheDefaultsAreBound()
     {

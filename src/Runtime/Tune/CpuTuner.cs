@@ -38,11 +38,16 @@ public sealed class CpuTuner(double budgetSeconds, Action<string>? warn = null, 
     /// <summary>This CPU: its model name (from /proc/cpuinfo where there is one).</summary>
     public static string DeviceName { get; } = ReadCpuName();
 
-    /// <summary>The tuning key of an SW spec on this CPU, with this Roslyn, runtime and code generator.</summary>
+    /// <summary>
+    /// The tuning key of an SW spec on this CPU, for the ISA in force (<see cref="Cpu.CpuIsa.Current"/>), with this
+    /// Roslyn, runtime and code generator.
+    /// </summary>
     public static TuneKey KeyFor(SwLayerSpec spec)
     {
+        // the ISA the kernels are generated for (SWC_CPU_ISA may force AVX2 on an AVX-512 CPU): a tile measured
+        // for one vector width is not the best, or not even legal, for the other
         var isa = (Avx2.IsSupported ? "avx2" : "no-avx2") + (Fma.IsSupported ? "+fma" : "")
-            + $", {Environment.ProcessorCount} threads";
+            + $", kernels {Cpu.CpuIsa.Current}, {Environment.ProcessorCount} threads";
         var cg = typeof(CodegenCpu.CpuCodegen).Assembly;
         var codegen = $"{cg.GetName().Version} {cg.ManifestModule.ModuleVersionId:N}";
         return new TuneKey(spec.Hash, DeviceName, isa, ".NET " + Environment.Version,
