@@ -127,8 +127,10 @@ public static class GraphCache
             Task<Graph>? parse = null;
             var (tensors, meta) = SafeTensors.ReadWithMetadata(fs, file,
                 md => parse = Task.Run(() => SwirParser.Parse(md[GraphMeta], file)));
+            PhaseTrace.Mark("entry tensors read");
             if (meta.GetValueOrDefault(KeyMeta) != key) throw new IrException("the entry is for another key");
             var g = parse!.GetAwaiter().GetResult() with { WeightsFile = m.Graph.WeightsFile };
+            PhaseTrace.Mark("entry graph parsed");
             var refs = Json(meta, RefsMeta);
             var aliases = Json(meta, AliasMeta);
             var records = JsonSerializer.Deserialize<List<PassRecord>>(meta[RecordsMeta])
