@@ -4,5 +4,9 @@ namespace ShiftWise.Cli;
 public static class Program
 {
     /// <summary>Runs swc with the process's console.</summary>
-    public static int Main(string[] args) => SwcApp.Run(args, Console.Out, Console.Error);
+    public static int Main(string[] args)
+    {
+        ShiftWise.Runtime.Compile.PhaseTrace.Mark("main");
+        return SwcApp.Run(args, Console.Out, Console.Error);
+    }
 }

@@ -141,6 +141,46 @@ public sealed class GraphCacheTests
     }
 
     [Fact]
+    public void The_key_changes_when_any_one_bit_of_any_weight_flips()
+    {
+        // the weights' hash (XXH128 since issue 24) covers every byte: its first, a middle one, and its last, where
+        // XXH128 hashes a tail apart from its 64-byte stripes; keys of all the flips are all different
+        var m = Small();
+        var k = GraphCache.Key(m.Graph, m.Weights, "inference", null, null, Precision.Fp32);
+        var keys = new HashSet<string> { k };
+        int flips = 0;
+        foreach (var p in m.Graph.Params)
+        {
+            var t = m.Weights[p.Name];
+            if (t.DType != DType.F32) continue;
+            foreach (int at in new[] { 0, t.Bytes().Length / 2, t.Bytes().Length - 1 }.Distinct())
+            {
+                var bytes = t.Bytes().ToArray();
+                bytes[at] ^= (byte)(1 << (at % 8));
+                var w = m.Weights.ToDictionary(q => q.Key, q => q.Value);
+                w[p.Name] = Tensor.Wrap(t.Type, System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(bytes)
+                    .ToArray());
+                Assert.True(keys.Add(GraphCache.Key(m.Graph, w, "inference", null, null, Precision.Fp32)),
+                    $"flipping byte {at} of '{p.Name}' left the key unchanged or equal to another flip's");
+                flips++;
+            }
+        }
+        Assert.True(flips > 3 * m.Graph.Params.Count / 2, $"only {flips} flips over {m.Graph.Params.Count} weights");
+        // two weights of one type and different values swapping their contents: the key names each weight's hash, so it changes
+        var pair = m.Graph.Params.GroupBy(p => p.Type)
+            .Select(g => g.DistinctBy(p => GraphCache.WeightHash(m.Weights[p.Name])).Take(2).ToArray())
+            .First(g => g.Length == 2);
+        var swapped = m.Weights.ToDictionary(q => q.Key, q => q.Value);
+        (swapped[pair[0].Name], swapped[pair[1].Name]) = (swapped[pair[1].Name], swapped[pair[0].Name]);
+        Assert.NotEqual(k, GraphCache.Key(m.Graph, swapped, "inference", null, null, Precision.Fp32));
+        // the hash of a weight is its content's: equal bytes in another array hash alike, and XXH128 is 32 hex digits
+        var first = m.Weights[pair[0].Name];
+        Assert.Equal(GraphCache.WeightHash(first), GraphCache.WeightHash(Tensor.Wrap(first.Type,
+            (Array)first.Data.Clone())));
+        Assert.Matches("^[0-9a-f]{32}$", GraphCache.WeightHash(first));
+    }
+
+    [Fact]
     public void A_changed_weight_misses_and_compiles_its_own_result()
     {
         var m = Small();

@@ -110,7 +110,9 @@ public static partial class RunCommand
                 + "nodes)...");
         }
         var sw = Stopwatch.StartNew();
+        PhaseTrace.Mark("run start");
         var ys = cm.RunAll(x);
+        PhaseTrace.Mark("run end");
         string types = string.Join(", ", ys.Select(o => o.Value.Type));
         string outputs = ys.Count == 1 ? $"output {types}" : $"{ys.Count} outputs {types}";
         string compiled = planned.Reused

@@ -78,8 +78,13 @@ public static partial class Driver
     };
 
     /// <summary>Loads a model (a zoo name, a .swir file) with its weights (or without: inspect).</summary>
-    public static LoadedModel Load(string model, ModelArgs args, bool withWeights = true) =>
-        ModelSource.Load(model, args, withWeights);
+    public static LoadedModel Load(string model, ModelArgs args, bool withWeights = true)
+    {
+        PhaseTrace.Mark("load");
+        var m = ModelSource.Load(model, args, withWeights);
+        PhaseTrace.Mark("loaded");
+        return m;
+    }
 
     /// <summary>Runs a pass pipeline over a graph and its weights (the caller's weights are not changed).</summary>
     public static OptimizedGraph Optimize(Graph graph, IReadOnlyDictionary<string, Tensor> weights, string pipeline,
@@ -100,6 +105,7 @@ public static partial class Driver
         Action<string>? log = null)
     {
         options ??= new CompileOptions();
+        PhaseTrace.Mark("compile start");
         target.Require();
         foreach (var w in m.Warnings) log?.Invoke(w);
         var pipeline = options.Pipeline ?? target.Pipeline;
@@ -108,11 +114,16 @@ public static partial class Driver
             : Optimize(m.Graph, m.Weights, pipeline, options.Passes, loss: options.Loss, precision: target.Precision);
         // the load and the pipeline (or the cache read) of a large model leave large temporaries behind: collect them
         // before the executor allocates, so that the peak is the model and its weights, not their garbage (issue 24)
+        PhaseTrace.Mark("optimised graph");
         if (opt.Weights.Values.Sum(t => t.Length * t.DType.Size()) > LargeModelBytes) GC.Collect();
+        PhaseTrace.Mark("gc");
         var sw = Stopwatch.StartNew();
         var tuning = options.Tuning ?? target.Tuning(options.TuningCache, log);
+        PhaseTrace.Mark("tuning");
         var plan = target.Lower(opt.Graph, opt.Weights, tuning);
+        PhaseTrace.Mark("lowered");
         var exec = target.Bind(plan, log);
+        PhaseTrace.Mark("bound");
         return new CompiledModel(m, target, opt, plan, exec, tuning, sw.Elapsed);
     }
 
