@@ -91,6 +91,7 @@ public static unsafe class Activations
     /// lane: about 1.2× faster (1.57 → 1.27 ns per element on one thread here) than the split at |t| = 1 it
     /// replaces, which evaluated both of its branches for every vector.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Gelu(Vector256<float> x)
     {
         var t = Vector256.Abs(x) * Vector256.Create(InvSqrt2);
@@ -256,11 +257,20 @@ public static unsafe class Activations
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void MapSerial<T>(Span<float> x) where T : struct, ILanes
     {
         ref float r = ref MemoryMarshal.GetReference(x);
-        int i = 0;
-        for (; i <= x.Length - Vector256<float>.Count; i += Vector256<float>.Count)
+        int i = 0, n = Vector256<float>.Count;
+        // two independent vectors per step: their long dependency chains (GELU's polynomial and exp) overlap
+        for (; i <= x.Length - 2 * n; i += 2 * n)
+        {
+            var a = T.Apply(Vector256.LoadUnsafe(ref r, (nuint)i));
+            var b = T.Apply(Vector256.LoadUnsafe(ref r, (nuint)(i + n)));
+            a.StoreUnsafe(ref r, (nuint)i);
+            b.StoreUnsafe(ref r, (nuint)(i + n));
+        }
+        for (; i <= x.Length - n; i += n)
         {
             T.Apply(Vector256.LoadUnsafe(ref r, (nuint)i)).StoreUnsafe(ref r, (nuint)i);
         }

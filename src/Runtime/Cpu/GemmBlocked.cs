@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using ShiftWise.IR.Ops;
 using static ShiftWise.Runtime.Cpu.Activations;
@@ -149,6 +150,7 @@ internal sealed unsafe class GemmBlocked
     /// Rows of <paramref name="n"/> channels (stride N): bias and activation per channel, sums of squares per
     /// channel in float64 into <paramref name="sums"/>.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Epilogue<T>(float* y, int rows, int n, float* bias, float* res, double* sums)
         where T : struct, ILanes
     {

@@ -155,6 +155,7 @@ internal sealed unsafe class GemmEpilogue
     /// Bias and activation, then the residual (without GRN) or the sum of squares of each channel-first row (with
     /// GRN; channel-last statistics are gathered by <see cref="Stats{T}"/> instead).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Pass1<T>(int item) where T : struct, ILanes
     {
         int r0 = item * _rowsPerItem, r1 = Math.Min(_rows, r0 + _rowsPerItem), len = _rowLength;
@@ -218,6 +219,7 @@ internal sealed unsafe class GemmEpilogue
     /// summing squares per channel. Strips rather than row blocks so that each sum lives in one item and the
     /// scratch stays batch × N.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Stats<T>(int item) where T : struct, ILanes
     {
         int s = item / _strips, c0 = item % _strips * Strip;
@@ -254,6 +256,7 @@ internal sealed unsafe class GemmEpilogue
     /// <summary>
     /// y = scale·h + β (+ residual) with the per-sample, per-channel scales of <see cref="Scales"/>.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Pass2(int item)
     {
         int r0 = item * _rowsPerItem, r1 = Math.Min(_rows, r0 + _rowsPerItem), len = _rowLength;
