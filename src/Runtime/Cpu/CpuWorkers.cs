@@ -54,7 +54,7 @@ public static class CpuWorkers
             {
                 _inside = false;
             }
-            job.WaitHelpers(helpers);
+            job.WaitParts();
             if (job.Error is { } e) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(e);
         }
         finally
@@ -74,7 +74,7 @@ public static class CpuWorkers
 
     private sealed class Job(int parts, Action<int> body)
     {
-        private int _next = -1, _done;
+        private int _next = -1, _completed;
 
         private Exception? _error;
 
@@ -94,15 +94,21 @@ public static class CpuWorkers
                 {
                     Interlocked.CompareExchange(ref _error, e, null);
                 }
+                finally
+                {
+                    Interlocked.Increment(ref _completed);
+                }
             }
         }
 
-        public void HelperDone() => Interlocked.Increment(ref _done);
-
-        public void WaitHelpers(int helpers)
+        /// <summary>
+        /// Waits until every part has finished. It waits for parts, not for helpers: a helper that wakes late (220 µs
+        /// and more on a busy VM) finds no part left, and the caller, which took them all, need not wait for it.
+        /// </summary>
+        public void WaitParts()
         {
             var spin = new SpinWait();
-            while (Volatile.Read(ref _done) < helpers) spin.SpinOnce(sleep1Threshold: -1);
+            while (Volatile.Read(ref _completed) < parts) spin.SpinOnce(sleep1Threshold: -1);
         }
     }
 
@@ -156,7 +162,6 @@ public static class CpuWorkers
                 seen = now;
                 var job = Volatile.Read(ref _job)!;
                 job.Work();
-                job.HelperDone();
             }
         }
     }
