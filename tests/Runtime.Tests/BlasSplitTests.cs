@@ -133,30 +133,9 @@ public sealed class BlasSplitTests
                 return c;
             }
 
-            void Check(float[] c, int threads)
-            {
-                for (int i = 0; i < m; i++)
-                {
-                    for (int j = 0; j < n; j++)
-                    {
-                        double acc = 0, mag = 0;
-                        for (int p = 0; p < k; p++)
-                        {
-                            double av = ta ? a[p * lda + i] : a[i * lda + p];
-                            double bv = tb ? b[j * ldb + p] : b[p * ldb + j];
-                            acc += av * bv;
-                            mag += Math.Abs(av * bv);
-                        }
-                        double old = c0[i * ldc + j], expect = alpha * acc + beta * old;
-                        double bound = (k + 6) * Math.Pow(2, -24) * (alpha * mag + Math.Abs(beta * old));
-                        double got = c[i * ldc + j];
-                        Assert.True(Math.Abs(got - expect) <= bound,
-                            $"ta={ta} tb={tb} {m}×{n}×{k} on {threads} threads: C[{i},{j}] = "
-                            + $"{got}, float64 gives {expect} ± {bound:e2}");
-                    }
-                    for (int j = n; j < ldc; j++) Assert.Equal(c0[i * ldc + j], c[i * ldc + j]);
-                }
-            }
+            void Check(float[] c, int threads) => BlasTests.AssertWithinBound(
+                $"ta={ta} tb={tb} {m}×{n}×{k} on {threads} threads", ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c0,
+                c, ldc);
         }
     }
 

@@ -43,6 +43,17 @@ public sealed class BlasTests
         var c = RandArray(rng, m * ldc);
         var c0 = (float[])c.Clone();
         Blas.SgemmUsing(backend, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        AssertWithinBound($"{backend} ta={ta} tb={tb} m={m} n={n} k={k} alpha={alpha} beta={beta}", ta, tb, m, n, k,
+            alpha, a, lda, b, ldb, beta, c0, c, ldc);
+    }
+
+    /// <summary>
+    /// C (from C0) against the float64 GEMM, element by element within (k + 6)·2⁻²⁴·(|alpha|·Σ|a·b| + |beta|·|c0|),
+    /// and C's padding beyond column n untouched; <paramref name="what"/> starts the failure message.
+    /// </summary>
+    internal static void AssertWithinBound(string what, bool ta, bool tb, int m, int n, int k, float alpha, float[] a,
+        int lda, float[] b, int ldb, float beta, float[] c0, float[] c, int ldc)
+    {
         for (int i = 0; i < m; i++)
         for (int j = 0; j < n; j++)
         {
@@ -56,10 +67,11 @@ public sealed class BlasTests
             }
             double old = c0[i * ldc + j];
             double expect = alpha * acc + (beta == 0 ? 0 : beta * old);
-            double bound = (k + 6) * Math.Pow(2, -24) * (Math.Abs(alpha) * mag + Math.Abs(beta) * Math.Abs(old)) + 1e-30;
+            double bound = (k + 6) * Math.Pow(2, -24) * (Math.Abs(alpha) * mag + Math.Abs(beta) * Math.Abs(old))
+                + 1e-30;
             double got = c[i * ldc + j];
             Assert.True(Math.Abs(got - expect) <= bound,
-                $"{backend} ta={ta} tb={tb} m={m} n={n} k={k} alpha={alpha} beta={beta}: C[{i},{j}] = {got}, expected {expect} ± {bound:e2}");
+                $"{what}: C[{i},{j}] = {got}, expected {expect} ± {bound:e2}");
         }
         for (int i = 0; i < m; i++)
         for (int j = n; j < ldc; j++)
