@@ -42,45 +42,11 @@ public sealed class GemmKernelTests
             openBlas.Missing("The managed half of this test passed; the OpenBLAS half did not run."));
     }
 
-    /// <summary>
-    /// Builds the kernel directly (to choose the backend), runs it twice on a NaN-filled output (every element must
-    /// be written; a second run must give the same bits) and returns the relative L2 error against the reference.
-    /// </summary>
+    /// <summary>Builds the kernel directly (to choose the backend); <see cref="RunTwiceError"/>.</summary>
     private static double Error(Op op, BlasBackend backend, Tensor[] inputs)
     {
         Require(backend);
-        var types = inputs.Select(t => t.Type).ToArray();
-        var kernel = new GemmKernel(new KernelRequest(NodeFor(op, types), types, new Tensor?[types.Length]))
-        {
-            Backend = backend,
-        };
-        var expected = ReferenceExecutor.Evaluate(op, inputs)[0].ToDoubles();
-        var ins = inputs.Select(t => Buf.Of(t.ToDoubles().Select(v => (float)v).ToArray())).ToArray();
-        var y = new float[expected.Length];
-        Array.Fill(y, float.NaN);
-        kernel.Run(ins, [Buf.Of(y)]);
-        var first = (float[])y.Clone();
-        Array.Fill(y, float.NaN);
-        kernel.Run(ins, [Buf.Of(y)]);
-        Assert.Equal(first, y);
-        return RelL2(y.Select(v => (double)v).ToArray(), expected);
-    }
-
-    private static Tensor[] Inputs(Random rng, Gemm op, int batch, int h, int w, int k, int n)
-    {
-        var list = new List<Tensor>
-        {
-            op.InNchw ? Rand(rng, batch, k, h, w) : Rand(rng, batch, h, w, k),
-            Rand(rng, new Shape(n, k), 1 / Math.Sqrt(k)),
-        };
-        if (op.HasBias) list.Add(Rand(rng, n));
-        if (op.HasGrn)
-        {
-            list.Add(Rand(rng, 1, 1, 1, n));
-            list.Add(Rand(rng, 1, 1, 1, n));
-        }
-        if (op.HasResidual) list.Add(Rand(rng, op.OutNchw ? new[] { batch, n, h, w } : new[] { batch, h, w, n }));
-        return list.ToArray();
+        return RunTwiceError(op, inputs, r => new GemmKernel(r) { Backend = backend });
     }
 
     [Theory]
@@ -99,7 +65,7 @@ public sealed class GemmKernelTests
                 var (b, h, w, k, n) = trial < 2
                     ? (rng.Next(1, 4), rng.Next(1, 8), rng.Next(1, 8), rng.Next(1, 40), rng.Next(1, 40))
                     : (2, 13, 11, 37, 21);
-                var inputs = Inputs(rng, op, b, h, w, k, n);
+                var inputs = GemmInputs(rng, op, b, h, w, k, n);
                 double err = Error(op, backend, inputs);
                 Assert.True(err <= Tol, $"{op} {backend} x={inputs[0].Shape} n={n}: relative L2 {err:e2} > {Tol:e0}");
             }
@@ -138,8 +104,8 @@ public sealed class GemmKernelTests
         var project = new Gemm(false, true, GemmAct.None, true, false, 1e-6, true);
         foreach (var backend in Backends())
         {
-            Assert.True(Error(expand, backend, Inputs(rng, expand, 1, 24, 24, 80, 320)) <= Tol);
-            Assert.True(Error(project, backend, Inputs(rng, project, 1, 24, 24, 320, 80)) <= Tol);
+            Assert.True(Error(expand, backend, GemmInputs(rng, expand, 1, 24, 24, 80, 320)) <= Tol);
+            Assert.True(Error(project, backend, GemmInputs(rng, project, 1, 24, 24, 320, 80)) <= Tol);
         }
     }
 

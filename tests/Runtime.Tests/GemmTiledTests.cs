@@ -38,41 +38,7 @@ public sealed class GemmTiledTests
     private static void Require(GemmVectors isa) =>
         Assert.SkipUnless(GemmIsa.Supported(isa), $"this CPU does not run {isa}");
 
-    private static Tensor[] Inputs(Random rng, Gemm op, int batch, int h, int w, int k, int n)
-    {
-        var list = new List<Tensor>
-        {
-            op.InNchw ? Rand(rng, batch, k, h, w) : Rand(rng, batch, h, w, k),
-            Rand(rng, new Shape(n, k), 1 / Math.Sqrt(k)),
-        };
-        if (op.HasBias) list.Add(Rand(rng, n));
-        if (op.HasGrn)
-        {
-            list.Add(Rand(rng, 1, 1, 1, n));
-            list.Add(Rand(rng, 1, 1, 1, n));
-        }
-        if (op.HasResidual) list.Add(Rand(rng, op.OutNchw ? new[] { batch, n, h, w } : new[] { batch, h, w, n }));
-        return list.ToArray();
-    }
-
-    /// <summary>Runs twice on NaN-filled outputs (all written, same bits) and returns the relative L2 error.</summary>
-    private static double Error(Op op, GemmVectors isa, Tensor[] inputs, Func<KernelRequest, CpuKernel> make)
-    {
-        var types = inputs.Select(t => t.Type).ToArray();
-        var kernel = make(new KernelRequest(NodeFor(op, types), types, new Tensor?[types.Length]));
-        var expected = ReferenceExecutor.Evaluate(op, inputs)[0].ToDoubles();
-        var ins = inputs.Select(t => Buf.Of(t.ToDoubles().Select(v => (float)v).ToArray())).ToArray();
-        var y = new float[expected.Length];
-        Array.Fill(y, float.NaN);
-        kernel.Run(ins, [Buf.Of(y)]);
-        var first = (float[])y.Clone();
-        Array.Fill(y, float.NaN);
-        kernel.Run(ins, [Buf.Of(y)]);
-        Assert.Equal(first, y);
-        return RelL2(y.Select(v => (double)v).ToArray(), expected);
-    }
-
-    private static double GemmError(Gemm op, GemmVectors isa, Tensor[] inputs) => Error(op, isa, inputs, r =>
+    private static double GemmError(Gemm op, GemmVectors isa, Tensor[] inputs) => RunTwiceError(op, inputs, r =>
     {
         var kernel = new GemmKernel(r) { Isa = isa, Backend = BlasBackend.Tiled };
         Assert.True(kernel.Tiled, $"{op} should run tiled on {isa}");
@@ -96,7 +62,7 @@ public sealed class GemmTiledTests
                 [(1, 1, 1, 1, 1), (2, 5, 7, 13, 11), (rng.Next(1, 3), 7, 7, 37, 29), (1, 9, 13, 67, 50)];
             foreach (var (b, h, w, k, n) in shapes)
             {
-                var inputs = Inputs(rng, op, b, h, w, k, n);
+                var inputs = GemmInputs(rng, op, b, h, w, k, n);
                 double err = GemmError(op, isa, inputs);
                 Assert.True(err <= Tol, $"{op} {isa} x={inputs[0].Shape} n={n}: relative L2 {err:e2} > {Tol:e0}");
             }
@@ -117,8 +83,8 @@ public sealed class GemmTiledTests
         var rng = new Random(3);
         var expand = new Gemm(true, false, GemmAct.Gelu, true, true, 1e-6, false);
         var project = new Gemm(false, true, GemmAct.None, true, false, 1e-6, true);
-        double e1 = GemmError(expand, isa, Inputs(rng, expand, 2, 7, 7, 600, 70));
-        double e2 = GemmError(project, isa, Inputs(rng, project, 2, 7, 7, 1100, 30));
+        double e1 = GemmError(expand, isa, GemmInputs(rng, expand, 2, 7, 7, 600, 70));
+        double e2 = GemmError(project, isa, GemmInputs(rng, project, 2, 7, 7, 1100, 30));
         Assert.True(e1 <= Tol && e2 <= Tol, $"{isa}: relative L2 {e1:e2} (expand), {e2:e2} (project) > {Tol:e0}");
     }
 
@@ -147,21 +113,14 @@ public sealed class GemmTiledTests
                 Rand(rng, 1, 1, 1, e), Rand(rng, new Shape(c, e), 1 / Math.Sqrt(e)), Rand(rng, c),
             };
             if (residual) inputs.Add(Rand(rng, b, c, h, w));
-            var expected = ReferenceExecutor.Evaluate(fold, inputs)[0].ToDoubles();
-            var types = inputs.Select(t => t.Type).ToArray();
-            var request = new KernelRequest(NodeFor(fold, types), types, new Tensor?[types.Length]);
-            var kernel = new GemmGrnFoldKernel(request) { Backend = backend };
-            Assert.False(kernel.Tiled);
-            var y = new float[expected.Length];
-            for (int run = 0; run < 2; run++)
+            // twice (RunTwiceError): the second run reuses the per-sample kernels and must give the same bits
+            double err = RunTwiceError(fold, inputs.ToArray(), r =>
             {
-                // twice: the second run reuses the per-sample kernels and must not see the first run's state
-                Array.Fill(y, float.NaN);
-                kernel.Run(inputs.Select(t => Buf.Of(t.ToDoubles().Select(v => (float)v).ToArray())).ToArray(),
-                    [Buf.Of(y)]);
-                double err = RelL2(y.Select(v => (double)v).ToArray(), expected);
-                Assert.True(err <= Tol, $"grn fold {backend} batch {b} residual {residual}: relative L2 {err:e2}");
-            }
+                var kernel = new GemmGrnFoldKernel(r) { Backend = backend };
+                Assert.False(kernel.Tiled);
+                return kernel;
+            });
+            Assert.True(err <= Tol, $"grn fold {backend} batch {b} residual {residual}: relative L2 {err:e2}");
         }
     }
 
@@ -232,8 +191,8 @@ public sealed class GemmTiledTests
             (1, 9, 13, 67, 61, 16, 24),
         })
         {
-            var inputs = Inputs(rng, op, b, h, w, k, n);
-            double err = Error(op, GemmVectors.None, inputs, r =>
+            var inputs = GemmInputs(rng, op, b, h, w, k, n);
+            double err = RunTwiceError(op, inputs, r =>
             {
                 var kernel = new GemmKernel(r)
                 {

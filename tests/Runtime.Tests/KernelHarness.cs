@@ -114,4 +114,44 @@ internal static class KernelHarness
             Enumerable.Range(0, n).Select(_ => (double)rng.Next(k)).ToArray());
 
     public static string Describe(IEnumerable<Tensor> xs) => string.Join(" ", xs.Select(t => t.Shape.ToString()));
+    /// <summary>
+    /// Random inputs of a <see cref="Gemm"/>: x (NCHW with in_nchw, else NHWC), W (N×K, scaled by 1/√K), then bias,
+    /// GRN's γ and β, and the residual, as the op's flags ask.
+    /// </summary>
+    public static Tensor[] GemmInputs(Random rng, Gemm op, int batch, int h, int w, int k, int n)
+    {
+        var list = new List<Tensor>
+        {
+            op.InNchw ? Rand(rng, batch, k, h, w) : Rand(rng, batch, h, w, k),
+            Rand(rng, new Shape(n, k), 1 / Math.Sqrt(k)),
+        };
+        if (op.HasBias) list.Add(Rand(rng, n));
+        if (op.HasGrn)
+        {
+            list.Add(Rand(rng, 1, 1, 1, n));
+            list.Add(Rand(rng, 1, 1, 1, n));
+        }
+        if (op.HasResidual) list.Add(Rand(rng, op.OutNchw ? new[] { batch, n, h, w } : new[] { batch, h, w, n }));
+        return list.ToArray();
+    }
+
+    /// <summary>
+    /// Builds the kernel with <paramref name="make"/>, runs it twice on a NaN-filled output (every element must be
+    /// written; the second run must give the same bits) and returns the relative L2 error against the reference.
+    /// </summary>
+    public static double RunTwiceError(Op op, Tensor[] inputs, Func<KernelRequest, CpuKernel> make)
+    {
+        var types = inputs.Select(t => t.Type).ToArray();
+        var kernel = make(new KernelRequest(NodeFor(op, types), types, new Tensor?[types.Length]));
+        var expected = ReferenceExecutor.Evaluate(op, inputs)[0].ToDoubles();
+        var ins = inputs.Select(t => Buf.Of(t.ToDoubles().Select(v => (float)v).ToArray())).ToArray();
+        var y = new float[expected.Length];
+        Array.Fill(y, float.NaN);
+        kernel.Run(ins, [Buf.Of(y)]);
+        var first = (float[])y.Clone();
+        Array.Fill(y, float.NaN);
+        kernel.Run(ins, [Buf.Of(y)]);
+        Assert.Equal(first, y);
+        return RelL2(y.Select(v => (double)v).ToArray(), expected);
+    }
 }
