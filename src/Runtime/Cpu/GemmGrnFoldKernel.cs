@@ -17,7 +17,9 @@ public sealed unsafe class GemmGrnFoldKernel : CpuKernel
     private readonly GemmGrnFold _op;
     private readonly KernelRequest _r1, _r2;
     private GemmKernel? _first, _second, _first1, _second1;
-    private readonly float[] _u, _beta;
+    private readonly float[] _beta;
+    private readonly long _uElements;
+    private float[]? _u;
     private readonly int _batch, _hw, _c, _e, _yLength;
     private (GemmTiled First, GemmTiled Second, GemmEpilogue Grn)? _tiled;
 
@@ -47,7 +49,7 @@ public sealed unsafe class GemmGrnFoldKernel : CpuKernel
         _r2 = new KernelRequest(n2, [u, .. b], [null, .. cb]);
         // bind both now so that a node the GEMM kernel refuses fails here, not at the first run
         var (k1, k2) = (new GemmKernel(_r1), new GemmKernel(_r2));
-        _u = new float[u.Shape.Elements];
+        _uElements = u.Shape.Elements;
         _beta = new float[a[^1].Shape.Elements];
         var x = a[0].Shape;
         (_batch, _hw, _c, _e) = (x[0], _op.InNchw ? x[2] * x[3] : x[1] * x[2], a[1].Shape[1], a[1].Shape[0]);
@@ -84,7 +86,7 @@ public sealed unsafe class GemmGrnFoldKernel : CpuKernel
             RunPerSample(a, b, outputs[0]);
             return;
         }
-        var u = Buf.Of(_u);
+        var u = Buf.Of(Intermediate(_batch));
         _first ??= new GemmKernel(_r1) { Backend = Backend, Isa = Isa };
         _second ??= new GemmKernel(_r2) { Backend = Backend, Isa = Isa };
         _first.Run(a, [u]);
@@ -100,9 +102,9 @@ public sealed unsafe class GemmGrnFoldKernel : CpuKernel
     {
         _first1 ??= new GemmKernel(AtBatch1(_r1, _op.First)) { Backend = Backend, Isa = Isa };
         _second1 ??= new GemmKernel(AtBatch1(_r2, _op.Second)) { Backend = Backend, Isa = Isa };
-        int xs = a[0].Length / _batch, ys = output.Length / _batch, us = _u.Length / _batch;
+        int xs = a[0].Length / _batch, ys = output.Length / _batch;
         int res = _op.HasResidual ? _op.Second.Slots.Residual - 1 : -1;
-        var u = new Buf(_u, 0, us);
+        var u = Buf.Of(Intermediate(1));
         var a1 = (Buf[])a.Clone();
         var b1 = (Buf[])b.Clone();
         for (int n = 0; n < _batch; n++)
@@ -113,6 +115,13 @@ public sealed unsafe class GemmGrnFoldKernel : CpuKernel
             _second1.Run([u, .. b1], [Slice(output, n, ys)]);
         }
     }
+
+    /// <summary>
+    /// The first GEMM's output for <paramref name="samples"/> samples, allocated at the first run: one sample where
+    /// the pair runs per sample (8× less memory at batch 8), the whole batch elsewhere. Which path runs is fixed at
+    /// construction, so one size serves every run.
+    /// </summary>
+    private float[] Intermediate(int samples) => _u ??= new float[_uElements / _batch * samples];
 
     private static Buf Slice(Buf b, int sample, int per) => new(b.Array, b.Offset + sample * per, per);
 
@@ -149,7 +158,8 @@ public sealed unsafe class GemmGrnFoldKernel : CpuKernel
         Expect(output, _yLength, "output");
         if (_op.HasBias) Expect(inputs[s.Bias], _e, "bias");
         if (_op.HasResidual) Expect(inputs[s.Residual], _yLength, "residual");
-        fixed (float* x = inputs[0].Span, w1 = inputs[1].Span, u = _u, w2 = inputs[s.W2].Span, y = output.Span)
+        fixed (float* x = inputs[0].Span, w1 = inputs[1].Span, u = Intermediate(_batch), w2 = inputs[s.W2].Span,
+            y = output.Span)
         fixed (float* b1 = _op.HasBias ? inputs[s.Bias].Span : default, b2 = inputs[s.Bias2].Span)
         fixed (float* r = _op.HasResidual ? inputs[s.Residual].Span : default)
         {
